@@ -1,0 +1,360 @@
+package auth
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"database/sql"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/gatehouse/gatehouse/internal/secrets"
+)
+
+// Names of the sealed secrets holding the CA and gateway keys.
+const (
+	secretUserCA  = "ca/user"
+	secretHostCA  = "ca/host"
+	secretHostKey = "gateway/host-key"
+)
+
+// Authority holds the user CA, the host CA and the gateway's own host key.
+// It is safe for concurrent use.
+type Authority struct {
+	userCA  ssh.Signer
+	hostCA  ssh.Signer
+	hostKey ssh.Signer
+	db      *sql.DB
+
+	// Now returns the current time; nil means time.Now.
+	Now func() time.Time
+
+	// mu protects hostCerts.
+	mu        sync.Mutex
+	hostCerts map[string]ssh.Signer // principal list → cert signer
+}
+
+// LoadAuthority loads the CA keys from the sealed-secret store, creating them
+// on first use. db receives a row for every certificate issued.
+func LoadAuthority(ctx context.Context, sec *secrets.Store, db *sql.DB) (*Authority, error) {
+	a := &Authority{db: db, hostCerts: map[string]ssh.Signer{}}
+	for _, k := range []struct {
+		name string
+		dst  *ssh.Signer
+	}{{secretUserCA, &a.userCA}, {secretHostCA, &a.hostCA}, {secretHostKey, &a.hostKey}} {
+		seed, err := sec.GetOrCreate(ctx, k.name, newEd25519Seed)
+		if err != nil {
+			return nil, fmt.Errorf("auth: load %s: %w", k.name, err)
+		}
+		if len(seed) != ed25519.SeedSize {
+			return nil, fmt.Errorf("auth: %s: stored key has wrong size", k.name)
+		}
+		s, err := ssh.NewSignerFromKey(ed25519.NewKeyFromSeed(seed))
+		if err != nil {
+			return nil, fmt.Errorf("auth: %s: %w", k.name, err)
+		}
+		*k.dst = s
+	}
+	return a, nil
+}
+
+func newEd25519Seed() ([]byte, error) {
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	return priv.Seed(), nil
+}
+
+func (a *Authority) now() time.Time {
+	if a.Now != nil {
+		return a.Now()
+	}
+	return time.Now()
+}
+
+// UserCAPublicKey is the key targets trust with TrustedUserCAKeys.
+func (a *Authority) UserCAPublicKey() ssh.PublicKey { return a.userCA.PublicKey() }
+
+// HostCAPublicKey is the key clients trust with @cert-authority.
+func (a *Authority) HostCAPublicKey() ssh.PublicKey { return a.hostCA.PublicKey() }
+
+// UserCASigner signs certificates; exposed for tests and the admin CLI only.
+func (a *Authority) UserCASigner() ssh.Signer { return a.userCA }
+
+// HostKey is the gateway's own host key (without certificate).
+func (a *Authority) HostKey() ssh.Signer { return a.hostKey }
+
+// UserCertRequest asks for a user certificate.
+type UserCertRequest struct {
+	Identity  Identity
+	PublicKey ssh.PublicKey
+	TTL       time.Duration
+	// Now is the issue time; zero means the Authority's clock.
+	Now time.Time
+}
+
+// clockSkew backdates certificates so a client whose clock is slightly behind
+// can use them at once.
+const clockSkew = time.Minute
+
+// IssueUserCert signs a user certificate for req.Identity: one principal (the
+// user), KeyId "gatehouse:<user>", standard permit-* extensions (the gateway
+// enforces the real policy) and the identity extensions. Its serial is stored.
+func (a *Authority) IssueUserCert(ctx context.Context, req UserCertRequest) (*ssh.Certificate, error) {
+	id := req.Identity
+	if !ValidUserName(id.User) {
+		return nil, ErrBadUserName
+	}
+	if req.PublicKey == nil {
+		return nil, errors.New("auth: no public key to certify")
+	}
+	if _, isCert := req.PublicKey.(*ssh.Certificate); isCert {
+		return nil, errors.New("auth: cannot certify a certificate; send the plain public key")
+	}
+	if req.TTL <= 0 {
+		return nil, errors.New("auth: certificate TTL must be positive")
+	}
+	now := req.Now
+	if now.IsZero() {
+		now = a.now()
+	}
+	ext := map[string]string{
+		"permit-pty": "", "permit-port-forwarding": "", "permit-agent-forwarding": "",
+		"permit-X11-forwarding": "", "permit-user-rc": "",
+	}
+	if len(id.Groups) > 0 {
+		ext[ExtGroups] = strings.Join(id.Groups, ",")
+	}
+	if id.Issuer != "" {
+		ext[ExtIssuer], ext[ExtSubject] = id.Issuer, id.Subject
+	}
+	if !id.MFAAt.IsZero() {
+		ext[ExtMFAAt] = id.MFAAt.UTC().Format(time.RFC3339)
+	}
+	cert := &ssh.Certificate{
+		Key:             req.PublicKey,
+		CertType:        ssh.UserCert,
+		KeyId:           KeyIDPrefix + id.User,
+		ValidPrincipals: []string{id.User},
+		ValidAfter:      uint64(now.Add(-clockSkew).Unix()),
+		ValidBefore:     uint64(now.Add(req.TTL).Unix()),
+		Permissions:     ssh.Permissions{Extensions: ext},
+	}
+	if err := a.sign(ctx, cert, a.userCA, "user", id.User, ""); err != nil {
+		return nil, err
+	}
+	return cert, nil
+}
+
+// SessionCertRequest asks for a per-session certificate for a target.
+type SessionCertRequest struct {
+	User      string // Gatehouse user (named in KeyId)
+	SessionID string
+	Login     string // the one principal
+	// SourceAddress is the gateway's local IP on the connection to the target.
+	SourceAddress string
+	TTL           time.Duration
+	PTY           bool
+	PortForward   bool
+	AgentForward  bool
+}
+
+// SessionCert is a freshly minted per-session credential.
+type SessionCert struct {
+	Signer ssh.Signer // ephemeral key with the certificate attached
+	Cert   *ssh.Certificate
+}
+
+// MintSessionCert generates an ephemeral Ed25519 key and signs a certificate
+// valid for req.TTL with exactly one principal (the login), KeyId naming user
+// and session, and source-address pinned to the gateway.
+func (a *Authority) MintSessionCert(ctx context.Context, req SessionCertRequest) (*SessionCert, error) {
+	if req.Login == "" || req.SourceAddress == "" {
+		return nil, errors.New("auth: session certificate needs a login and a source address")
+	}
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	key, err := ssh.NewSignerFromKey(priv)
+	if err != nil {
+		return nil, err
+	}
+	ext := map[string]string{}
+	if req.PTY {
+		ext["permit-pty"] = ""
+	}
+	if req.PortForward {
+		ext["permit-port-forwarding"] = ""
+	}
+	if req.AgentForward {
+		ext["permit-agent-forwarding"] = ""
+	}
+	now := a.now()
+	cert := &ssh.Certificate{
+		Key:             key.PublicKey(),
+		CertType:        ssh.UserCert,
+		KeyId:           fmt.Sprintf("gatehouse:%s session:%s", req.User, req.SessionID),
+		ValidPrincipals: []string{req.Login},
+		ValidAfter:      uint64(now.Add(-clockSkew).Unix()),
+		ValidBefore:     uint64(now.Add(req.TTL).Unix()),
+		Permissions: ssh.Permissions{
+			CriticalOptions: map[string]string{"source-address": req.SourceAddress},
+			Extensions:      ext,
+		},
+	}
+	if err := a.sign(ctx, cert, a.userCA, "session", req.User, req.SessionID); err != nil {
+		return nil, err
+	}
+	cs, err := ssh.NewCertSigner(cert, key)
+	if err != nil {
+		return nil, err
+	}
+	return &SessionCert{Signer: cs, Cert: cert}, nil
+}
+
+// HostCertSigner returns the gateway host key with a host certificate for
+// principals, signed by the host CA. Certificates are cached per principal
+// set and renewed when less than a day of validity remains.
+func (a *Authority) HostCertSigner(ctx context.Context, principals []string) (ssh.Signer, error) {
+	ps := append([]string(nil), principals...)
+	sort.Strings(ps)
+	key := strings.Join(ps, ",")
+	now := a.now()
+	a.mu.Lock()
+	s, ok := a.hostCerts[key]
+	a.mu.Unlock()
+	if ok {
+		if c := s.PublicKey().(*ssh.Certificate); time.Unix(int64(c.ValidBefore), 0).Sub(now) > 24*time.Hour {
+			return s, nil
+		}
+	}
+	cert := &ssh.Certificate{
+		Key:             a.hostKey.PublicKey(),
+		CertType:        ssh.HostCert,
+		KeyId:           "gatehouse-host:" + key,
+		ValidPrincipals: ps,
+		ValidAfter:      uint64(now.Add(-clockSkew).Unix()),
+		ValidBefore:     uint64(now.Add(7 * 24 * time.Hour).Unix()),
+	}
+	if err := a.sign(ctx, cert, a.hostCA, "host", "", ""); err != nil {
+		return nil, err
+	}
+	s, err := ssh.NewCertSigner(cert, a.hostKey)
+	if err != nil {
+		return nil, err
+	}
+	a.mu.Lock()
+	a.hostCerts[key] = s
+	a.mu.Unlock()
+	return s, nil
+}
+
+// sign sets a random serial and nonce, signs cert and records it.
+func (a *Authority) sign(ctx context.Context, cert *ssh.Certificate, ca ssh.Signer, kind, user, session string) error {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return err
+	}
+	// Keep serials positive as int64 so they round-trip through SQLite.
+	cert.Serial = binary.BigEndian.Uint64(b[:]) >> 1
+	if err := cert.SignCert(rand.Reader, ca); err != nil {
+		return fmt.Errorf("auth: sign %s certificate: %w", kind, err)
+	}
+	if a.db == nil {
+		return nil
+	}
+	_, err := a.db.ExecContext(ctx, `INSERT INTO certificates(serial, kind, key_id, principals, user_name, session_id,
+		key_fingerprint, valid_after, valid_before, issued_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		int64(cert.Serial), kind, cert.KeyId, strings.Join(cert.ValidPrincipals, ","), user, session,
+		ssh.FingerprintSHA256(cert.Key), int64(cert.ValidAfter), int64(cert.ValidBefore), a.now().Unix())
+	if err != nil {
+		return fmt.Errorf("auth: record %s certificate: %w", kind, err)
+	}
+	return nil
+}
+
+// Certificate check failures, distinguished so the gateway can tell users
+// what to do.
+var (
+	ErrNotCertificate = errors.New("auth: a Gatehouse certificate is required (run 'gatehouse login')")
+	ErrForeignCA      = errors.New("auth: certificate is not signed by this gateway's user CA")
+	ErrNotUserCert    = errors.New("auth: certificate is a host certificate, not a user certificate")
+	ErrCertExpired    = errors.New("auth: certificate has expired (run 'gatehouse login')")
+	ErrCertNotYet     = errors.New("auth: certificate is not valid yet (check the clock)")
+	ErrCertPrincipal  = errors.New("auth: certificate does not name exactly one valid Gatehouse user")
+	ErrCertSource     = errors.New("auth: certificate may not be used from this address")
+	ErrCertOptions    = errors.New("auth: certificate carries unsupported critical options")
+)
+
+// CheckUserCert verifies that key is a valid user certificate from this
+// gateway's user CA, usable from remote now, and returns the identity it names.
+func (a *Authority) CheckUserCert(key ssh.PublicKey, remote net.Addr) (Identity, *ssh.Certificate, error) {
+	cert, ok := key.(*ssh.Certificate)
+	if !ok {
+		return Identity{}, nil, ErrNotCertificate
+	}
+	if cert.CertType != ssh.UserCert {
+		return Identity{}, nil, ErrNotUserCert
+	}
+	if !bytes.Equal(cert.SignatureKey.Marshal(), a.userCA.PublicKey().Marshal()) {
+		return Identity{}, nil, ErrForeignCA
+	}
+	if len(cert.ValidPrincipals) != 1 || !ValidUserName(cert.ValidPrincipals[0]) {
+		return Identity{}, nil, ErrCertPrincipal
+	}
+	now := a.now()
+	if after := time.Unix(int64(cert.ValidAfter), 0); now.Before(after) {
+		return Identity{}, nil, ErrCertNotYet
+	}
+	if cert.ValidBefore != ssh.CertTimeInfinity && !now.Before(time.Unix(int64(cert.ValidBefore), 0)) {
+		return Identity{}, nil, ErrCertExpired
+	}
+	checker := &ssh.CertChecker{
+		SupportedCriticalOptions: []string{"source-address"},
+		IsUserAuthority:          func(k ssh.PublicKey) bool { return bytes.Equal(k.Marshal(), a.userCA.PublicKey().Marshal()) },
+		Clock:                    a.now,
+	}
+	// CheckCert against the identity the certificate names, not the SSH
+	// user name (which carries login@target).
+	if err := checker.CheckCert(cert.ValidPrincipals[0], cert); err != nil {
+		if strings.Contains(err.Error(), "critical option") {
+			return Identity{}, nil, ErrCertOptions
+		}
+		return Identity{}, nil, fmt.Errorf("auth: certificate rejected: %w", err)
+	}
+	if err := checkSourceAddress(remote, cert.CriticalOptions["source-address"]); err != nil {
+		return Identity{}, nil, err
+	}
+	id, err := IdentityFromCert(cert)
+	return id, cert, err
+}
+
+func checkSourceAddress(remote net.Addr, list string) error {
+	if list == "" {
+		return nil
+	}
+	tcp, ok := remote.(*net.TCPAddr)
+	if !ok {
+		return ErrCertSource
+	}
+	for _, s := range strings.Split(list, ",") {
+		if _, n, err := net.ParseCIDR(s); err == nil && n.Contains(tcp.IP) {
+			return nil
+		}
+		if ip := net.ParseIP(s); ip != nil && ip.Equal(tcp.IP) {
+			return nil
+		}
+	}
+	return ErrCertSource
+}

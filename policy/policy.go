@@ -1,0 +1,279 @@
+// Package policy decides who may reach which target as which login, and with
+// which options. It is deny by default: a request is allowed only when a role
+// bound to the user allows the target and the login, and no bound role's deny
+// rule matches. Every decision carries a human-readable reason that is written
+// to the audit log and shown (in short) to the user.
+package policy
+
+import (
+	"fmt"
+	"path"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/gatehouse/gatehouse/internal/config"
+)
+
+// Engine evaluates roles and bindings from the configuration. It is immutable
+// and safe for concurrent use; a configuration reload builds a new Engine.
+type Engine struct {
+	roles    map[string]config.Role
+	bindings []config.Binding
+}
+
+// New builds an Engine from cfg's roles and bindings.
+func New(cfg *config.Config) *Engine {
+	e := &Engine{roles: map[string]config.Role{}, bindings: cfg.Bindings}
+	for _, r := range cfg.Roles {
+		e.roles[r.Name] = r
+	}
+	return e
+}
+
+// Target is what policy knows about a target.
+type Target struct {
+	Name            string // configured name, or "docker:<container>"
+	Kind            string // ssh | docker
+	Labels          map[string]string
+	ContainerLabels map[string]string // Docker labels of the container, if any
+}
+
+// Request is one access question.
+type Request struct {
+	User    string
+	Groups  []string
+	Target  Target
+	Login   string
+	Command string // exec command; empty for a shell
+}
+
+// Decision is the answer with its reason.
+type Decision struct {
+	Allowed bool
+	Reason  string
+	Roles   []string           // roles that allowed the request
+	Options config.RoleOptions // merged options of those roles
+}
+
+// Roles returns the names of the roles bound to user or any of groups, sorted.
+func (e *Engine) Roles(user string, groups []string) []string {
+	set := map[string]bool{}
+	for _, b := range e.bindings {
+		if (b.User != "" && b.User == user) || (b.Group != "" && contains(groups, b.Group)) {
+			for _, r := range b.Roles {
+				set[r] = true
+			}
+		}
+	}
+	out := make([]string, 0, len(set))
+	for r := range set {
+		out = append(out, r)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Check decides req.
+func (e *Engine) Check(req Request) Decision {
+	roles := e.Roles(req.User, req.Groups)
+	if len(roles) == 0 {
+		return Decision{Reason: fmt.Sprintf("user %s has no roles", req.User)}
+	}
+	for _, name := range roles {
+		if r := e.roles[name]; denies(r.Deny, req) {
+			return Decision{Reason: fmt.Sprintf("role %s denies %s on %s", name, req.Login, req.Target.Name)}
+		}
+	}
+	d := Decision{}
+	var cmdRefused string
+	for _, name := range roles {
+		r := e.roles[name]
+		if !selects(r.Allow, req.Target) || !matchLogin(r.Allow.Logins, req.Login) {
+			continue
+		}
+		if len(r.Allow.Commands) > 0 && !matchCommand(r.Allow.Commands, req.Command) {
+			cmdRefused = name
+			continue
+		}
+		d.Roles = append(d.Roles, name)
+		d.Options = merge(d.Options, r.Options, len(d.Roles) == 1)
+	}
+	if len(d.Roles) == 0 {
+		if cmdRefused != "" {
+			return Decision{Reason: fmt.Sprintf("role %s allows only listed commands on %s", cmdRefused, req.Target.Name)}
+		}
+		return Decision{Reason: fmt.Sprintf("no role of %s (%s) allows %s on %s", req.User, strings.Join(roles, ", "), req.Login, req.Target.Name)}
+	}
+	d.Allowed = true
+	d.Reason = "allowed by role " + strings.Join(d.Roles, ", ")
+	return d
+}
+
+// Logins returns the logins user may use on t ("*" means any), after deny
+// rules of every bound role.
+func (e *Engine) Logins(user string, groups []string, t Target) []string {
+	roles := e.Roles(user, groups)
+	set := map[string]bool{}
+	for _, name := range roles {
+		if r := e.roles[name]; selects(r.Allow, t) {
+			for _, l := range r.Allow.Logins {
+				set[l] = true
+			}
+		}
+	}
+	var out []string
+	for l := range set {
+		denied := false
+		for _, name := range roles {
+			denied = denied || denies(e.roles[name].Deny, Request{Target: t, Login: l})
+		}
+		if !denied {
+			out = append(out, l)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// CertTTL returns the user certificate lifetime: the smallest cert_ttl of the
+// user's roles, else def; never more than max.
+func (e *Engine) CertTTL(user string, groups []string, def, max time.Duration) time.Duration {
+	ttl := def
+	for _, name := range e.Roles(user, groups) {
+		if t := e.roles[name].Options.CertTTL; t > 0 && t < ttl {
+			ttl = t
+		}
+	}
+	if ttl > max {
+		ttl = max
+	}
+	return ttl
+}
+
+// Permissions are the web UI permissions beyond seeing one's own sessions.
+type Permissions struct {
+	Admin   bool
+	Auditor bool
+}
+
+// Permissions returns the web permissions granted by the user's roles.
+func (e *Engine) Permissions(user string, groups []string) Permissions {
+	var p Permissions
+	for _, name := range e.Roles(user, groups) {
+		for _, perm := range e.roles[name].Options.Permissions {
+			p.Admin = p.Admin || perm == "admin"
+			p.Auditor = p.Auditor || perm == "auditor"
+		}
+	}
+	return p
+}
+
+// RequireSessionMFA reports whether any role that allows the request asks for
+// a fresh TOTP code per session.
+func (e *Engine) RequireSessionMFA(user string, groups []string, t Target, login string) bool {
+	d := e.Check(Request{User: user, Groups: groups, Target: t, Login: login})
+	return d.Allowed && d.Options.RequireSessionMFA
+}
+
+// merge combines role options: permissions are granted if any role grants
+// them, limits take the smallest non-zero value... except that a role with no
+// limit (zero) lifts it, since zero means "no limit" for those fields.
+func merge(acc, o config.RoleOptions, first bool) config.RoleOptions {
+	if first {
+		return o
+	}
+	acc.PortForwarding = acc.PortForwarding || o.PortForwarding
+	acc.SFTP = acc.SFTP || o.SFTP
+	acc.AgentForwarding = acc.AgentForwarding || o.AgentForwarding
+	acc.ViewInput = acc.ViewInput || o.ViewInput
+	acc.RequireSessionMFA = acc.RequireSessionMFA || o.RequireSessionMFA
+	acc.MaxSessionTTL = minLimit(acc.MaxSessionTTL, o.MaxSessionTTL)
+	acc.IdleTimeout = minLimit(acc.IdleTimeout, o.IdleTimeout)
+	return acc
+}
+
+// minLimit returns the smaller limit, where zero means unlimited.
+func minLimit(a, b time.Duration) time.Duration {
+	switch {
+	case a == 0:
+		return b
+	case b == 0:
+		return a
+	case a < b:
+		return a
+	}
+	return b
+}
+
+// selects reports whether rules' target selector (or container labels)
+// matches t. An empty selector matches nothing.
+func selects(r config.Rules, t Target) bool {
+	for _, pat := range r.Targets.Names {
+		if ok, _ := path.Match(pat, t.Name); ok {
+			return true
+		}
+	}
+	if len(r.Targets.Labels) > 0 && labelsMatch(r.Targets.Labels, t.Labels) {
+		return true
+	}
+	return len(r.ContainerLabels) > 0 && t.ContainerLabels != nil && labelsMatch(r.ContainerLabels, t.ContainerLabels)
+}
+
+// denies reports whether a deny rule matches the request. A deny rule with a
+// target selector and no logins denies every login on those targets; one with
+// logins and no selector denies those logins everywhere.
+func denies(r config.Rules, req Request) bool {
+	hasSel := len(r.Targets.Names) > 0 || len(r.Targets.Labels) > 0 || len(r.ContainerLabels) > 0
+	switch {
+	case !hasSel && len(r.Logins) == 0:
+		return false
+	case !hasSel:
+		return matchLogin(r.Logins, req.Login)
+	case len(r.Logins) == 0:
+		return selects(r, req.Target)
+	}
+	return selects(r, req.Target) && matchLogin(r.Logins, req.Login)
+}
+
+func labelsMatch(want, have map[string]string) bool {
+	for k, v := range want {
+		hv, ok := have[k]
+		if !ok || (v != "*" && hv != v) {
+			return false
+		}
+	}
+	return true
+}
+
+func matchLogin(allowed []string, login string) bool {
+	for _, l := range allowed {
+		if l == "*" || l == login {
+			return true
+		}
+	}
+	return false
+}
+
+// matchCommand reports whether cmd matches one of the glob patterns. A shell
+// (empty command) never matches a command list.
+func matchCommand(pats []string, cmd string) bool {
+	if cmd == "" {
+		return false
+	}
+	for _, p := range pats {
+		if ok, _ := path.Match(p, cmd); ok {
+			return true
+		}
+	}
+	return false
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
