@@ -1,0 +1,196 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/gatehouse/gatehouse/auth"
+	"github.com/gatehouse/gatehouse/recorder"
+)
+
+// Keys of ssh.Permissions.Extensions that carry the authenticated identity.
+// Identity travels in the Permissions of the key that actually authenticated
+// (never "the last key offered": CVE-2024-45337).
+const (
+	permUser    = "gatehouse.user"
+	permIssuer  = "gatehouse.issuer"
+	permSubject = "gatehouse.subject"
+	permGroups  = "gatehouse.groups"
+	permMFA     = "gatehouse.mfa"
+	permSerial  = "gatehouse.serial"
+	permFP      = "gatehouse.fingerprint"
+	permVia     = "gatehouse.via" // certificate | approval
+	permPlain   = "gatehouse.plainkey"
+)
+
+// principal is the authenticated user of a connection.
+type principal struct {
+	auth.Identity
+	Serial      uint64 // user certificate serial (0 for browser approvals)
+	Fingerprint string
+	Via         string
+}
+
+func identityPerms(id auth.Identity, serial uint64, fp, via string, critical map[string]string) *ssh.Permissions {
+	ext := map[string]string{
+		permUser: id.User, permIssuer: id.Issuer, permSubject: id.Subject,
+		permGroups: strings.Join(id.Groups, ","), permSerial: strconv.FormatUint(serial, 10),
+		permFP: fp, permVia: via,
+	}
+	if !id.MFAAt.IsZero() {
+		ext[permMFA] = id.MFAAt.UTC().Format(time.RFC3339)
+	}
+	return &ssh.Permissions{CriticalOptions: critical, Extensions: ext}
+}
+
+func principalFrom(p *ssh.Permissions) (principal, error) {
+	if p == nil || p.Extensions[permUser] == "" {
+		return principal{}, errors.New("gateway: connection has no authenticated identity")
+	}
+	e := p.Extensions
+	pr := principal{Identity: auth.Identity{User: e[permUser], Issuer: e[permIssuer], Subject: e[permSubject]},
+		Fingerprint: e[permFP], Via: e[permVia]}
+	if g := e[permGroups]; g != "" {
+		pr.Groups = strings.Split(g, ",")
+	}
+	pr.Serial, _ = strconv.ParseUint(e[permSerial], 10, 64)
+	if m := e[permMFA]; m != "" {
+		pr.MFAAt, _ = time.Parse(time.RFC3339, m)
+	}
+	return pr, nil
+}
+
+// authConfig returns the ssh.ServerConfig for one connection. hostPrincipals
+// name the host certificate presented (the gateway's names, or the target
+// name for a ProxyJump inner connection).
+func (s *Server) authConfig(ctx context.Context, hostPrincipals []string, inner bool) (*ssh.ServerConfig, error) {
+	cfg := &ssh.ServerConfig{
+		ServerVersion: "SSH-2.0-Gatehouse",
+		MaxAuthTries:  6,
+		PublicKeyCallback: func(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
+			if err := checkUserName(meta.User(), inner); err != nil {
+				return nil, &ssh.BannerError{Err: err, Message: "gatehouse: " + err.Error() + "\n"}
+			}
+			return s.publicKey(meta, key)
+		},
+		VerifiedPublicKeyCallback: s.verifiedKey,
+		AuthLogCallback:           s.authLog,
+	}
+	if len(s.cfg.Ciphers) > 0 {
+		cfg.Ciphers = s.cfg.Ciphers
+	}
+	hs, err := s.hostSigner(ctx, hostPrincipals)
+	if err != nil {
+		return nil, err
+	}
+	cfg.AddHostKey(s.cfg.Authority.HostKey())
+	cfg.AddHostKey(hs)
+	return cfg, nil
+}
+
+// publicKey accepts Gatehouse user certificates, and plain keys when an
+// Approver can complete the login in the browser.
+func (s *Server) publicKey(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
+	if _, isCert := key.(*ssh.Certificate); !isCert {
+		if s.cfg.Approver == nil {
+			return nil, &ssh.BannerError{Err: auth.ErrNotCertificate,
+				Message: "gatehouse: this gateway accepts Gatehouse certificates only: run 'gatehouse login' first\n"}
+		}
+		return &ssh.Permissions{Extensions: map[string]string{permPlain: ssh.FingerprintSHA256(key)}}, nil
+	}
+	id, cert, err := s.cfg.Authority.CheckUserCert(key, meta.RemoteAddr())
+	if err != nil {
+		return nil, &ssh.BannerError{Err: err, Message: "gatehouse: " + userMessage(err) + "\n"}
+	}
+	return identityPerms(id, cert.Serial, ssh.FingerprintSHA256(cert.Key), "certificate", cert.CriticalOptions), nil
+}
+
+// verifiedKey runs once the client proved it holds the key. Plain keys go on
+// to the browser approval (keyboard-interactive) unless recently approved.
+func (s *Server) verifiedKey(meta ssh.ConnMetadata, key ssh.PublicKey, perms *ssh.Permissions, _ string) (*ssh.Permissions, error) {
+	fp := perms.Extensions[permPlain]
+	if fp == "" {
+		return perms, nil
+	}
+	if id, ok := s.cfg.Approver.Reuse(fp); ok {
+		return identityPerms(id, 0, fp, "approval", nil), nil
+	}
+	return nil, &ssh.PartialSuccessError{Next: ssh.ServerAuthCallbacks{
+		KeyboardInteractiveCallback: func(meta ssh.ConnMetadata, client ssh.KeyboardInteractiveChallenge) (*ssh.Permissions, error) {
+			return s.approve(meta, client, fp)
+		},
+	}}
+}
+
+// approvalWait bounds how long a plain-ssh login waits for the browser.
+const approvalWait = 5 * time.Minute
+
+func (s *Server) approve(meta ssh.ConnMetadata, client ssh.KeyboardInteractiveChallenge, fp string) (*ssh.Permissions, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), approvalWait)
+	defer cancel()
+	code, url, wait, err := s.cfg.Approver.Begin(ctx, fp, meta.RemoteAddr().String(), string(meta.ClientVersion()))
+	if err != nil {
+		return nil, err
+	}
+	instr := fmt.Sprintf("To log in, open %s\nand check that it shows the code %s. Waiting up to %s...\n", url, code, approvalWait)
+	if _, err := client("Gatehouse login", instr, nil, nil); err != nil {
+		return nil, err
+	}
+	id, err := wait(ctx)
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return nil, &ssh.BannerError{Err: err, Message: "gatehouse: login not approved in time; run ssh again\n"}
+		}
+		return nil, &ssh.BannerError{Err: err, Message: "gatehouse: login was not approved\n"}
+	}
+	return identityPerms(id, 0, fp, "approval", nil), nil
+}
+
+func (s *Server) authLog(meta ssh.ConnMetadata, method string, err error) {
+	if err == nil || method == "none" {
+		return
+	}
+	var pse *ssh.PartialSuccessError
+	if errors.As(err, &pse) || errors.Is(err, ssh.ErrNoAuth) {
+		return
+	}
+	s.log.Info("ssh auth refused", "remote", meta.RemoteAddr().String(), "user", meta.User(),
+		"client", string(meta.ClientVersion()), "method", method, "err", err)
+	ev := recorder.Event{Type: recorder.EventAuthFailure, ClientAddr: meta.RemoteAddr().String(),
+		ClientVersion: string(meta.ClientVersion()), Reason: err.Error(),
+		Details: map[string]any{"ssh_user": meta.User(), "method": method}}
+	if aerr := s.cfg.Audit.Append(context.Background(), ev); aerr != nil {
+		s.log.Error("audit append failed", "err", aerr)
+	}
+}
+
+// checkUserName validates the SSH user name before any key is considered, so
+// a typo gets a message instead of "Permission denied". The inner connection
+// of a ProxyJump carries only the login.
+func checkUserName(user string, inner bool) error {
+	if inner {
+		if !loginRE.MatchString(user) {
+			return fmt.Errorf("%q is not a valid login name", user)
+		}
+		return nil
+	}
+	_, err := ParseAddress(user)
+	return err
+}
+
+// userMessage turns an authentication error into the line the user sees.
+func userMessage(err error) string {
+	for _, known := range []error{auth.ErrNotCertificate, auth.ErrForeignCA, auth.ErrNotUserCert,
+		auth.ErrCertExpired, auth.ErrCertNotYet, auth.ErrCertPrincipal, auth.ErrCertSource, auth.ErrCertOptions} {
+		if errors.Is(err, known) {
+			return strings.TrimPrefix(known.Error(), "auth: ")
+		}
+	}
+	return "certificate rejected"
+}

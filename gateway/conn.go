@@ -1,0 +1,281 @@
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/target"
+	"github.com/gatehouse/gatehouse/policy"
+	"github.com/gatehouse/gatehouse/recorder"
+)
+
+// errShutdown is the cause given to sessions ended by a gateway shutdown.
+var errShutdown = errors.New("the gateway is shutting down")
+
+// clientConn is one authenticated client connection (outer, or the inner
+// connection of a ProxyJump).
+type clientConn struct {
+	s      *Server
+	sc     *ssh.ServerConn
+	pr     principal
+	addr   Address // login and target; for a ProxyJump inner connection, the jump target
+	mode   string  // direct | proxyjump | menu
+	id     string  // connection id; session channels add a suffix
+	remote string  // client IP:port of the outer TCP connection
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+
+	resolved   resolvedTarget
+	resolveErr error
+
+	backendOnce sync.Once
+	backend     target.Conn
+	backendErr  error
+	certSerial  uint64
+
+	// mu protects the following.
+	mu       sync.Mutex
+	sessions map[*session]struct{}
+	nSession int
+	wg       sync.WaitGroup
+}
+
+// resolvedTarget is a target address resolved against the configuration.
+type resolvedTarget struct {
+	cfg       config.Target
+	container string // docker container for docker targets
+	pol       policy.Target
+}
+
+func newID() string {
+	var b [9]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err)
+	}
+	return hex.EncodeToString(b[:])
+}
+
+// handle runs one TCP connection from accept to close.
+func (s *Server) handle(nc net.Conn) {
+	defer nc.Close()
+	host, _, _ := net.SplitHostPort(nc.RemoteAddr().String())
+	release, ok := s.admit(host)
+	if !ok {
+		s.log.Warn("ssh connection refused: too many unauthenticated connections", "remote", nc.RemoteAddr().String())
+		return
+	}
+	defer release()
+	if tc, ok := nc.(*net.TCPConn); ok {
+		tc.SetNoDelay(true)
+	}
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	nc.SetDeadline(s.now().Add(s.cfg.HandshakeTimeout))
+	sc, chans, reqs, err := s.handshake(ctx, nc, s.hostNames(), false)
+	if err != nil {
+		s.log.Debug("ssh handshake failed", "remote", nc.RemoteAddr().String(), "err", err)
+		return
+	}
+	nc.SetDeadline(time.Time{})
+	release()
+	c, err := s.newClientConn(ctx, cancel, sc, nc.RemoteAddr().String())
+	if err != nil {
+		s.log.Error("ssh connection", "remote", nc.RemoteAddr().String(), "err", err)
+		sc.Close()
+		return
+	}
+	c.serve(chans, reqs)
+}
+
+// handshake runs the SSH server handshake with client authentication.
+func (s *Server) handshake(ctx context.Context, nc net.Conn, hostNames []string, inner bool) (*ssh.ServerConn, <-chan ssh.NewChannel, <-chan *ssh.Request, error) {
+	cfg, err := s.authConfig(ctx, hostNames, inner)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return ssh.NewServerConn(nc, cfg)
+}
+
+func (s *Server) hostNames() []string {
+	if len(s.cfg.HostNames) > 0 {
+		return s.cfg.HostNames
+	}
+	return []string{"localhost", "127.0.0.1", "::1"}
+}
+
+func (s *Server) newClientConn(ctx context.Context, cancel context.CancelCauseFunc, sc *ssh.ServerConn, remote string) (*clientConn, error) {
+	pr, err := principalFrom(sc.Permissions)
+	if err != nil {
+		return nil, err
+	}
+	addr, err := ParseAddress(sc.User())
+	if err != nil {
+		return nil, err
+	}
+	c := &clientConn{s: s, sc: sc, pr: pr, addr: addr, id: newID(), remote: remote, ctx: ctx, cancel: cancel,
+		sessions: map[*session]struct{}{}, mode: "menu"}
+	if addr.Direct() {
+		c.mode = "direct"
+		c.resolved, c.resolveErr = s.resolve(ctx, addr.Target)
+	}
+	return c, nil
+}
+
+// resolve looks up a target name ("db-1" or "docker:web-1").
+func (s *Server) resolve(ctx context.Context, name string) (resolvedTarget, error) {
+	if cname, ok := strings.CutPrefix(name, "docker:"); ok {
+		host, found := s.defaultDockerHost()
+		if !found || s.cfg.Docker == nil {
+			return resolvedTarget{}, fmt.Errorf("no Docker host is configured for %q", name)
+		}
+		rt := resolvedTarget{cfg: host, container: cname, pol: policy.Target{Name: name, Kind: "docker", Labels: host.Labels}}
+		return s.withContainerLabels(ctx, rt)
+	}
+	t, ok := s.targets[name]
+	if !ok {
+		return resolvedTarget{}, fmt.Errorf("unknown target %q (ssh to the gateway without a target to list yours)", name)
+	}
+	rt := resolvedTarget{cfg: t, pol: policy.Target{Name: t.Name, Kind: t.Kind, Labels: t.Labels}}
+	if t.Kind == "docker" {
+		if s.cfg.Docker == nil {
+			return resolvedTarget{}, fmt.Errorf("target %q is a container but container access is not enabled", name)
+		}
+		rt.container = t.Container
+		return s.withContainerLabels(ctx, rt)
+	}
+	return rt, nil
+}
+
+func (s *Server) withContainerLabels(ctx context.Context, rt resolvedTarget) (resolvedTarget, error) {
+	labels, err := s.cfg.Docker.Labels(ctx, rt.cfg, rt.container)
+	if err != nil {
+		return resolvedTarget{}, err
+	}
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	rt.pol.ContainerLabels = labels
+	return rt, nil
+}
+
+func (s *Server) defaultDockerHost() (config.Target, bool) {
+	for _, t := range s.cfg.Targets {
+		if t.Kind == "docker" && t.Container == "" {
+			return t, true
+		}
+	}
+	return config.Target{}, false
+}
+
+// serve dispatches the connection's channels until it closes.
+func (c *clientConn) serve(chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request) {
+	if !c.s.track(c, true) {
+		c.sc.Close()
+		return
+	}
+	defer c.s.track(c, false)
+	go c.globalRequests(reqs)
+	go func() {
+		<-c.ctx.Done()
+		c.sc.Close()
+	}()
+	if c.mode == "direct" && c.resolveErr == nil && c.check("").Allowed {
+		// Reach the target while the client opens its channel.
+		go c.dialBackend()
+	}
+	for nc := range chans {
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			c.dispatch(nc)
+		}()
+	}
+	c.cancel(nil)
+	c.wg.Wait()
+	if c.backend != nil {
+		c.backend.Close()
+	}
+}
+
+func (c *clientConn) dispatch(nc ssh.NewChannel) {
+	switch nc.ChannelType() {
+	case "session":
+		if c.mode == "menu" {
+			c.menu(nc)
+			return
+		}
+		c.session(nc)
+	case "direct-tcpip":
+		if c.mode == "menu" {
+			c.proxyJump(nc)
+			return
+		}
+		c.forward(nc)
+	default:
+		nc.Reject(ssh.UnknownChannelType, fmt.Sprintf("gatehouse: channel type %q is not supported", nc.ChannelType()))
+	}
+}
+
+// globalRequests answers connection-level requests: keepalives get a reply,
+// remote forwarding (ssh -R) is refused and audited.
+func (c *clientConn) globalRequests(reqs <-chan *ssh.Request) {
+	for r := range reqs {
+		if r.Type == "tcpip-forward" {
+			c.audit(recorder.Event{Type: recorder.EventForwardDenied, Reason: "remote port forwarding (ssh -R) is not allowed",
+				Details: map[string]any{"kind": "remote"}})
+		}
+		if r.WantReply {
+			r.Reply(false, nil)
+		}
+	}
+}
+
+// check asks policy about this connection's target and login.
+func (c *clientConn) check(command string) policy.Decision {
+	return c.s.cfg.Policy.Check(policy.Request{User: c.pr.User, Groups: c.pr.Groups,
+		Target: c.resolved.pol, Login: c.addr.Login, Command: command})
+}
+
+// notifyShutdown tells every live session that the gateway is going down.
+func (c *clientConn) notifyShutdown() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for s := range c.sessions {
+		s.notice("gatehouse: " + errShutdown.Error() + "; this session will end soon")
+	}
+}
+
+// close ends the connection with cause, telling its sessions why.
+func (c *clientConn) close(cause error) {
+	c.mu.Lock()
+	for s := range c.sessions {
+		s.end(cause)
+	}
+	c.mu.Unlock()
+	c.cancel(cause)
+}
+
+// audit appends an event about this connection, filling in who and from where.
+func (c *clientConn) audit(ev recorder.Event) error {
+	ev.User, ev.UserIssuer, ev.UserSubject = c.pr.User, c.pr.Issuer, c.pr.Subject
+	ev.ClientAddr, ev.ClientVersion = c.remote, string(c.sc.ClientVersion())
+	ev.KeyFingerprint, ev.CertSerial = c.pr.Fingerprint, c.pr.Serial
+	if ev.Target == "" {
+		ev.Target, ev.Login = c.addr.Target, c.addr.Login
+	}
+	err := c.s.cfg.Audit.Append(context.WithoutCancel(c.ctx), ev)
+	if err != nil {
+		c.s.log.Error("audit append failed", "type", ev.Type, "user", ev.User, "err", err)
+	}
+	return err
+}

@@ -1,0 +1,72 @@
+package gateway
+
+import (
+	"context"
+	"net"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/gatehouse/gatehouse/recorder"
+)
+
+// proxyJump terminates "ssh -J gateway login@target": the direct-tcpip
+// channel to target carries a whole SSH connection, which the gateway serves
+// itself with a host certificate for the target name (signed by the host CA),
+// authenticating the user again. The inner connection is then handled exactly
+// like a direct one, so it is policy-checked and recorded.
+func (c *clientConn) proxyJump(nc ssh.NewChannel) {
+	var p directTCPIP
+	if err := ssh.Unmarshal(nc.ExtraData(), &p); err != nil {
+		nc.Reject(ssh.ConnectionFailed, "gatehouse: malformed forwarding request")
+		return
+	}
+	// OpenSSH lowercases the host name it checks the certificate against.
+	name := strings.ToLower(p.Host)
+	rt, err := c.s.resolve(c.ctx, name)
+	if err != nil {
+		c.audit(recorder.Event{Type: recorder.EventSessionDenied, Target: name, Reason: err.Error(),
+			Details: map[string]any{"mode": "proxyjump"}})
+		nc.Reject(ssh.ConnectionFailed, "gatehouse: "+err.Error())
+		return
+	}
+	ch, reqs, err := nc.Accept()
+	if err != nil {
+		return
+	}
+	go ssh.DiscardRequests(reqs)
+	conn := &chanConn{Channel: ch, local: c.sc.LocalAddr(), remote: c.sc.RemoteAddr()}
+	timer := time.AfterFunc(c.s.cfg.HandshakeTimeout, func() { ch.Close() })
+	sc, chans, greqs, err := c.s.handshake(c.ctx, conn, []string{name}, true)
+	timer.Stop()
+	if err != nil {
+		c.s.log.Debug("proxyjump inner handshake failed", "conn", c.id, "target", name, "err", err)
+		ch.Close()
+		return
+	}
+	pr, err := principalFrom(sc.Permissions)
+	if err != nil || pr.User != c.pr.User {
+		c.s.log.Warn("proxyjump: inner user differs from outer", "outer", c.pr.User, "inner", pr.User)
+		sc.Close()
+		return
+	}
+	ctx, cancel := context.WithCancelCause(c.ctx)
+	defer cancel(nil)
+	inner := &clientConn{s: c.s, sc: sc, pr: pr, addr: Address{Login: sc.User(), Target: name}, mode: "proxyjump",
+		id: newID(), remote: c.remote, ctx: ctx, cancel: cancel, resolved: rt, sessions: map[*session]struct{}{}}
+	inner.serve(chans, greqs)
+}
+
+// chanConn presents an SSH channel as a net.Conn for the inner handshake.
+type chanConn struct {
+	ssh.Channel
+	local, remote net.Addr
+}
+
+func (c *chanConn) LocalAddr() net.Addr                { return c.local }
+func (c *chanConn) RemoteAddr() net.Addr               { return c.remote }
+func (c *chanConn) SetDeadline(t time.Time) error      { return nil }
+func (c *chanConn) SetReadDeadline(t time.Time) error  { return nil }
+func (c *chanConn) SetWriteDeadline(t time.Time) error { return nil }
+

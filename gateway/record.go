@@ -1,0 +1,150 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/gatehouse/gatehouse/recorder"
+)
+
+// FileOp is one sftp file operation seen in a session.
+type FileOp struct {
+	Op, Path, NewPath       string
+	BytesRead, BytesWritten int64
+	Err                     string
+}
+
+// FileTap parses an sftp byte stream into file operations.
+type FileTap interface {
+	ClientToServer(p []byte)
+	ServerToClient(p []byte)
+	Close()
+}
+
+// errNotRecorded is what the user sees when a session cannot be recorded.
+var errNotRecorded = errors.New("this session cannot be recorded, so it is refused; please tell your administrator")
+
+// startRecording starts the recording, writes the session row and the
+// session-start audit event. Any failure refuses the session (fail closed).
+func (s *session) startRecording() error {
+	c := s.c
+	if c.s.cfg.Recorder == nil {
+		c.s.log.Error("session refused: no recorder configured", "session", s.id)
+		return errNotRecorded
+	}
+	info := RecordingInfo{SessionID: s.id, User: c.pr.User, Target: c.addr.Target, Login: c.addr.Login,
+		Start: c.s.now(), Cols: 80, Rows: 24, Command: s.command, OnCommand: s.onCommand}
+	if s.pty != nil {
+		info.Cols, info.Rows, info.Term = int(s.pty.Cols), int(s.pty.Rows), s.pty.Term
+	}
+	rec, err := c.s.cfg.Recorder.Start(info)
+	if err != nil {
+		c.s.log.Error("session refused: recording failed to start", "session", s.id, "err", err)
+		c.audit(recorder.Event{Type: recorder.EventSessionDenied, SessionID: s.id, Reason: "recording failed to start: " + err.Error()})
+		return errNotRecorded
+	}
+	s.rec = rec
+	s.row = recorder.Session{ID: s.id, User: c.pr.User, ClientAddr: c.remote, ClientVersion: string(c.sc.ClientVersion()),
+		KeyFingerprint: c.pr.Fingerprint, UserCertSerial: c.pr.Serial, Target: c.addr.Target,
+		TargetKind: c.resolved.cfg.Kind, Login: c.addr.Login, Mode: c.mode, Kind: s.kind, Command: s.command,
+		SessionCertSerial: c.certSerial, Start: info.Start, RecordingID: rec.ID()}
+	if err := c.s.cfg.Sessions.Start(c.ctx, s.row); err != nil {
+		c.s.log.Error("session refused: session row", "session", s.id, "err", err)
+		rec.Close("session row could not be written")
+		return errNotRecorded
+	}
+	details := map[string]any{"kind": s.kind, "mode": c.mode, "recording": rec.ID(),
+		"session_cert_serial": fmt.Sprint(c.certSerial), "reason": s.decision.Reason}
+	if err := c.audit(recorder.Event{Type: recorder.EventSessionStart, SessionID: s.id, Reason: s.decision.Reason, Details: details}); err != nil {
+		s.finish(errors.New("audit log unavailable"))
+		return errNotRecorded
+	}
+	if s.kind == "exec" {
+		rec.Exec(s.command)
+		if err := c.audit(recorder.Event{Type: recorder.EventCommand, SessionID: s.id,
+			Details: map[string]any{"command": s.command, "source": "exec"}}); err != nil {
+			s.finish(errors.New("audit log unavailable"))
+			return errNotRecorded
+		}
+	}
+	if s.kind == "subsystem:sftp" && c.s.cfg.NewFileTap != nil {
+		s.tap = c.s.cfg.NewFileTap(s.onFileOp)
+	}
+	return nil
+}
+
+// onCommand audits a command the recorder reconstructed from the screen.
+func (s *session) onCommand(text, source string, offset time.Duration) {
+	s.c.audit(recorder.Event{Type: recorder.EventCommand, SessionID: s.id,
+		Details: map[string]any{"command": text, "source": source, "offset_ms": offset.Milliseconds()}})
+}
+
+func (s *session) onFileOp(op FileOp) {
+	d := map[string]any{"op": op.Op, "path": op.Path}
+	if op.NewPath != "" {
+		d["new_path"] = op.NewPath
+	}
+	if op.BytesRead > 0 || op.BytesWritten > 0 {
+		d["bytes_read"], d["bytes_written"] = op.BytesRead, op.BytesWritten
+	}
+	if op.Err != "" {
+		d["error"] = op.Err
+	}
+	s.c.audit(recorder.Event{Type: recorder.EventFile, SessionID: s.id, Details: d})
+}
+
+// finish seals the recording and writes the session's end row and event.
+// cause is why it ended abnormally, or nil.
+func (s *session) finish(cause error) {
+	s.finishOnce.Do(func() { s.doFinish(cause) })
+}
+
+func (s *session) doFinish(cause error) {
+	c := s.c
+	s.mu.Lock()
+	if cause == nil {
+		cause = s.endCause
+	}
+	exit, signal := s.exitStatus, s.exitSignal
+	s.mu.Unlock()
+	reason := "exited"
+	switch {
+	case cause != nil && cause != errClientClosed:
+		reason = cause.Error()
+	case cause == errClientClosed && exit == nil:
+		reason = "client disconnected"
+	}
+	s.recMu.Lock()
+	if s.tap != nil {
+		s.tap.Close()
+	}
+	s.recMu.Unlock()
+	sha, complete, err := s.rec.Close(reason)
+	if err != nil {
+		c.s.log.Error("recording seal failed", "session", s.id, "err", err)
+	}
+	r := s.row
+	r.End, r.ExitStatus, r.ExitSignal, r.EndReason = c.s.now(), exit, signal, reason
+	r.BytesIn, r.BytesOut = s.bytesIn.Load(), s.bytesOut.Load()
+	r.RecordingComplete, r.RecordingSHA256 = complete && err == nil, sha
+	if err := c.s.cfg.Sessions.Finish(context.WithoutCancel(c.ctx), r); err != nil {
+		c.s.log.Error("session end row", "session", s.id, "err", err)
+	}
+	d := map[string]any{"kind": s.kind, "duration_ms": r.End.Sub(r.Start).Milliseconds(), "bytes_in": r.BytesIn,
+		"bytes_out": r.BytesOut, "recording": r.RecordingID, "recording_sha256": sha, "recording_complete": r.RecordingComplete}
+	if exit != nil {
+		d["exit_status"] = *exit
+	}
+	if signal != "" {
+		d["exit_signal"] = signal
+	}
+	if s.command != "" {
+		d["command"] = s.command
+	}
+	c.audit(recorder.Event{Type: recorder.EventSessionEnd, SessionID: s.id, Reason: reason, Details: d})
+	c.s.log.Info("session ended", "session", s.id, "user", c.pr.User, "target", c.addr.Target, "login", c.addr.Login,
+		"reason", strings.TrimSpace(reason), "bytes_in", r.BytesIn, "bytes_out", r.BytesOut)
+}

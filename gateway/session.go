@@ -1,0 +1,530 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/gatehouse/gatehouse/policy"
+	"github.com/gatehouse/gatehouse/recorder"
+)
+
+// session relays one SSH session channel between the client and the target,
+// through the recorder. Lifecycle: the client's setup requests (pty-req, env)
+// are validated and held; at shell/exec/subsystem the policy decides, the
+// recording and the session row are written, the target channel is opened
+// and the held requests replayed; then data and requests flow both ways until
+// the target closes the channel or the session is ended.
+type session struct {
+	c   *clientConn
+	id  string
+	ch  ssh.Channel
+	tch ssh.Channel
+
+	// Setup state, touched only by the request loop before start.
+	pty     *ptyRequest
+	env     []*ssh.Request
+	started bool
+	kind    string
+	command string
+
+	rec      Recording
+	recMu    sync.Mutex // serialises recorder writes from stdout and stderr
+	tap      FileTap
+	decision policy.Decision
+	row      recorder.Session
+
+	bytesIn, bytesOut atomic.Int64
+	lastActive        atomic.Int64 // unix nanos
+
+	// mu protects the following.
+	mu         sync.Mutex
+	exitStatus *int
+	exitSignal string
+	endCause   error
+	ended      chan struct{}
+	endOnce    sync.Once
+	tdone      chan struct{} // closed when the target channel's requests end
+	finishOnce sync.Once
+}
+
+// ptyRequest is the RFC 4254 pty-req payload.
+type ptyRequest struct {
+	Term     string
+	Cols     uint32
+	Rows     uint32
+	WidthPx  uint32
+	HeightPx uint32
+	Modes    string
+}
+
+type windowChange struct {
+	Cols, Rows, WidthPx, HeightPx uint32
+}
+
+type exitStatusMsg struct{ Status uint32 }
+
+type exitSignalMsg struct {
+	Signal     string
+	CoreDumped bool
+	Error      string
+	Lang       string
+}
+
+// envAllowed lists the environment variables a client may set on a target.
+// Everything else (LD_*, PATH, BASH_ENV, ...) is dropped.
+func envAllowed(name string) bool {
+	switch name {
+	case "LANG", "LANGUAGE", "TZ", "COLORTERM", "TERM_PROGRAM", "TERM_PROGRAM_VERSION", "EDITOR", "VISUAL", "PAGER":
+		return true
+	}
+	return strings.HasPrefix(name, "LC_") || strings.HasPrefix(name, "GIT_AUTHOR_") || strings.HasPrefix(name, "GIT_COMMITTER_")
+}
+
+func (c *clientConn) newSession() *session {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.nSession++
+	id := c.id
+	if c.nSession > 1 {
+		id = fmt.Sprintf("%s-%d", c.id, c.nSession)
+	}
+	s := &session{c: c, id: id, ended: make(chan struct{}), tdone: make(chan struct{})}
+	c.sessions[s] = struct{}{}
+	return s
+}
+
+func (c *clientConn) forget(s *session) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.sessions, s)
+}
+
+// session serves one client session channel.
+func (c *clientConn) session(nc ssh.NewChannel) {
+	ch, reqs, err := nc.Accept()
+	if err != nil {
+		return
+	}
+	s := c.newSession()
+	defer c.forget(s)
+	s.ch = ch
+	s.touch()
+	s.serve(reqs)
+}
+
+func (s *session) touch() { s.lastActive.Store(time.Now().UnixNano()) }
+
+// serve handles client requests until the client closes the channel or the
+// session has ended and been torn down.
+func (s *session) serve(reqs <-chan *ssh.Request) {
+	done := make(chan struct{})
+	defer func() {
+		s.end(errClientClosed)
+		if s.started {
+			<-done
+		}
+		s.ch.Close()
+	}()
+	for r := range reqs {
+		if s.started {
+			s.inSession(r)
+			continue
+		}
+		if s.setup(r) {
+			go func() {
+				defer close(done)
+				s.run()
+			}()
+		}
+	}
+}
+
+var errClientClosed = errors.New("client closed the session")
+
+// setup handles a request before the session has started. It reports whether
+// the session was started.
+func (s *session) setup(r *ssh.Request) bool {
+	switch r.Type {
+	case "pty-req":
+		var p ptyRequest
+		if err := ssh.Unmarshal(r.Payload, &p); err != nil || p.Cols > 10000 || p.Rows > 10000 {
+			r.Reply(false, nil)
+			return false
+		}
+		s.pty = &p
+		r.Reply(true, nil)
+	case "env":
+		var e struct{ Name, Value string }
+		if ssh.Unmarshal(r.Payload, &e) == nil && envAllowed(e.Name) && len(s.env) < 64 {
+			s.env = append(s.env, r)
+			r.Reply(true, nil)
+			return false
+		}
+		r.Reply(false, nil)
+	case "shell", "exec", "subsystem":
+		return s.start(r)
+	case "window-change":
+		var w windowChange
+		if s.pty != nil && ssh.Unmarshal(r.Payload, &w) == nil {
+			s.pty.Cols, s.pty.Rows = w.Cols, w.Rows
+		}
+	default:
+		// x11-req, auth-agent-req@openssh.com (agent forwarding is off)
+		// and anything unknown are refused.
+		if r.WantReply {
+			r.Reply(false, nil)
+		}
+	}
+	return false
+}
+
+// start decides, records and opens the target side for shell/exec/subsystem.
+// On refusal the client gets a one-line reason on stderr and exit status 1.
+func (s *session) start(r *ssh.Request) bool {
+	s.kind, s.command = r.Type, ""
+	if r.Type != "shell" {
+		var p struct{ Value string }
+		if err := ssh.Unmarshal(r.Payload, &p); err != nil {
+			r.Reply(false, nil)
+			return false
+		}
+		s.command = p.Value
+		if r.Type == "subsystem" {
+			s.kind, s.command = "subsystem:"+p.Value, ""
+		}
+	}
+	r.Reply(true, nil)
+	if msg, ok := s.authorize(); !ok {
+		s.refuse(msg)
+		return false
+	}
+	if err := s.begin(); err != nil {
+		s.refuse(err.Error())
+		return false
+	}
+	s.started = true
+	return true
+}
+
+// authorize runs the policy for this request and audits refusals.
+func (s *session) authorize() (string, bool) {
+	c := s.c
+	if c.resolveErr != nil {
+		c.audit(recorder.Event{Type: recorder.EventSessionDenied, Reason: c.resolveErr.Error(), SessionID: s.id})
+		return c.resolveErr.Error(), false
+	}
+	cmd := s.command
+	s.decision = c.check(cmd)
+	if !s.decision.Allowed {
+		c.audit(recorder.Event{Type: recorder.EventSessionDenied, Reason: s.decision.Reason, SessionID: s.id,
+			Details: map[string]any{"kind": s.kind, "command": cmd}})
+		return fmt.Sprintf("access denied: %s", s.decision.Reason), false
+	}
+	if strings.HasPrefix(s.kind, "subsystem:") {
+		if s.kind != "subsystem:sftp" {
+			return fmt.Sprintf("subsystem %q is not available through the gateway", strings.TrimPrefix(s.kind, "subsystem:")), false
+		}
+		if !s.decision.Options.SFTP {
+			reason := fmt.Sprintf("file transfer (sftp/scp) to %s is not allowed by your roles", c.addr.Target)
+			c.audit(recorder.Event{Type: recorder.EventSessionDenied, Reason: reason, SessionID: s.id,
+				Details: map[string]any{"kind": s.kind}})
+			return reason, false
+		}
+	}
+	return "", true
+}
+
+// refuse tells the client why in one line and ends the channel with status 1.
+func (s *session) refuse(msg string) {
+	fmt.Fprintf(s.ch.Stderr(), "gatehouse: %s\r\n", msg)
+	s.ch.SendRequest("exit-status", false, ssh.Marshal(exitStatusMsg{1}))
+	s.ch.CloseWrite()
+	s.ch.Close()
+}
+
+// begin writes the session row, starts the recording and the audit event,
+// then opens the target channel — all before the first byte is relayed.
+func (s *session) begin() error {
+	c := s.c
+	backend, err := c.dialBackend()
+	if err != nil {
+		return err
+	}
+	if err := s.startRecording(); err != nil {
+		return err
+	}
+	tch, treqs, err := backend.OpenChannel("session", nil)
+	if err != nil {
+		s.finish(fmt.Errorf("cannot open a session on %s: %v", c.addr.Target, err))
+		return fmt.Errorf("cannot open a session on %s: %s", c.addr.Target, openErrMessage(err))
+	}
+	s.tch = tch
+	go s.targetRequests(treqs)
+	if err := s.replaySetup(); err != nil {
+		tch.Close()
+		s.finish(err)
+		return err
+	}
+	ok, err := tch.SendRequest(s.kindRequest())
+	if err != nil || !ok {
+		tch.Close()
+		err = fmt.Errorf("%s refused the %s request", c.addr.Target, strings.SplitN(s.kind, ":", 2)[0])
+		s.finish(err)
+		return err
+	}
+	return nil
+}
+
+func (s *session) kindRequest() (string, bool, []byte) {
+	switch {
+	case s.kind == "shell":
+		return "shell", true, nil
+	case s.kind == "exec":
+		return "exec", true, ssh.Marshal(struct{ Value string }{s.command})
+	}
+	return "subsystem", true, ssh.Marshal(struct{ Value string }{strings.TrimPrefix(s.kind, "subsystem:")})
+}
+
+// replaySetup sends the held pty-req and env requests to the target.
+func (s *session) replaySetup() error {
+	if s.pty != nil {
+		ok, err := s.tch.SendRequest("pty-req", true, ssh.Marshal(s.pty))
+		if err != nil || !ok {
+			return fmt.Errorf("%s refused a terminal (pty) for %s", s.c.addr.Target, s.c.addr.Login)
+		}
+	}
+	for _, e := range s.env {
+		s.tch.SendRequest("env", false, e.Payload)
+	}
+	return nil
+}
+
+func openErrMessage(err error) string {
+	var oe *ssh.OpenChannelError
+	if errors.As(err, &oe) {
+		return oe.Message
+	}
+	return err.Error()
+}
+
+// run relays data until the target side is done, then seals the session.
+func (s *session) run() {
+	c := s.c
+	var out sync.WaitGroup
+	out.Add(2)
+	go func() {
+		defer out.Done()
+		s.copyOut(s.ch, s.tch)
+	}()
+	go func() {
+		defer out.Done()
+		s.copyOut(s.ch.Stderr(), s.tch.Stderr())
+	}()
+	go s.copyIn()
+	go s.watch()
+	out.Wait()
+	s.ch.CloseWrite()
+	<-s.tdone
+	s.mu.Lock()
+	lost := s.exitStatus == nil && s.exitSignal == "" && s.endCause == nil
+	s.mu.Unlock()
+	if lost {
+		s.notice(fmt.Sprintf("gatehouse: the connection to %s was lost", c.addr.Target))
+		s.setExit(255)
+		s.ch.SendRequest("exit-status", false, ssh.Marshal(exitStatusMsg{255}))
+		s.endWith(fmt.Errorf("connection to %s lost", c.addr.Target))
+	}
+	s.endWith(nil)
+	s.finish(nil)
+	s.ch.Close()
+}
+
+// copyOut copies target output to the client and the recording.
+func (s *session) copyOut(dst io.Writer, src io.Reader) {
+	buf := make([]byte, 32*1024)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			s.touch()
+			s.bytesOut.Add(int64(n))
+			s.recordOutput(buf[:n])
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				s.tch.Close()
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (s *session) recordOutput(p []byte) {
+	s.recMu.Lock()
+	defer s.recMu.Unlock()
+	if s.tap != nil {
+		s.tap.ServerToClient(p)
+		return
+	}
+	s.rec.Output(p)
+}
+
+// copyIn copies client input to the target and the recording.
+func (s *session) copyIn() {
+	buf := make([]byte, 32*1024)
+	for {
+		n, err := s.ch.Read(buf)
+		if n > 0 {
+			s.touch()
+			s.bytesIn.Add(int64(n))
+			s.recMu.Lock()
+			if s.tap != nil {
+				s.tap.ClientToServer(buf[:n])
+			} else {
+				s.rec.Input(buf[:n])
+			}
+			s.recMu.Unlock()
+			if _, werr := s.tch.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			s.tch.CloseWrite()
+			return
+		}
+	}
+}
+
+// targetRequests forwards requests from the target (exit-status, exit-signal,
+// eow@openssh.com) to the client, noting the exit.
+func (s *session) targetRequests(reqs <-chan *ssh.Request) {
+	defer close(s.tdone)
+	for r := range reqs {
+		switch r.Type {
+		case "exit-status":
+			var m exitStatusMsg
+			if ssh.Unmarshal(r.Payload, &m) == nil {
+				s.setExit(int(m.Status))
+			}
+		case "exit-signal":
+			var m exitSignalMsg
+			if ssh.Unmarshal(r.Payload, &m) == nil {
+				s.mu.Lock()
+				s.exitSignal = m.Signal
+				s.mu.Unlock()
+			}
+		}
+		ok, _ := s.ch.SendRequest(r.Type, r.WantReply, r.Payload)
+		if r.WantReply {
+			r.Reply(ok, nil)
+		}
+	}
+}
+
+func (s *session) setExit(code int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.exitStatus == nil {
+		s.exitStatus = &code
+	}
+}
+
+// inSession forwards a client request once the session runs.
+func (s *session) inSession(r *ssh.Request) {
+	switch r.Type {
+	case "window-change":
+		var w windowChange
+		if ssh.Unmarshal(r.Payload, &w) == nil && w.Cols <= 10000 && w.Rows <= 10000 {
+			s.recMu.Lock()
+			s.rec.Resize(int(w.Cols), int(w.Rows))
+			s.recMu.Unlock()
+		}
+	case "signal", "keepalive@openssh.com", "eow@openssh.com", "break":
+	default:
+		if r.WantReply {
+			r.Reply(false, nil)
+		}
+		return
+	}
+	ok, _ := s.tch.SendRequest(r.Type, r.WantReply, r.Payload)
+	if r.WantReply {
+		r.Reply(ok, nil)
+	}
+}
+
+// notice writes a one-line message to the client's stderr.
+func (s *session) notice(msg string) {
+	fmt.Fprintf(s.ch.Stderr(), "\r\n%s\r\n", msg)
+}
+
+// end ends the session with cause (shutdown, recording failure, limit).
+func (s *session) end(cause error) {
+	if !s.started {
+		return
+	}
+	if cause != errClientClosed {
+		s.notice("gatehouse: session ended: " + cause.Error())
+	}
+	s.endWith(cause)
+	if s.tch != nil {
+		s.tch.Close()
+	}
+}
+
+func (s *session) endWith(cause error) {
+	s.endOnce.Do(func() {
+		s.mu.Lock()
+		s.endCause = cause
+		s.mu.Unlock()
+		close(s.ended)
+	})
+}
+
+// watch ends the session on recording failure, session TTL, idle timeout
+// or connection end.
+func (s *session) watch() {
+	opts := s.decision.Options
+	var ttl, idle <-chan time.Time
+	if opts.MaxSessionTTL > 0 {
+		t := time.NewTimer(opts.MaxSessionTTL)
+		defer t.Stop()
+		ttl = t.C
+	}
+	if opts.IdleTimeout > 0 {
+		t := time.NewTicker(min(opts.IdleTimeout/4+time.Millisecond, time.Second))
+		defer t.Stop()
+		idle = t.C
+	}
+	for {
+		select {
+		case <-s.ended:
+			return
+		case <-s.rec.Failed():
+			if s.c.s.cfg.RecordingFailOpen {
+				s.c.s.log.Error("recording failed, session continues (recording.fail_open)", "session", s.id, "err", s.rec.Err())
+				return
+			}
+			s.end(fmt.Errorf("the recording could not be written (%v)", s.rec.Err()))
+			return
+		case <-ttl:
+			s.end(fmt.Errorf("maximum session length %s reached", opts.MaxSessionTTL))
+			return
+		case <-idle:
+			if time.Since(time.Unix(0, s.lastActive.Load())) > opts.IdleTimeout {
+				s.end(fmt.Errorf("idle for %s", opts.IdleTimeout))
+				return
+			}
+		case <-s.c.ctx.Done():
+			s.end(context.Cause(s.c.ctx))
+			return
+		}
+	}
+}
