@@ -69,4 +69,3 @@ func (c *chanConn) RemoteAddr() net.Addr               { return c.remote }
 func (c *chanConn) SetDeadline(t time.Time) error      { return nil }
 func (c *chanConn) SetReadDeadline(t time.Time) error  { return nil }
 func (c *chanConn) SetWriteDeadline(t time.Time) error { return nil }
-

@@ -82,9 +82,9 @@ type Config struct {
 	Authority *auth.Authority // required
 	Policy    *policy.Engine  // required
 	Targets   []config.Target
-	Audit     Auditor              // required
+	Audit     Auditor                // required
 	Sessions  *recorder.SessionStore // required
-	Recorder  Recorder             // nil refuses every session (fail closed)
+	Recorder  Recorder               // nil refuses every session (fail closed)
 	// RecordingFailOpen keeps sessions running when recording fails.
 	// Zero (false) ends them.
 	RecordingFailOpen bool
@@ -92,8 +92,8 @@ type Config struct {
 	// sftp sessions are recorded as sessions without per-file events.
 	NewFileTap func(onOp func(FileOp)) FileTap
 	Docker     DockerDialer // nil refuses docker targets
-	Approver          Approver     // nil: certificates only
-	Logger            *slog.Logger // nil means slog.Default()
+	Approver   Approver     // nil: certificates only
+	Logger     *slog.Logger // nil means slog.Default()
 
 	HandshakeTimeout  time.Duration // zero means 30s
 	MaxUnauthPerIP    int           // zero means 10
