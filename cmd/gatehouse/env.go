@@ -1,10 +1,7 @@
 package main
 
 import (
-	"fmt"
-	"os"
-	"path/filepath"
-
+	"github.com/gatehouse/gatehouse/internal/app"
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/secrets"
 	"github.com/gatehouse/gatehouse/internal/store"
@@ -25,22 +22,11 @@ func openEnv(path string) (*appEnv, error) {
 	if err != nil {
 		return nil, err
 	}
-	return openEnvConfig(cfg)
-}
-
-func openEnvConfig(cfg *config.Config) (*appEnv, error) {
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("data_dir: %w", err)
-	}
-	kr, err := secrets.LoadKeyring(cfg.MasterKeyFile)
+	e, err := app.OpenEnv(cfg)
 	if err != nil {
 		return nil, err
 	}
-	db, err := store.Open(filepath.Join(cfg.DataDir, "gatehouse.db"))
-	if err != nil {
-		return nil, err
-	}
-	return &appEnv{cfg: cfg, db: db, secrets: secrets.NewStore(db.DB, kr)}, nil
+	return &appEnv{cfg: cfg, db: e.DB, secrets: e.Secrets}, nil
 }
 
 func (e *appEnv) Close() error { return e.db.Close() }

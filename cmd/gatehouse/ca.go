@@ -1,0 +1,121 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/gatehouse/gatehouse/auth"
+)
+
+func init() {
+	register(command{name: "ca", summary: "print the CA public keys targets and clients trust", run: func(args []string, stdout, stderr io.Writer) error {
+		return subcommand("ca", args, stdout, stderr, map[string]func([]string, io.Writer, io.Writer) error{
+			"public": runCAPublic,
+		})
+	}})
+	register(command{name: "admin", summary: "administration: issue-cert (bootstrap / break-glass)", run: func(args []string, stdout, stderr io.Writer) error {
+		return subcommand("admin", args, stdout, stderr, map[string]func([]string, io.Writer, io.Writer) error{
+			"issue-cert": runIssueCert,
+		})
+	}})
+}
+
+// loadAuthority opens the environment and the CAs.
+func loadAuthority(cfgPath string) (*appEnv, *auth.Authority, error) {
+	env, err := openEnv(cfgPath)
+	if err != nil {
+		return nil, nil, err
+	}
+	a, err := auth.LoadAuthority(context.Background(), env.secrets, env.db.DB)
+	if err != nil {
+		env.Close()
+		return nil, nil, err
+	}
+	return env, a, nil
+}
+
+func runCAPublic(args []string, stdout, stderr io.Writer) error {
+	fs, cfg := newFlags("ca public", stderr)
+	user := fs.Bool("user", false, "print the user CA (for TrustedUserCAKeys on targets)")
+	host := fs.Bool("host", false, "print the host CA as a known_hosts @cert-authority line (for clients)")
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	if *user == *host {
+		fmt.Fprintln(stderr, "usage: gatehouse ca public --user | --host")
+		return errUsage
+	}
+	env, a, err := loadAuthority(*cfg)
+	if err != nil {
+		return err
+	}
+	defer env.Close()
+	if *user {
+		fmt.Fprintf(stdout, "%s gatehouse-user-ca\n", strings.TrimSpace(string(ssh.MarshalAuthorizedKey(a.UserCAPublicKey()))))
+		return nil
+	}
+	fmt.Fprintf(stdout, "@cert-authority * %s gatehouse-host-ca\n", strings.TrimSpace(string(ssh.MarshalAuthorizedKey(a.HostCAPublicKey()))))
+	return nil
+}
+
+func runIssueCert(args []string, stdout, stderr io.Writer) error {
+	fs, cfg := newFlags("admin issue-cert", stderr)
+	user := fs.String("user", "", "Gatehouse user name (the certificate principal)")
+	pubFile := fs.String("pubkey", "", "the user's public key file (e.g. ~/.ssh/id_ed25519.pub)")
+	ttl := fs.Duration("ttl", 8*time.Hour, "certificate lifetime (capped by certificates.max_user_ttl)")
+	out := fs.String("out", "", "where to write the certificate (default: next to --pubkey as NAME-cert.pub)")
+	groups := fs.String("groups", "", "comma-separated groups to embed (for group bindings)")
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	if *user == "" || *pubFile == "" {
+		fmt.Fprintln(stderr, "usage: gatehouse admin issue-cert --user NAME --pubkey FILE [--ttl 8h] [--out FILE]")
+		return errUsage
+	}
+	if !auth.ValidUserName(*user) {
+		return auth.ErrBadUserName
+	}
+	b, err := os.ReadFile(*pubFile)
+	if err != nil {
+		return err
+	}
+	pub, _, _, _, err := ssh.ParseAuthorizedKey(b)
+	if err != nil {
+		return fmt.Errorf("%s: not an SSH public key: %v", *pubFile, err)
+	}
+	env, a, err := loadAuthority(*cfg)
+	if err != nil {
+		return err
+	}
+	defer env.Close()
+	if *ttl <= 0 || *ttl > env.cfg.Certs.MaxUserTTL {
+		return fmt.Errorf("--ttl %s: must be positive and at most certificates.max_user_ttl (%s)", *ttl, env.cfg.Certs.MaxUserTTL)
+	}
+	id := auth.Identity{User: *user}
+	if *groups != "" {
+		id.Groups = strings.Split(*groups, ",")
+	}
+	cert, err := a.IssueUserCert(context.Background(), auth.UserCertRequest{Identity: id, PublicKey: pub, TTL: *ttl})
+	if err != nil {
+		return err
+	}
+	if err := auditAdmin(env, id.User, "admin issue-cert", cert); err != nil {
+		return err
+	}
+	path := *out
+	if path == "" {
+		path = strings.TrimSuffix(*pubFile, ".pub") + "-cert.pub"
+	}
+	if err := os.WriteFile(path, ssh.MarshalAuthorizedKey(cert), 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "wrote %s (user %s, serial %d, valid until %s)\n", path, *user, cert.Serial,
+		time.Unix(int64(cert.ValidBefore), 0).UTC().Format(time.RFC3339))
+	return nil
+}

@@ -1,0 +1,60 @@
+package app
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/gatehouse/gatehouse/gateway"
+	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/target"
+	"github.com/gatehouse/gatehouse/recorder"
+)
+
+// recordingsAdapter gives the gateway the recorder in the gateway's terms.
+type recordingsAdapter struct{ r *recorder.Recordings }
+
+func (a recordingsAdapter) Start(info gateway.RecordingInfo) (gateway.Recording, error) {
+	si := recorder.SessionInfo{SessionID: info.SessionID, User: info.User, Target: info.Target, Login: info.Login,
+		Start: info.Start, Cols: info.Cols, Rows: info.Rows, Term: info.Term, Command: info.Command}
+	if info.OnCommand != nil {
+		si.OnCommand = func(c recorder.Command) { info.OnCommand(c.Text, c.Source, c.Offset) }
+	}
+	rec, err := a.r.Start(si)
+	if err != nil {
+		return nil, err
+	}
+	return recordingAdapter{rec}, nil
+}
+
+type recordingAdapter struct{ *recorder.Recording }
+
+func (r recordingAdapter) Close(reason string) (string, bool, error) {
+	sum, err := r.Recording.Close(reason)
+	return sum.SHA256, sum.Complete, err
+}
+
+// newFileTap itemises sftp operations with the recorder's sftp parser.
+func newFileTap(onOp func(gateway.FileOp)) gateway.FileTap {
+	return recorder.NewSFTPTap(func(op recorder.FileOp) {
+		onOp(gateway.FileOp{Op: op.Op, Path: op.Path, NewPath: op.NewPath, BytesRead: op.BytesRead,
+			BytesWritten: op.BytesWritten, Err: op.Err})
+	})
+}
+
+// dockerDialer reaches containers through the Docker Engine API.
+type dockerDialer struct{ log *slog.Logger }
+
+func newDockerDialer(log *slog.Logger) gateway.DockerDialer { return dockerDialer{log} }
+
+func dockerOptions(t config.Target, log *slog.Logger) target.DockerOptions {
+	return target.DockerOptions{Host: t.DockerHost, TLSCA: t.DockerTLS.CAFile, TLSCert: t.DockerTLS.CertFile,
+		TLSKey: t.DockerTLS.KeyFile, Shell: t.Shell, Logger: log}
+}
+
+func (d dockerDialer) Dial(ctx context.Context, t config.Target, container, login string) (target.Conn, error) {
+	return target.DialDocker(ctx, dockerOptions(t, d.log), container, login)
+}
+
+func (d dockerDialer) Labels(ctx context.Context, t config.Target, container string) (map[string]string, error) {
+	return target.DockerContainerLabels(ctx, dockerOptions(t, d.log), container)
+}

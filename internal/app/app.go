@@ -1,0 +1,193 @@
+// Package app assembles a running Gatehouse from its configuration: storage,
+// the CAs, the audit log, the recorder, the SSH gateway and the web server.
+// `gatehouse serve`, `gatehouse demo` and the end-to-end tests all start
+// Gatehouse through Start, so they run the same code.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+
+	"github.com/gatehouse/gatehouse/auth"
+	"github.com/gatehouse/gatehouse/gateway"
+	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/secrets"
+	"github.com/gatehouse/gatehouse/internal/store"
+	"github.com/gatehouse/gatehouse/policy"
+	"github.com/gatehouse/gatehouse/recorder"
+)
+
+// Env is storage every subcommand needs: configuration, database and the
+// sealed-secret store. The data directory is created on first use.
+type Env struct {
+	Config  *config.Config
+	DB      *store.DB
+	Secrets *secrets.Store
+}
+
+// OpenEnv opens the data directory, database and master key of cfg.
+func OpenEnv(cfg *config.Config) (*Env, error) {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data_dir: %w", err)
+	}
+	kr, err := secrets.LoadKeyring(cfg.MasterKeyFile)
+	if err != nil {
+		return nil, err
+	}
+	db, err := store.Open(filepath.Join(cfg.DataDir, "gatehouse.db"))
+	if err != nil {
+		return nil, err
+	}
+	return &Env{Config: cfg, DB: db, Secrets: secrets.NewStore(db.DB, kr)}, nil
+}
+
+// Close closes the database.
+func (e *Env) Close() error { return e.DB.Close() }
+
+// App is a running gateway.
+type App struct {
+	Config    *config.Config
+	Env       *Env
+	Log       *slog.Logger
+	Authority *auth.Authority
+	Audit     *recorder.AuditLog
+	Recs      *recorder.Recordings
+	Sessions  *recorder.SessionStore
+	Gateway   *gateway.Server
+
+	sshAddr string
+	errc    chan error
+}
+
+// Start opens storage, seals what a previous crash left open, and starts the
+// SSH listener.
+func Start(cfg *config.Config, log *slog.Logger) (*App, error) {
+	env, err := OpenEnv(cfg)
+	if err != nil {
+		return nil, err
+	}
+	a := &App{Config: cfg, Env: env, Log: log, errc: make(chan error, 2)}
+	if err := a.open(); err != nil {
+		a.Close(context.Background())
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", cfg.SSH.Listen)
+	if err != nil {
+		a.Close(context.Background())
+		return nil, fmt.Errorf("ssh.listen %s: %w", cfg.SSH.Listen, err)
+	}
+	a.sshAddr = ln.Addr().String()
+	go func() {
+		if err := a.Gateway.Serve(ln); err != nil && !errors.Is(err, gateway.ErrServerClosed) {
+			a.errc <- err
+		}
+	}()
+	return a, nil
+}
+
+// SSHAddr is the address the SSH listener is bound to.
+func (a *App) SSHAddr() string { return a.sshAddr }
+
+// Err delivers a fatal server error.
+func (a *App) Err() <-chan error { return a.errc }
+
+func (a *App) open() error {
+	ctx := context.Background()
+	cfg := a.Config
+	var err error
+	if a.Authority, err = auth.LoadAuthority(ctx, a.Env.Secrets, a.Env.DB.DB); err != nil {
+		return err
+	}
+	if a.Audit, err = OpenAudit(a.Env, a.Log); err != nil {
+		return err
+	}
+	if a.Recs, err = recorder.OpenRecordings(cfg.Recording.Dir, a.Env.DB, a.Env.Secrets.Keyring(), recorder.RecordingOptions{
+		MaxBytes: cfg.Recording.MaxSessionBytes, Logger: a.Log,
+	}); err != nil {
+		return fmt.Errorf("recording.dir: %w", err)
+	}
+	a.Sessions = recorder.NewSessionStore(a.Env.DB.DB)
+	if err := a.recoverCrash(ctx); err != nil {
+		return err
+	}
+	a.Gateway, err = gateway.NewServer(gateway.Config{
+		Authority: a.Authority, Policy: policy.New(cfg), Targets: cfg.Targets, Audit: a.Audit,
+		Sessions: a.Sessions, Recorder: recordingsAdapter{a.Recs}, RecordingFailOpen: cfg.Recording.FailOpen,
+		NewFileTap: newFileTap, Docker: newDockerDialer(a.Log), Logger: a.Log,
+		HandshakeTimeout: cfg.SSH.HandshakeTimeout, MaxUnauthPerIP: cfg.SSH.MaxUnauthenticatedPerIP,
+		TargetDialTimeout: cfg.SSH.TargetDialTimeout, SessionCertTTL: cfg.Certs.SessionTTL,
+		Ciphers: cfg.SSH.Ciphers, HostNames: hostNames(cfg),
+	})
+	return err
+}
+
+// OpenAudit opens the audit log with the configured checkpoint and stream
+// settings.
+func OpenAudit(env *Env, log *slog.Logger) (*recorder.AuditLog, error) {
+	c := env.Config.Audit
+	return recorder.OpenAuditLog(env.DB, env.Secrets, recorder.AuditOptions{
+		CheckpointInterval: c.CheckpointInterval, CheckpointFile: c.CheckpointFile,
+		CheckpointURL: c.CheckpointURL, Stream: c.Stream, Logger: log,
+	})
+}
+
+// recoverCrash seals recordings and ends sessions a killed gateway left open,
+// writing an abnormal session-end event for each.
+func (a *App) recoverCrash(ctx context.Context) error {
+	recovered, err := a.Recs.Recover(ctx)
+	if err != nil {
+		return fmt.Errorf("recover recordings: %w", err)
+	}
+	byID := map[string]recorder.Recovered{}
+	for _, r := range recovered {
+		byID[r.SessionID] = r
+	}
+	open, err := a.Sessions.EndAbandoned(ctx, "gateway stopped unexpectedly")
+	if err != nil {
+		return err
+	}
+	for _, s := range open {
+		r := byID[s.ID]
+		ev := recorder.Event{Type: recorder.EventSessionEnd, User: s.User, ClientAddr: s.ClientAddr, Target: s.Target,
+			Login: s.Login, SessionID: s.ID, Reason: "gateway stopped unexpectedly; recording sealed as incomplete",
+			Details: map[string]any{"abnormal": true, "recording": s.RecordingID, "recording_sha256": r.SHA256,
+				"recording_complete": false}}
+		if err := a.Audit.Append(ctx, ev); err != nil {
+			return err
+		}
+		a.Log.Warn("sealed session left open by a crash", "session", s.ID, "user", s.User, "target", s.Target)
+	}
+	return nil
+}
+
+func hostNames(cfg *config.Config) []string {
+	names := []string{"localhost", "127.0.0.1", "::1"}
+	if u, err := url.Parse(cfg.Web.PublicURL); err == nil && u.Hostname() != "" {
+		names = append(names, u.Hostname())
+	}
+	if h, _, err := net.SplitHostPort(cfg.SSH.Listen); err == nil && h != "" && h != "0.0.0.0" && h != "::" {
+		names = append(names, h)
+	}
+	return names
+}
+
+// Close shuts the gateway down gracefully within ctx, then closes storage.
+func (a *App) Close(ctx context.Context) error {
+	var errs []error
+	if a.Gateway != nil {
+		if err := a.Gateway.Shutdown(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			errs = append(errs, err)
+		}
+	}
+	if a.Audit != nil {
+		errs = append(errs, a.Audit.Close())
+	}
+	errs = append(errs, a.Env.Close())
+	return errors.Join(errs...)
+}
