@@ -451,7 +451,10 @@ func (c *Config) validate() error {
 	}
 	add(c.validateTargets())
 	add(c.validateRoles())
-	return errors.Join(errs...)
+	if len(errs) > 0 {
+		return errs[0] // one line the operator can act on; fix, rerun
+	}
+	return nil
 }
 
 func (c *Config) validateTargets() error {

@@ -1,0 +1,186 @@
+package auth
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/gatehouse/gatehouse/internal/secrets"
+	"github.com/gatehouse/gatehouse/internal/store"
+)
+
+func newAuthority(t *testing.T) (*Authority, *store.DB) {
+	t.Helper()
+	db, err := store.Open(filepath.Join(t.TempDir(), "gh.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	kr, err := secrets.NewKeyring(make([]byte, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := LoadAuthority(context.Background(), secrets.NewStore(db.DB, kr), db.DB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a, db
+}
+
+func newKey(t *testing.T) ssh.PublicKey {
+	t.Helper()
+	pub, _, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := ssh.NewPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+var loopback = &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000}
+
+func TestAuthorityPersistsKeys(t *testing.T) {
+	db, err := store.Open(filepath.Join(t.TempDir(), "gh.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	kr, _ := secrets.NewKeyring(make([]byte, 32))
+	sec := secrets.NewStore(db.DB, kr)
+	a1, err := LoadAuthority(context.Background(), sec, db.DB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a2, err := LoadAuthority(context.Background(), sec, db.DB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(a1.UserCAPublicKey().Marshal()) != string(a2.UserCAPublicKey().Marshal()) {
+		t.Fatal("user CA changed between loads")
+	}
+	if string(a1.UserCAPublicKey().Marshal()) == string(a1.HostCAPublicKey().Marshal()) {
+		t.Fatal("user CA and host CA must differ")
+	}
+	var sealed []byte
+	if err := db.QueryRow(`SELECT value FROM secrets WHERE name = ?`, secretUserCA).Scan(&sealed); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ssh.ParseRawPrivateKey(sealed); err == nil {
+		t.Fatal("CA key stored in clear")
+	}
+}
+
+func TestCheckUserCert(t *testing.T) {
+	a, db := newAuthority(t)
+	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+	a.Now = func() time.Time { return now }
+	ctx := context.Background()
+	issue := func(user string, ttl time.Duration) *ssh.Certificate {
+		c, err := a.IssueUserCert(ctx, UserCertRequest{Identity: Identity{User: user, Groups: []string{"dba", "ops"}}, PublicKey: newKey(t), TTL: ttl})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	good := issue("alice", 8*time.Hour)
+	if good.KeyId != "gatehouse:alice" || len(good.ValidPrincipals) != 1 || good.ValidPrincipals[0] != "alice" {
+		t.Fatalf("cert identity: KeyId %q principals %v", good.KeyId, good.ValidPrincipals)
+	}
+	var n int
+	db.QueryRow(`SELECT COUNT(*) FROM certificates WHERE serial = ? AND kind = 'user'`, int64(good.Serial)).Scan(&n)
+	if n != 1 {
+		t.Fatalf("serial %d not recorded", good.Serial)
+	}
+
+	// A certificate from another CA.
+	other, _ := newAuthority(t)
+	other.Now = a.Now
+	foreign, _ := other.IssueUserCert(ctx, UserCertRequest{Identity: Identity{User: "alice"}, PublicKey: newKey(t), TTL: time.Hour})
+	// A host certificate signed by the *user* CA.
+	hostCert := &ssh.Certificate{Key: newKey(t), CertType: ssh.HostCert, ValidPrincipals: []string{"alice"},
+		ValidAfter: uint64(now.Add(-time.Minute).Unix()), ValidBefore: uint64(now.Add(time.Hour).Unix())}
+	hostCert.SignCert(rand.Reader, a.UserCASigner())
+	// Empty principals.
+	noPrincipal := &ssh.Certificate{Key: newKey(t), CertType: ssh.UserCert,
+		ValidAfter: uint64(now.Add(-time.Minute).Unix()), ValidBefore: uint64(now.Add(time.Hour).Unix())}
+	noPrincipal.SignCert(rand.Reader, a.UserCASigner())
+	// Source-address restricted elsewhere.
+	pinned := &ssh.Certificate{Key: newKey(t), CertType: ssh.UserCert, ValidPrincipals: []string{"bob"},
+		ValidAfter: uint64(now.Add(-time.Minute).Unix()), ValidBefore: uint64(now.Add(time.Hour).Unix()),
+		Permissions: ssh.Permissions{CriticalOptions: map[string]string{"source-address": "10.9.9.9/32"}}}
+	pinned.SignCert(rand.Reader, a.UserCASigner())
+	// force-command is not supported by the gateway: refuse rather than ignore.
+	forced := &ssh.Certificate{Key: newKey(t), CertType: ssh.UserCert, ValidPrincipals: []string{"bob"},
+		ValidAfter: uint64(now.Add(-time.Minute).Unix()), ValidBefore: uint64(now.Add(time.Hour).Unix()),
+		Permissions: ssh.Permissions{CriticalOptions: map[string]string{"force-command": "true"}}}
+	forced.SignCert(rand.Reader, a.UserCASigner())
+
+	tests := []struct {
+		name    string
+		key     ssh.PublicKey
+		at      time.Time
+		wantErr error
+	}{
+		{"valid", good, now, nil},
+		{"plain key", newKey(t), now, ErrNotCertificate},
+		{"expired", good, now.Add(8*time.Hour + time.Second), ErrCertExpired},
+		{"not yet valid", good, now.Add(-2 * time.Minute), ErrCertNotYet},
+		{"foreign CA", foreign, now, ErrForeignCA},
+		{"host cert as user cert", hostCert, now, ErrNotUserCert},
+		{"empty principals", noPrincipal, now, ErrCertPrincipal},
+		{"source address", pinned, now, ErrCertSource},
+		{"unsupported critical option", forced, now, ErrCertOptions},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			now = tt.at
+			id, _, err := a.CheckUserCert(tt.key, loopback)
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("CheckUserCert error = %v, want %v", err, tt.wantErr)
+			}
+			if err == nil && (id.User != "alice" || len(id.Groups) != 2 || id.Groups[1] != "ops") {
+				t.Fatalf("identity = %+v", id)
+			}
+		})
+	}
+}
+
+func TestMintSessionCert(t *testing.T) {
+	a, db := newAuthority(t)
+	sc, err := a.MintSessionCert(context.Background(), SessionCertRequest{User: "alice", SessionID: "s1", Login: "root",
+		SourceAddress: "127.0.0.1", TTL: 2 * time.Minute, PTY: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := sc.Cert
+	if len(c.ValidPrincipals) != 1 || c.ValidPrincipals[0] != "root" {
+		t.Fatalf("principals %v", c.ValidPrincipals)
+	}
+	if c.CriticalOptions["source-address"] != "127.0.0.1" {
+		t.Fatalf("source-address %q", c.CriticalOptions["source-address"])
+	}
+	if _, ok := c.Extensions["permit-pty"]; !ok {
+		t.Fatal("permit-pty missing")
+	}
+	if _, ok := c.Extensions["permit-port-forwarding"]; ok {
+		t.Fatal("port forwarding granted without being asked")
+	}
+	if life := time.Duration(c.ValidBefore-c.ValidAfter) * time.Second; life > 4*time.Minute {
+		t.Fatalf("session cert lives %s", life)
+	}
+	var session string
+	db.QueryRow(`SELECT session_id FROM certificates WHERE serial = ?`, int64(c.Serial)).Scan(&session)
+	if session != "s1" {
+		t.Fatalf("session cert serial not recorded with session id, got %q", session)
+	}
+}
