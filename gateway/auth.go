@@ -99,8 +99,9 @@ func (s *Server) authConfig(ctx context.Context, hostPrincipals []string, inner 
 func (s *Server) publicKey(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
 	if _, isCert := key.(*ssh.Certificate); !isCert {
 		if s.cfg.Approver == nil {
-			return nil, &ssh.BannerError{Err: auth.ErrNotCertificate,
-				Message: "gatehouse: this gateway accepts Gatehouse certificates only: run 'gatehouse login' first\n"}
+			// No banner: OpenSSH often offers the plain key before its
+			// certificate, and a refusal here is not the last word.
+			return nil, auth.ErrNotCertificate
 		}
 		return &ssh.Permissions{Extensions: map[string]string{permPlain: ssh.FingerprintSHA256(key)}}, nil
 	}
@@ -157,7 +158,8 @@ func (s *Server) authLog(meta ssh.ConnMetadata, method string, err error) {
 		return
 	}
 	var pse *ssh.PartialSuccessError
-	if errors.As(err, &pse) || errors.Is(err, ssh.ErrNoAuth) {
+	if errors.As(err, &pse) || errors.Is(err, ssh.ErrNoAuth) || errors.Is(err, auth.ErrNotCertificate) {
+		// Plain keys offered before a certificate are routine, not events.
 		return
 	}
 	s.log.Info("ssh auth refused", "remote", meta.RemoteAddr().String(), "user", meta.User(),
