@@ -1,0 +1,301 @@
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"os/user"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"text/template"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/gatehouse/gatehouse/auth"
+	"github.com/gatehouse/gatehouse/internal/app"
+	"github.com/gatehouse/gatehouse/internal/config"
+)
+
+func init() {
+	register(command{name: "demo", summary: "run everything on embedded defaults and print what to type", run: runDemo})
+}
+
+// demoConfig is the embedded configuration of the demo: one local OpenSSH
+// target started by the demo itself, one user and one role.
+var demoConfig = template.Must(template.New("demo").Parse(`# Written by 'gatehouse demo'; see docs/config.md.
+data_dir: {{.Dir}}/data
+ssh:
+  listen: "{{.Listen}}"
+web:
+  listen: "127.0.0.1:0"
+targets:
+  - name: demo
+    address: "{{.TargetAddr}}"
+    host_key: "{{.HostKey}}"
+    labels: {env: demo}
+roles:
+  - name: demo
+    allow:
+      targets: {labels: {env: demo}}
+      logins: ["{{.Login}}"]
+    options: {sftp: true, port_forwarding: true, max_session_ttl: 8h}
+bindings:
+  - user: demo
+    roles: [demo]
+`))
+
+func runDemo(args []string, stdout, stderr io.Writer) error {
+	fs, _ := newFlags("demo", stderr)
+	dir := fs.String("dir", "gatehouse-demo", "directory for the demo's data, keys and configuration")
+	listen := fs.String("listen", "127.0.0.1:2222", "SSH listen address of the demo gateway")
+	reset := fs.Bool("reset", false, "delete the demo directory first")
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	abs, err := filepath.Abs(*dir)
+	if err != nil {
+		return err
+	}
+	if *reset {
+		os.RemoveAll(abs)
+	}
+	if err := os.MkdirAll(abs, 0o700); err != nil {
+		return err
+	}
+	login, err := currentLogin()
+	if err != nil {
+		return err
+	}
+	target, err := startDemoTarget(abs, stderr)
+	if err != nil {
+		return err
+	}
+	defer target.stop()
+	cfg, err := writeDemoConfig(abs, *listen, login, target)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	a, err := app.Start(cfg, log)
+	if err != nil {
+		return err
+	}
+	if err := target.trust(a.Authority.UserCAPublicKey()); err != nil {
+		a.Close(context.Background())
+		return err
+	}
+	sshCfg, err := writeDemoClient(abs, a, login)
+	if err != nil {
+		a.Close(context.Background())
+		return err
+	}
+	printDemo(stdout, abs, a.SSHAddr(), login, sshCfg)
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	select {
+	case <-sig:
+	case err := <-a.Err():
+		fmt.Fprintln(stderr, "gatehouse demo:", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return a.Close(ctx)
+}
+
+func currentLogin() (string, error) {
+	u, err := user.Current()
+	if err != nil {
+		return "", err
+	}
+	return u.Username, nil
+}
+
+// demoTarget is a private sshd on loopback that trusts the demo's user CA.
+type demoTarget struct {
+	dir, addr, hostKey string
+	cmd                *exec.Cmd
+}
+
+const sshdPath = "/usr/sbin/sshd"
+
+func startDemoTarget(dir string, stderr io.Writer) (*demoTarget, error) {
+	if _, err := os.Stat(sshdPath); err != nil {
+		return nil, errors.New("the demo starts a local OpenSSH server as its target: install it first (apt-get install openssh-server)")
+	}
+	t := &demoTarget{dir: filepath.Join(dir, "target")}
+	if err := os.MkdirAll(t.dir, 0o700); err != nil {
+		return nil, err
+	}
+	os.MkdirAll("/run/sshd", 0o755)
+	keyFile := filepath.Join(t.dir, "ssh_host_ed25519_key")
+	pub, err := ensureKey(keyFile)
+	if err != nil {
+		return nil, err
+	}
+	t.hostKey = strings.TrimSpace(string(ssh.MarshalAuthorizedKey(pub)))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	t.addr = ln.Addr().String()
+	ln.Close()
+	return t, nil
+}
+
+// trust writes the sshd configuration trusting ca and starts sshd.
+func (t *demoTarget) trust(ca ssh.PublicKey) error {
+	caFile := filepath.Join(t.dir, "gatehouse_user_ca.pub")
+	if err := os.WriteFile(caFile, ssh.MarshalAuthorizedKey(ca), 0o644); err != nil {
+		return err
+	}
+	_, port, _ := net.SplitHostPort(t.addr)
+	conf := fmt.Sprintf(`# The demo target: trusts only certificates from the Gatehouse user CA.
+Port %s
+ListenAddress 127.0.0.1
+HostKey %s
+TrustedUserCAKeys %s
+AuthorizedKeysFile none
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin prohibit-password
+UsePAM no
+StrictModes no
+LogLevel VERBOSE
+PidFile none
+Subsystem sftp /usr/lib/openssh/sftp-server
+`, port, filepath.Join(t.dir, "ssh_host_ed25519_key"), caFile)
+	cf := filepath.Join(t.dir, "sshd_config")
+	if err := os.WriteFile(cf, []byte(conf), 0o600); err != nil {
+		return err
+	}
+	t.cmd = exec.Command(sshdPath, "-D", "-e", "-f", cf, "-E", filepath.Join(t.dir, "sshd.log"))
+	if err := t.cmd.Start(); err != nil {
+		return fmt.Errorf("start demo sshd: %w", err)
+	}
+	for i := 0; i < 50; i++ {
+		if c, err := net.DialTimeout("tcp", t.addr, 100*time.Millisecond); err == nil {
+			c.Close()
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("demo sshd did not start; see %s", filepath.Join(t.dir, "sshd.log"))
+}
+
+func (t *demoTarget) stop() {
+	if t.cmd != nil && t.cmd.Process != nil {
+		t.cmd.Process.Kill()
+		t.cmd.Wait()
+	}
+}
+
+// ensureKey loads or creates an Ed25519 private key file in OpenSSH format.
+func ensureKey(path string) (ssh.PublicKey, error) {
+	if b, err := os.ReadFile(path); err == nil {
+		s, err := ssh.ParsePrivateKey(b)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		return s.PublicKey(), nil
+	}
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	block, err := ssh.MarshalPrivateKey(priv, "")
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(path, pem.EncodeToMemory(block), 0o600); err != nil {
+		return nil, err
+	}
+	sp, err := ssh.NewPublicKey(pub)
+	if err != nil {
+		return nil, err
+	}
+	return sp, os.WriteFile(path+".pub", ssh.MarshalAuthorizedKey(sp), 0o644)
+}
+
+func writeDemoConfig(dir, listen, login string, t *demoTarget) (*config.Config, error) {
+	var b strings.Builder
+	err := demoConfig.Execute(&b, map[string]string{"Dir": dir, "Listen": listen, "TargetAddr": t.addr, "HostKey": t.hostKey, "Login": login})
+	if err != nil {
+		return nil, err
+	}
+	path := filepath.Join(dir, "gatehouse.yaml")
+	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+		return nil, err
+	}
+	return config.Load(path)
+}
+
+// writeDemoClient issues the demo user's certificate and writes an
+// ssh_config so plain ssh, scp, sftp and rsync work through the gateway.
+func writeDemoClient(dir string, a *app.App, login string) (string, error) {
+	keyFile := filepath.Join(dir, "client", "id_ed25519")
+	os.MkdirAll(filepath.Dir(keyFile), 0o700)
+	pub, err := ensureKey(keyFile)
+	if err != nil {
+		return "", err
+	}
+	cert, err := a.Authority.IssueUserCert(context.Background(), auth.UserCertRequest{
+		Identity: auth.Identity{User: "demo"}, PublicKey: pub, TTL: 8 * time.Hour})
+	if err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(keyFile+"-cert.pub", ssh.MarshalAuthorizedKey(cert), 0o644); err != nil {
+		return "", err
+	}
+	kh := filepath.Join(dir, "client", "known_hosts")
+	if err := os.WriteFile(kh, []byte("@cert-authority * "+string(ssh.MarshalAuthorizedKey(a.Authority.HostCAPublicKey()))), 0o644); err != nil {
+		return "", err
+	}
+	host, port, _ := net.SplitHostPort(a.SSHAddr())
+	cfgFile := filepath.Join(dir, "client", "ssh_config")
+	conf := fmt.Sprintf(`# Written by 'gatehouse demo'. Use: ssh -F %[1]s ...
+Host gatehouse
+  HostName %[2]s
+  Port %[3]s
+  User demo
+Host *
+  IdentityFile %[4]s
+  CertificateFile %[4]s-cert.pub
+  IdentitiesOnly yes
+  UserKnownHostsFile %[5]s
+  StrictHostKeyChecking yes
+Host demo
+  ProxyJump gatehouse
+  User %[6]s
+`, cfgFile, host, port, keyFile, kh, login)
+	return cfgFile, os.WriteFile(cfgFile, []byte(conf), 0o644)
+}
+
+func printDemo(w io.Writer, dir, addr, login, sshCfg string) {
+	host, port, _ := net.SplitHostPort(addr)
+	fmt.Fprintf(w, `Gatehouse demo is running (Ctrl-C to stop). Data, keys and config are in %[1]s.
+
+A local OpenSSH server is the target "demo"; it trusts only Gatehouse certificates.
+You are user "demo", with a certificate in %[1]s/client. Try, in another terminal:
+
+  ssh -F %[2]s -p %[4]s %[5]s@demo@%[3]s            # direct: login@target@gateway
+  ssh -F %[2]s demo 'uname -a; exit 3'; echo $?   # ProxyJump, recorded too
+  ssh -F %[2]s -p %[4]s demo@%[3]s                  # no target: what you may reach
+  scp -F %[2]s /etc/hostname demo:/tmp/copied     # scp, sftp and rsync work as usual
+  ssh -F %[2]s -p %[4]s nobody@demo@%[3]s           # refused, with the reason
+
+Every session is recorded and audited:
+  gatehouse recording list --config %[1]s/gatehouse.yaml
+  gatehouse audit verify --config %[1]s/gatehouse.yaml
+`, dir, sshCfg, host, port, login)
+}
