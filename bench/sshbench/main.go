@@ -1,0 +1,481 @@
+// Command sshbench measures Gatehouse side by side with OpenSSH on loopback,
+// in one run, and prints a table of ratios:
+//
+//   - session setup (median of -n runs of `ssh HOST true`),
+//   - bulk throughput (exec output of -bytes, discarded by the client),
+//   - keystroke echo round trip (p50/p99 through `ssh -tt` to `cat`),
+//   - gateway memory per idle interactive session (-idle sessions).
+//
+// Modes: direct OpenSSH to the target; OpenSSH ProxyJump through a plain
+// sshd; Gatehouse direct (login@target@gw); Gatehouse as ProxyJump. It needs
+// root (it starts sshd), /usr/sbin/sshd and the gatehouse binary (-gatehouse).
+// See bench/run.sh and docs/performance.md.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/creack/pty"
+)
+
+var (
+	flagN        = flag.Int("n", 30, "session setups per mode (median reported)")
+	flagBytes    = flag.Int64("bytes", 1<<30, "bytes of exec output per throughput run")
+	flagEcho     = flag.Int("echo", 300, "keystrokes per echo measurement")
+	flagIdle     = flag.Int("idle", 200, "idle interactive sessions for the memory measurement (0 skips)")
+	flagGH       = flag.String("gatehouse", "", "path to the gatehouse binary (default: build it)")
+	flagCipher   = flag.String("cipher", "chacha20-poly1305@openssh.com", "client cipher for every mode")
+	flagKeep     = flag.Bool("keep", false, "keep the temporary directory")
+	flagSkipBulk = flag.Bool("skip-bulk", false, "skip the throughput runs")
+)
+
+func main() {
+	flag.Parse()
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "sshbench:", err)
+		os.Exit(1)
+	}
+}
+
+type env struct {
+	dir       string
+	gh        string
+	target    *sshd // the host everyone reaches
+	jump      *sshd // a plain OpenSSH jump host
+	gwAddr    string
+	gwProc    *exec.Cmd
+	clientCfg string
+}
+
+func run() error {
+	if os.Geteuid() != 0 {
+		return errors.New("run as root (it starts sshd)")
+	}
+	dir, err := os.MkdirTemp("", "sshbench-")
+	if err != nil {
+		return err
+	}
+	if !*flagKeep {
+		defer os.RemoveAll(dir)
+	}
+	e := &env{dir: dir}
+	if err := e.setup(); err != nil {
+		return err
+	}
+	defer e.teardown()
+	modes := []struct{ name, host string }{
+		{"OpenSSH direct", "direct"},
+		{"OpenSSH ProxyJump", "viajump"},
+		{"Gatehouse direct", "gwdirect"},
+		{"Gatehouse ProxyJump", "gwjump"},
+	}
+	type result struct {
+		setup    time.Duration
+		mbps     float64
+		p50, p99 time.Duration
+	}
+	res := map[string]*result{}
+	for _, m := range modes {
+		r := &result{}
+		res[m.host] = r
+		if r.setup, err = e.setupTime(m.host); err != nil {
+			return fmt.Errorf("%s setup: %w", m.name, err)
+		}
+		if !*flagSkipBulk {
+			if r.mbps, err = e.throughput(m.host); err != nil {
+				return fmt.Errorf("%s throughput: %w", m.name, err)
+			}
+		}
+		if r.p50, r.p99, err = e.echo(m.host); err != nil {
+			return fmt.Errorf("%s echo: %w", m.name, err)
+		}
+		fmt.Fprintf(os.Stderr, "%-20s setup %v  %.0f MB/s  echo p50 %v p99 %v\n", m.name, r.setup, r.mbps, r.p50, r.p99)
+	}
+	var perSession float64
+	if *flagIdle > 0 {
+		if perSession, err = e.idleMemory(*flagIdle); err != nil {
+			return fmt.Errorf("idle memory: %w", err)
+		}
+	}
+	d, j := res["direct"], res["viajump"]
+	fmt.Printf("| mode | setup (median of %d) | × direct | × ProxyJump | throughput %d MB | × direct | × ProxyJump | echo p50 | echo p99 | p50 × ProxyJump |\n", *flagN, *flagBytes/1e6)
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|")
+	for _, m := range modes {
+		r := res[m.host]
+		fmt.Printf("| %s | %.1f ms | %.2f | %.2f | %.0f MB/s | %.2f | %.2f | %d µs | %d µs | %.2f |\n", m.name,
+			ms(r.setup), ms(r.setup)/ms(d.setup), ms(r.setup)/ms(j.setup), r.mbps, ratio(r.mbps, d.mbps), ratio(r.mbps, j.mbps),
+			r.p50.Microseconds(), r.p99.Microseconds(), float64(r.p50)/float64(j.p50))
+	}
+	if *flagIdle > 0 {
+		fmt.Printf("\nGatehouse memory per idle interactive recorded session (%d sessions): %.1f KiB\n", *flagIdle, perSession/1024)
+	}
+	return nil
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func ratio(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return a / b
+}
+
+// sshd is one OpenSSH server on loopback.
+type sshd struct {
+	addr    string
+	hostPub string
+	cmd     *exec.Cmd
+}
+
+func freePort() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+func startSSHD(dir, name, extra string) (*sshd, error) {
+	d := filepath.Join(dir, name)
+	os.MkdirAll(d, 0o700)
+	os.MkdirAll("/run/sshd", 0o755)
+	hk := filepath.Join(d, "hostkey")
+	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", hk).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("ssh-keygen: %v %s", err, out)
+	}
+	addr, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	_, port, _ := net.SplitHostPort(addr)
+	conf := fmt.Sprintf("Port %s\nListenAddress 127.0.0.1\nHostKey %s\nUsePAM no\nPermitRootLogin yes\nStrictModes no\nPidFile none\n"+
+		"PasswordAuthentication no\nKbdInteractiveAuthentication no\nAllowTcpForwarding yes\nMaxStartups 1000\nMaxSessions 1000\n"+
+		"Subsystem sftp /usr/lib/openssh/sftp-server\n%s", port, hk, extra)
+	cf := filepath.Join(d, "sshd_config")
+	os.WriteFile(cf, []byte(conf), 0o600)
+	cmd := exec.Command("/usr/sbin/sshd", "-D", "-e", "-f", cf, "-E", filepath.Join(d, "log"))
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	if err := waitPort(addr); err != nil {
+		return nil, err
+	}
+	pub, _ := os.ReadFile(hk + ".pub")
+	return &sshd{addr: addr, hostPub: strings.TrimSpace(string(pub)), cmd: cmd}, nil
+}
+
+func waitPort(addr string) error {
+	for i := 0; i < 100; i++ {
+		if c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond); err == nil {
+			c.Close()
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("%s did not start listening", addr)
+}
+
+func (e *env) gatehouse(args ...string) (string, error) {
+	out, err := exec.Command(e.gh, append(args, "--config", filepath.Join(e.dir, "gatehouse.yaml"))...).CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("gatehouse %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+	return string(out), nil
+}
+
+func (e *env) setup() error {
+	e.gh = *flagGH
+	if e.gh == "" {
+		e.gh = filepath.Join(e.dir, "gatehouse")
+		build := exec.Command("go", "build", "-o", e.gh, "./cmd/gatehouse")
+		build.Stderr = os.Stderr
+		if err := build.Run(); err != nil {
+			return fmt.Errorf("build gatehouse: %w", err)
+		}
+	}
+	key := filepath.Join(e.dir, "id")
+	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key).CombinedOutput(); err != nil {
+		return fmt.Errorf("ssh-keygen: %v %s", err, out)
+	}
+	pub, _ := os.ReadFile(key + ".pub")
+	os.WriteFile(filepath.Join(e.dir, "authorized_keys"), pub, 0o600)
+	gwAddr, err := freePort()
+	if err != nil {
+		return err
+	}
+	e.gwAddr = gwAddr
+	// First pass: create the CA so the target can trust it.
+	cfg := fmt.Sprintf("data_dir: %s/data\nssh: {listen: %q}\nweb: {listen: \"127.0.0.1:0\"}\n", e.dir, gwAddr)
+	os.WriteFile(filepath.Join(e.dir, "gatehouse.yaml"), []byte(cfg), 0o600)
+	ca, err := e.gatehouse("ca", "public", "--user")
+	if err != nil {
+		return err
+	}
+	os.WriteFile(filepath.Join(e.dir, "user_ca.pub"), []byte(ca), 0o644)
+	authKeys := "AuthorizedKeysFile " + filepath.Join(e.dir, "authorized_keys") + "\n"
+	if e.target, err = startSSHD(e.dir, "target", authKeys+"TrustedUserCAKeys "+filepath.Join(e.dir, "user_ca.pub")+"\n"); err != nil {
+		return err
+	}
+	if e.jump, err = startSSHD(e.dir, "jump", authKeys); err != nil {
+		return err
+	}
+	cfg += fmt.Sprintf(`targets:
+  - name: bench
+    address: %q
+    host_key: %q
+roles:
+  - name: bench
+    allow: {targets: {names: [bench]}, logins: [root]}
+    options: {sftp: true}
+bindings:
+  - user: bench
+    roles: [bench]
+`, e.target.addr, e.target.hostPub)
+	os.WriteFile(filepath.Join(e.dir, "gatehouse.yaml"), []byte(cfg), 0o600)
+	if _, err := e.gatehouse("admin", "issue-cert", "--user", "bench", "--pubkey", key+".pub"); err != nil {
+		return err
+	}
+	hostCA, err := e.gatehouse("ca", "public", "--host")
+	if err != nil {
+		return err
+	}
+	e.gwProc = exec.Command(e.gh, "serve", "--config", filepath.Join(e.dir, "gatehouse.yaml"))
+	e.gwProc.Stderr, _ = os.Create(filepath.Join(e.dir, "gatehouse.log"))
+	if err := e.gwProc.Start(); err != nil {
+		return err
+	}
+	if err := waitPort(gwAddr); err != nil {
+		return err
+	}
+	return e.writeClientConfig(key, hostCA)
+}
+
+func (e *env) writeClientConfig(key, hostCA string) error {
+	th, tp, _ := net.SplitHostPort(e.target.addr)
+	jh, jp, _ := net.SplitHostPort(e.jump.addr)
+	gh, gp, _ := net.SplitHostPort(e.gwAddr)
+	kh := filepath.Join(e.dir, "known_hosts")
+	known := fmt.Sprintf("[%s]:%s %s\n[%s]:%s %s\n%s", th, tp, e.target.hostPub, jh, jp, e.jump.hostPub, hostCA)
+	os.WriteFile(kh, []byte(known), 0o644)
+	conf := fmt.Sprintf(`Host direct
+  HostName %[1]s
+  Port %[2]s
+Host viajump
+  HostName %[1]s
+  Port %[2]s
+  ProxyJump root@%[3]s:%[4]s
+Host gwdirect
+  HostName %[5]s
+  Port %[6]s
+  User root@bench
+Host gw
+  HostName %[5]s
+  Port %[6]s
+  User bench
+Host gwjump
+  HostName bench
+  ProxyJump gw
+Host *
+  User root
+  IdentityFile %[7]s
+  CertificateFile %[7]s-cert.pub
+  IdentitiesOnly yes
+  UserKnownHostsFile %[8]s
+  StrictHostKeyChecking yes
+  BatchMode yes
+  Ciphers %[9]s
+  LogLevel ERROR
+`, th, tp, jh, jp, gh, gp, key, kh, *flagCipher)
+	e.clientCfg = filepath.Join(e.dir, "ssh_config")
+	return os.WriteFile(e.clientCfg, []byte(conf), 0o644)
+}
+
+func (e *env) teardown() {
+	for _, p := range []*exec.Cmd{e.gwProc} {
+		if p != nil && p.Process != nil {
+			p.Process.Signal(os.Interrupt)
+			p.Wait()
+		}
+	}
+	for _, s := range []*sshd{e.target, e.jump} {
+		if s != nil {
+			s.cmd.Process.Kill()
+			s.cmd.Wait()
+		}
+	}
+}
+
+func (e *env) ssh(args ...string) *exec.Cmd {
+	cmd := exec.Command("ssh", append([]string{"-F", e.clientCfg}, args...)...)
+	cmd.Env = append(os.Environ(), "SSH_AUTH_SOCK=")
+	return cmd
+}
+
+func (e *env) setupTime(host string) (time.Duration, error) {
+	var ds []time.Duration
+	for i := 0; i < *flagN; i++ {
+		start := time.Now()
+		if out, err := e.ssh(host, "true").CombinedOutput(); err != nil {
+			return 0, fmt.Errorf("%v: %s", err, out)
+		}
+		ds = append(ds, time.Since(start))
+	}
+	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+	return ds[len(ds)/2], nil
+}
+
+func (e *env) throughput(host string) (float64, error) {
+	cmd := e.ssh(host, "head -c "+strconv.FormatInt(*flagBytes, 10)+" /dev/zero")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return 0, err
+	}
+	n, _ := io.Copy(io.Discard, out)
+	if err := cmd.Wait(); err != nil {
+		return 0, err
+	}
+	if n != *flagBytes {
+		return 0, fmt.Errorf("received %d bytes, want %d", n, *flagBytes)
+	}
+	return float64(n) / 1e6 / time.Since(start).Seconds(), nil
+}
+
+// echo measures keystroke round trips through `ssh -tt HOST` running a raw
+// `cat` on the target.
+func (e *env) echo(host string) (p50, p99 time.Duration, err error) {
+	cmd := e.ssh("-tt", host, "stty raw -echo; echo READY; exec cat")
+	f, err := pty.StartWithSize(cmd, &pty.Winsize{Cols: 80, Rows: 24})
+	if err != nil {
+		return 0, 0, err
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait(); f.Close() }()
+	if _, err := exec.Command("stty", "-F", f.Name(), "raw", "-echo").CombinedOutput(); err != nil {
+		// The local pty stays cooked; echo still measures the round trip.
+		_ = err
+	}
+	r := bufio.NewReader(f)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := waitFor(ctx, r, "READY"); err != nil {
+		return 0, 0, err
+	}
+	var ds []time.Duration
+	buf := make([]byte, 64)
+	for i := 0; i < *flagEcho; i++ {
+		c := byte('a' + i%26)
+		start := time.Now()
+		f.Write([]byte{c})
+		for {
+			n, err := r.Read(buf)
+			if err != nil {
+				return 0, 0, err
+			}
+			if bytes.IndexByte(buf[:n], c) >= 0 {
+				break
+			}
+		}
+		ds = append(ds, time.Since(start))
+		time.Sleep(2 * time.Millisecond)
+	}
+	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+	return ds[len(ds)/2], ds[len(ds)*99/100], nil
+}
+
+func waitFor(ctx context.Context, r *bufio.Reader, s string) error {
+	done := make(chan error, 1)
+	go func() {
+		var acc []byte
+		buf := make([]byte, 256)
+		for {
+			n, err := r.Read(buf)
+			acc = append(acc, buf[:n]...)
+			if bytes.Contains(acc, []byte(s)) {
+				done <- nil
+				return
+			}
+			if err != nil {
+				done <- fmt.Errorf("waiting for %q: %v (got %q)", s, err, acc)
+				return
+			}
+		}
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("timeout waiting for %q", s)
+	}
+}
+
+// idleMemory opens n interactive recorded sessions through the gateway and
+// reports the gateway's resident memory growth per session.
+func (e *env) idleMemory(n int) (float64, error) {
+	before, err := rss(e.gwProc.Process.Pid)
+	if err != nil {
+		return 0, err
+	}
+	var cmds []*exec.Cmd
+	var ptys []*os.File
+	defer func() {
+		for i, c := range cmds {
+			c.Process.Kill()
+			c.Wait()
+			ptys[i].Close()
+		}
+	}()
+	for i := 0; i < n; i++ {
+		cmd := e.ssh("-tt", "gwdirect", "echo IDLE; exec sleep 600")
+		f, err := pty.StartWithSize(cmd, &pty.Winsize{Cols: 80, Rows: 24})
+		if err != nil {
+			return 0, err
+		}
+		cmds, ptys = append(cmds, cmd), append(ptys, f)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err = waitFor(ctx, bufio.NewReader(f), "IDLE")
+		cancel()
+		if err != nil {
+			return 0, fmt.Errorf("session %d: %w", i, err)
+		}
+	}
+	time.Sleep(2 * time.Second)
+	after, err := rss(e.gwProc.Process.Pid)
+	if err != nil {
+		return 0, err
+	}
+	fmt.Fprintf(os.Stderr, "gateway RSS %d KiB -> %d KiB with %d idle sessions\n", before/1024, after/1024, n)
+	return float64(after-before) / float64(n), nil
+}
+
+func rss(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, err := strconv.ParseInt(f[1], 10, 64)
+			return kb * 1024, err
+		}
+	}
+	return 0, errors.New("no VmRSS")
+}
