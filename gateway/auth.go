@@ -11,6 +11,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/gatehouse/gatehouse/auth"
+	"github.com/gatehouse/gatehouse/policy"
 	"github.com/gatehouse/gatehouse/recorder"
 )
 
@@ -79,8 +80,14 @@ func (s *Server) authConfig(ctx context.Context, hostPrincipals []string, inner 
 			}
 			return s.publicKey(meta, key)
 		},
-		VerifiedPublicKeyCallback: s.verifiedKey,
-		AuthLogCallback:           s.authLog,
+		VerifiedPublicKeyCallback: func(meta ssh.ConnMetadata, key ssh.PublicKey, perms *ssh.Permissions, alg string) (*ssh.Permissions, error) {
+			perms, err := s.verifiedKey(meta, key, perms, alg)
+			if err != nil {
+				return nil, err
+			}
+			return s.maybeSessionMFA(meta, perms, innerTarget(hostPrincipals, inner))
+		},
+		AuthLogCallback: s.authLog,
 	}
 	if len(s.cfg.Ciphers) > 0 {
 		cfg.Ciphers = s.cfg.Ciphers
@@ -127,6 +134,70 @@ func (s *Server) verifiedKey(meta ssh.ConnMetadata, key ssh.PublicKey, perms *ss
 			return s.approve(meta, client, fp)
 		},
 	}}
+}
+
+func innerTarget(hostPrincipals []string, inner bool) string {
+	if inner && len(hostPrincipals) == 1 {
+		return hostPrincipals[0]
+	}
+	return ""
+}
+
+// maybeSessionMFA asks for a fresh TOTP code at the ssh prompt when a role
+// that allows this login on this target requires per-session MFA.
+func (s *Server) maybeSessionMFA(meta ssh.ConnMetadata, perms *ssh.Permissions, innerTarget string) (*ssh.Permissions, error) {
+	if s.cfg.Approver == nil {
+		return perms, nil
+	}
+	login, tname := meta.User(), innerTarget
+	if tname == "" {
+		a, err := ParseAddress(meta.User())
+		if err != nil || !a.Direct() {
+			return perms, nil
+		}
+		login, tname = a.Login, a.Target
+	}
+	pr, err := principalFrom(perms)
+	if err != nil {
+		return nil, err
+	}
+	pt := policy.Target{Name: tname}
+	if t, ok := s.targets[tname]; ok {
+		pt = policy.Target{Name: t.Name, Kind: t.Kind, Labels: t.Labels}
+	}
+	if !s.cfg.Policy.RequireSessionMFA(pr.User, pr.Groups, pt, login) {
+		return perms, nil
+	}
+	return nil, &ssh.PartialSuccessError{Next: ssh.ServerAuthCallbacks{
+		KeyboardInteractiveCallback: func(meta ssh.ConnMetadata, client ssh.KeyboardInteractiveChallenge) (*ssh.Permissions, error) {
+			return s.sessionMFA(client, perms, pr.User, tname)
+		},
+	}}
+}
+
+// sessionMFA prompts for a TOTP code (three tries) and marks the identity
+// as freshly verified.
+func (s *Server) sessionMFA(client ssh.KeyboardInteractiveChallenge, perms *ssh.Permissions, user, target string) (*ssh.Permissions, error) {
+	instr := fmt.Sprintf("Your role requires a fresh TOTP code for every session to %s.", target)
+	var lastErr error
+	for try := 0; try < 3; try++ {
+		ans, err := client("Gatehouse", instr, []string{"TOTP code for " + user + ": "}, []bool{false})
+		if err != nil {
+			return nil, err
+		}
+		if len(ans) != 1 {
+			return nil, errors.New("gateway: expected one answer")
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		lastErr = s.cfg.Approver.VerifyTOTP(ctx, user, strings.TrimSpace(ans[0]))
+		cancel()
+		if lastErr == nil {
+			perms.Extensions[permMFA] = s.now().UTC().Format(time.RFC3339)
+			return perms, nil
+		}
+		instr = "That code was not accepted; try the next one."
+	}
+	return nil, &ssh.BannerError{Err: lastErr, Message: "gatehouse: TOTP code not accepted\n"}
 }
 
 // approvalWait bounds how long a plain-ssh login waits for the browser.
