@@ -64,7 +64,7 @@ func (s *Server) dialSSH(ctx context.Context, c *clientConn, t config.Target) (t
 	d0 := c.check("")
 	sc, err := s.cfg.Authority.MintSessionCert(ctx, auth.SessionCertRequest{
 		User: c.pr.User, SessionID: c.id, Login: c.addr.Login, SourceAddress: local, TTL: s.cfg.SessionCertTTL,
-		PTY: true, PortForward: d0.Options.PortForwarding,
+		PTY: true, PortForward: d0.Options.PortForwarding, AgentForward: d0.Options.AgentForwarding,
 	})
 	if err != nil {
 		nc.Close()
@@ -92,7 +92,11 @@ func (s *Server) dialSSH(ctx context.Context, c *clientConn, t config.Target) (t
 		return nil, handshakeError(t, c.addr.Login, err)
 	}
 	nc.SetDeadline(timeZero)
-	return ssh.NewClient(conn, chans, reqs), nil
+	client := ssh.NewClient(conn, chans, reqs)
+	if d0.Options.AgentForwarding {
+		go c.serveAgent(client.HandleChannelOpen("auth-agent@openssh.com"))
+	}
+	return client, nil
 }
 
 func hostKeyAlgorithms(keyType string) []string {
@@ -174,4 +178,26 @@ var timeZero = time.Time{}
 func unreachableEvent(target string, err error) recorder.Event {
 	return recorder.Event{Type: recorder.EventSessionDenied, Target: target, Reason: err.Error(),
 		Details: map[string]any{"stage": "connect"}}
+}
+
+// serveAgent relays agent requests from the target back to the user's own
+// ssh-agent (only when a role allows agent forwarding and the client asked).
+func (c *clientConn) serveAgent(chans <-chan ssh.NewChannel) {
+	for nc := range chans {
+		go func() {
+			cch, creqs, err := c.sc.OpenChannel("auth-agent@openssh.com", nil)
+			if err != nil {
+				nc.Reject(ssh.ConnectionFailed, "gatehouse: the client offers no agent")
+				return
+			}
+			go ssh.DiscardRequests(creqs)
+			tch, treqs, err := nc.Accept()
+			if err != nil {
+				cch.Close()
+				return
+			}
+			go ssh.DiscardRequests(treqs)
+			pipeBoth(tch, cch)
+		}()
+	}
 }

@@ -31,6 +31,7 @@ type session struct {
 	// Setup state, touched only by the request loop before start.
 	pty     *ptyRequest
 	env     []*ssh.Request
+	agent   bool // client asked for agent forwarding and a role allows it
 	started bool
 	kind    string
 	command string
@@ -171,14 +172,16 @@ func (s *session) setup(r *ssh.Request) bool {
 		r.Reply(false, nil)
 	case "shell", "exec", "subsystem":
 		return s.start(r)
+	case "auth-agent-req@openssh.com":
+		s.agent = s.c.resolveErr == nil && s.c.check("").Options.AgentForwarding
+		r.Reply(s.agent, nil)
 	case "window-change":
 		var w windowChange
 		if s.pty != nil && ssh.Unmarshal(r.Payload, &w) == nil {
 			s.pty.Cols, s.pty.Rows = w.Cols, w.Rows
 		}
 	default:
-		// x11-req, auth-agent-req@openssh.com (agent forwarding is off)
-		// and anything unknown are refused.
+		// x11-req and anything unknown are refused.
 		if r.WantReply {
 			r.Reply(false, nil)
 		}
@@ -303,6 +306,9 @@ func (s *session) replaySetup() error {
 	}
 	for _, e := range s.env {
 		s.tch.SendRequest("env", false, e.Payload)
+	}
+	if s.agent {
+		s.tch.SendRequest("auth-agent-req@openssh.com", false, nil)
 	}
 	return nil
 }
