@@ -1,0 +1,313 @@
+package recorder
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/gatehouse/gatehouse/internal/secrets"
+	"github.com/gatehouse/gatehouse/internal/store"
+)
+
+// AuditOptions configures an AuditLog. Zero values take the defaults named.
+type AuditOptions struct {
+	// CheckpointInterval between signed checkpoints; zero means 5m, a
+	// negative value disables periodic checkpoints (Close still writes one).
+	CheckpointInterval time.Duration
+	// CheckpointFile receives a copy of every checkpoint (appended).
+	CheckpointFile string
+	// CheckpointURL receives every checkpoint by HTTP POST.
+	CheckpointURL string
+	// Stream copies events as JSON lines: "stdout", "syslog", "file:/path".
+	Stream string
+	// Now returns the current time; nil means time.Now.
+	Now func() time.Time
+	// Logger; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// AuditLog is the tamper-evident audit log. One goroutine owns the chain
+// head and writes batches of concurrent appends in one transaction, so the
+// chain never forks; it reads the head inside that (immediate) transaction,
+// so two processes (the server and an admin CLI) cannot fork it either.
+//
+// Lifecycle: OpenAuditLog, Append from any goroutine, Close (which writes a
+// final checkpoint).
+type AuditLog struct {
+	db     *store.DB
+	opts   AuditOptions
+	log    *slog.Logger
+	signer note.Signer
+	vkey   string
+	stream *auditStream
+
+	reqs      chan *appendReq
+	quit      chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+type appendReq struct {
+	ev   Event
+	done chan error
+}
+
+// auditSecret is the sealed secret holding the note signing key.
+const auditSecret = "audit/signing-key"
+
+type auditKeys struct{ Signer, Verifier string }
+
+// AuditKeyName names the checkpoint signing key in notes.
+const AuditKeyName = "gatehouse-audit"
+
+// OpenAuditLog opens the log, creating its signing key on first use.
+func OpenAuditLog(db *store.DB, sec *secrets.Store, opts AuditOptions) (*AuditLog, error) {
+	if opts.CheckpointInterval == 0 {
+		opts.CheckpointInterval = 5 * time.Minute
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	raw, err := sec.GetOrCreate(context.Background(), auditSecret, func() ([]byte, error) {
+		skey, vkey, err := note.GenerateKey(rand.Reader, AuditKeyName)
+		if err != nil {
+			return nil, err
+		}
+		return json.Marshal(auditKeys{skey, vkey})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("recorder: audit signing key: %w", err)
+	}
+	var keys auditKeys
+	if err := json.Unmarshal(raw, &keys); err != nil {
+		return nil, fmt.Errorf("recorder: audit signing key: %w", err)
+	}
+	signer, err := note.NewSigner(keys.Signer)
+	if err != nil {
+		return nil, fmt.Errorf("recorder: audit signing key: %w", err)
+	}
+	stream, err := openAuditStream(opts.Stream)
+	if err != nil {
+		return nil, err
+	}
+	l := &AuditLog{db: db, opts: opts, log: opts.Logger, signer: signer, vkey: keys.Verifier, stream: stream,
+		reqs: make(chan *appendReq, 1024), quit: make(chan struct{}), done: make(chan struct{})}
+	go l.run()
+	return l, nil
+}
+
+// VerifierKey is the public key text an auditor needs to check checkpoints
+// and exports (golang.org/x/mod/sumdb/note verifier key).
+func (l *AuditLog) VerifierKey() string { return l.vkey }
+
+// ErrAuditClosed is returned by Append after Close.
+var ErrAuditClosed = errors.New("recorder: audit log is closed")
+
+// Append writes ev and returns once it is durably committed. Callers fail
+// closed on error.
+func (l *AuditLog) Append(ctx context.Context, ev Event) error {
+	if ev.Time.IsZero() {
+		ev.Time = l.opts.Now()
+	}
+	ev.Time = ev.Time.UTC()
+	if _, err := CanonicalDetails(ev.Details); err != nil {
+		return err
+	}
+	r := &appendReq{ev: ev, done: make(chan error, 1)}
+	select {
+	case l.reqs <- r:
+	case <-l.quit:
+		return ErrAuditClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-r.done:
+		return err
+	case <-ctx.Done():
+		// The event may still be written; the caller treats it as failed.
+		return ctx.Err()
+	}
+}
+
+// maxBatch bounds one group commit.
+const maxBatch = 512
+
+func (l *AuditLog) run() {
+	defer close(l.done)
+	var tick <-chan time.Time
+	if l.opts.CheckpointInterval > 0 {
+		t := time.NewTicker(l.opts.CheckpointInterval)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case r := <-l.reqs:
+			l.commit(l.gather(r))
+		case <-tick:
+			if _, err := l.checkpoint(context.Background()); err != nil {
+				l.log.Error("audit checkpoint failed", "err", err)
+			}
+		case <-l.quit:
+			for {
+				select {
+				case r := <-l.reqs:
+					l.commit(l.gather(r))
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+func (l *AuditLog) gather(first *appendReq) []*appendReq {
+	batch := []*appendReq{first}
+	for len(batch) < maxBatch {
+		select {
+		case r := <-l.reqs:
+			batch = append(batch, r)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+func (l *AuditLog) commit(batch []*appendReq) {
+	evs := make([]*Event, len(batch))
+	for i, r := range batch {
+		evs[i] = &r.ev
+	}
+	err := appendEvents(context.Background(), l.db.DB, evs)
+	for _, r := range batch {
+		r.done <- err
+	}
+	if err != nil {
+		l.log.Error("audit append failed", "events", len(batch), "err", err)
+		return
+	}
+	for _, ev := range evs {
+		l.stream.write(ev)
+	}
+}
+
+// appendEvents chains and inserts evs in one immediate transaction.
+func appendEvents(ctx context.Context, db *sql.DB, evs []*Event) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("recorder: audit: %w", err)
+	}
+	defer tx.Rollback()
+	var lastID int64
+	prev := make([]byte, 32)
+	err = tx.QueryRowContext(ctx, `SELECT id, hash FROM audit_events ORDER BY id DESC LIMIT 1`).Scan(&lastID, &prev)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("recorder: audit head: %w", err)
+	}
+	ins, err := tx.PrepareContext(ctx, `INSERT INTO audit_events(id, time, type, user_name, user_issuer, user_subject,
+		client_addr, client_version, key_fingerprint, cert_serial, target, login, session_id, reason, details,
+		prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+	if err != nil {
+		return fmt.Errorf("recorder: audit: %w", err)
+	}
+	defer ins.Close()
+	tree, err := newTreeWriter(ctx, tx)
+	if err != nil {
+		return err
+	}
+	defer tree.close()
+	for _, ev := range evs {
+		lastID++
+		ev.ID = lastID
+		canon, err := Canonical(ev)
+		if err != nil {
+			return err
+		}
+		details, _ := CanonicalDetails(ev.Details)
+		hash := ChainHash(prev, canon)
+		if _, err := ins.ExecContext(ctx, ev.ID, ev.Time.UnixNano(), ev.Type, ev.User, ev.UserIssuer, ev.UserSubject,
+			ev.ClientAddr, ev.ClientVersion, ev.KeyFingerprint, int64(ev.CertSerial), ev.Target, ev.Login, ev.SessionID,
+			ev.Reason, string(details), prev, hash); err != nil {
+			return fmt.Errorf("recorder: audit insert: %w", err)
+		}
+		if err := tree.add(ev.ID-1, hash); err != nil {
+			return err
+		}
+		prev = hash
+	}
+	return tx.Commit()
+}
+
+// treeWriter stores the tlog Merkle tree hashes of new leaves in a tx.
+type treeWriter struct {
+	ctx      context.Context
+	get, put *sql.Stmt
+}
+
+func newTreeWriter(ctx context.Context, tx *sql.Tx) (*treeWriter, error) {
+	get, err := tx.PrepareContext(ctx, `SELECT hash FROM audit_tree WHERE idx = ?`)
+	if err != nil {
+		return nil, fmt.Errorf("recorder: audit tree: %w", err)
+	}
+	put, err := tx.PrepareContext(ctx, `INSERT INTO audit_tree(idx, hash) VALUES (?, ?)`)
+	if err != nil {
+		get.Close()
+		return nil, fmt.Errorf("recorder: audit tree: %w", err)
+	}
+	return &treeWriter{ctx: ctx, get: get, put: put}, nil
+}
+
+func (t *treeWriter) close() { t.get.Close(); t.put.Close() }
+
+func (t *treeWriter) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
+	out := make([]tlog.Hash, len(indexes))
+	for i, idx := range indexes {
+		var b []byte
+		if err := t.get.QueryRowContext(t.ctx, idx).Scan(&b); err != nil {
+			return nil, fmt.Errorf("recorder: audit tree hash %d: %w", idx, err)
+		}
+		copy(out[i][:], b)
+	}
+	return out, nil
+}
+
+// add stores the hashes for leaf n (0-based) whose data is the event hash.
+func (t *treeWriter) add(n int64, eventHash []byte) error {
+	hs, err := tlog.StoredHashes(n, eventHash, t)
+	if err != nil {
+		return fmt.Errorf("recorder: audit tree: %w", err)
+	}
+	base := tlog.StoredHashIndex(0, n)
+	for i, h := range hs {
+		if _, err := t.put.ExecContext(t.ctx, base+int64(i), h[:]); err != nil {
+			return fmt.Errorf("recorder: audit tree: %w", err)
+		}
+	}
+	return nil
+}
+
+// Close writes a final checkpoint and stops the writer.
+func (l *AuditLog) Close() error {
+	var err error
+	l.closeOnce.Do(func() {
+		close(l.quit)
+		<-l.done
+		_, err = l.checkpoint(context.Background())
+		l.stream.close()
+	})
+	return err
+}
