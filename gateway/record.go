@@ -38,7 +38,7 @@ func (s *session) startRecording() error {
 	info := RecordingInfo{SessionID: s.id, User: c.pr.User, Target: c.addr.Target, Login: c.addr.Login,
 		Start: c.s.now(), Cols: 80, Rows: 24, Command: s.command, OnCommand: s.onCommand}
 	if s.pty != nil {
-		info.Cols, info.Rows, info.Term = int(s.pty.Cols), int(s.pty.Rows), s.pty.Term
+		info.Cols, info.Rows, info.Term, info.Interactive = int(s.pty.Cols), int(s.pty.Rows), s.pty.Term, true
 	}
 	rec, err := c.s.cfg.Recorder.Start(info)
 	if err != nil {

@@ -39,6 +39,7 @@ type RecordingInfo struct {
 	Cols, Rows                     int
 	Term                           string
 	Command                        string // exec command; "" for a shell
+	Interactive                    bool   // a terminal was requested
 	// OnCommand receives each command the recorder detects (may be called
 	// from the recorder's goroutines).
 	OnCommand func(text, source string, offset time.Duration)

@@ -349,8 +349,11 @@ func (s *session) run() {
 		s.endWith(fmt.Errorf("connection to %s lost", c.addr.Target))
 	}
 	s.endWith(nil)
-	s.finish(nil)
+	// The client has its output and exit status: let it go before the
+	// recording is sealed (sealing reconstructs commands, which takes a
+	// moment for long sessions).
 	s.ch.Close()
+	s.finish(nil)
 }
 
 // copyOut copies target output to the client and the recording.

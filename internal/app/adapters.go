@@ -15,7 +15,8 @@ type recordingsAdapter struct{ r *recorder.Recordings }
 
 func (a recordingsAdapter) Start(info gateway.RecordingInfo) (gateway.Recording, error) {
 	si := recorder.SessionInfo{SessionID: info.SessionID, User: info.User, Target: info.Target, Login: info.Login,
-		Start: info.Start, Cols: info.Cols, Rows: info.Rows, Term: info.Term, Command: info.Command}
+		Start: info.Start, Cols: info.Cols, Rows: info.Rows, Term: info.Term, Command: info.Command,
+		Interactive: info.Interactive}
 	if info.OnCommand != nil {
 		si.OnCommand = func(c recorder.Command) { info.OnCommand(c.Text, c.Source, c.Offset) }
 	}
