@@ -1,0 +1,497 @@
+package recorder
+
+import (
+	"crypto/cipher"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/gatehouse/gatehouse/internal/secrets"
+	"github.com/gatehouse/gatehouse/internal/store"
+)
+
+// RecordingOptions configures Recordings.
+type RecordingOptions struct {
+	// MaxBytes ends a session whose recording grows past it; <= 0 is unlimited.
+	MaxBytes int64
+	// FlushInterval bounds the loss on a crash; zero means 1s.
+	FlushInterval time.Duration
+	// Now returns the current time; nil means time.Now.
+	Now func() time.Time
+	// Logger; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Recordings stores encrypted session recordings in a directory.
+type Recordings struct {
+	dir  string
+	db   *store.DB
+	kr   *secrets.Keyring
+	opts RecordingOptions
+	log  *slog.Logger
+
+	// mu protects live.
+	mu   sync.Mutex
+	live map[*Recording]struct{}
+	quit chan struct{}
+	once sync.Once
+}
+
+// SessionInfo describes the session being recorded.
+type SessionInfo struct {
+	SessionID, User, Target, Login string
+	Start                          time.Time
+	Cols, Rows                     int
+	Term                           string
+	Command                        string // exec command, "" for a shell
+	// Interactive is true when a terminal was requested; only then are
+	// commands reconstructed from the screen.
+	Interactive bool
+	// OnCommand receives each command found in the session (may be nil).
+	OnCommand func(Command)
+}
+
+// Command is one command seen in a session.
+type Command struct {
+	Time   time.Time
+	Offset time.Duration // from the start of the recording
+	Source string        // "exec" (exact) or "screen" (reconstructed)
+	Text   string
+}
+
+// Summary describes a sealed recording.
+type Summary struct {
+	ID       string
+	SHA256   string
+	Bytes    int64
+	Complete bool
+	Reason   string
+	Commands []Command
+}
+
+// ErrQuota is the failure cause when a recording exceeds MaxBytes.
+var ErrQuota = errors.New("the session exceeded its recording size quota")
+
+// OpenRecordings opens (creating 0700) dir and checks it is writable.
+func OpenRecordings(dir string, db *store.DB, kr *secrets.Keyring, opts RecordingOptions) (*Recordings, error) {
+	if opts.FlushInterval <= 0 {
+		opts.FlushInterval = time.Second
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("recorder: %w", err)
+	}
+	probe, err := os.CreateTemp(dir, ".probe-*")
+	if err != nil {
+		return nil, fmt.Errorf("recorder: recordings directory %s is not writable: %w", dir, err)
+	}
+	probe.Close()
+	os.Remove(probe.Name())
+	r := &Recordings{dir: dir, db: db, kr: kr, opts: opts, log: opts.Logger, live: map[*Recording]struct{}{}, quit: make(chan struct{})}
+	go r.flusher()
+	return r, nil
+}
+
+// Close stops the background flusher. Live recordings are not sealed.
+func (r *Recordings) Close() { r.once.Do(func() { close(r.quit) }) }
+
+// flusher writes every live recording's buffered events each FlushInterval,
+// so a crash loses at most that much.
+func (r *Recordings) flusher() {
+	t := time.NewTicker(r.opts.FlushInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			r.mu.Lock()
+			live := make([]*Recording, 0, len(r.live))
+			for rec := range r.live {
+				live = append(live, rec)
+			}
+			r.mu.Unlock()
+			for _, rec := range live {
+				rec.flushIfDirty()
+			}
+		case <-r.quit:
+			return
+		}
+	}
+}
+
+// Recording is one session's recording being written. Its methods are safe
+// for concurrent use.
+type Recording struct {
+	r     *Recordings
+	id    string
+	info  SessionInfo
+	start time.Time
+
+	// mu protects the following.
+	mu     sync.Mutex
+	f      *os.File
+	aead   cipher.AEAD
+	n      uint64 // records written
+	buf    []byte // pending 'E' record payload (starts with the kind byte)
+	sum    hash.Hash
+	bytes  int64
+	err    error
+	closed bool
+	failed chan struct{}
+	subs   map[chan []byte]struct{}
+	lastT  uint64
+}
+
+// flushSize is the buffered payload size that triggers an immediate write.
+const flushSize = 256 << 10
+
+func newRecID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err)
+	}
+	return hex.EncodeToString(b[:])
+}
+
+// recHeaderJSON is the asciicast v2 header stored in record 0.
+type recHeaderJSON struct {
+	Version   int               `json:"version"`
+	Width     int               `json:"width"`
+	Height    int               `json:"height"`
+	Timestamp int64             `json:"timestamp"`
+	Title     string            `json:"title,omitempty"`
+	Env       map[string]string `json:"env,omitempty"`
+	Session   string            `json:"gatehouse_session"`
+	User      string            `json:"gatehouse_user"`
+	Target    string            `json:"gatehouse_target"`
+	Login     string            `json:"gatehouse_login"`
+	Command   string            `json:"command,omitempty"`
+}
+
+// Start creates the recording: the file with its header record and the
+// database row exist before Start returns.
+func (r *Recordings) Start(info SessionInfo) (*Recording, error) {
+	if info.Cols <= 0 || info.Rows <= 0 {
+		info.Cols, info.Rows = 80, 24
+	}
+	if info.Start.IsZero() {
+		info.Start = r.opts.Now()
+	}
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return nil, err
+	}
+	id := newRecID()
+	wrapped, err := r.kr.Seal("recording:"+id, key)
+	if err != nil {
+		return nil, err
+	}
+	aead, err := newAEAD(key)
+	if err != nil {
+		return nil, err
+	}
+	file := id + ".ghrec"
+	f, err := os.OpenFile(filepath.Join(r.dir, file), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("recorder: create recording: %w", err)
+	}
+	rec := &Recording{r: r, id: id, info: info, start: info.Start, f: f, aead: aead, sum: sha256.New(),
+		failed: make(chan struct{})}
+	if err := rec.writeHead(); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return nil, err
+	}
+	_, err = r.db.Exec(`INSERT INTO recordings(id, session_id, user_name, target, login, file, wrapped_key, started,
+		cols, rows, interactive, command) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		id, info.SessionID, info.User, info.Target, info.Login, file, wrapped, info.Start.UnixNano(), info.Cols, info.Rows,
+		info.Interactive, info.Command)
+	if err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return nil, fmt.Errorf("recorder: recording row: %w", err)
+	}
+	r.mu.Lock()
+	r.live[rec] = struct{}{}
+	r.mu.Unlock()
+	return rec, nil
+}
+
+func (rec *Recording) writeHead() error {
+	h := recHeaderJSON{Version: 2, Width: rec.info.Cols, Height: rec.info.Rows, Timestamp: rec.start.Unix(),
+		Session: rec.info.SessionID, User: rec.info.User, Target: rec.info.Target, Login: rec.info.Login,
+		Command: rec.info.Command, Title: rec.info.User + " → " + rec.info.Login + "@" + rec.info.Target}
+	if rec.info.Term != "" {
+		h.Env = map[string]string{"TERM": rec.info.Term}
+	}
+	hb, _ := json.Marshal(h)
+	if _, err := rec.f.Write([]byte(recMagic)); err != nil {
+		return fmt.Errorf("recorder: write recording: %w", err)
+	}
+	rec.sum.Write([]byte(recMagic))
+	return rec.writeRecord(append([]byte{recHeader}, hb...))
+}
+
+// ID is the recording id.
+func (rec *Recording) ID() string { return rec.id }
+
+// writeRecord seals and writes one record. Caller holds mu (or is Start).
+func (rec *Recording) writeRecord(pt []byte) error {
+	out := make([]byte, 4, 4+len(pt)+rec.aead.Overhead())
+	out = rec.aead.Seal(out, recNonce(rec.n), pt, []byte(rec.id))
+	binary.BigEndian.PutUint32(out[:4], uint32(len(out)-4))
+	if _, err := rec.f.Write(out); err != nil {
+		return fmt.Errorf("recorder: write recording: %w", err)
+	}
+	rec.sum.Write(out)
+	rec.n++
+	return nil
+}
+
+func (rec *Recording) since() uint64 {
+	t := uint64(rec.r.opts.Now().Sub(rec.start).Microseconds())
+	if t < rec.lastT { // monotonic in the file even if the clock steps back
+		t = rec.lastT
+	}
+	rec.lastT = t
+	return t
+}
+
+// add appends an event; it writes the record when the buffer is full.
+func (rec *Recording) add(typ byte, data []byte) error {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if rec.err != nil || rec.closed {
+		return rec.err
+	}
+	if typ == 'o' {
+		rec.bytes += int64(len(data))
+		if max := rec.r.opts.MaxBytes; max > 0 && rec.bytes > max {
+			rec.fail(ErrQuota)
+			return ErrQuota
+		}
+	}
+	if len(rec.buf) == 0 {
+		rec.buf = append(rec.buf, recEvents)
+	}
+	t := rec.since()
+	rec.buf = appendEvent(rec.buf, typ, t, data)
+	if len(rec.subs) > 0 && typ != 'i' {
+		rec.publish(typ, t, data)
+	}
+	if len(rec.buf) >= flushSize {
+		return rec.flushLocked()
+	}
+	return nil
+}
+
+func (rec *Recording) flushLocked() error {
+	if len(rec.buf) == 0 || rec.err != nil {
+		return rec.err
+	}
+	err := rec.writeRecord(rec.buf)
+	if cap(rec.buf) > 2*flushSize {
+		rec.buf = nil
+	} else {
+		rec.buf = rec.buf[:0]
+	}
+	if err != nil {
+		rec.fail(err)
+	}
+	return err
+}
+
+func (rec *Recording) flushIfDirty() {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if !rec.closed {
+		rec.flushLocked()
+	}
+}
+
+// fail records the first write failure and signals it. Caller holds mu.
+func (rec *Recording) fail(err error) {
+	if rec.err == nil {
+		rec.err = err
+		close(rec.failed)
+		rec.r.log.Error("recording failed", "recording", rec.id, "session", rec.info.SessionID, "err", err)
+	}
+}
+
+// Output records terminal output (stdout and stderr as the user saw them).
+func (rec *Recording) Output(p []byte) error { return rec.add('o', p) }
+
+// Input records keystrokes (a separate stream, shown only to roles allowed
+// to see input).
+func (rec *Recording) Input(p []byte) error { return rec.add('i', p) }
+
+// Resize records a terminal size change.
+func (rec *Recording) Resize(cols, rows int) error {
+	return rec.add('r', []byte(fmt.Sprintf("%dx%d", cols, rows)))
+}
+
+// Marker records a labelled marker.
+func (rec *Recording) Marker(label string) error { return rec.add('m', []byte(label)) }
+
+// Exec records the exact command of an exec request.
+func (rec *Recording) Exec(cmd string) {
+	rec.add('m', []byte(cmd))
+	rec.r.saveCommands(rec.id, []Command{{Time: rec.start, Source: "exec", Text: cmd}})
+}
+
+// Failed is closed when writing failed (disk full, quota); Err says why.
+func (rec *Recording) Failed() <-chan struct{} { return rec.failed }
+
+// Err is why the recording failed, or nil.
+func (rec *Recording) Err() error {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	return rec.err
+}
+
+// recFinalJSON is the seal record.
+type recFinalJSON struct {
+	Reason   string `json:"reason"`
+	Complete bool   `json:"complete"`
+	End      int64  `json:"end"`
+}
+
+// Close seals the recording: the last events, a final record, fsync, the
+// database row, and (for interactive sessions) the commands reconstructed
+// from the screen.
+func (rec *Recording) Close(reason string) (Summary, error) {
+	rec.mu.Lock()
+	if rec.closed {
+		rec.mu.Unlock()
+		return Summary{}, errors.New("recorder: recording already closed")
+	}
+	rec.flushLocked()
+	complete := rec.err == nil
+	if !complete {
+		reason = fmt.Sprintf("%s (recording incomplete: %v)", reason, rec.err)
+	}
+	fb, _ := json.Marshal(recFinalJSON{Reason: reason, Complete: complete, End: rec.r.opts.Now().UnixNano()})
+	werr := rec.writeRecord(append([]byte{recFinal}, fb...))
+	if werr == nil {
+		werr = rec.f.Sync()
+	}
+	rec.f.Close()
+	rec.closed = true
+	for ch := range rec.subs {
+		close(ch)
+	}
+	rec.subs = nil
+	sum := hex.EncodeToString(rec.sum.Sum(nil))
+	bytes := rec.bytes
+	rec.mu.Unlock()
+	rec.r.mu.Lock()
+	delete(rec.r.live, rec)
+	rec.r.mu.Unlock()
+	if werr != nil {
+		complete = false
+		reason = fmt.Sprintf("%s (seal failed: %v)", reason, werr)
+	}
+	s := Summary{ID: rec.id, SHA256: sum, Bytes: bytes, Complete: complete, Reason: reason}
+	if err := rec.r.finishRow(rec.id, s); err != nil {
+		return s, err
+	}
+	if rec.info.Interactive {
+		s.Commands = rec.r.reconstruct(rec.id, rec.info.OnCommand)
+	}
+	return s, werr
+}
+
+func (r *Recordings) finishRow(id string, s Summary) error {
+	_, err := r.db.Exec(`UPDATE recordings SET ended = ?, complete = ?, reason = ?, sha256 = ?, bytes = ? WHERE id = ?`,
+		r.opts.Now().UnixNano(), s.Complete, s.Reason, s.SHA256, s.Bytes, id)
+	if err != nil {
+		return fmt.Errorf("recorder: seal row: %w", err)
+	}
+	return nil
+}
+
+func (r *Recordings) saveCommands(id string, cmds []Command) {
+	if len(cmds) == 0 {
+		return
+	}
+	tx, err := r.db.Begin()
+	if err != nil {
+		r.log.Error("save commands", "recording", id, "err", err)
+		return
+	}
+	defer tx.Rollback()
+	var seq int
+	tx.QueryRow(`SELECT COALESCE(MAX(seq), 0) FROM recording_commands WHERE recording_id = ?`, id).Scan(&seq)
+	for _, c := range cmds {
+		seq++
+		if _, err := tx.Exec(`INSERT INTO recording_commands(recording_id, seq, offset_us, time, source, text) VALUES (?, ?, ?, ?, ?, ?)`,
+			id, seq, c.Offset.Microseconds(), c.Time.UnixNano(), c.Source, c.Text); err != nil {
+			r.log.Error("save commands", "recording", id, "err", err)
+			return
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		r.log.Error("save commands", "recording", id, "err", err)
+	}
+}
+
+// Subscribe streams the recording's asciicast event lines as they are
+// written (for the live view). A slow subscriber misses lines rather than
+// slowing the session. cancel must be called when done.
+func (rec *Recording) Subscribe() (<-chan []byte, func()) {
+	ch := make(chan []byte, 256)
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if rec.closed {
+		close(ch)
+		return ch, func() {}
+	}
+	if rec.subs == nil {
+		rec.subs = map[chan []byte]struct{}{}
+	}
+	rec.subs[ch] = struct{}{}
+	return ch, func() {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		if _, ok := rec.subs[ch]; ok {
+			delete(rec.subs, ch)
+			close(ch)
+		}
+	}
+}
+
+func (rec *Recording) publish(typ byte, t uint64, data []byte) {
+	line := castLine(nil, typ, t, data)
+	for ch := range rec.subs {
+		select {
+		case ch <- line:
+		default: // never block the session
+		}
+	}
+}
+
+// Live returns the live recording of a session, if one is being written.
+func (r *Recordings) Live(sessionID string) *Recording {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for rec := range r.live {
+		if rec.info.SessionID == sessionID {
+			return rec
+		}
+	}
+	return nil
+}

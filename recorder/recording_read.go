@@ -1,0 +1,375 @@
+package recorder
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+	"unicode/utf8"
+)
+
+// ErrNoRecording is returned for an unknown recording id.
+var ErrNoRecording = errors.New("recorder: no such recording")
+
+// RecordingMeta describes a stored recording.
+type RecordingMeta struct {
+	ID, SessionID, User, Target, Login string
+	Started, Ended                     time.Time // Ended is zero while live
+	Complete                           bool
+	Reason, SHA256                     string
+	Bytes                              int64
+	Cols, Rows                         int
+	Interactive                        bool
+	Command                            string
+	Commands                           []Command
+}
+
+type recRow struct {
+	RecordingMeta
+	file    string
+	wrapped []byte
+}
+
+func (r *Recordings) row(ctx context.Context, id string) (recRow, error) {
+	var m recRow
+	var started int64
+	var ended sql.NullInt64
+	err := r.db.QueryRowContext(ctx, `SELECT id, session_id, user_name, target, login, file, wrapped_key, started,
+		ended, complete, reason, sha256, bytes, cols, rows, interactive, command FROM recordings WHERE id = ?`, id).Scan(
+		&m.ID, &m.SessionID, &m.User, &m.Target, &m.Login, &m.file, &m.wrapped, &started, &ended, &m.Complete,
+		&m.Reason, &m.SHA256, &m.Bytes, &m.Cols, &m.Rows, &m.Interactive, &m.Command)
+	if errors.Is(err, sql.ErrNoRows) {
+		return m, ErrNoRecording
+	}
+	if err != nil {
+		return m, fmt.Errorf("recorder: %w", err)
+	}
+	m.Started = time.Unix(0, started).UTC()
+	if ended.Valid {
+		m.Ended = time.Unix(0, ended.Int64).UTC()
+	}
+	return m, nil
+}
+
+// Meta returns a recording's description and its command list.
+func (r *Recordings) Meta(ctx context.Context, id string) (RecordingMeta, error) {
+	m, err := r.row(ctx, id)
+	if err != nil {
+		return RecordingMeta{}, err
+	}
+	m.Commands, err = r.commands(ctx, id)
+	return m.RecordingMeta, err
+}
+
+func (r *Recordings) commands(ctx context.Context, id string) ([]Command, error) {
+	rows, err := r.db.QueryContext(ctx, `SELECT offset_us, time, source, text FROM recording_commands
+		WHERE recording_id = ? ORDER BY seq`, id)
+	if err != nil {
+		return nil, fmt.Errorf("recorder: %w", err)
+	}
+	defer rows.Close()
+	var out []Command
+	for rows.Next() {
+		var off, t int64
+		var c Command
+		if err := rows.Scan(&off, &t, &c.Source, &c.Text); err != nil {
+			return nil, err
+		}
+		c.Offset, c.Time = time.Duration(off)*time.Microsecond, time.Unix(0, t).UTC()
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+func (r *Recordings) key(m recRow) ([]byte, error) {
+	return r.kr.Open("recording:"+m.ID, m.wrapped)
+}
+
+// readEvents decrypts recording m and calls fn for the header JSON and each
+// event. A sealed recording must end with its final record.
+func (r *Recordings) readEvents(m recRow, header func([]byte), fn func(castEvent) error) error {
+	key, err := r.key(m)
+	if err != nil {
+		return err
+	}
+	f, err := os.Open(filepath.Join(r.dir, filepath.Base(m.file)))
+	if err != nil {
+		return fmt.Errorf("recorder: recording %s: %w", m.ID, err)
+	}
+	defer f.Close()
+	rr, err := newRecordReader(f, key, m.ID)
+	if err != nil {
+		return err
+	}
+	sealed := !m.Ended.IsZero()
+	for i := 0; ; i++ {
+		pt, err := rr.next()
+		if err == io.EOF || (err == errTornTail && !sealed) {
+			if sealed {
+				return fmt.Errorf("%w: the final record is missing", ErrRecordingCorrupt)
+			}
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("%w: record %d does not authenticate", ErrRecordingCorrupt, i)
+		}
+		switch {
+		case len(pt) == 0:
+			return fmt.Errorf("%w: empty record", ErrRecordingCorrupt)
+		case i == 0 && pt[0] != recHeader, i > 0 && pt[0] == recHeader:
+			return fmt.Errorf("%w: misplaced header", ErrRecordingCorrupt)
+		case pt[0] == recHeader:
+			header(pt[1:])
+		case pt[0] == recEvents:
+			if err := decodeEvents(pt[1:], fn); err != nil {
+				return err
+			}
+		case pt[0] == recFinal:
+			if _, err := rr.next(); err != io.EOF {
+				return fmt.Errorf("%w: data after the final record", ErrRecordingCorrupt)
+			}
+			return nil
+		default:
+			return fmt.Errorf("%w: unknown record kind", ErrRecordingCorrupt)
+		}
+	}
+}
+
+// OpenCast returns the decrypted recording as asciicast v2. Keystrokes are
+// included as "i" events only when withInput is set. Commands reconstructed
+// from the screen are added as "m" markers at their offsets.
+func (r *Recordings) OpenCast(ctx context.Context, id string, withInput bool) (io.ReadCloser, error) {
+	m, err := r.row(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	cmds, err := r.commands(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	var screen []Command
+	for _, c := range cmds {
+		if c.Source == "screen" {
+			screen = append(screen, c)
+		}
+	}
+	var out bytes.Buffer
+	enc := newCastEncoder(&out)
+	err = r.readEvents(m, func(h []byte) {
+		out.Write(h)
+		out.WriteByte('\n')
+	}, func(ev castEvent) error {
+		for len(screen) > 0 && uint64(screen[0].Offset.Microseconds()) <= ev.T {
+			enc.line('m', uint64(screen[0].Offset.Microseconds()), []byte(screen[0].Text))
+			screen = screen[1:]
+		}
+		if ev.Type == 'i' && !withInput {
+			return nil
+		}
+		enc.line(ev.Type, ev.T, ev.Data)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range screen {
+		enc.line('m', uint64(c.Offset.Microseconds()), []byte(c.Text))
+	}
+	return io.NopCloser(&out), nil
+}
+
+// castEncoder writes asciicast v2 event lines, carrying incomplete UTF-8
+// sequences over to the next event of the same stream.
+type castEncoder struct {
+	w     *bytes.Buffer
+	carry map[byte][]byte
+}
+
+func newCastEncoder(w *bytes.Buffer) *castEncoder {
+	return &castEncoder{w: w, carry: map[byte][]byte{}}
+}
+
+func (e *castEncoder) line(typ byte, t uint64, data []byte) {
+	if typ == 'o' || typ == 'i' {
+		data = append(e.carry[typ], data...)
+		cut := len(data)
+		for i := 1; i <= 3 && i <= len(data); i++ {
+			if utf8.RuneStart(data[len(data)-i]) {
+				if !utf8.FullRune(data[len(data)-i:]) {
+					cut = len(data) - i
+				}
+				break
+			}
+		}
+		e.carry[typ] = append([]byte(nil), data[cut:]...)
+		data = data[:cut]
+	}
+	e.w.Write(castLine(nil, typ, t, data))
+}
+
+// castLine formats one asciicast v2 event line.
+func castLine(dst []byte, typ byte, t uint64, data []byte) []byte {
+	dst = append(dst, '[')
+	dst = strconv.AppendFloat(dst, float64(t)/1e6, 'f', 6, 64)
+	dst = append(dst, ", \""...)
+	dst = append(dst, typ)
+	dst = append(dst, "\", "...)
+	dst = appendJSONString(dst, data)
+	return append(dst, "]\n"...)
+}
+
+// appendJSONString appends data as a JSON string; invalid UTF-8 becomes
+// U+FFFD. Terminal output is data: it is escaped, never interpreted.
+func appendJSONString(dst, data []byte) []byte {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	enc.Encode(string(data))
+	return append(dst, bytes.TrimRight(b.Bytes(), "\n")...)
+}
+
+// Recovered describes a recording sealed after a crash.
+type Recovered struct {
+	ID, SessionID, Reason, SHA256 string
+	Commands                      []Command
+}
+
+// Recover seals every recording a crashed or killed gateway left open: a
+// torn last record is cut off, a final record marks the recording
+// incomplete with a reason, and it stays playable.
+func (r *Recordings) Recover(ctx context.Context) ([]Recovered, error) {
+	rows, err := r.db.QueryContext(ctx, `SELECT id FROM recordings WHERE ended IS NULL`)
+	if err != nil {
+		return nil, fmt.Errorf("recorder: %w", err)
+	}
+	var ids []string
+	for rows.Next() {
+		var id string
+		rows.Scan(&id)
+		ids = append(ids, id)
+	}
+	rows.Close()
+	var out []Recovered
+	for _, id := range ids {
+		if r.isLive(id) {
+			continue
+		}
+		rec, err := r.recoverOne(ctx, id)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, rec)
+	}
+	return out, nil
+}
+
+func (r *Recordings) isLive(id string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for rec := range r.live {
+		if rec.id == id {
+			return true
+		}
+	}
+	return false
+}
+
+const crashReason = "gateway stopped unexpectedly; recording sealed as incomplete"
+
+func (r *Recordings) recoverOne(ctx context.Context, id string) (Recovered, error) {
+	m, err := r.row(ctx, id)
+	if err != nil {
+		return Recovered{}, err
+	}
+	out := Recovered{ID: id, SessionID: m.SessionID, Reason: crashReason}
+	sum, bytes, err := r.sealTorn(m)
+	if err != nil {
+		out.Reason = fmt.Sprintf("%s; recording unreadable: %v", crashReason, err)
+		r.log.Error("recover recording", "recording", id, "err", err)
+	}
+	out.SHA256 = sum
+	if err := r.finishRow(id, Summary{SHA256: sum, Bytes: bytes, Reason: out.Reason}); err != nil {
+		return out, err
+	}
+	if m.Interactive && err == nil {
+		out.Commands = r.reconstruct(id, nil)
+	}
+	r.log.Warn("sealed recording left open by a crash", "recording", id, "session", m.SessionID)
+	return out, nil
+}
+
+// sealTorn cuts a torn tail and appends a final record; it returns the new
+// file hash and the recorded output bytes.
+func (r *Recordings) sealTorn(m recRow) (string, int64, error) {
+	key, err := r.key(m)
+	if err != nil {
+		return "", 0, err
+	}
+	path := filepath.Join(r.dir, filepath.Base(m.file))
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return "", 0, err
+	}
+	defer f.Close()
+	rr, err := newRecordReader(f, key, m.ID)
+	if err != nil {
+		return "", 0, err
+	}
+	var bytes int64
+	for {
+		pt, err := rr.next()
+		if err != nil {
+			break
+		}
+		if len(pt) > 0 && pt[0] == recEvents {
+			decodeEvents(pt[1:], func(ev castEvent) error {
+				if ev.Type == 'o' {
+					bytes += int64(len(ev.Data))
+				}
+				return nil
+			})
+		}
+	}
+	if err := f.Truncate(rr.off); err != nil {
+		return "", 0, err
+	}
+	if _, err := f.Seek(rr.off, io.SeekStart); err != nil {
+		return "", 0, err
+	}
+	aead, err := newAEAD(key)
+	if err != nil {
+		return "", 0, err
+	}
+	w := &Recording{id: m.ID, f: f, aead: aead, n: rr.n, sum: sha256.New()}
+	fb, _ := json.Marshal(recFinalJSON{Reason: crashReason, Complete: false, End: r.opts.Now().UnixNano()})
+	if err := w.writeRecord(append([]byte{recFinal}, fb...)); err != nil {
+		return "", 0, err
+	}
+	if err := f.Sync(); err != nil {
+		return "", 0, err
+	}
+	sum, err := fileSHA256(path)
+	return sum, bytes, err
+}
+
+func fileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
