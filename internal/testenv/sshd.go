@@ -1,0 +1,177 @@
+package testenv
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// SSHDPath is where Debian's openssh-server puts sshd.
+const SSHDPath = "/usr/sbin/sshd"
+
+// SSHDOptions configures StartSSHD.
+type SSHDOptions struct {
+	// UserCA is trusted with TrustedUserCAKeys (certificate principals must
+	// equal the login, as sshd does by default).
+	UserCA ssh.PublicKey
+	// HostCASigner, if set, signs the host key into a host certificate for
+	// the principals HostCertPrincipals (default "127.0.0.1").
+	HostCASigner       ssh.Signer
+	HostCertPrincipals []string
+	// ExtraConfig is appended to sshd_config.
+	ExtraConfig string
+}
+
+// SSHD is a real OpenSSH server on a loopback port.
+type SSHD struct {
+	Addr        string // 127.0.0.1:port
+	Port        int
+	HostKey     ssh.PublicKey
+	HostKeyLine string // authorized_keys form
+	Dir         string
+	cmd         *exec.Cmd
+	logFile     string
+	config      string
+}
+
+// StartSSHD starts sshd -D with a fresh host key and temp config, and waits
+// until it accepts connections. It is stopped when the test ends.
+func StartSSHD(t testing.TB, opts SSHDOptions) *SSHD {
+	t.Helper()
+	_, err := os.Stat(SSHDPath)
+	Require(t, "sshd", "apt-get install openssh-server", err == nil)
+	os.MkdirAll("/run/sshd", 0o755)
+	d := &SSHD{Dir: t.TempDir()}
+	hostKey := filepath.Join(d.Dir, "ssh_host_ed25519_key")
+	signer := writeKey(t, hostKey)
+	d.HostKey = signer.PublicKey()
+	d.HostKeyLine = strings.TrimSpace(string(ssh.MarshalAuthorizedKey(d.HostKey)))
+	var conf strings.Builder
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Port = l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	d.Addr = fmt.Sprintf("127.0.0.1:%d", d.Port)
+	fmt.Fprintf(&conf, "Port %d\nListenAddress 127.0.0.1\nHostKey %s\n", d.Port, hostKey)
+	if opts.UserCA != nil {
+		ca := filepath.Join(d.Dir, "user_ca.pub")
+		os.WriteFile(ca, ssh.MarshalAuthorizedKey(opts.UserCA), 0o644)
+		fmt.Fprintf(&conf, "TrustedUserCAKeys %s\n", ca)
+	}
+	if opts.HostCASigner != nil {
+		principals := opts.HostCertPrincipals
+		if len(principals) == 0 {
+			principals = []string{"127.0.0.1"}
+		}
+		cert := &ssh.Certificate{Key: d.HostKey, CertType: ssh.HostCert, KeyId: "test-host", ValidPrincipals: principals,
+			ValidAfter: uint64(time.Now().Add(-time.Hour).Unix()), ValidBefore: uint64(time.Now().Add(24 * time.Hour).Unix())}
+		if err := cert.SignCert(rand.Reader, opts.HostCASigner); err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(hostKey+"-cert.pub", ssh.MarshalAuthorizedKey(cert), 0o644)
+		fmt.Fprintf(&conf, "HostCertificate %s-cert.pub\n", hostKey)
+	}
+	conf.WriteString(`AuthorizedKeysFile none
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PubkeyAuthentication yes
+PermitRootLogin yes
+UsePAM no
+StrictModes no
+LogLevel VERBOSE
+PidFile none
+AllowTcpForwarding yes
+AllowAgentForwarding yes
+Subsystem sftp /usr/lib/openssh/sftp-server
+`)
+	conf.WriteString(opts.ExtraConfig)
+	d.config = filepath.Join(d.Dir, "sshd_config")
+	d.logFile = filepath.Join(d.Dir, "sshd.log")
+	if err := os.WriteFile(d.config, []byte(conf.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(SSHDPath, "-t", "-f", d.config).CombinedOutput(); err != nil {
+		t.Fatalf("sshd config test: %v: %s", err, out)
+	}
+	d.cmd = exec.Command(SSHDPath, "-D", "-e", "-f", d.config, "-E", d.logFile)
+	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := d.cmd.Start(); err != nil {
+		t.Fatalf("start sshd: %v", err)
+	}
+	t.Cleanup(d.KillAll)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", d.Addr, 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+			return d
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sshd did not start listening on %s; log:\n%s", d.Addr, d.Log())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Log returns what sshd has logged so far.
+func (d *SSHD) Log() string {
+	b, _ := os.ReadFile(d.logFile)
+	return string(b)
+}
+
+// Kill stops the listening sshd only; established sessions live on in their
+// own sshd processes.
+func (d *SSHD) Kill() {
+	if d.cmd.Process != nil {
+		d.cmd.Process.Kill()
+		d.cmd.Wait()
+	}
+}
+
+// KillAll kills the listener and every session process it started (SIGKILL
+// to its process group, and to per-connection children that left it), as
+// when the target host dies.
+func (d *SSHD) KillAll() {
+	if d.cmd.Process == nil {
+		return
+	}
+	syscall.Kill(-d.cmd.Process.Pid, syscall.SIGKILL)
+	// Per-connection children re-exec as "sshd: ..." in the same group;
+	// any that escaped are found by their config path.
+	exec.Command("pkill", "-KILL", "-f", d.config).Run()
+	d.cmd.Wait()
+}
+
+// writeKey creates an Ed25519 private key file (0600) in OpenSSH format.
+func writeKey(t testing.TB, path string) ssh.Signer {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, err := ssh.MarshalPrivateKey(priv, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, pem.EncodeToMemory(block), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := ssh.NewSignerFromKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
