@@ -20,8 +20,6 @@ import (
 // Each record's plaintext starts with a kind byte: 'H' (header JSON, always
 // record 0), 'E' (events), 'F' (final: seal JSON, always last). Events are
 // [type byte 'o'|'i'|'r'|'m'][uvarint µs since start][uvarint len][data].
-// Event 'c' is a detected command: one source byte ('e' exec, 's' screen)
-// then the text; it plays back as an asciicast marker.
 // Records are written as they are sealed (at least every second), so a crash
 // loses at most the open record; a torn tail fails authentication and is cut
 // off when the recording is recovered. Counter nonces make dropped or
@@ -129,7 +127,7 @@ func appendEvent(b []byte, typ byte, t uint64, data []byte) []byte {
 func decodeEvents(p []byte, fn func(castEvent) error) error {
 	for len(p) > 0 {
 		typ := p[0]
-		if typ != 'o' && typ != 'i' && typ != 'r' && typ != 'm' && typ != 'c' {
+		if typ != 'o' && typ != 'i' && typ != 'r' && typ != 'm' {
 			return fmt.Errorf("%w: unknown event type %q", ErrRecordingCorrupt, typ)
 		}
 		t, n := binary.Uvarint(p[1:])
