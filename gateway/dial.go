@@ -8,6 +8,7 @@ import (
 	"github.com/gatehouse/gatehouse/recorder"
 	"net"
 	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -55,7 +56,7 @@ func (s *Server) dialSSH(ctx context.Context, c *clientConn, t config.Target) (t
 	var d net.Dialer
 	nc, err := d.DialContext(ctx, "tcp", t.Address)
 	if err != nil {
-		return nil, fmt.Errorf("cannot reach %s (%s): %w", t.Name, shortNetErr(err), target.ErrUnreachable)
+		return nil, &unreachableError{target: t.Name, why: shortNetErr(err)}
 	}
 	if tc, ok := nc.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
@@ -162,10 +163,28 @@ func handshakeError(t config.Target, login string, err error) error {
 	case strings.Contains(err.Error(), "unable to authenticate"):
 		return fmt.Errorf("%s refused the login %q: check that its sshd trusts the Gatehouse user CA (TrustedUserCAKeys) and that the account exists", t.Name, login)
 	}
-	return fmt.Errorf("cannot reach %s: %s: %w", t.Name, shortNetErr(err), target.ErrUnreachable)
+	return &unreachableError{target: t.Name, why: shortNetErr(err)}
 }
 
+// unreachableError is the user-facing "cannot reach" line.
+type unreachableError struct{ target, why string }
+
+func (e *unreachableError) Error() string {
+	return fmt.Sprintf("cannot reach %s (%s)", e.target, e.why)
+}
+func (e *unreachableError) Unwrap() error { return target.ErrUnreachable }
+
+// shortNetErr reduces a network error to its cause ("connection refused",
+// "i/o timeout", "no route to host").
 func shortNetErr(err error) string {
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		return errno.Error()
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return "timed out"
+	}
 	var oe *net.OpError
 	if errors.As(err, &oe) && oe.Err != nil {
 		return oe.Err.Error()

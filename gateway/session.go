@@ -337,7 +337,6 @@ func (s *session) run() {
 	go s.copyIn()
 	go s.watch()
 	out.Wait()
-	s.ch.CloseWrite()
 	<-s.tdone
 	s.mu.Lock()
 	lost := s.exitStatus == nil && s.exitSignal == "" && s.endCause == nil
@@ -348,6 +347,7 @@ func (s *session) run() {
 		s.ch.SendRequest("exit-status", false, ssh.Marshal(exitStatusMsg{255}))
 		s.endWith(fmt.Errorf("connection to %s lost", c.addr.Target))
 	}
+	s.ch.CloseWrite()
 	s.endWith(nil)
 	// The client has its output and exit status: let it go before the
 	// recording is sealed (sealing reconstructs commands, which takes a

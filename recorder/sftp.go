@@ -18,19 +18,20 @@ type FileOp struct {
 
 // SFTP packet types (draft-ietf-secsh-filexfer-02, as OpenSSH speaks it).
 const (
-	sftpInit    = 1
-	sftpOpen    = 3
-	sftpClose   = 4
-	sftpRead    = 5
-	sftpWrite   = 6
-	sftpSetstat = 9
-	sftpRemove  = 13
-	sftpMkdir   = 14
-	sftpRmdir   = 15
-	sftpRename  = 18
-	sftpStatus  = 101
-	sftpHandle  = 102
-	sftpData    = 103
+	sftpInit     = 1
+	sftpOpen     = 3
+	sftpClose    = 4
+	sftpRead     = 5
+	sftpWrite    = 6
+	sftpSetstat  = 9
+	sftpRemove   = 13
+	sftpMkdir    = 14
+	sftpRmdir    = 15
+	sftpRename   = 18
+	sftpExtended = 200
+	sftpStatus   = 101
+	sftpHandle   = 102
+	sftpData     = 103
 )
 
 // maxSFTPPacket bounds a packet the tap will buffer; a stream with a larger
@@ -153,6 +154,13 @@ func (t *SFTPTap) request(typ byte, body []byte) error {
 		q = sftpReq{typ: typ, path: r.str()}
 	case sftpRename:
 		q = sftpReq{typ: typ, path: r.str()}
+		q.newPath = r.str()
+	case sftpExtended:
+		// OpenSSH's sftp renames with posix-rename@openssh.com.
+		if r.str() != "posix-rename@openssh.com" {
+			return r.err
+		}
+		q = sftpReq{typ: sftpRename, path: r.str()}
 		q.newPath = r.str()
 	case sftpClose:
 		q = sftpReq{typ: typ, handle: r.str()}

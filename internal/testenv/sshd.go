@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -148,11 +149,49 @@ func (d *SSHD) KillAll() {
 	if d.cmd.Process == nil {
 		return
 	}
+	pids := descendants(d.cmd.Process.Pid)
 	syscall.Kill(-d.cmd.Process.Pid, syscall.SIGKILL)
-	// Per-connection children re-exec as "sshd: ..." in the same group;
-	// any that escaped are found by their config path.
-	exec.Command("pkill", "-KILL", "-f", d.config).Run()
+	for _, p := range pids {
+		syscall.Kill(p, syscall.SIGKILL)
+	}
 	d.cmd.Wait()
+}
+
+// descendants lists the processes below pid (sshd's per-connection and
+// session processes may leave its process group with setsid).
+func descendants(pid int) []int {
+	children := map[int][]int{}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// The fields after the parenthesised command: state ppid ...
+		s := string(b)
+		if i := strings.LastIndexByte(s, ')'); i >= 0 {
+			f := strings.Fields(s[i+1:])
+			if len(f) > 1 {
+				pp, _ := strconv.Atoi(f[1])
+				children[pp] = append(children[pp], p)
+			}
+		}
+	}
+	var out []int
+	queue := []int{pid}
+	for len(queue) > 0 {
+		p := queue[0]
+		queue = queue[1:]
+		for _, c := range children[p] {
+			out = append(out, c)
+			queue = append(queue, c)
+		}
+	}
+	return out
 }
 
 // writeKey creates an Ed25519 private key file (0600) in OpenSSH format.
