@@ -1,0 +1,125 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/gatehouse/gatehouse/recorder"
+)
+
+func init() {
+	register(command{name: "recording", summary: "session recordings: list, export <id> (decrypted .cast for asciinema play)", run: func(args []string, stdout, stderr io.Writer) error {
+		return subcommand("recording", args, stdout, stderr, map[string]func([]string, io.Writer, io.Writer) error{
+			"list": runRecordingList, "export": runRecordingExport,
+		})
+	}})
+}
+
+func openRecordings(env *appEnv) (*recorder.Recordings, error) {
+	return recorder.OpenRecordings(env.cfg.Recording.Dir, env.db, env.secrets.Keyring(), recorder.RecordingOptions{})
+}
+
+func runRecordingList(args []string, stdout, stderr io.Writer) error {
+	fs, cfgPath := newFlags("recording list", stderr)
+	n := fs.Int("n", 50, "number of recordings, newest first")
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	env, err := openEnv(*cfgPath)
+	if err != nil {
+		return err
+	}
+	defer env.Close()
+	rows, err := env.db.Query(`SELECT id, session_id, user_name, login, target, started, ended, complete, bytes, command
+		FROM recordings ORDER BY started DESC LIMIT ?`, *n)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	fmt.Fprintf(stdout, "%-32s  %-20s  %-10s  %-24s  %-8s  %10s  %s\n", "RECORDING", "STARTED (UTC)", "USER", "LOGIN@TARGET", "STATUS", "BYTES", "COMMAND")
+	for rows.Next() {
+		var id, sess, user, login, target, cmd string
+		var started int64
+		var ended *int64
+		var complete bool
+		var bytes int64
+		if err := rows.Scan(&id, &sess, &user, &login, &target, &started, &ended, &complete, &bytes, &cmd); err != nil {
+			return err
+		}
+		status := "complete"
+		switch {
+		case ended == nil:
+			status = "live"
+		case !complete:
+			status = "partial"
+		}
+		if cmd == "" {
+			cmd = "(shell)"
+		}
+		fmt.Fprintf(stdout, "%-32s  %-20s  %-10s  %-24s  %-8s  %10d  %s\n", id, time.Unix(0, started).UTC().Format("2006-01-02 15:04:05"),
+			user, login+"@"+target, status, bytes, cmd)
+	}
+	return rows.Err()
+}
+
+func runRecordingExport(args []string, stdout, stderr io.Writer) error {
+	fs, cfgPath := newFlags("recording export", stderr)
+	out := fs.String("out", "", "output file (default <id>.cast)")
+	withInput := fs.Bool("input", false, "include recorded keystrokes as \"i\" events (may contain passwords)")
+	if err := fs.Parse(reorder(args)); err != nil || fs.NArg() != 1 {
+		fmt.Fprintln(stderr, "usage: gatehouse recording export <id> [--out FILE] [--input]")
+		return errUsage
+	}
+	id := fs.Arg(0)
+	env, l, err := openAudit(*cfgPath)
+	if err != nil {
+		return err
+	}
+	defer env.Close()
+	defer l.Close()
+	recs, err := openRecordings(env)
+	if err != nil {
+		return err
+	}
+	defer recs.Close()
+	ctx := context.Background()
+	meta, err := recs.Meta(ctx, id)
+	if err != nil {
+		return err
+	}
+	// Access to a recording is audited before it is decrypted.
+	if err := l.Append(ctx, recorder.Event{Type: recorder.EventRecordingAccess, User: osUser(), SessionID: meta.SessionID,
+		Target: meta.Target, Login: meta.Login, Reason: "recording export (cli)",
+		Details: map[string]any{"recording": id, "with_input": *withInput, "recorded_user": meta.User}}); err != nil {
+		return err
+	}
+	rc, err := recs.OpenCast(ctx, id, *withInput)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	path := *out
+	if path == "" {
+		path = id + ".cast"
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, rc); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	state := "complete"
+	if !meta.Complete {
+		state = "INCOMPLETE: " + meta.Reason
+	}
+	fmt.Fprintf(stdout, "wrote %s (%s; play with: asciinema play %s)\n", path, state, path)
+	return nil
+}
