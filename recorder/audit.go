@@ -122,6 +122,7 @@ func (l *AuditLog) Append(ctx context.Context, ev Event) error {
 		ev.Time = l.opts.Now()
 	}
 	ev.Time = ev.Time.UTC()
+	sanitize(&ev)
 	if _, err := CanonicalDetails(ev.Details); err != nil {
 		return err
 	}

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"strings"
+	"unicode/utf8"
 )
 
 // canonVersion is the first byte of every canonical encoding; a new
@@ -72,6 +74,9 @@ func CanonicalDetails(d map[string]any) ([]byte, error) {
 	var b bytes.Buffer
 	b.WriteByte('{')
 	for i, k := range keys {
+		if !utf8.ValidString(k) {
+			return nil, fmt.Errorf("%w (key %q is not UTF-8)", ErrBadDetails, k)
+		}
 		if i > 0 {
 			b.WriteByte(',')
 		}
@@ -91,6 +96,9 @@ func CanonicalDetails(d map[string]any) ([]byte, error) {
 func canonicalValue(v any) ([]byte, error) {
 	switch x := v.(type) {
 	case string:
+		if !utf8.ValidString(x) {
+			return nil, ErrBadDetails
+		}
 		return json.Marshal(x)
 	case bool:
 		return json.Marshal(x)
@@ -136,6 +144,26 @@ func ParseDetails(s string) (map[string]any, error) {
 		}
 	}
 	return d, nil
+}
+
+// sanitize replaces invalid UTF-8 in every string of ev with U+FFFD, so the
+// stored event, its export and its canonical form all say the same thing.
+func sanitize(ev *Event) {
+	for _, p := range []*string{&ev.Type, &ev.User, &ev.UserIssuer, &ev.UserSubject, &ev.ClientAddr, &ev.ClientVersion,
+		&ev.KeyFingerprint, &ev.Target, &ev.Login, &ev.SessionID, &ev.Reason} {
+		*p = strings.ToValidUTF8(*p, "\uFFFD")
+	}
+	if len(ev.Details) == 0 {
+		return
+	}
+	clean := make(map[string]any, len(ev.Details))
+	for k, v := range ev.Details {
+		if s, ok := v.(string); ok {
+			v = strings.ToValidUTF8(s, "\uFFFD")
+		}
+		clean[strings.ToValidUTF8(k, "\uFFFD")] = v
+	}
+	ev.Details = clean
 }
 
 // ChainHash returns SHA-256(prev || canonical).
