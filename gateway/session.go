@@ -358,21 +358,40 @@ func (s *session) run() {
 
 // copyOut copies target output to the client and the recording.
 func (s *session) copyOut(dst io.Writer, src io.Reader) {
-	buf := make([]byte, 32*1024)
+	buf := newRelayBuf()
 	for {
-		n, err := src.Read(buf)
+		n, err := src.Read(buf.b)
 		if n > 0 {
 			s.touch()
 			s.bytesOut.Add(int64(n))
-			s.recordOutput(buf[:n])
-			if _, werr := dst.Write(buf[:n]); werr != nil {
+			s.recordOutput(buf.b[:n])
+			if _, werr := dst.Write(buf.b[:n]); werr != nil {
 				s.tch.Close()
 				return
 			}
+			buf.grow(n)
 		}
 		if err != nil {
 			return
 		}
+	}
+}
+
+// relayBuf starts small, so thousands of idle interactive sessions cost
+// little, and grows when reads fill it, so bulk transfers take fewer trips
+// through the recorder and the channel.
+type relayBuf struct{ b []byte }
+
+const (
+	relayBufMin = 4 << 10
+	relayBufMax = 128 << 10
+)
+
+func newRelayBuf() *relayBuf { return &relayBuf{b: make([]byte, relayBufMin)} }
+
+func (r *relayBuf) grow(n int) {
+	if n == len(r.b) && len(r.b) < relayBufMax {
+		r.b = make([]byte, 2*len(r.b))
 	}
 }
 
@@ -388,22 +407,23 @@ func (s *session) recordOutput(p []byte) {
 
 // copyIn copies client input to the target and the recording.
 func (s *session) copyIn() {
-	buf := make([]byte, 32*1024)
+	buf := newRelayBuf()
 	for {
-		n, err := s.ch.Read(buf)
+		n, err := s.ch.Read(buf.b)
 		if n > 0 {
 			s.touch()
 			s.bytesIn.Add(int64(n))
 			s.recMu.Lock()
 			if s.tap != nil {
-				s.tap.ClientToServer(buf[:n])
+				s.tap.ClientToServer(buf.b[:n])
 			} else {
-				s.rec.Input(buf[:n])
+				s.rec.Input(buf.b[:n])
 			}
 			s.recMu.Unlock()
-			if _, werr := s.tch.Write(buf[:n]); werr != nil {
+			if _, werr := s.tch.Write(buf.b[:n]); werr != nil {
 				return
 			}
+			buf.grow(n)
 		}
 		if err != nil {
 			s.tch.CloseWrite()

@@ -349,7 +349,7 @@ func (r *Recordings) sealTorn(m recRow) (string, int64, error) {
 	if err != nil {
 		return "", 0, err
 	}
-	w := &Recording{id: m.ID, f: f, aead: aead, n: rr.n, sum: sha256.New()}
+	w := &Recording{id: m.ID, f: f, aead: aead, n: rr.n}
 	fb, _ := json.Marshal(recFinalJSON{Reason: crashReason, Complete: false, End: r.opts.Now().UnixNano()})
 	if err := w.writeRecord(append([]byte{recFinal}, fb...)); err != nil {
 		return "", 0, err
