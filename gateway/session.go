@@ -337,15 +337,27 @@ func (s *session) run() {
 	go s.copyIn()
 	go s.watch()
 	out.Wait()
-	<-s.tdone
+	select {
+	case <-s.tdone:
+	case <-s.ended:
+		// Ended by the gateway: give the target a moment to confirm.
+		select {
+		case <-s.tdone:
+		case <-time.After(3 * time.Second):
+		}
+	}
 	s.mu.Lock()
-	lost := s.exitStatus == nil && s.exitSignal == "" && s.endCause == nil
+	noExit := s.exitStatus == nil && s.exitSignal == ""
+	lost := noExit && s.endCause == nil
 	s.mu.Unlock()
 	if lost {
 		s.notice(fmt.Sprintf("gatehouse: the connection to %s was lost", c.addr.Target))
+		s.endWith(fmt.Errorf("connection to %s lost", c.addr.Target))
+	}
+	if noExit {
+		// Ended by the gateway or lost: never let it look like success.
 		s.setExit(255)
 		s.ch.SendRequest("exit-status", false, ssh.Marshal(exitStatusMsg{255}))
-		s.endWith(fmt.Errorf("connection to %s lost", c.addr.Target))
 	}
 	s.ch.CloseWrite()
 	s.endWith(nil)
@@ -437,6 +449,11 @@ func (s *session) copyIn() {
 func (s *session) targetRequests(reqs <-chan *ssh.Request) {
 	defer close(s.tdone)
 	for r := range reqs {
+		if s.isEnded() && (r.Type == "exit-status" || r.Type == "exit-signal") {
+			// The gateway ended the session; the target's verdict on the
+			// killed command is not the user's exit status.
+			continue
+		}
 		switch r.Type {
 		case "exit-status":
 			var m exitStatusMsg
@@ -504,7 +521,20 @@ func (s *session) end(cause error) {
 	}
 	s.endWith(cause)
 	if s.tch != nil {
+		// sshd keeps a command running after its channel closes; ask it to
+		// kill the command first so an ended session really ends.
+		s.tch.SendRequest("signal", false, ssh.Marshal(struct{ Signal string }{"KILL"}))
 		s.tch.Close()
+	}
+}
+
+// isEnded reports whether the gateway has ended the session.
+func (s *session) isEnded() bool {
+	select {
+	case <-s.ended:
+		return true
+	default:
+		return false
 	}
 }
 

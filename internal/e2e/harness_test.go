@@ -33,7 +33,8 @@ type world struct {
 	port string
 	kh   string // known_hosts trusting the gateway's host CA
 
-	users int // client key files written
+	users      int    // client key files written
+	configFile string // the gateway's configuration
 }
 
 // baseConfig is the gateway configuration every test starts from; %[1]s is
@@ -46,6 +47,7 @@ ssh:
   target_dial_timeout: 5s
 web:
   listen: "127.0.0.1:0"
+%[6]s
 targets:
   - name: db-1
     address: "%[2]s"
@@ -84,6 +86,12 @@ bindings:
 
 // newWorld starts sshd trusting the gateway's user CA and the gateway.
 func newWorld(t *testing.T, sshdExtra string) *world {
+	return newWorldWith(t, sshdExtra, "")
+}
+
+// newWorldWith also adds gwExtra (top-level YAML, e.g. a recording section)
+// to the gateway configuration.
+func newWorldWith(t *testing.T, sshdExtra, gwExtra string) *world {
 	t.Helper()
 	testenv.RequireBinary(t, "ssh", "apt-get install openssh-client")
 	w := &world{t: t, dir: t.TempDir()}
@@ -108,8 +116,9 @@ func newWorld(t *testing.T, sshdExtra string) *world {
 	closed := freePort(t)
 	_, otherPub := newKeyPair(t)
 	yaml := fmt.Sprintf(baseConfig, w.dir, w.sshd.Addr, w.sshd.HostKeyLine, closed,
-		strings.TrimSpace(string(ssh.MarshalAuthorizedKey(otherPub))))
-	path := filepath.Join(w.dir, "gatehouse.yaml")
+		strings.TrimSpace(string(ssh.MarshalAuthorizedKey(otherPub))), gwExtra)
+	w.configFile = filepath.Join(w.dir, "gatehouse.yaml")
+	path := w.configFile
 	os.WriteFile(path, []byte(yaml), 0o600)
 	cfg, err := config.Load(path)
 	if err != nil {
