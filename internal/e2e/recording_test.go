@@ -62,7 +62,7 @@ func TestInteractiveSessionRecordedWithCommands(t *testing.T) {
 	c.Env = append(c.Env, "TERM=xterm")
 	term := testenv.StartPTY(t, c, 100, 30)
 	term.Expect(t, "# ", 15*time.Second) // root's shell is ready (no type-ahead)
-	term.Send("PS1='rec''$ '\r") // the echo of this line does not contain the prompt
+	term.Send("PS1='rec''$ '\r")         // the echo of this line does not contain the prompt
 	term.Expect(t, "rec$ ", 15*time.Second)
 	term.Send("echo first-$((40+2))\r")
 	term.Expect(t, "first-42", 15*time.Second)
