@@ -185,10 +185,8 @@ func (c *clientConn) serve(chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request
 	}
 	defer c.s.track(c, false)
 	go c.globalRequests(reqs)
-	go func() {
-		<-c.ctx.Done()
-		c.sc.Close()
-	}()
+	stop := context.AfterFunc(c.ctx, func() { c.sc.Close() })
+	defer stop()
 	if c.mode == "direct" && c.resolveErr == nil && c.check("").Allowed {
 		// Reach the target while the client opens its channel.
 		go c.dialBackend()

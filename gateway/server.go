@@ -52,8 +52,9 @@ type Recording interface {
 	Input(p []byte) error
 	Resize(cols, rows int) error
 	Exec(cmd string)
-	// Failed is closed when writing failed (disk full, quota); Err says why.
-	Failed() <-chan struct{}
+	// OnFail registers fn to be called (in its own goroutine) when writing
+	// fails (disk full, quota); Err says why.
+	OnFail(fn func())
 	Err() error
 	// Close seals the recording; complete is false if anything was lost.
 	Close(reason string) (sha256 string, complete bool, err error)

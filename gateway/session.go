@@ -335,7 +335,8 @@ func (s *session) run() {
 		s.copyOut(s.ch.Stderr(), s.tch.Stderr())
 	}()
 	go s.copyIn()
-	go s.watch()
+	disarm := s.arm()
+	defer disarm()
 	out.Wait()
 	select {
 	case <-s.tdone:
@@ -547,43 +548,48 @@ func (s *session) endWith(cause error) {
 	})
 }
 
-// watch ends the session on recording failure, session TTL, idle timeout
-// or connection end.
-func (s *session) watch() {
+// arm ends the session on recording failure, session TTL, idle timeout or
+// connection end — with timers and callbacks rather than a goroutine per
+// session. disarm stops them.
+func (s *session) arm() (disarm func()) {
 	opts := s.decision.Options
-	var ttl, idle <-chan time.Time
+	var stops []func() bool
 	if opts.MaxSessionTTL > 0 {
-		t := time.NewTimer(opts.MaxSessionTTL)
-		defer t.Stop()
-		ttl = t.C
-	}
-	if opts.IdleTimeout > 0 {
-		t := time.NewTicker(min(opts.IdleTimeout/4+time.Millisecond, time.Second))
-		defer t.Stop()
-		idle = t.C
-	}
-	for {
-		select {
-		case <-s.ended:
-			return
-		case <-s.rec.Failed():
-			if s.c.s.cfg.RecordingFailOpen {
-				s.c.s.log.Error("recording failed, session continues (recording.fail_open)", "session", s.id, "err", s.rec.Err())
-				return
-			}
-			s.end(fmt.Errorf("the recording could not be written (%v)", s.rec.Err()))
-			return
-		case <-ttl:
+		t := time.AfterFunc(opts.MaxSessionTTL, func() {
 			s.end(fmt.Errorf("maximum session length %s reached", opts.MaxSessionTTL))
-			return
-		case <-idle:
-			if time.Since(time.Unix(0, s.lastActive.Load())) > opts.IdleTimeout {
-				s.end(fmt.Errorf("idle for %s", opts.IdleTimeout))
+		})
+		stops = append(stops, t.Stop)
+	}
+	if idle := opts.IdleTimeout; idle > 0 {
+		var mu sync.Mutex
+		var t *time.Timer
+		mu.Lock()
+		t = time.AfterFunc(idle, func() {
+			if left := idle - time.Since(time.Unix(0, s.lastActive.Load())); left > 0 {
+				mu.Lock()
+				t.Reset(left)
+				mu.Unlock()
 				return
 			}
-		case <-s.c.ctx.Done():
-			s.end(context.Cause(s.c.ctx))
+			s.end(fmt.Errorf("idle for %s", idle))
+		})
+		mu.Unlock()
+		stops = append(stops, func() bool { mu.Lock(); defer mu.Unlock(); return t.Stop() })
+	}
+	stops = append(stops, context.AfterFunc(s.c.ctx, func() { s.end(context.Cause(s.c.ctx)) }))
+	s.rec.OnFail(func() {
+		if s.isEnded() {
 			return
+		}
+		if s.c.s.cfg.RecordingFailOpen {
+			s.c.s.log.Error("recording failed, session continues (recording.fail_open)", "session", s.id, "err", s.rec.Err())
+			return
+		}
+		s.end(fmt.Errorf("the recording could not be written (%v)", s.rec.Err()))
+	})
+	return func() {
+		for _, stop := range stops {
+			stop()
 		}
 	}
 }

@@ -151,6 +151,7 @@ type Recording struct {
 	closed bool
 	failed chan struct{}
 	subs   map[chan []byte]struct{}
+	onFail []func()
 	lastT  uint64
 }
 
@@ -326,6 +327,10 @@ func (rec *Recording) fail(err error) {
 	if rec.err == nil {
 		rec.err = err
 		close(rec.failed)
+		for _, fn := range rec.onFail {
+			go fn()
+		}
+		rec.onFail = nil
 		rec.r.log.Error("recording failed", "recording", rec.id, "session", rec.info.SessionID, "err", err)
 	}
 }
@@ -353,6 +358,18 @@ func (rec *Recording) Exec(cmd string) {
 
 // Failed is closed when writing failed (disk full, quota); Err says why.
 func (rec *Recording) Failed() <-chan struct{} { return rec.failed }
+
+// OnFail calls fn in its own goroutine when writing fails (at once if it
+// already has), so a session can react without a goroutine of its own.
+func (rec *Recording) OnFail(fn func()) {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if rec.err != nil {
+		go fn()
+		return
+	}
+	rec.onFail = append(rec.onFail, fn)
+}
 
 // Err is why the recording failed, or nil.
 func (rec *Recording) Err() error {
