@@ -159,7 +159,7 @@ func (s *Server) resolve(ctx context.Context, name string) (resolvedTarget, erro
 func (s *Server) withContainerLabels(ctx context.Context, rt resolvedTarget) (resolvedTarget, error) {
 	labels, err := s.cfg.Docker.Labels(ctx, rt.cfg, rt.container)
 	if err != nil {
-		return resolvedTarget{}, err
+		return resolvedTarget{}, containerError(rt.container, err)
 	}
 	if labels == nil {
 		labels = map[string]string{}
@@ -276,4 +276,17 @@ func (c *clientConn) audit(ev recorder.Event) error {
 		c.s.log.Error("audit append failed", "type", ev.Type, "user", ev.User, "err", err)
 	}
 	return err
+}
+
+// containerError turns a Docker failure into the line the user sees.
+func containerError(name string, err error) error {
+	switch {
+	case errors.Is(err, target.ErrContainerNotFound):
+		return fmt.Errorf("container %q not found", name)
+	case errors.Is(err, target.ErrContainerNotRunning):
+		return fmt.Errorf("container %q is not running", name)
+	case errors.Is(err, target.ErrUnreachable):
+		return fmt.Errorf("cannot reach the Docker Engine for container %q", name)
+	}
+	return fmt.Errorf("container %q: %v", name, err)
 }

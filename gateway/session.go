@@ -280,6 +280,11 @@ func (s *session) begin() error {
 	if err != nil || !ok {
 		tch.Close()
 		err = fmt.Errorf("%s refused the %s request", c.addr.Target, strings.SplitN(s.kind, ":", 2)[0])
+		if c.resolved.cfg.Kind == "docker" && s.kind == "subsystem:sftp" {
+			err = fmt.Errorf("file transfer (sftp/scp) into containers is not available; use ssh %s 'cat > FILE' < FILE", c.addr.Target)
+		} else if c.resolved.cfg.Kind == "docker" {
+			err = fmt.Errorf("%s could not start the command as %q (does the user exist in the container?)", c.addr.Target, c.addr.Login)
+		}
 		s.finish(err)
 		return err
 	}

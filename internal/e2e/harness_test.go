@@ -61,7 +61,16 @@ targets:
     address: "%[2]s"
     host_key: "%[5]s"
     labels: {role: db}
+  - name: containers
+    kind: docker
+    docker_host: "unix:///var/run/docker.sock"
+    labels: {env: dev}
 roles:
+  - name: payments
+    allow:
+      container_labels: {team: payments}
+      logins: [root]
+    options: {sftp: true}
   - name: dba
     allow:
       targets: {labels: {role: db}}
@@ -77,7 +86,7 @@ roles:
       logins: [postgres]
 bindings:
   - user: alice
-    roles: [dba]
+    roles: [dba, payments]
   - user: bob
     roles: [viewer]
   - user: carol
