@@ -92,7 +92,7 @@ func (l *AuditLog) writeEvents(ctx context.Context, opts ExportOptions, m *Manif
 		enc = json.NewEncoder(bw)
 	}
 	flt := opts.Filter
-	flt.Limit = 0
+	flt.Limit, flt.byID = 0, true
 	err = QueryEvents(ctx, l.db.DB, flt, func(ev StoredEvent) error {
 		r := storedRecord(&ev)
 		if m.Count == 0 {

@@ -22,6 +22,9 @@ type Filter struct {
 	Offset       int
 	Desc         bool // newest first
 	AfterID      int64
+
+	// byID orders by chain position instead of time (export, verify).
+	byID bool
 }
 
 // StoredEvent is an event with its chain hashes.
@@ -99,10 +102,15 @@ func (l *AuditLog) Query(ctx context.Context, f Filter) ([]StoredEvent, error) {
 func QueryEvents(ctx context.Context, db *sql.DB, f Filter, fn func(StoredEvent) error) error {
 	where, args := f.where()
 	q := `SELECT ` + eventColumns + ` FROM audit_events` + where
-	if f.Desc {
-		q += ` ORDER BY id DESC`
-	} else {
+	// Time order lets SQLite walk the (column, time) indexes instead of
+	// sorting every match; the chain itself is in id order.
+	switch {
+	case f.byID:
 		q += ` ORDER BY id`
+	case f.Desc:
+		q += ` ORDER BY time DESC, id DESC`
+	default:
+		q += ` ORDER BY time, id`
 	}
 	if f.Limit > 0 {
 		q += ` LIMIT ? OFFSET ?`

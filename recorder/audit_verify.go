@@ -61,7 +61,7 @@ func VerifyChain(ctx context.Context, db *sql.DB, verifierKey string, extra []by
 		rep.FirstBad, rep.Problem = id, fmt.Sprintf(format, args...)
 		return errStop
 	}
-	err := QueryEvents(ctx, db, Filter{}, func(ev StoredEvent) error {
+	err := QueryEvents(ctx, db, Filter{byID: true}, func(ev StoredEvent) error {
 		want := n + 1
 		switch {
 		case ev.ID > want:

@@ -1,0 +1,147 @@
+// Package bench holds Gatehouse's benchmarks: the audit log at a million
+// events (this file) and, in sshbench/, OpenSSH side by side with the
+// gateway. Results and commands are in docs/performance.md.
+package bench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gatehouse/gatehouse/internal/secrets"
+	"github.com/gatehouse/gatehouse/internal/store"
+	"github.com/gatehouse/gatehouse/recorder"
+)
+
+const million = 1_000_000
+
+var (
+	bigOnce sync.Once
+	bigDir  string
+	bigErr  error
+	bigVKey string
+)
+
+func openLog(tb testing.TB, dir string) (*store.DB, *recorder.AuditLog) {
+	db, err := store.Open(filepath.Join(dir, "gatehouse.db"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	kr, _ := secrets.NewKeyring(make([]byte, 32))
+	l, err := recorder.OpenAuditLog(db, secrets.NewStore(db.DB, kr), recorder.AuditOptions{CheckpointInterval: -1})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return db, l
+}
+
+// appendMany appends n events from many goroutines (group commit) and
+// returns the elapsed time.
+func appendMany(tb testing.TB, l *recorder.AuditLog, n int) time.Duration {
+	const workers = 256
+	start := time.Now()
+	var wg sync.WaitGroup
+	per := n / workers
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < per; i++ {
+				k := w*per + i
+				err := l.Append(context.Background(), recorder.Event{Type: recorder.EventCommand,
+					User: fmt.Sprintf("user%03d", k%500), Target: fmt.Sprintf("db-%02d", k%40), Login: "root",
+					SessionID: fmt.Sprintf("s%06d", k/20), ClientAddr: "10.1.2.3:5555",
+					Details: map[string]any{"command": fmt.Sprintf("ls -la /srv/%d", k), "source": "screen"}})
+				if err != nil {
+					tb.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return time.Since(start)
+}
+
+// bigLog builds (once per process) a log of one million events.
+func bigLog(tb testing.TB) string {
+	bigOnce.Do(func() {
+		bigDir, bigErr = os.MkdirTemp("", "gatehouse-audit-bench-")
+		if bigErr != nil {
+			return
+		}
+		db, l := openLog(tb, bigDir)
+		d := appendMany(tb, l, million)
+		tb.Logf("built %d events in %v (%.0f events/s)", million, d, million/d.Seconds())
+		bigVKey = l.VerifierKey()
+		l.Close()
+		db.Close()
+	})
+	if bigErr != nil {
+		tb.Fatal(bigErr)
+	}
+	return bigDir
+}
+
+func BenchmarkAuditAppend(b *testing.B) {
+	db, l := openLog(b, b.TempDir())
+	defer db.Close()
+	defer l.Close()
+	b.ResetTimer()
+	d := appendMany(b, l, b.N)
+	b.ReportMetric(float64(b.N)/d.Seconds(), "events/s")
+}
+
+func BenchmarkExportCSV1M(b *testing.B) {
+	dir := bigLog(b)
+	db, l := openLog(b, dir)
+	defer db.Close()
+	defer l.Close()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		m, err := l.Export(context.Background(), recorder.ExportOptions{Format: "csv", Dir: filepath.Join(b.TempDir(), "x")})
+		if err != nil || m.Count < million-256 {
+			b.Fatalf("export %d events: %v", m.Count, err)
+		}
+	}
+}
+
+func BenchmarkVerify1M(b *testing.B) {
+	dir := bigLog(b)
+	db, _ := openLog(b, dir)
+	defer db.Close()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		rep, err := recorder.VerifyChain(context.Background(), db.DB, bigVKey, nil)
+		if err != nil || !rep.OK || rep.Events < million-256 {
+			b.Fatalf("verify: %v %s", err, rep)
+		}
+	}
+}
+
+func BenchmarkQueryFiltered1M(b *testing.B) {
+	dir := bigLog(b)
+	db, l := openLog(b, dir)
+	defer db.Close()
+	defer l.Close()
+	filters := map[string]recorder.Filter{
+		"user":        {User: "user123", Limit: 100, Desc: true},
+		"target+time": {Target: "db-07", Since: time.Now().Add(-time.Hour), Limit: 100, Desc: true},
+		"type":        {Type: recorder.EventCommand, Limit: 100, Desc: true},
+		"session":     {SessionID: "s012345"},
+	}
+	for name, f := range filters {
+		b.Run(name, func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				evs, err := l.Query(context.Background(), f)
+				if err != nil || len(evs) == 0 {
+					b.Fatalf("query: %d events, %v", len(evs), err)
+				}
+			}
+		})
+	}
+}
