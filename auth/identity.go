@@ -32,11 +32,12 @@ type Identity struct {
 }
 
 // userNameRE is the grammar of Gatehouse user names: they appear in
-// certificate principals and KeyIds and must not contain '@', ',' or spaces.
-var userNameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]{0,63}$`)
+// certificate principals and KeyIds and must not contain ',' or spaces.
+// '@' is allowed: many identity providers use e-mail addresses as names.
+var userNameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._@+-]{0,127}$`)
 
 // ErrBadUserName is returned for a user name outside the grammar.
-var ErrBadUserName = errors.New("auth: user names are 1-64 letters, digits, '.', '_' or '-'")
+var ErrBadUserName = errors.New("auth: user names are 1-128 letters, digits, '.', '_', '@', '+' or '-'")
 
 // ValidUserName reports whether name is a valid Gatehouse user name.
 func ValidUserName(name string) bool { return userNameRE.MatchString(name) }
