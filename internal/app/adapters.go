@@ -4,6 +4,8 @@ import (
 	"context"
 	"log/slog"
 
+	"github.com/gatehouse/gatehouse/auth"
+
 	"github.com/gatehouse/gatehouse/gateway"
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/target"
@@ -58,4 +60,24 @@ func (d dockerDialer) Dial(ctx context.Context, t config.Target, container, logi
 
 func (d dockerDialer) Labels(ctx context.Context, t config.Target, container string) (map[string]string, error) {
 	return target.DockerContainerLabels(ctx, dockerOptions(t, d.log), container)
+}
+
+// approverAdapter gives the gateway browser approvals and TOTP.
+type approverAdapter struct {
+	a *auth.Approvals
+	t *auth.TOTP
+}
+
+func (x approverAdapter) Reuse(fp string) (auth.Identity, bool) { return x.a.Reuse(fp) }
+
+func (x approverAdapter) Begin(ctx context.Context, fp, addr, version string) (string, string, func(context.Context) (auth.Identity, error), error) {
+	p, err := x.a.Begin(ctx, fp, addr, version)
+	if err != nil {
+		return "", "", nil, err
+	}
+	return p.Code, p.URL, p.Wait, nil
+}
+
+func (x approverAdapter) VerifyTOTP(ctx context.Context, user, code string) error {
+	return x.t.Verify(ctx, user, code)
 }

@@ -10,9 +10,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
+
+	"github.com/gatehouse/gatehouse/web"
 
 	"github.com/gatehouse/gatehouse/auth"
 	"github.com/gatehouse/gatehouse/gateway"
@@ -60,9 +64,13 @@ type App struct {
 	Recs      *recorder.Recordings
 	Sessions  *recorder.SessionStore
 	Gateway   *gateway.Server
+	TOTP      *auth.TOTP
+	Approvals *auth.Approvals
+	OIDC      *auth.OIDC // nil when no identity provider is configured
+	Web       *web.Server
 
-	sshAddr string
-	errc    chan error
+	sshAddr, webAddr string
+	errc             chan error
 }
 
 // Start opens storage, seals what a previous crash left open, and starts the
@@ -88,8 +96,37 @@ func Start(cfg *config.Config, log *slog.Logger) (*App, error) {
 			a.errc <- err
 		}
 	}()
+	if err := a.startWeb(); err != nil {
+		a.Close(context.Background())
+		return nil, err
+	}
 	return a, nil
 }
+
+// startWeb starts the HTTPS front door (login, TOTP, approvals, CLI login).
+func (a *App) startWeb() error {
+	ln, err := net.Listen("tcp", a.Config.Web.Listen)
+	if err != nil {
+		return fmt.Errorf("web.listen %s: %w", a.Config.Web.Listen, err)
+	}
+	a.webAddr = ln.Addr().String()
+	a.Web, err = web.NewServer(web.Options{Config: a.Config, DB: a.Env.DB, Authority: a.Authority,
+		Policy: policy.New(a.Config), Audit: a.Audit, OIDC: a.OIDC, TOTP: a.TOTP, Approvals: a.Approvals,
+		SSHAddr: a.sshAddr, Logger: a.Log})
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	go func() {
+		if err := a.Web.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.errc <- err
+		}
+	}()
+	return nil
+}
+
+// WebAddr is the address the web listener is bound to.
+func (a *App) WebAddr() string { return a.webAddr }
 
 // SSHAddr is the address the SSH listener is bound to.
 func (a *App) SSHAddr() string { return a.sshAddr }
@@ -116,15 +153,50 @@ func (a *App) open() error {
 	if err := a.recoverCrash(ctx); err != nil {
 		return err
 	}
+	if err := a.openIdentity(); err != nil {
+		return err
+	}
+	var approver gateway.Approver
+	if a.OIDC != nil {
+		approver = approverAdapter{a.Approvals, a.TOTP}
+	}
 	a.Gateway, err = gateway.NewServer(gateway.Config{
 		Authority: a.Authority, Policy: policy.New(cfg), Targets: cfg.Targets, Audit: a.Audit,
 		Sessions: a.Sessions, Recorder: recordingsAdapter{a.Recs}, RecordingFailOpen: cfg.Recording.FailOpen,
-		NewFileTap: newFileTap, Docker: newDockerDialer(a.Log), Logger: a.Log,
+		NewFileTap: newFileTap, Docker: newDockerDialer(a.Log), Approver: approver, Logger: a.Log,
 		HandshakeTimeout: cfg.SSH.HandshakeTimeout, MaxUnauthPerIP: cfg.SSH.MaxUnauthenticatedPerIP,
 		TargetDialTimeout: cfg.SSH.TargetDialTimeout, SessionCertTTL: cfg.Certs.SessionTTL,
 		Ciphers: cfg.SSH.Ciphers, HostNames: hostNames(cfg),
 	})
 	return err
+}
+
+// openIdentity sets up TOTP, browser approvals and (when an issuer is
+// configured) the OIDC relying party.
+func (a *App) openIdentity() error {
+	cfg := a.Config
+	a.TOTP = auth.NewTOTP(a.Env.DB.DB, a.Env.Secrets.Keyring(), auth.TOTPConfig{Issuer: cfg.TOTP.Issuer,
+		MaxAttempts: cfg.TOTP.MaxAttempts, Lockout: cfg.TOTP.Lockout,
+		OnEvent: func(user, what string) {
+			a.Audit.Append(context.Background(), recorder.Event{Type: recorder.EventMFALockout, User: user,
+				Reason: "too many wrong TOTP codes"})
+		}})
+	a.Approvals = &auth.Approvals{BaseURL: cfg.Web.PublicURL, Window: cfg.Certs.ApprovalWindow}
+	if cfg.OIDC.Issuer == "" {
+		return nil
+	}
+	var secret string
+	if f := cfg.OIDC.ClientSecretFile; f != "" {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return fmt.Errorf("oidc.client_secret_file: %w", err)
+		}
+		secret = strings.TrimSpace(string(b))
+	}
+	a.OIDC = auth.NewOIDC(auth.OIDCConfig{Issuer: cfg.OIDC.Issuer, ClientID: cfg.OIDC.ClientID, ClientSecret: secret,
+		RedirectURL: strings.TrimRight(cfg.Web.PublicURL, "/") + "/oidc/callback", Scopes: cfg.OIDC.Scopes,
+		GroupsClaim: cfg.OIDC.GroupsClaim, UsernameClaim: cfg.OIDC.UsernameClaim, MaxClockSkew: cfg.OIDC.MaxClockSkew})
+	return nil
 }
 
 // OpenAudit opens the audit log with the configured checkpoint and stream
@@ -180,6 +252,9 @@ func hostNames(cfg *config.Config) []string {
 // Close shuts the gateway down gracefully within ctx, then closes storage.
 func (a *App) Close(ctx context.Context) error {
 	var errs []error
+	if a.Web != nil {
+		a.Web.Shutdown(ctx)
+	}
 	if a.Gateway != nil {
 		if err := a.Gateway.Shutdown(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 			errs = append(errs, err)

@@ -1,0 +1,344 @@
+package web
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/gatehouse/gatehouse/auth"
+	"github.com/gatehouse/gatehouse/recorder"
+)
+
+func (s *Server) base(ws *websession, title string) map[string]any {
+	d := map[string]any{"Title": title}
+	if ws != nil {
+		d["User"], d["CSRF"] = ws.id.User, ws.csrf
+	}
+	return d
+}
+
+func (s *Server) home(w http.ResponseWriter, r *http.Request) {
+	ws := s.session(r)
+	if !ws.verified() {
+		s.render(w, "home.html", s.base(nil, "Welcome"))
+		return
+	}
+	d := s.base(ws, "Home")
+	host, port, _ := net.SplitHostPort(s.opts.SSHAddr)
+	if u, err := url.Parse(s.opts.Config.Web.PublicURL); err == nil && u.Hostname() != "" {
+		host = u.Hostname()
+	}
+	cfg := s.opts.Config
+	d["Issuer"], d["Subject"], d["Groups"] = ws.id.Issuer, ws.id.Subject, ws.id.Groups
+	d["Roles"] = s.opts.Policy.Roles(ws.id.User, ws.id.Groups)
+	d["MFAAt"] = ws.mfaAt.Format(time.RFC3339)
+	d["CertTTL"] = s.opts.Policy.CertTTL(ws.id.User, ws.id.Groups, cfg.Certs.UserTTL, cfg.Certs.MaxUserTTL)
+	d["PublicURL"], d["SSHHost"], d["SSHPort"] = s.publicURL(), host, port
+	s.render(w, "home.html", d)
+}
+
+// login starts the OIDC flow; the state also goes into a cookie, so the
+// callback must come back to the browser that started it.
+func (s *Server) login(w http.ResponseWriter, r *http.Request) {
+	if s.opts.OIDC == nil {
+		s.fail(w, r, http.StatusNotFound, "This gateway has no identity provider configured.", errors.New("oidc disabled"))
+		return
+	}
+	req, err := s.opts.OIDC.Begin(r.Context())
+	if err != nil {
+		s.fail(w, r, http.StatusBadGateway, auth.ErrIdPUnavailable.Error()[len("auth: "):], err)
+		return
+	}
+	s.mu.Lock()
+	now := s.opts.Now()
+	for k, p := range s.logins {
+		if now.Sub(p.req.Created) > 10*time.Minute {
+			delete(s.logins, k)
+		}
+	}
+	s.logins[req.State] = pendingLogin{req: req, next: localPath(r.URL.Query().Get("next"))}
+	s.mu.Unlock()
+	s.setCookie(w, stateCookie, req.State, 10*time.Minute)
+	http.Redirect(w, r, req.URL, http.StatusFound)
+}
+
+func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	if e := q.Get("error"); e != "" {
+		s.fail(w, r, http.StatusUnauthorized, "The identity provider refused the login: "+e, errors.New(e+": "+q.Get("error_description")))
+		return
+	}
+	c, _ := r.Cookie(stateCookie)
+	state := q.Get("state")
+	s.mu.Lock()
+	p, ok := s.logins[state]
+	delete(s.logins, state)
+	s.mu.Unlock()
+	if !ok || c == nil || c.Value != state {
+		s.audit(r, recorder.Event{Type: recorder.EventLogin, Reason: "state mismatch"})
+		s.fail(w, r, http.StatusBadRequest, "This login link is not valid any more; start again.", auth.ErrStateMismatch)
+		return
+	}
+	id, err := s.opts.OIDC.Finish(r.Context(), p.req, state, q.Get("code"))
+	if err == nil {
+		err = s.opts.TOTP.BindUser(r.Context(), id)
+	}
+	if err != nil {
+		s.audit(r, recorder.Event{Type: recorder.EventLogin, Reason: "failed: " + err.Error()})
+		s.fail(w, r, http.StatusUnauthorized, strings.TrimPrefix(err.Error(), "auth: "), err)
+		return
+	}
+	if err := s.newSession(w, r, id); err != nil {
+		s.fail(w, r, http.StatusInternalServerError, "Could not start a session.", err)
+		return
+	}
+	s.audit(r, recorder.Event{Type: recorder.EventLogin, User: id.User, UserIssuer: id.Issuer, UserSubject: id.Subject,
+		Reason: "oidc login, TOTP pending", Details: map[string]any{"groups": strings.Join(id.Groups, ",")}})
+	http.Redirect(w, r, "/mfa?next="+url.QueryEscape(p.next), http.StatusFound)
+}
+
+func (s *Server) mfaPage(w http.ResponseWriter, r *http.Request) {
+	ws := s.session(r)
+	if ws == nil {
+		http.Redirect(w, r, "/login", http.StatusFound)
+		return
+	}
+	s.renderMFA(w, r, ws, "")
+}
+
+func (s *Server) renderMFA(w http.ResponseWriter, r *http.Request, ws *websession, msg string) {
+	d := s.base(ws, "Second factor")
+	d["Next"], d["Error"] = localPath(r.FormValue("next")), msg
+	enrolled, err := s.opts.TOTP.Enrolled(r.Context(), ws.id.User)
+	if err != nil {
+		s.fail(w, r, http.StatusInternalServerError, "Could not read your second factor.", err)
+		return
+	}
+	if !enrolled {
+		e, err := s.opts.TOTP.BeginEnrol(r.Context(), ws.id.User)
+		if err != nil {
+			s.fail(w, r, http.StatusInternalServerError, "Could not start enrolment.", err)
+			return
+		}
+		d["Enrol"], d["Secret"] = true, e.Secret
+		d["QR"] = dataURL("data:image/png;base64," + base64.StdEncoding.EncodeToString(e.QRPNG))
+	}
+	s.render(w, "mfa.html", d)
+}
+
+func (s *Server) mfaSubmit(w http.ResponseWriter, r *http.Request) {
+	ws := s.session(r)
+	if err := checkCSRF(r, ws); err != nil {
+		s.fail(w, r, http.StatusForbidden, "This form expired; reload the page.", err)
+		return
+	}
+	code, next := r.PostFormValue("code"), localPath(r.PostFormValue("next"))
+	ev := recorder.Event{User: ws.id.User, UserIssuer: ws.id.Issuer, UserSubject: ws.id.Subject}
+	if r.PostFormValue("enrol") == "1" {
+		codes, err := s.opts.TOTP.ConfirmEnrol(r.Context(), ws.id.User, code)
+		if err != nil {
+			ev.Type, ev.Reason = recorder.EventMFAFailure, "enrolment: "+err.Error()
+			s.audit(r, ev)
+			s.renderMFA(w, r, ws, strings.TrimPrefix(err.Error(), "auth: "))
+			return
+		}
+		s.markVerified(r.Context(), ws)
+		ev.Type, ev.Reason = recorder.EventMFAEnrol, "TOTP enrolled"
+		s.audit(r, ev)
+		d := s.base(ws, "Recovery codes")
+		d["Codes"], d["Next"] = codes, next
+		s.render(w, "recovery.html", d)
+		return
+	}
+	if err := s.opts.TOTP.Verify(r.Context(), ws.id.User, code); err != nil {
+		ev.Type, ev.Reason = recorder.EventMFAFailure, err.Error()
+		if errors.Is(err, auth.ErrTOTPLocked) {
+			ev.Type = recorder.EventMFALockout
+		}
+		s.audit(r, ev)
+		w.WriteHeader(http.StatusUnauthorized)
+		s.renderMFA(w, r, ws, strings.TrimPrefix(err.Error(), "auth: "))
+		return
+	}
+	s.markVerified(r.Context(), ws)
+	ev.Type, ev.Reason = recorder.EventMFASuccess, "web login"
+	s.audit(r, ev)
+	http.Redirect(w, r, next, http.StatusSeeOther)
+}
+
+func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
+	ws := s.session(r)
+	if err := checkCSRF(r, ws); err != nil {
+		s.fail(w, r, http.StatusForbidden, "This form expired; reload the page.", err)
+		return
+	}
+	s.deleteSession(r.Context(), ws)
+	s.setCookie(w, sessionCookie, "", -time.Second)
+	s.audit(r, recorder.Event{Type: recorder.EventLogout, User: ws.id.User, UserIssuer: ws.id.Issuer, UserSubject: ws.id.Subject})
+	http.Redirect(w, r, "/", http.StatusSeeOther)
+}
+
+// requireVerified sends a browser without a TOTP-verified session to log in
+// and come back.
+func (s *Server) requireVerified(w http.ResponseWriter, r *http.Request) *websession {
+	ws := s.session(r)
+	if ws.verified() {
+		return ws
+	}
+	next := url.QueryEscape(r.URL.RequestURI())
+	if ws != nil {
+		http.Redirect(w, r, "/mfa?next="+next, http.StatusFound)
+	} else {
+		http.Redirect(w, r, "/login?next="+next, http.StatusFound)
+	}
+	return nil
+}
+
+func (s *Server) approvePage(w http.ResponseWriter, r *http.Request) {
+	ws := s.requireVerified(w, r)
+	if ws == nil {
+		return
+	}
+	if s.opts.Approvals == nil {
+		s.fail(w, r, http.StatusNotFound, "Browser approvals are not enabled.", errors.New("no approvals"))
+		return
+	}
+	p, err := s.opts.Approvals.Lookup(r.PathValue("code"))
+	if err != nil {
+		s.fail(w, r, http.StatusNotFound, strings.TrimPrefix(err.Error(), "auth: "), err)
+		return
+	}
+	d := s.base(ws, "Approve ssh login")
+	d["Code"], d["ClientAddr"], d["ClientVersion"], d["Key"] = p.Code, p.ClientAddr, p.ClientVersion, p.KeyFingerprint
+	s.render(w, "approve.html", d)
+}
+
+func (s *Server) approveSubmit(w http.ResponseWriter, r *http.Request) {
+	ws := s.session(r)
+	if err := checkCSRF(r, ws); err != nil || !ws.verified() || s.opts.Approvals == nil {
+		s.fail(w, r, http.StatusForbidden, "This form expired; reload the page.", errCSRF)
+		return
+	}
+	code := r.PathValue("code")
+	p, err := s.opts.Approvals.Lookup(code)
+	if err == nil {
+		err = s.opts.Approvals.Approve(code, ws.id)
+	}
+	if err != nil {
+		s.fail(w, r, http.StatusNotFound, strings.TrimPrefix(err.Error(), "auth: "), err)
+		return
+	}
+	s.audit(r, recorder.Event{Type: recorder.EventLogin, User: ws.id.User, UserIssuer: ws.id.Issuer, UserSubject: ws.id.Subject,
+		KeyFingerprint: p.KeyFingerprint, Reason: "ssh login approved in the browser",
+		Details: map[string]any{"ssh_client": p.ClientAddr, "ssh_version": p.ClientVersion}})
+	d := s.base(ws, "Approved")
+	d["Done"] = true
+	s.render(w, "approve.html", d)
+}
+
+// cliLogin completes `gatehouse login`: after OIDC + TOTP in this browser it
+// redirects to the CLI's loopback listener with a one-time token, which the
+// CLI exchanges (with its public key) for a certificate. Only loopback
+// redirects and configured prefixes are allowed.
+func (s *Server) cliLogin(w http.ResponseWriter, r *http.Request) {
+	redirect, state := r.URL.Query().Get("redirect_uri"), r.URL.Query().Get("state")
+	if !s.allowedRedirect(redirect) || state == "" || len(state) > 200 {
+		s.audit(r, recorder.Event{Type: recorder.EventLogin, Reason: "refused redirect", Details: map[string]any{"redirect_uri": redirect}})
+		s.fail(w, r, http.StatusBadRequest, "This login link points somewhere Gatehouse does not send logins to.",
+			fmt.Errorf("redirect %q not allowed", redirect))
+		return
+	}
+	ws := s.requireVerified(w, r)
+	if ws == nil {
+		return
+	}
+	t := token()
+	_, err := s.opts.DB.ExecContext(r.Context(), `INSERT INTO login_tokens(token_hash, session_hash, expires) VALUES (?, ?, ?)`,
+		hashToken(t), ws.hash, s.opts.Now().Add(2*time.Minute).Unix())
+	if err != nil {
+		s.fail(w, r, http.StatusInternalServerError, "Could not finish the login.", err)
+		return
+	}
+	u, _ := url.Parse(redirect)
+	q := u.Query()
+	q.Set("state", state)
+	q.Set("token", t)
+	u.RawQuery = q.Encode()
+	http.Redirect(w, r, u.String(), http.StatusFound)
+}
+
+// allowedRedirect accepts http://127.0.0.1:PORT/..., http://localhost:PORT/...
+// and the configured prefixes.
+func (s *Server) allowedRedirect(raw string) bool {
+	u, err := url.Parse(raw)
+	if err != nil || u.User != nil || u.Fragment != "" {
+		return false
+	}
+	if u.Scheme == "http" && (u.Hostname() == "127.0.0.1" || u.Hostname() == "localhost" || u.Hostname() == "::1") && u.Port() != "" {
+		return true
+	}
+	for _, p := range s.opts.Config.OIDC.AllowedRedirects {
+		if p != "" && strings.HasPrefix(raw, p) && strings.Count(raw, "://") == 1 {
+			return true
+		}
+	}
+	return false
+}
+
+// certRequest is what `gatehouse login` posts.
+type certRequest struct {
+	Token     string `json:"token"`
+	PublicKey string `json:"public_key"`
+}
+
+// CertResponse is what `gatehouse login` receives.
+type CertResponse struct {
+	User        string    `json:"user"`
+	Certificate string    `json:"certificate"`
+	HostCA      string    `json:"host_ca"`
+	ValidBefore time.Time `json:"valid_before"`
+	SSHAddr     string    `json:"ssh_addr"`
+}
+
+func (s *Server) cliCert(w http.ResponseWriter, r *http.Request) {
+	var req certRequest
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		http.Error(w, "bad request", http.StatusBadRequest)
+		return
+	}
+	ws, err := s.consumeLoginToken(r.Context(), req.Token)
+	if err != nil {
+		s.log.Warn("cli certificate refused", "remote", r.RemoteAddr, "err", err)
+		http.Error(w, "login token unknown, expired or already used; run gatehouse login again", http.StatusUnauthorized)
+		return
+	}
+	pub, _, _, _, err := ssh.ParseAuthorizedKey([]byte(req.PublicKey))
+	if err != nil {
+		http.Error(w, "not an SSH public key", http.StatusBadRequest)
+		return
+	}
+	cfg := s.opts.Config
+	ttl := s.opts.Policy.CertTTL(ws.id.User, ws.id.Groups, cfg.Certs.UserTTL, cfg.Certs.MaxUserTTL)
+	cert, err := s.opts.Authority.IssueUserCert(r.Context(), auth.UserCertRequest{Identity: ws.id, PublicKey: pub, TTL: ttl})
+	if err != nil {
+		http.Error(w, "could not issue a certificate", http.StatusInternalServerError)
+		s.log.Error("issue cert", "user", ws.id.User, "err", err)
+		return
+	}
+	s.audit(r, recorder.Event{Type: recorder.EventCertIssued, User: ws.id.User, UserIssuer: ws.id.Issuer, UserSubject: ws.id.Subject,
+		KeyFingerprint: ssh.FingerprintSHA256(pub), CertSerial: cert.Serial, Reason: "gatehouse login",
+		Details: map[string]any{"principals": strings.Join(cert.ValidPrincipals, ","), "ttl_seconds": int64(ttl / time.Second),
+			"mfa_verified_at": ws.mfaAt.Format(time.RFC3339)}})
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(CertResponse{User: ws.id.User, Certificate: string(ssh.MarshalAuthorizedKey(cert)),
+		HostCA:      "@cert-authority * " + strings.TrimSpace(string(ssh.MarshalAuthorizedKey(s.opts.Authority.HostCAPublicKey()))),
+		ValidBefore: time.Unix(int64(cert.ValidBefore), 0).UTC(), SSHAddr: s.opts.SSHAddr})
+}

@@ -1,0 +1,194 @@
+package web
+
+import (
+	"context"
+	"crypto/tls"
+	"embed"
+	"errors"
+	"html/template"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gatehouse/gatehouse/auth"
+	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/store"
+	"github.com/gatehouse/gatehouse/policy"
+	"github.com/gatehouse/gatehouse/recorder"
+)
+
+//go:embed templates/*.html
+var templateFS embed.FS
+
+//go:embed static
+var staticFS embed.FS
+
+// Auditor is the part of the audit log the web server uses.
+type Auditor interface {
+	Append(ctx context.Context, ev recorder.Event) error
+}
+
+// Options configures the server. Config, DB, Authority, Policy, Audit and
+// TOTP are required; OIDC nil disables login (certificates only).
+type Options struct {
+	Config    *config.Config
+	DB        *store.DB
+	Authority *auth.Authority
+	Policy    *policy.Engine
+	Audit     Auditor
+	OIDC      *auth.OIDC
+	TOTP      *auth.TOTP
+	Approvals *auth.Approvals
+	// SSHAddr is the gateway's SSH address, shown in instructions.
+	SSHAddr string
+	Logger  *slog.Logger
+	// Now returns the current time; nil means time.Now.
+	Now func() time.Time
+}
+
+// Server is the web front door.
+type Server struct {
+	opts  Options
+	log   *slog.Logger
+	tmpl  *template.Template
+	mux   *http.ServeMux
+	http  *http.Server
+	https bool
+
+	// mu protects logins (OIDC logins in flight, by state).
+	mu     sync.Mutex
+	logins map[string]pendingLogin
+}
+
+type pendingLogin struct {
+	req  auth.LoginRequest
+	next string
+}
+
+// NewServer builds the server and its routes.
+func NewServer(opts Options) (*Server, error) {
+	if opts.Config == nil || opts.DB == nil || opts.Authority == nil || opts.Policy == nil || opts.Audit == nil || opts.TOTP == nil {
+		return nil, errors.New("web: Config, DB, Authority, Policy, Audit and TOTP are required")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	tmpl, err := template.ParseFS(templateFS, "templates/*.html")
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{opts: opts, log: opts.Logger, tmpl: tmpl, mux: http.NewServeMux(), logins: map[string]pendingLogin{},
+		https: !opts.Config.Web.InsecureHTTP}
+	s.routes()
+	return s, nil
+}
+
+func (s *Server) routes() {
+	static, _ := fs.Sub(staticFS, "static")
+	s.mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
+	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
+	s.mux.HandleFunc("GET /{$}", s.home)
+	s.mux.HandleFunc("GET /login", s.login)
+	s.mux.HandleFunc("GET /oidc/callback", s.callback)
+	s.mux.HandleFunc("GET /mfa", s.mfaPage)
+	s.mux.HandleFunc("POST /mfa", s.mfaSubmit)
+	s.mux.HandleFunc("POST /logout", s.logout)
+	s.mux.HandleFunc("GET /approve/{code}", s.approvePage)
+	s.mux.HandleFunc("POST /approve/{code}", s.approveSubmit)
+	s.mux.HandleFunc("GET /cli/login", s.cliLogin)
+	s.mux.HandleFunc("POST /api/v1/cert", s.cliCert)
+}
+
+// Handler is the server's HTTP handler with security headers.
+func (s *Server) Handler() http.Handler { return s.secure(s.mux) }
+
+// secure adds the headers every response carries.
+func (s *Server) secure(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hd := w.Header()
+		hd.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "+
+			"connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self' http://127.0.0.1:* http://localhost:*; frame-ancestors 'none'")
+		hd.Set("X-Frame-Options", "DENY")
+		hd.Set("X-Content-Type-Options", "nosniff")
+		hd.Set("Referrer-Policy", "no-referrer")
+		hd.Set("Cache-Control", "no-store")
+		if s.https {
+			hd.Set("Strict-Transport-Security", "max-age=31536000")
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+		h.ServeHTTP(w, r)
+	})
+}
+
+// Serve serves on ln (HTTPS unless web.insecure_http) until Shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	s.http = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
+	if !s.https {
+		return s.http.Serve(ln)
+	}
+	cert, err := loadOrCreateTLS(s.opts.Config, s.log)
+	if err != nil {
+		return err
+	}
+	s.http.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	return s.http.ServeTLS(ln, "", "")
+}
+
+// Shutdown stops the server gracefully.
+func (s *Server) Shutdown(ctx context.Context) error {
+	if s.http == nil {
+		return nil
+	}
+	return s.http.Shutdown(ctx)
+}
+
+// page is what every template gets.
+type page struct {
+	Title, User, CSRF string
+	Data              any
+}
+
+func (s *Server) render(w http.ResponseWriter, name string, data map[string]any) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	if err := s.tmpl.ExecuteTemplate(w, name, data); err != nil {
+		s.log.Error("render", "template", name, "err", err)
+	}
+}
+
+// fail shows a one-line error page and logs the detail.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, status int, userMsg string, detail error) {
+	s.log.Warn("web request failed", "path", r.URL.Path, "remote", r.RemoteAddr, "status", status, "err", detail)
+	w.WriteHeader(status)
+	s.render(w, "error.html", map[string]any{"Title": "Error", "Error": userMsg})
+}
+
+// localPath accepts only same-site paths as login destinations (no
+// scheme, no host, no "//" or backslash tricks): open redirects are a known
+// bastion bug.
+func localPath(next string) string {
+	if next == "" || !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.ContainsAny(next, "\\\r\n") {
+		return "/"
+	}
+	u, err := url.Parse(next)
+	if err != nil || u.Scheme != "" || u.Host != "" {
+		return "/"
+	}
+	return next
+}
+
+func (s *Server) publicURL() string { return strings.TrimRight(s.opts.Config.Web.PublicURL, "/") }
+
+func (s *Server) audit(r *http.Request, ev recorder.Event) {
+	ev.ClientAddr, ev.ClientVersion = r.RemoteAddr, r.UserAgent()
+	if err := s.opts.Audit.Append(context.WithoutCancel(r.Context()), ev); err != nil {
+		s.log.Error("audit append failed", "type", ev.Type, "err", err)
+	}
+}
