@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gatehouse/gatehouse/policy"
+
 	"golang.org/x/crypto/ssh"
 
 	"github.com/gatehouse/gatehouse/auth"
@@ -302,6 +304,8 @@ type certRequest struct {
 // CertResponse is what `gatehouse login` receives.
 type CertResponse struct {
 	User        string    `json:"user"`
+	Roles       []string  `json:"roles"`
+	Targets     []string  `json:"targets"` // targets the user may reach, for ssh-config
 	Certificate string    `json:"certificate"`
 	HostCA      string    `json:"host_ca"`
 	ValidBefore time.Time `json:"valid_before"`
@@ -337,8 +341,16 @@ func (s *Server) cliCert(w http.ResponseWriter, r *http.Request) {
 		KeyFingerprint: ssh.FingerprintSHA256(pub), CertSerial: cert.Serial, Reason: "gatehouse login",
 		Details: map[string]any{"principals": strings.Join(cert.ValidPrincipals, ","), "ttl_seconds": int64(ttl / time.Second),
 			"mfa_verified_at": ws.mfaAt.Format(time.RFC3339)}})
+	var targets []string
+	for _, t := range cfg.Targets {
+		if len(s.opts.Policy.Logins(ws.id.User, ws.id.Groups, policy.Target{Name: t.Name, Kind: t.Kind, Labels: t.Labels})) > 0 &&
+			(t.Kind != "docker" || t.Container != "") {
+			targets = append(targets, t.Name)
+		}
+	}
 	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(CertResponse{User: ws.id.User, Certificate: string(ssh.MarshalAuthorizedKey(cert)),
+	json.NewEncoder(w).Encode(CertResponse{User: ws.id.User, Roles: s.opts.Policy.Roles(ws.id.User, ws.id.Groups),
+		Targets: targets, Certificate: string(ssh.MarshalAuthorizedKey(cert)),
 		HostCA:      "@cert-authority * " + strings.TrimSpace(string(ssh.MarshalAuthorizedKey(s.opts.Authority.HostCAPublicKey()))),
 		ValidBefore: time.Unix(int64(cert.ValidBefore), 0).UTC(), SSHAddr: s.opts.SSHAddr})
 }
