@@ -33,11 +33,7 @@ func StartPTY(t testing.TB, cmd *exec.Cmd, cols, rows int) *Term {
 	}
 	tm := &Term{t: t, cmd: cmd, f: f, done: make(chan struct{})}
 	go tm.read()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-tm.done
-		f.Close()
-	})
+	t.Cleanup(tm.Close)
 	return tm
 }
 
@@ -110,4 +106,34 @@ func (tm *Term) Wait() int {
 		tm.t.Fatalf("program did not exit; output:\n%s", tm.Output())
 	}
 	return tm.code
+}
+
+// Close kills the program (if still running) and releases the pty. It is
+// also done when the test ends.
+func (tm *Term) Close() {
+	tm.cmd.Process.Kill()
+	<-tm.done
+	tm.f.Close()
+}
+
+// SendUntil types s, and types it again every half second, until the output
+// contains substr; for effects that arrive asynchronously, such as a resize
+// reaching the remote side. It fails like Expect.
+func (tm *Term) SendUntil(t testing.TB, s, substr string, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !strings.Contains(tm.Output(), substr) {
+		if time.Now().After(deadline) {
+			t.Fatalf("waiting for %q after typing %q; output so far:\n%s", substr, s, tm.Output())
+		}
+		tm.Send(s)
+		select {
+		case <-tm.done:
+			if !strings.Contains(tm.Output(), substr) {
+				t.Fatalf("program exited before printing %q; output:\n%s", substr, tm.Output())
+			}
+			return
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }

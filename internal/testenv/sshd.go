@@ -142,6 +142,16 @@ func (d *SSHD) Kill() {
 	}
 }
 
+// Stop shuts sshd down in order (SIGTERM to the listener and its sessions)
+// and waits for the listener to exit.
+func (d *SSHD) Stop() {
+	if d.cmd.Process == nil || d.cmd.ProcessState != nil {
+		return
+	}
+	syscall.Kill(-d.cmd.Process.Pid, syscall.SIGTERM)
+	d.cmd.Wait()
+}
+
 // KillAll kills the listener and every session process it started (SIGKILL
 // to its process group, and to per-connection children that left it), as
 // when the target host dies.
