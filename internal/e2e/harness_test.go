@@ -45,8 +45,6 @@ ssh:
   listen: "127.0.0.1:0"
   max_unauthenticated_per_ip: 200
   target_dial_timeout: 5s
-web:
-  listen: "127.0.0.1:0"
 %[6]s
 targets:
   - name: db-1
@@ -91,6 +89,8 @@ bindings:
     roles: [viewer]
   - user: carol
     roles: [nobody-login]
+  - user: test-user2
+    roles: [dba]
 `
 
 // newWorld starts sshd trusting the gateway's user CA and the gateway.
@@ -124,6 +124,9 @@ func newWorldWith(t *testing.T, sshdExtra, gwExtra string) *world {
 		ExtraConfig: "MaxStartups 200\nMaxSessions 200\nAcceptEnv *\n" + sshdExtra})
 	closed := freePort(t)
 	_, otherPub := newKeyPair(t)
+	if !strings.Contains(gwExtra, "web:") {
+		gwExtra = "web:\n  listen: \"127.0.0.1:0\"\n" + gwExtra
+	}
 	yaml := fmt.Sprintf(baseConfig, w.dir, w.sshd.Addr, w.sshd.HostKeyLine, closed,
 		strings.TrimSpace(string(ssh.MarshalAuthorizedKey(otherPub))), gwExtra)
 	w.configFile = filepath.Join(w.dir, "gatehouse.yaml")

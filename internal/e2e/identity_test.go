@@ -1,0 +1,196 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/pquerna/otp/totp"
+
+	"github.com/gatehouse/gatehouse/auth"
+	"github.com/gatehouse/gatehouse/internal/testenv"
+	"github.com/gatehouse/gatehouse/recorder"
+)
+
+// screenshotDir is where the browser tests leave pictures of each page.
+var screenshotDir = filepath.Join("..", "..", "docs", "screenshots")
+
+// idpWorld is a gateway whose users log in with a real OpenID Provider.
+type idpWorld struct {
+	*world
+	op      *testenv.OIDCProvider
+	webURL  string
+	browser context.Context
+}
+
+func newIdPWorld(t *testing.T) *idpWorld {
+	t.Helper()
+	op := testenv.StartOIDCProvider(t)
+	port := freePort(t)
+	webURL := "http://127.0.0.1:" + port
+	op.RegisterWebClient("gatehouse", "test-client-secret", webURL+"/oidc/callback")
+	secretFile := filepath.Join(t.TempDir(), "oidc-secret")
+	os.WriteFile(secretFile, []byte("test-client-secret\n"), 0o600)
+	extra := fmt.Sprintf(`web:
+  listen: "127.0.0.1:%s"
+  public_url: %q
+  insecure_http: true
+oidc:
+  issuer: %q
+  client_id: gatehouse
+  client_secret_file: %q
+`, port, webURL, op.Issuer, secretFile)
+	w := newWorldWith(t, "", extra)
+	return &idpWorld{world: w, op: op, webURL: webURL, browser: testenv.NewBrowser(t)}
+}
+
+// browserLogin logs the browser in through the IdP and the TOTP step
+// (enrolling on first use) and returns the TOTP secret.
+func (iw *idpWorld) browserLogin(t *testing.T, secret string) string {
+	t.Helper()
+	b := iw.browser
+	testenv.Step(t, b, "open the gateway login", chromedp.Navigate(iw.webURL+"/login"),
+		chromedp.WaitVisible("#username"))
+	testenv.Step(t, b, "log in at the IdP", chromedp.SendKeys("#username", testenv.OIDCUser),
+		chromedp.SendKeys("#password", testenv.OIDCPassword), chromedp.Click(`button[type="submit"]`),
+		chromedp.WaitVisible("#code"))
+	if secret == "" {
+		os.MkdirAll(screenshotDir, 0o755)
+		testenv.Screenshot(t, b, filepath.Join(screenshotDir, "totp-enrol.png"))
+		s, err := chromedp.Run(b, chromedp.Text("#secret"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		secret = strings.TrimSpace(s)
+	}
+	code, _ := totp.GenerateCode(secret, time.Now())
+	testenv.Step(t, b, "enter the TOTP code", chromedp.SendKeys("#code", code), chromedp.Click("#verify"))
+	return secret
+}
+
+func TestWebLoginCLILoginAndApprovedPlainSSH(t *testing.T) {
+	iw := newIdPWorld(t)
+	b := iw.browser
+	secret := iw.browserLogin(t, "")
+	testenv.Step(t, b, "recovery codes shown", chromedp.WaitVisible("#recovery-codes"))
+	testenv.Screenshot(t, b, filepath.Join(screenshotDir, "recovery-codes.png"))
+	testenv.Step(t, b, "continue", chromedp.Click("#continue"), chromedp.WaitVisible("main h1"))
+	home, _ := chromedp.Run(b, chromedp.Text("main"))
+	if !strings.Contains(home, "Signed in as "+testenv.OIDCUser) || !strings.Contains(home, "dba") {
+		t.Fatalf("home page: %q", home)
+	}
+	testenv.Screenshot(t, b, filepath.Join(screenshotDir, "home.png"))
+	_ = secret
+
+	t.Run("gatehouse login then plain ssh", func(t *testing.T) {
+		bin := gatehouseBinary(t)
+		home := t.TempDir()
+		cmd := exec.Command(bin, "login", "--gateway", iw.webURL, "--no-browser")
+		cmd.Env = append(os.Environ(), "GATEHOUSE_HOME="+home, "SSH_AUTH_SOCK=")
+		out, _ := cmd.StdoutPipe()
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(out)
+		var loginURL string
+		for sc.Scan() {
+			if l := strings.TrimSpace(sc.Text()); strings.HasPrefix(l, "http") {
+				loginURL = l
+				break
+			}
+		}
+		testenv.Step(t, b, "open the CLI login URL", chromedp.Navigate(loginURL))
+		var rest strings.Builder
+		for sc.Scan() {
+			rest.WriteString(sc.Text() + "\n")
+		}
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("gatehouse login: %v\n%s", err, rest.String())
+		}
+		cert := readCert(t, filepath.Join(home, "id_ed25519-cert.pub"))
+		id, err := auth.IdentityFromCert(cert)
+		life := time.Duration(cert.ValidBefore-cert.ValidAfter) * time.Second
+		if err != nil || cert.KeyId != "gatehouse:"+testenv.OIDCUser || id.Issuer != iw.op.Issuer ||
+			id.Subject != testenv.OIDCSubject || id.MFAAt.IsZero() || life < 8*time.Hour || life > 8*time.Hour+2*time.Minute {
+			t.Fatalf("certificate: KeyId %q identity %+v life %s err %v", cert.KeyId, id, life, err)
+		}
+		cfgCmd := exec.Command(bin, "ssh-config")
+		cfgCmd.Env = append(os.Environ(), "GATEHOUSE_HOME="+home)
+		cfgOut, err := cfgCmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(cfgOut), "ProxyJump gatehouse") {
+			t.Fatalf("ssh-config: %v\n%s", err, cfgOut)
+		}
+		sshCfg := filepath.Join(home, "ssh_config")
+		os.WriteFile(sshCfg, append(cfgOut, []byte("Host *\n  BatchMode yes\n")...), 0o644)
+		ssh := exec.Command("ssh", "-F", sshCfg, "db-1", "echo via-gatehouse-login")
+		ssh.Env = append(os.Environ(), "SSH_AUTH_SOCK=")
+		got, err := ssh.CombinedOutput()
+		if err != nil || string(got) != "via-gatehouse-login\n" {
+			t.Fatalf("plain ssh db-1: %v %q", err, got)
+		}
+		evs, _ := iw.app.Audit.Query(context.Background(), recorder.Filter{Type: recorder.EventCertIssued, User: testenv.OIDCUser})
+		if len(evs) != 1 || evs[0].CertSerial != cert.Serial {
+			t.Fatalf("cert.issued events %+v", evs)
+		}
+	})
+
+	t.Run("plain ssh approved in the browser", func(t *testing.T) {
+		keyFile := filepath.Join(t.TempDir(), "plain")
+		if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", keyFile).CombinedOutput(); err != nil {
+			t.Fatalf("%v %s", err, out)
+		}
+		run := func() (*exec.Cmd, *syncBuffer, *syncBuffer) {
+			c := exec.Command("ssh", "-F", "none", "-i", keyFile, "-o", "IdentitiesOnly=yes", "-o", "UserKnownHostsFile="+iw.kh,
+				"-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=no", "-o", "PreferredAuthentications=publickey,keyboard-interactive",
+				"-p", iw.port, "root@db-1@127.0.0.1", "echo approved-ok")
+			c.Env = append(os.Environ(), "SSH_AUTH_SOCK=")
+			var out, errb syncBuffer
+			c.Stdout, c.Stderr = &out, &errb
+			if err := c.Start(); err != nil {
+				t.Fatal(err)
+			}
+			return c, &out, &errb
+		}
+		c, out, errb := run()
+		re := regexp.MustCompile(`open (http\S+)\s+and check that it shows the code (\S+)\.`)
+		var m []string
+		waitFor(t, "the approval URL on ssh's stderr", func() bool { m = re.FindStringSubmatch(errb.String()); return m != nil })
+		testenv.Step(t, b, "open the approval page", chromedp.Navigate(m[1]), chromedp.WaitVisible("#approval-code"))
+		shown, _ := chromedp.Run(b, chromedp.Text("#approval-code"))
+		if shown != m[2] {
+			t.Fatalf("page shows code %q, terminal %q", shown, m[2])
+		}
+		testenv.Screenshot(t, b, filepath.Join(screenshotDir, "approve.png"))
+		testenv.Step(t, b, "approve", chromedp.Click("#approve"), chromedp.WaitVisible("#approved"))
+		if err := c.Wait(); err != nil || out.String() != "approved-ok\n" {
+			t.Fatalf("approved ssh: %v %q %q", err, out.String(), errb.String())
+		}
+		// The same key again within the approval window: no browser needed.
+		c, out, errb = run()
+		if err := c.Wait(); err != nil || out.String() != "approved-ok\n" || strings.Contains(errb.String(), "open http") {
+			t.Fatalf("reuse: %v %q %q", err, out.String(), errb.String())
+		}
+	})
+}
+
+// syncBuffer is a goroutine-safe bytes buffer for a process's output.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
