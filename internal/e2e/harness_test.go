@@ -78,6 +78,11 @@ roles:
     allow:
       targets: {names: [db-1]}
       logins: [root]
+  - name: sensitive
+    allow:
+      targets: {names: [db-1]}
+      logins: [root]
+    options: {require_session_mfa: true}
   - name: nobody-login
     allow:
       targets: {names: [db-1]}
@@ -91,6 +96,8 @@ bindings:
     roles: [nobody-login]
   - user: test-user2
     roles: [dba]
+  - user: dave
+    roles: [sensitive]
 `
 
 // newWorld starts sshd trusting the gateway's user CA and the gateway.

@@ -4,6 +4,9 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
+	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -194,3 +197,112 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 	return s.b.Write(p)
 }
 func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+func TestWebSecurityHeadersCSRFAndRedirects(t *testing.T) {
+	iw := newIdPWorld(t)
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := client.Get(iw.webURL + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	csp := resp.Header.Get("Content-Security-Policy")
+	if !strings.Contains(csp, "script-src 'self'") || strings.Contains(csp, "unsafe-inline") || !strings.Contains(csp, "frame-ancestors 'none'") ||
+		resp.Header.Get("X-Frame-Options") != "DENY" || resp.Header.Get("X-Content-Type-Options") != "nosniff" {
+		t.Fatalf("headers %v", resp.Header)
+	}
+	// State-changing requests without the session's CSRF token are refused.
+	for _, path := range []string{"/logout", "/mfa", "/approve/ABCD-EFGH"} {
+		resp, err := client.PostForm(iw.webURL+path, url.Values{"code": {"123456"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden {
+			t.Fatalf("POST %s without CSRF: status %d", path, resp.StatusCode)
+		}
+	}
+	// A CLI login that would send the token to a foreign site is refused.
+	resp, err = client.Get(iw.webURL + "/cli/login?state=x&redirect_uri=" + url.QueryEscape("https://evil.example/cb"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("foreign redirect: status %d", resp.StatusCode)
+	}
+	// A callback whose state this browser did not start is refused.
+	resp, err = client.Get(iw.webURL + "/oidc/callback?state=forged&code=x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("forged state: status %d", resp.StatusCode)
+	}
+	evs, _ := iw.app.Audit.Query(context.Background(), recorder.Filter{Type: recorder.EventLogin})
+	reasons := ""
+	for _, ev := range evs {
+		reasons += ev.Reason + ";"
+	}
+	if !strings.Contains(reasons, "refused redirect") || !strings.Contains(reasons, "state mismatch") {
+		t.Fatalf("login refusals not audited: %s", reasons)
+	}
+}
+
+func TestIdPDownLeavesCertificatesWorking(t *testing.T) {
+	iw := newIdPWorld(t)
+	iw.op.Stop()
+	resp, err := http.Get(iw.webURL + "/login")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(string(body), "identity provider cannot be reached") {
+		t.Fatalf("login with the IdP down: %d %s", resp.StatusCode, body)
+	}
+	alice := iw.newUser("alice", time.Hour)
+	if r := alice.direct("root", "db-1", "echo still-works"); r.code != 0 || r.stdout != "still-works\n" {
+		t.Fatalf("certificate holder: %s", r)
+	}
+}
+
+func TestSessionMFAAtTheSSHPrompt(t *testing.T) {
+	iw := newIdPWorld(t)
+	ctx := context.Background()
+	tp := iw.app.TOTP
+	if err := tp.BindUser(ctx, auth.Identity{User: "dave"}); err != nil {
+		t.Fatal(err)
+	}
+	en, err := tp.BeginEnrol(ctx, "dave")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, _ := totp.GenerateCode(en.Secret, time.Now().Add(-30*time.Second))
+	if _, err := tp.ConfirmEnrol(ctx, "dave", first); err != nil {
+		t.Fatal(err)
+	}
+	dave := iw.newUser("dave", time.Hour)
+	c := dave.cmd(ctx, "ssh", "-tt", "-o", "BatchMode=no", "-p", iw.port, "root@db-1@127.0.0.1", "echo mfa-ok")
+	term := testenv.StartPTY(t, c, 80, 24)
+	term.Expect(t, "TOTP code for dave: ", 15*time.Second)
+	code, _ := totp.GenerateCode(en.Secret, time.Now())
+	term.Send(code + "\r")
+	term.Expect(t, "mfa-ok", 15*time.Second)
+	term.Wait()
+	// A wrong code three times is refused.
+	c = dave.cmd(ctx, "ssh", "-tt", "-o", "BatchMode=no", "-p", iw.port, "root@db-1@127.0.0.1", "echo should-not-run")
+	term = testenv.StartPTY(t, c, 80, 24)
+	// ssh asks again after each refusal until its attempts run out (and the
+	// TOTP lockout engages after five wrong codes).
+	for i := 1; i < 20 && !strings.Contains(term.Output(), "Permission denied"); i++ {
+		waitFor(t, "prompt", func() bool {
+			return strings.Count(term.Output(), "TOTP code for dave: ") >= i || strings.Contains(term.Output(), "Permission denied")
+		})
+		term.Send("000000\r")
+	}
+	if code := term.Wait(); code == 0 || strings.Contains(term.Output(), "should-not-run") {
+		t.Fatalf("wrong codes accepted: %d %q", code, term.Output())
+	}
+}
