@@ -30,6 +30,10 @@ type SSHDOptions struct {
 	// the principals HostCertPrincipals (default "127.0.0.1").
 	HostCASigner       ssh.Signer
 	HostCertPrincipals []string
+	// HostCert documents the intent at the call site; a host certificate
+	// is made whenever HostCASigner is set, and HostCert without a
+	// HostCASigner fails the test.
+	HostCert bool
 	// ExtraConfig is appended to sshd_config.
 	ExtraConfig string
 }
@@ -71,6 +75,9 @@ func StartSSHD(t testing.TB, opts SSHDOptions) *SSHD {
 		ca := filepath.Join(d.Dir, "user_ca.pub")
 		os.WriteFile(ca, ssh.MarshalAuthorizedKey(opts.UserCA), 0o644)
 		fmt.Fprintf(&conf, "TrustedUserCAKeys %s\n", ca)
+	}
+	if opts.HostCert && opts.HostCASigner == nil {
+		t.Fatal("testenv: SSHDOptions.HostCert needs a HostCASigner")
 	}
 	if opts.HostCASigner != nil {
 		principals := opts.HostCertPrincipals
@@ -133,9 +140,13 @@ func (d *SSHD) Log() string {
 	return string(b)
 }
 
-// Kill stops the listening sshd only; established sessions live on in their
-// own sshd processes.
-func (d *SSHD) Kill() {
+// Kill kills sshd and every session process it started with SIGKILL, as
+// when the target host dies (for "target killed mid-session" tests).
+func (d *SSHD) Kill() { d.KillAll() }
+
+// KillListener kills the listening sshd only; established sessions live on
+// in their own sshd processes.
+func (d *SSHD) KillListener() {
 	if d.cmd.Process != nil {
 		d.cmd.Process.Kill()
 		d.cmd.Wait()

@@ -1,12 +1,14 @@
 package testenv
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/x509"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -128,7 +130,7 @@ func copyFile(t *testing.T, from, to string) {
 
 func TestHostCertificate(t *testing.T) {
 	userCA, hostCA := newCA(t), newCA(t)
-	d := StartSSHD(t, SSHDOptions{UserCA: userCA.PublicKey(), HostCASigner: hostCA})
+	d := StartSSHD(t, SSHDOptions{UserCA: userCA.PublicKey(), HostCert: true, HostCASigner: hostCA})
 	c := NewClient(t)
 	userCert(t, userCA, c, "root", "host-cert-test")
 	c.TrustHostCA(knownHostsPattern(d.Addr), hostCA.PublicKey())
@@ -266,5 +268,31 @@ func TestKnownHostsPattern(t *testing.T) {
 		if got := knownHostsPattern(in); got != want {
 			t.Errorf("knownHostsPattern(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+func TestKillEndsSessions(t *testing.T) {
+	w := newSSHWorld(t)
+	cmd := w.client.Command(context.Background(), "ssh", "-p", strconv.Itoa(w.sshd.Port), "root@127.0.0.1",
+		"echo started; exec sleep 600")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if line != "started\n" {
+		t.Fatalf("first line %q err %v", line, err)
+	}
+	w.sshd.Kill()
+	cmd.Wait()
+	if code := cmd.ProcessState.ExitCode(); code != 255 {
+		t.Fatalf("ssh exit code %d after the target died, want 255", code)
+	}
+	if c, err := net.Dial("tcp", w.sshd.Addr); err == nil {
+		c.Close()
+		t.Fatalf("%s still accepts connections after Kill", w.sshd.Addr)
 	}
 }
