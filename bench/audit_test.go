@@ -1,6 +1,7 @@
 // Package bench holds Gatehouse's benchmarks: the audit log at a million
 // events (this file) and, in sshbench/, OpenSSH side by side with the
-// gateway. Results and commands are in docs/performance.md.
+// gateway. The audit figures and the command that measured them are in
+// docs/audit.md.
 package bench
 
 import (

@@ -1,0 +1,89 @@
+package recorder
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestCheckpointPostedAndStreamed ships checkpoints to a real HTTP server on
+// loopback and streams committed events to a file, with a fake clock.
+func TestCheckpointPostedAndStreamed(t *testing.T) {
+	e := newAuditEnv(t)
+	var mu sync.Mutex
+	var posted [][]byte
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		posted = append(posted, b)
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	stream := filepath.Join(t.TempDir(), "events.jsonl")
+	clock := time.Date(2026, 11, 22, 12, 30, 45, 0, time.UTC)
+	l, err := OpenAuditLog(e.db, e.sec, AuditOptions{CheckpointInterval: -1, CheckpointURL: srv.URL,
+		Stream: "file:" + stream, Now: func() time.Time { return clock }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []string{"alice", "bob"} {
+		if err := l.Append(context.Background(), Event{Type: EventLogin, User: u}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cp, err := l.Checkpoint(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cp.Time.Equal(clock) || cp.Size != 2 {
+		t.Fatalf("checkpoint size %d at %v, want 2 at %v (the fake clock)", cp.Size, cp.Time, clock)
+	}
+	l.Close()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(posted) != 2 { // the explicit one and the one at Close
+		t.Fatalf("%d checkpoints POSTed, want 2", len(posted))
+	}
+	if got, err := ParseCheckpoint(posted[0], l.VerifierKey()); err != nil || got.Root != cp.Root {
+		t.Fatalf("posted checkpoint %+v, %v", got, err)
+	}
+	users := streamedUsers(t, stream)
+	if len(users) != 2 || users[0] != "alice" || users[1] != "bob" {
+		t.Fatalf("streamed users %v, want [alice bob]", users)
+	}
+}
+
+func streamedUsers(t *testing.T, path string) []string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var users []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var m map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatalf("stream line %q: %v", sc.Text(), err)
+		}
+		u, _ := m["user"].(string)
+		users = append(users, u)
+	}
+	return users
+}
+
+func TestAuditStreamRejectsUnknownSpec(t *testing.T) {
+	e := newAuditEnv(t)
+	if _, err := OpenAuditLog(e.db, e.sec, AuditOptions{Stream: "kafka://x"}); err == nil {
+		t.Fatal("unknown stream accepted")
+	}
+}
