@@ -297,3 +297,29 @@ func (s *Server) LiveSessions() int {
 func (s *Server) hostSigner(ctx context.Context, principals []string) (ssh.Signer, error) {
 	return s.cfg.Authority.HostCertSigner(ctx, principals)
 }
+
+// Terminate ends the live session with this id, telling the user why. It
+// reports whether the session was found.
+func (s *Server) Terminate(sessionID, reason string) bool {
+	s.mu.Lock()
+	conns := make([]*clientConn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.mu.Lock()
+		var found *session
+		for ss := range c.sessions {
+			if ss.id == sessionID {
+				found = ss
+			}
+		}
+		c.mu.Unlock()
+		if found != nil {
+			found.end(errors.New(reason))
+			return true
+		}
+	}
+	return false
+}

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -150,4 +151,95 @@ func (s *SessionStore) EndAbandoned(ctx context.Context, reason string) ([]Sessi
 		}
 	}
 	return open, rows.Err()
+}
+
+// SessionFilter selects sessions for the sessions page. Zero fields do not
+// filter.
+type SessionFilter struct {
+	User, Target, Login string
+	Live, Ended         bool      // only live / only ended sessions
+	Since, Until        time.Time // by start time
+	Command             string    // a command containing this text
+	Before              time.Time // keyset paging: sessions that started before this
+	Limit               int       // zero means 50
+}
+
+// SessionRow is a session with its command count.
+type SessionRow struct {
+	Session
+	Commands int
+}
+
+// List returns sessions matching f, newest first. Paging is by start time
+// (keyset), so it stays fast however many sessions there are.
+func (s *SessionStore) List(ctx context.Context, f SessionFilter) ([]SessionRow, error) {
+	var conds []string
+	var args []any
+	add := func(c string, v ...any) { conds = append(conds, c); args = append(args, v...) }
+	if f.User != "" {
+		add("user_name = ?", f.User)
+	}
+	if f.Target != "" {
+		add("target = ?", f.Target)
+	}
+	if f.Login != "" {
+		add("login = ?", f.Login)
+	}
+	if f.Live {
+		add("end_at IS NULL")
+	}
+	if f.Ended {
+		add("end_at IS NOT NULL")
+	}
+	if !f.Since.IsZero() {
+		add("start_at >= ?", f.Since.UnixNano())
+	}
+	if !f.Until.IsZero() {
+		add("start_at < ?", f.Until.UnixNano())
+	}
+	if !f.Before.IsZero() {
+		add("start_at < ?", f.Before.UnixNano())
+	}
+	if f.Command != "" {
+		add(`EXISTS (SELECT 1 FROM recording_commands rc WHERE rc.recording_id = sessions.recording_id
+			AND rc.text LIKE ? ESCAPE '\')`, "%"+escapeLike(f.Command)+"%")
+	}
+	if f.Limit <= 0 || f.Limit > 500 {
+		f.Limit = 50
+	}
+	q := `SELECT ` + sessionColumns + `, (SELECT COUNT(*) FROM recording_commands rc WHERE rc.recording_id = sessions.recording_id)
+		FROM sessions`
+	if len(conds) > 0 {
+		q += " WHERE " + strings.Join(conds, " AND ")
+	}
+	q += " ORDER BY start_at DESC LIMIT ?"
+	args = append(args, f.Limit)
+	rows, err := s.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("recorder: sessions: %w", err)
+	}
+	defer rows.Close()
+	var out []SessionRow
+	for rows.Next() {
+		var r SessionRow
+		var userSerial, sessSerial, start int64
+		var end, exit sql.NullInt64
+		err := rows.Scan(&r.ID, &r.User, &r.ClientAddr, &r.ClientVersion, &r.KeyFingerprint, &userSerial, &r.Target,
+			&r.TargetKind, &r.Login, &r.Mode, &r.Kind, &r.Command, &sessSerial, &start, &end, &exit, &r.ExitSignal,
+			&r.EndReason, &r.BytesIn, &r.BytesOut, &r.RecordingID, &r.RecordingComplete, &r.RecordingSHA256, &r.Commands)
+		if err != nil {
+			return nil, err
+		}
+		r.UserCertSerial, r.SessionCertSerial = uint64(userSerial), uint64(sessSerial)
+		r.Start = time.Unix(0, start).UTC()
+		if end.Valid {
+			r.End = time.Unix(0, end.Int64).UTC()
+		}
+		if exit.Valid {
+			v := int(exit.Int64)
+			r.ExitStatus = &v
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
 }

@@ -23,6 +23,10 @@ func (s *Server) base(ws *websession, title string) map[string]any {
 	d := map[string]any{"Title": title}
 	if ws != nil {
 		d["User"], d["CSRF"] = ws.id.User, ws.csrf
+		if ws.verified() {
+			p := s.opts.Policy.Permissions(ws.id.User, ws.id.Groups)
+			d["Admin"], d["Auditor"] = p.Admin, p.Auditor
+		}
 	}
 	return d
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"embed"
 	"errors"
+	"fmt"
 	"html/template"
 	"io/fs"
 	"log/slog"
@@ -44,6 +45,11 @@ type Options struct {
 	OIDC      *auth.OIDC
 	TOTP      *auth.TOTP
 	Approvals *auth.Approvals
+	// For the session, replay, live and audit pages (nil hides them).
+	Sessions   *recorder.SessionStore
+	Recordings *recorder.Recordings
+	AuditLog   *recorder.AuditLog
+	Terminator Terminator
 	// SSHAddr is the gateway's SSH address, shown in instructions.
 	SSHAddr string
 	Logger  *slog.Logger
@@ -81,7 +87,10 @@ func NewServer(opts Options) (*Server, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	tmpl, err := template.ParseFS(templateFS, "templates/*.html")
+	tmpl, err := template.New("").Funcs(template.FuncMap{"duration": durationOf,
+		"since":  func(t time.Time) string { return t.Format("2006-01-02 15:04:05") },
+		"offset": func(d time.Duration) string { return fmt.Sprintf("%.1f", d.Seconds()) },
+		"deref":  func(p *int) int { return *p }}).ParseFS(templateFS, "templates/*.html")
 	if err != nil {
 		return nil, err
 	}
@@ -105,6 +114,9 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("POST /approve/{code}", s.approveSubmit)
 	s.mux.HandleFunc("GET /cli/login", s.cliLogin)
 	s.mux.HandleFunc("POST /api/v1/cert", s.cliCert)
+	if s.opts.Sessions != nil && s.opts.Recordings != nil && s.opts.AuditLog != nil {
+		s.uiRoutes()
+	}
 }
 
 // Handler is the server's HTTP handler with security headers.
@@ -114,7 +126,9 @@ func (s *Server) Handler() http.Handler { return s.secure(s.mux) }
 func (s *Server) secure(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hd := w.Header()
-		hd.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "+
+		// 'wasm-unsafe-eval' lets the replay player compile its terminal
+		// emulator (WebAssembly); it does not allow JavaScript eval.
+		hd.Set("Content-Security-Policy", "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "+
 			"connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self' http://127.0.0.1:* http://localhost:*; frame-ancestors 'none'")
 		hd.Set("X-Frame-Options", "DENY")
 		hd.Set("X-Content-Type-Options", "nosniff")

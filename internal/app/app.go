@@ -112,6 +112,7 @@ func (a *App) startWeb() error {
 	a.webAddr = ln.Addr().String()
 	a.Web, err = web.NewServer(web.Options{Config: a.Config, DB: a.Env.DB, Authority: a.Authority,
 		Policy: policy.New(a.Config), Audit: a.Audit, OIDC: a.OIDC, TOTP: a.TOTP, Approvals: a.Approvals,
+		Sessions: a.Sessions, Recordings: a.Recs, AuditLog: a.Audit, Terminator: a.Gateway,
 		SSHAddr: a.sshAddr, Logger: a.Log})
 	if err != nil {
 		ln.Close()

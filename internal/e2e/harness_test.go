@@ -83,6 +83,8 @@ roles:
       targets: {names: [db-1]}
       logins: [root]
     options: {require_session_mfa: true}
+  - name: admins
+    options: {permissions: [admin, auditor]}
   - name: nobody-login
     allow:
       targets: {names: [db-1]}
@@ -95,7 +97,7 @@ bindings:
   - user: carol
     roles: [nobody-login]
   - user: test-user2
-    roles: [dba]
+    roles: [dba, admins]
   - user: dave
     roles: [sensitive]
 `

@@ -1,0 +1,494 @@
+package web
+
+import (
+	"archive/zip"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/gatehouse/gatehouse/auth"
+	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/policy"
+	"github.com/gatehouse/gatehouse/recorder"
+)
+
+// Terminator ends live sessions (the SSH gateway implements it).
+type Terminator interface {
+	Terminate(sessionID, reason string) bool
+}
+
+// viewer is a verified browser user with their web permissions.
+type viewer struct {
+	ws    *websession
+	perms policy.Permissions
+}
+
+func (v viewer) seesAll() bool { return v.perms.Admin || v.perms.Auditor }
+
+func (s *Server) uiRoutes() {
+	s.mux.HandleFunc("GET /sessions", s.sessionsPage)
+	s.mux.HandleFunc("GET /sessions/{id}", s.replayPage)
+	s.mux.HandleFunc("GET /sessions/{id}/cast", s.castFile)
+	s.mux.HandleFunc("GET /sessions/{id}/live", s.livePage)
+	s.mux.HandleFunc("GET /sessions/{id}/stream", s.liveStream)
+	s.mux.HandleFunc("POST /sessions/{id}/terminate", s.terminate)
+	s.mux.HandleFunc("GET /audit", s.auditPage)
+	s.mux.HandleFunc("GET /audit/export", s.auditExport)
+	s.mux.HandleFunc("GET /admin/targets", s.targetsPage)
+	s.mux.HandleFunc("GET /admin/policy", s.policyPage)
+	s.mux.HandleFunc("GET /admin/users", s.usersPage)
+	s.mux.HandleFunc("POST /admin/users/{name}/reset-totp", s.resetTOTP)
+}
+
+// requireViewer is requireVerified plus permissions.
+func (s *Server) requireViewer(w http.ResponseWriter, r *http.Request) (viewer, bool) {
+	ws := s.requireVerified(w, r)
+	if ws == nil {
+		return viewer{}, false
+	}
+	return viewer{ws: ws, perms: s.opts.Policy.Permissions(ws.id.User, ws.id.Groups)}, true
+}
+
+func (s *Server) uiBase(v viewer, title string) map[string]any {
+	d := s.base(v.ws, title)
+	d["Admin"], d["Auditor"] = v.perms.Admin, v.perms.Auditor
+	return d
+}
+
+func notFound(w http.ResponseWriter) { http.Error(w, "not found", http.StatusNotFound) }
+
+// loadSession returns a session the viewer may see; others are "not found"
+// (never "forbidden": ids of other users' sessions are not confirmed).
+func (s *Server) loadSession(w http.ResponseWriter, r *http.Request, v viewer) (recorder.Session, bool) {
+	if s.opts.Sessions == nil {
+		notFound(w)
+		return recorder.Session{}, false
+	}
+	sess, err := s.opts.Sessions.Get(r.Context(), r.PathValue("id"))
+	if err != nil || (!v.seesAll() && sess.User != v.ws.id.User) {
+		notFound(w)
+		return recorder.Session{}, false
+	}
+	return sess, true
+}
+
+func parseTime(s string) time.Time {
+	if t, err := time.Parse("2006-01-02T15:04", s); err == nil {
+		return t.UTC()
+	}
+	if t, err := time.Parse("2006-01-02", s); err == nil {
+		return t.UTC()
+	}
+	t, _ := time.Parse(time.RFC3339Nano, s)
+	return t
+}
+
+func (s *Server) sessionsPage(w http.ResponseWriter, r *http.Request) {
+	v, ok := s.requireViewer(w, r)
+	if !ok {
+		return
+	}
+	q := r.URL.Query()
+	f := recorder.SessionFilter{User: q.Get("user"), Target: q.Get("target"), Login: q.Get("login"), Command: q.Get("command"),
+		Since: parseTime(q.Get("since")), Until: parseTime(q.Get("until")), Before: parseTime(q.Get("before")), Limit: 50}
+	switch q.Get("status") {
+	case "live":
+		f.Live = true
+	case "ended":
+		f.Ended = true
+	}
+	if !v.seesAll() {
+		f.User = v.ws.id.User
+	}
+	rows, err := s.opts.Sessions.List(r.Context(), f)
+	if err != nil {
+		s.fail(w, r, http.StatusInternalServerError, "Could not list sessions.", err)
+		return
+	}
+	d := s.uiBase(v, "Sessions")
+	d["Rows"], d["Q"] = rows, q
+	if len(rows) == f.Limit {
+		nq := r.URL.Query()
+		nq.Set("before", rows[len(rows)-1].Start.Format(time.RFC3339Nano))
+		d["Next"] = "/sessions?" + nq.Encode()
+	}
+	s.render(w, "sessions.html", d)
+}
+
+// durationOf formats a session's duration for the list.
+func durationOf(st, end time.Time) string {
+	if end.IsZero() {
+		return "live"
+	}
+	return end.Sub(st).Round(time.Second).String()
+}
+
+func (s *Server) replayPage(w http.ResponseWriter, r *http.Request) {
+	v, ok := s.requireViewer(w, r)
+	if !ok {
+		return
+	}
+	sess, ok := s.loadSession(w, r, v)
+	if !ok {
+		return
+	}
+	d := s.uiBase(v, "Session "+sess.ID)
+	d["S"], d["CSS"] = sess, []string{"/static/vendor/asciinema-player.css"}
+	if sess.RecordingID != "" && s.opts.Recordings != nil {
+		if m, err := s.opts.Recordings.Meta(r.Context(), sess.RecordingID); err == nil {
+			d["Rec"] = m
+		}
+	}
+	evs, _ := s.opts.AuditLog.Query(r.Context(), recorder.Filter{SessionID: sess.ID, Limit: 1000})
+	var files, other []recorder.StoredEvent
+	for _, ev := range evs {
+		switch {
+		case ev.Type == recorder.EventFile:
+			files = append(files, ev)
+		case ev.Type != recorder.EventCommand:
+			other = append(other, ev)
+		}
+	}
+	d["Files"], d["Events"] = files, other
+	s.render(w, "replay.html", d)
+}
+
+// castFile serves the decrypted recording (output only) to the player and
+// audits the access. Terminal output is served as JSON data, never HTML.
+func (s *Server) castFile(w http.ResponseWriter, r *http.Request) {
+	v, ok := s.requireViewer(w, r)
+	if !ok {
+		return
+	}
+	sess, ok := s.loadSession(w, r, v)
+	if !ok || sess.RecordingID == "" {
+		if ok {
+			notFound(w)
+		}
+		return
+	}
+	s.audit(r, recorder.Event{Type: recorder.EventRecordingAccess, User: v.ws.id.User, UserIssuer: v.ws.id.Issuer,
+		UserSubject: v.ws.id.Subject, SessionID: sess.ID, Target: sess.Target, Login: sess.Login, Reason: "replay in the web UI",
+		Details: map[string]any{"recording": sess.RecordingID, "recorded_user": sess.User}})
+	rc, err := s.opts.Recordings.OpenCast(r.Context(), sess.RecordingID, false)
+	if err != nil {
+		s.log.Error("open recording", "recording", sess.RecordingID, "err", err)
+		http.Error(w, "the recording cannot be read", http.StatusInternalServerError)
+		return
+	}
+	defer rc.Close()
+	w.Header().Set("Content-Type", "application/x-asciicast")
+	w.Header().Set("Content-Disposition", "attachment; filename=\""+sess.ID+".cast\"")
+	io.Copy(w, rc)
+}
+
+func (s *Server) livePage(w http.ResponseWriter, r *http.Request) {
+	v, ok := s.requireViewer(w, r)
+	if !ok {
+		return
+	}
+	sess, ok := s.loadSession(w, r, v)
+	if !ok {
+		return
+	}
+	d := s.uiBase(v, "Live: "+sess.ID)
+	d["S"], d["CSS"] = sess, []string{"/static/vendor/xterm.css"}
+	s.render(w, "live.html", d)
+}
+
+// liveStream sends the live session's asciicast events as Server-Sent
+// Events; the page feeds them to xterm.js (read-only).
+func (s *Server) liveStream(w http.ResponseWriter, r *http.Request) {
+	v, ok := s.requireViewer(w, r)
+	if !ok {
+		return
+	}
+	sess, ok := s.loadSession(w, r, v)
+	if !ok {
+		return
+	}
+	rec := s.opts.Recordings.Live(sess.ID)
+	w.Header().Set("Content-Type", "text/event-stream")
+	fl, _ := w.(http.Flusher)
+	if rec == nil {
+		fmt.Fprint(w, "event: end\ndata: {}\n\n")
+		return
+	}
+	s.audit(r, recorder.Event{Type: recorder.EventRecordingAccess, User: v.ws.id.User, SessionID: sess.ID, Target: sess.Target,
+		Login: sess.Login, Reason: "live view in the web UI", Details: map[string]any{"recording": sess.RecordingID}})
+	ch, cancel := rec.Subscribe()
+	defer cancel()
+	fmt.Fprint(w, ": live\n\n")
+	if fl != nil {
+		fl.Flush()
+	}
+	for {
+		select {
+		case line, ok := <-ch:
+			if !ok {
+				fmt.Fprint(w, "event: end\ndata: {}\n\n")
+				return
+			}
+			fmt.Fprintf(w, "data: %s\n\n", strings.TrimRight(string(line), "\n"))
+			if fl != nil {
+				fl.Flush()
+			}
+		case <-r.Context().Done():
+			return
+		}
+	}
+}
+
+func (s *Server) terminate(w http.ResponseWriter, r *http.Request) {
+	v, ok := s.requireViewer(w, r)
+	if !ok {
+		return
+	}
+	if err := checkCSRF(r, v.ws); err != nil || !v.perms.Admin {
+		s.fail(w, r, http.StatusForbidden, "Only admins can end sessions.", errCSRF)
+		return
+	}
+	sess, ok := s.loadSession(w, r, v)
+	if !ok {
+		return
+	}
+	msg := strings.TrimSpace(r.PostFormValue("message"))
+	if msg == "" {
+		msg = "terminated by an administrator"
+	}
+	if len(msg) > 200 {
+		msg = msg[:200]
+	}
+	found := s.opts.Terminator != nil && s.opts.Terminator.Terminate(sess.ID, msg+" ("+v.ws.id.User+")")
+	s.audit(r, recorder.Event{Type: recorder.EventAdminChange, User: v.ws.id.User, SessionID: sess.ID, Target: sess.Target,
+		Reason: "session terminated: " + msg, Details: map[string]any{"session_user": sess.User, "found": found}})
+	http.Redirect(w, r, "/sessions/"+sess.ID, http.StatusSeeOther)
+}
+
+func (s *Server) auditFilter(r *http.Request, v viewer) recorder.Filter {
+	q := r.URL.Query()
+	f := recorder.Filter{User: q.Get("user"), Target: q.Get("target"), Type: q.Get("type"), Text: q.Get("text"),
+		Since: parseTime(q.Get("since")), Until: parseTime(q.Get("until")), Limit: 200, Desc: true}
+	if n, err := strconv.Atoi(q.Get("offset")); err == nil && n > 0 {
+		f.Offset = n
+	}
+	return f
+}
+
+func (s *Server) auditPage(w http.ResponseWriter, r *http.Request) {
+	v, ok := s.requireViewer(w, r)
+	if !ok {
+		return
+	}
+	if !v.seesAll() {
+		notFound(w)
+		return
+	}
+	f := s.auditFilter(r, v)
+	evs, err := s.opts.AuditLog.Query(r.Context(), f)
+	if err != nil {
+		s.fail(w, r, http.StatusInternalServerError, "Could not read the audit log.", err)
+		return
+	}
+	d := s.uiBase(v, "Audit log")
+	d["Events"], d["Q"] = evs, r.URL.Query()
+	if r.URL.Query().Get("verify") == "1" {
+		rep, err := recorder.VerifyChain(r.Context(), s.opts.DB.DB, s.opts.AuditLog.VerifierKey(), nil)
+		if err != nil {
+			rep.Problem = err.Error()
+		}
+		d["Verify"] = rep.String()
+		d["VerifyOK"] = rep.OK
+	}
+	d["VerifierKey"] = s.opts.AuditLog.VerifierKey()
+	s.render(w, "audit.html", d)
+}
+
+// auditExport streams the same signed bundle as `gatehouse audit export`,
+// as a zip.
+func (s *Server) auditExport(w http.ResponseWriter, r *http.Request) {
+	v, ok := s.requireViewer(w, r)
+	if !ok {
+		return
+	}
+	if !v.seesAll() {
+		notFound(w)
+		return
+	}
+	format := r.URL.Query().Get("format")
+	if format != "jsonl" {
+		format = "csv"
+	}
+	f := s.auditFilter(r, v)
+	f.Limit, f.Offset, f.Desc = 0, 0, false
+	dir, err := os.MkdirTemp("", "gatehouse-export-")
+	if err != nil {
+		s.fail(w, r, http.StatusInternalServerError, "Could not export.", err)
+		return
+	}
+	defer os.RemoveAll(dir)
+	if _, err := s.opts.AuditLog.Export(r.Context(), recorder.ExportOptions{Format: format, Filter: f, Dir: dir,
+		Actor: v.ws.id.User}); err != nil {
+		s.fail(w, r, http.StatusInternalServerError, "Could not export.", err)
+		return
+	}
+	name := "gatehouse-audit-" + s.opts.Now().UTC().Format("20060102T150405Z")
+	w.Header().Set("Content-Type", "application/zip")
+	w.Header().Set("Content-Disposition", "attachment; filename=\""+name+".zip\"")
+	zw := zip.NewWriter(w)
+	defer zw.Close()
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		fw, err := zw.Create(name + "/" + e.Name())
+		if err != nil {
+			return
+		}
+		f, err := os.Open(filepath.Join(dir, e.Name()))
+		if err != nil {
+			return
+		}
+		io.Copy(fw, f)
+		f.Close()
+	}
+}
+
+type targetRow struct {
+	config.Target
+	KeyStatus string
+}
+
+func (s *Server) targetsPage(w http.ResponseWriter, r *http.Request) {
+	v, ok := s.requireViewer(w, r)
+	if !ok {
+		return
+	}
+	if !v.seesAll() {
+		notFound(w)
+		return
+	}
+	var rows []targetRow
+	for _, t := range s.opts.Config.Targets {
+		st := "container engine"
+		switch {
+		case t.Kind == "docker":
+		case t.HostKey != "":
+			if k, err := config.ParseAuthorizedKey(t.HostKey); err == nil {
+				st = "pinned " + ssh.FingerprintSHA256(k)
+			}
+		case t.HostCA != "":
+			if k, err := config.ParseAuthorizedKey(t.HostCA); err == nil {
+				st = "host CA " + ssh.FingerprintSHA256(k)
+			}
+		}
+		rows = append(rows, targetRow{t, st})
+	}
+	d := s.uiBase(v, "Targets")
+	d["Targets"] = rows
+	s.render(w, "targets.html", d)
+}
+
+type accessRow struct {
+	Who, Target, Logins string
+}
+
+func (s *Server) policyPage(w http.ResponseWriter, r *http.Request) {
+	v, ok := s.requireViewer(w, r)
+	if !ok {
+		return
+	}
+	if !v.seesAll() {
+		notFound(w)
+		return
+	}
+	var access []accessRow
+	for _, b := range s.opts.Config.Bindings {
+		who, groups := "user "+b.User, []string(nil)
+		user := b.User
+		if b.Group != "" {
+			who, groups, user = "group "+b.Group, []string{b.Group}, "\x00"
+		}
+		for _, t := range s.opts.Config.Targets {
+			pt := policy.Target{Name: t.Name, Kind: t.Kind, Labels: t.Labels}
+			if t.Kind == "docker" && t.Container == "" {
+				pt.Name = "docker:*"
+			}
+			if logins := s.opts.Policy.Logins(user, groups, pt); len(logins) > 0 {
+				access = append(access, accessRow{who, pt.Name, strings.Join(logins, ", ")})
+			}
+		}
+	}
+	d := s.uiBase(v, "Roles and access")
+	d["Roles"], d["Bindings"], d["Access"] = s.opts.Config.Roles, s.opts.Config.Bindings, access
+	s.render(w, "policy.html", d)
+}
+
+type userRow struct {
+	Name, Identity string
+	Enrolled       bool
+	LockedUntil    string
+	Roles          string
+}
+
+func (s *Server) usersPage(w http.ResponseWriter, r *http.Request) {
+	v, ok := s.requireViewer(w, r)
+	if !ok {
+		return
+	}
+	if !v.seesAll() {
+		notFound(w)
+		return
+	}
+	rows, err := s.opts.DB.QueryContext(r.Context(), `SELECT user_name, issuer, subject, totp_secret IS NOT NULL, totp_locked_until
+		FROM users ORDER BY user_name`)
+	if err != nil {
+		s.fail(w, r, http.StatusInternalServerError, "Could not list users.", err)
+		return
+	}
+	defer rows.Close()
+	var users []userRow
+	for rows.Next() {
+		var u userRow
+		var iss, sub string
+		var locked int64
+		rows.Scan(&u.Name, &iss, &sub, &u.Enrolled, &locked)
+		u.Identity = iss + " · " + sub
+		if locked > s.opts.Now().Unix() {
+			u.LockedUntil = time.Unix(locked, 0).UTC().Format(time.RFC3339)
+		}
+		u.Roles = strings.Join(s.opts.Policy.Roles(u.Name, nil), ", ")
+		users = append(users, u)
+	}
+	d := s.uiBase(v, "Users")
+	d["Users"] = users
+	s.render(w, "users.html", d)
+}
+
+func (s *Server) resetTOTP(w http.ResponseWriter, r *http.Request) {
+	v, ok := s.requireViewer(w, r)
+	if !ok {
+		return
+	}
+	if err := checkCSRF(r, v.ws); err != nil || !v.perms.Admin {
+		s.fail(w, r, http.StatusForbidden, "Only admins can reset TOTP.", errCSRF)
+		return
+	}
+	name := r.PathValue("name")
+	if !auth.ValidUserName(name) {
+		notFound(w)
+		return
+	}
+	if err := s.opts.TOTP.Reset(r.Context(), name); err != nil {
+		s.fail(w, r, http.StatusInternalServerError, "Could not reset TOTP.", err)
+		return
+	}
+	s.audit(r, recorder.Event{Type: recorder.EventMFAEnrol, User: v.ws.id.User, Reason: "TOTP reset by an admin",
+		Details: map[string]any{"reset_user": name}})
+	http.Redirect(w, r, "/admin/users", http.StatusSeeOther)
+}
