@@ -1,8 +1,11 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -65,11 +68,19 @@ func TestContainers(t *testing.T) {
 			t.Fatalf("got %s", r)
 		}
 	})
-	t.Run("sftp refused with a reason", func(t *testing.T) {
+	t.Run("scp into and out of a container (gateway-side sftp)", func(t *testing.T) {
 		// scp splits host:path at the first ':', so the user name goes in -o User.
-		r := alice.run("scp", "-q", "-P", w.port, "-o", "User=root@docker:"+pay, w.configFile, "127.0.0.1:/tmp/x")
-		if r.code == 0 || !strings.Contains(r.stderr, "file transfer (sftp/scp) into containers is not available") {
-			t.Fatalf("got %s", r)
+		r := alice.run("scp", "-q", "-P", w.port, "-o", "User=root@docker:"+pay, w.configFile, "127.0.0.1:/config.yaml")
+		if r.code != 0 {
+			t.Fatalf("scp put: %s", r)
+		}
+		back := filepath.Join(t.TempDir(), "back.yaml")
+		if r := alice.run("scp", "-q", "-P", w.port, "-o", "User=root@docker:"+pay, "127.0.0.1:/config.yaml", back); r.code != 0 {
+			t.Fatalf("scp get: %s", r)
+		}
+		want, _ := os.ReadFile(w.configFile)
+		if got, err := os.ReadFile(back); err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("round trip: %d bytes back of %d (%v)", len(got), len(want), err)
 		}
 	})
 	t.Run("container killed mid-session", func(t *testing.T) {

@@ -29,6 +29,7 @@ type dockerSession struct {
 	env     []string
 	execID  string
 	hj      *client.HijackedResponse
+	sftpIn  *io.PipeWriter // the client's bytes to the gateway's sftp server
 	closed  bool
 	reqOnce sync.Once
 }
@@ -53,8 +54,11 @@ func (s *dockerSession) Read(p []byte) (int, error) { return s.outR.Read(p) }
 // Write writes to the process's stdin.
 func (s *dockerSession) Write(p []byte) (int, error) {
 	s.mu.Lock()
-	hj := s.hj
+	hj, in := s.hj, s.sftpIn
 	s.mu.Unlock()
+	if in != nil {
+		return in.Write(p)
+	}
 	if hj == nil {
 		return 0, errors.New("target: container session not started")
 	}
@@ -64,8 +68,11 @@ func (s *dockerSession) Write(p []byte) (int, error) {
 // CloseWrite closes the process's stdin.
 func (s *dockerSession) CloseWrite() error {
 	s.mu.Lock()
-	hj := s.hj
+	hj, in := s.hj, s.sftpIn
 	s.mu.Unlock()
+	if in != nil {
+		return in.Close()
+	}
 	if hj == nil {
 		return nil
 	}
@@ -81,9 +88,11 @@ func (s *dockerSession) Close() error {
 		return nil
 	}
 	s.closed = true
-	hj := s.hj
+	hj, in := s.hj, s.sftpIn
 	s.mu.Unlock()
-	if hj != nil {
+	if in != nil {
+		in.Close() // the sftp server ends and closes the pipes and requests
+	} else if hj != nil {
 		hj.Close() // the pump sees the end and closes the pipes and requests
 	} else {
 		s.outW.Close()
@@ -138,9 +147,15 @@ func (s *dockerSession) SendRequest(name string, _ bool, payload []byte) (bool, 
 			return false, nil
 		}
 		return s.start(c.Value), nil
+	case "subsystem":
+		var c struct{ Value string }
+		if err := ssh.Unmarshal(payload, &c); err != nil || c.Value != "sftp" {
+			return false, nil
+		}
+		return s.startSFTP(), nil
 	}
-	// subsystem (no sftp-server inside containers), signal (the Engine API
-	// cannot signal exec processes), agent forwarding: not available.
+	// signal (the Engine API cannot signal exec processes), agent
+	// forwarding: not available.
 	return false, nil
 }
 
@@ -175,7 +190,7 @@ func (s *dockerSession) argv(command string) []string {
 func (s *dockerSession) start(command string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.execID != "" || s.closed {
+	if s.execID != "" || s.sftpIn != nil || s.closed {
 		return false
 	}
 	user := s.d.login

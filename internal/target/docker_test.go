@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -102,6 +103,25 @@ func TestDockerStdinRoundTrip(t *testing.T) {
 	}
 }
 
+// lockedBuffer is a bytes.Buffer written by one goroutine and polled by
+// another.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
 func TestDockerTTYResize(t *testing.T) {
 	d := testenv.RequireDocker(t)
 	name := fmt.Sprintf("gh-tty-%d", time.Now().UnixNano())
@@ -112,7 +132,7 @@ func TestDockerTTYResize(t *testing.T) {
 	if ok, _ := ch.SendRequest("shell", true, nil); !ok {
 		t.Fatal("shell refused")
 	}
-	var out bytes.Buffer
+	var out lockedBuffer
 	go io.Copy(&out, ch)
 	wait := func(s string) {
 		deadline := time.Now().Add(15 * time.Second)
