@@ -200,6 +200,8 @@ func (c *clientConn) serve(chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request
 	}
 	c.cancel(nil)
 	c.wg.Wait()
+	// Wait for a dial still in flight (Do returns once it has), then close.
+	c.backendOnce.Do(func() {})
 	if c.backend != nil {
 		c.backend.Close()
 	}

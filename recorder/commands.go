@@ -61,7 +61,13 @@ func newReconstructor(cols, rows int, start time.Time) *reconstructor {
 	return &reconstructor{em: em, start: start}
 }
 
-func (rc *reconstructor) close() { rc.em.Close() }
+// close ends the drain goroutine by closing the reply pipe directly:
+// Emulator.Close writes a flag that Emulator.Read reads without a lock.
+func (rc *reconstructor) close() {
+	if pw, ok := rc.em.InputPipe().(*io.PipeWriter); ok {
+		pw.Close()
+	}
+}
 
 func (rc *reconstructor) event(ev castEvent) error {
 	switch ev.Type {

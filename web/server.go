@@ -97,6 +97,7 @@ func NewServer(opts Options) (*Server, error) {
 	s := &Server{opts: opts, log: opts.Logger, tmpl: tmpl, mux: http.NewServeMux(), logins: map[string]pendingLogin{},
 		https: !opts.Config.Web.InsecureHTTP}
 	s.routes()
+	s.http = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
 	return s, nil
 }
 
@@ -144,7 +145,6 @@ func (s *Server) secure(h http.Handler) http.Handler {
 
 // Serve serves on ln (HTTPS unless web.insecure_http) until Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
-	s.http = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
 	if !s.https {
 		return s.http.Serve(ln)
 	}
@@ -152,15 +152,11 @@ func (s *Server) Serve(ln net.Listener) error {
 	if err != nil {
 		return err
 	}
-	s.http.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	return s.http.ServeTLS(ln, "", "")
+	return s.http.Serve(tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}))
 }
 
 // Shutdown stops the server gracefully.
 func (s *Server) Shutdown(ctx context.Context) error {
-	if s.http == nil {
-		return nil
-	}
 	return s.http.Shutdown(ctx)
 }
 

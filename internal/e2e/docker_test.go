@@ -85,7 +85,7 @@ func TestContainers(t *testing.T) {
 	})
 	t.Run("container killed mid-session", func(t *testing.T) {
 		c := alice.cmd(context.Background(), "ssh", "-p", w.port, "root@docker:"+pay+"@127.0.0.1", "echo started; sleep 60")
-		var out, errb strings.Builder
+		var out, errb syncBuffer
 		c.Stdout, c.Stderr = &out, &errb
 		c.Start()
 		waitFor(t, "started", func() bool { return strings.Contains(out.String(), "started") })

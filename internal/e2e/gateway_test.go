@@ -384,7 +384,7 @@ func TestTargetKilledMidSession(t *testing.T) {
 	w := newWorld(t, "")
 	alice := w.newUser("alice", time.Hour)
 	c := alice.cmd(context.Background(), "ssh", "-p", w.port, "root@db-1@127.0.0.1", "echo started; sleep 60")
-	var out, errb bytes.Buffer
+	var out, errb syncBuffer
 	c.Stdout, c.Stderr = &out, &errb
 	if err := c.Start(); err != nil {
 		t.Fatal(err)
