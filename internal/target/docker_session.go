@@ -164,10 +164,10 @@ func (s *dockerSession) resize(cols, rows uint32) bool {
 	if s.pty != nil {
 		s.pty.Cols, s.pty.Rows = cols, rows
 	}
-	id := s.execID
+	id, hasPTY := s.execID, s.pty != nil
 	s.mu.Unlock()
 	if id == "" {
-		return s.pty != nil
+		return hasPTY
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
