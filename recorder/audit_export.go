@@ -93,7 +93,7 @@ func (l *AuditLog) writeEvents(ctx context.Context, opts ExportOptions, m *Manif
 	}
 	flt := opts.Filter
 	flt.Limit, flt.byID = 0, true
-	err = QueryEvents(ctx, l.db.DB, flt, func(ev StoredEvent) error {
+	err = pipelined(ctx, l.db.DB, flt, func(ev StoredEvent) error {
 		r := storedRecord(&ev)
 		if m.Count == 0 {
 			m.FirstID = r.ID

@@ -31,7 +31,7 @@ type Filter struct {
 type StoredEvent struct {
 	Event
 	PrevHash, Hash []byte
-	DetailsJSON    string // canonical details as stored
+	DetailsJSON    string // canonical details as stored (Details is nil in export and verify)
 }
 
 const eventColumns = `id, time, type, user_name, user_issuer, user_subject, client_addr, client_version,
@@ -122,7 +122,7 @@ func QueryEvents(ctx context.Context, db *sql.DB, f Filter, fn func(StoredEvent)
 	}
 	defer rows.Close()
 	for rows.Next() {
-		ev, err := scanEvent(rows)
+		ev, err := scanEvent(rows, !f.byID)
 		if err != nil {
 			return err
 		}
@@ -133,7 +133,9 @@ func QueryEvents(ctx context.Context, db *sql.DB, f Filter, fn func(StoredEvent)
 	return rows.Err()
 }
 
-func scanEvent(rows *sql.Rows) (StoredEvent, error) {
+// scanEvent reads one row; parse fills Details from the stored JSON (export
+// and verify work on DetailsJSON alone and skip it).
+func scanEvent(rows *sql.Rows, parse bool) (StoredEvent, error) {
 	var ev StoredEvent
 	var t, serial int64
 	err := rows.Scan(&ev.ID, &t, &ev.Type, &ev.User, &ev.UserIssuer, &ev.UserSubject, &ev.ClientAddr,
@@ -144,6 +146,9 @@ func scanEvent(rows *sql.Rows) (StoredEvent, error) {
 	}
 	ev.Time = time.Unix(0, t).UTC()
 	ev.CertSerial = uint64(serial)
+	if !parse {
+		return ev, nil
+	}
 	ev.Details, err = ParseDetails(ev.DetailsJSON)
 	if err != nil {
 		// Keep the row readable; verification reports the mismatch.
@@ -204,4 +209,57 @@ func (r EventRecord) Event() (Event, error) {
 	return Event{ID: r.ID, Time: t, Type: r.Type, User: r.User, UserIssuer: r.UserIssuer, UserSubject: r.UserSubject,
 		ClientAddr: r.ClientAddr, ClientVersion: r.ClientVersion, KeyFingerprint: r.KeyFingerprint, CertSerial: r.CertSerial,
 		Target: r.Target, Login: r.Login, SessionID: r.SessionID, Reason: r.Reason, Details: d}, nil
+}
+
+// pipelined is QueryEvents with the SQLite reads and fn on two goroutines:
+// verifying or exporting a million events is bound by row decoding, so the
+// hashing or formatting overlaps it. fn runs on the calling goroutine, in
+// order; its first error stops the read and is returned.
+func pipelined(ctx context.Context, db *sql.DB, f Filter, fn func(StoredEvent) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	batches := make(chan []StoredEvent, 4)
+	errc := make(chan error, 1)
+	go func() {
+		defer close(batches)
+		errc <- readBatches(ctx, db, f, batches)
+	}()
+	for b := range batches {
+		for _, ev := range b {
+			if err := fn(ev); err != nil {
+				cancel()
+				for range batches { // let the reader finish
+				}
+				<-errc
+				return err
+			}
+		}
+	}
+	return <-errc
+}
+
+// readBatches sends the events matching f in batches until done or ctx ends.
+func readBatches(ctx context.Context, db *sql.DB, f Filter, out chan<- []StoredEvent) error {
+	const size = 512
+	batch := make([]StoredEvent, 0, size)
+	send := func() error {
+		select {
+		case out <- batch:
+			batch = make([]StoredEvent, 0, size)
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	err := QueryEvents(ctx, db, f, func(ev StoredEvent) error {
+		batch = append(batch, ev)
+		if len(batch) < size {
+			return nil
+		}
+		return send()
+	})
+	if err == nil && len(batch) > 0 {
+		err = send()
+	}
+	return err
 }

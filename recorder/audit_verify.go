@@ -54,14 +54,18 @@ func (m *memTree) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 // truncated tail.
 func VerifyChain(ctx context.Context, db *sql.DB, verifierKey string, extra []byte) (VerifyReport, error) {
 	rep := VerifyReport{}
-	tree := memTree{}
+	var last int64
+	if err := db.QueryRowContext(ctx, `SELECT COALESCE(MAX(id), 0) FROM audit_events`).Scan(&last); err != nil {
+		return rep, fmt.Errorf("recorder: verify: %w", err)
+	}
+	tree := make(memTree, 0, 2*min(max(last, 0), 1<<26)+64) // a tree of n leaves stores < 2n hashes
 	prev := make([]byte, 32)
 	var n int64
 	bad := func(id int64, format string, args ...any) error {
 		rep.FirstBad, rep.Problem = id, fmt.Sprintf(format, args...)
 		return errStop
 	}
-	err := QueryEvents(ctx, db, Filter{byID: true}, func(ev StoredEvent) error {
+	err := pipelined(ctx, db, Filter{byID: true}, func(ev StoredEvent) error {
 		want := n + 1
 		switch {
 		case ev.ID > want:
