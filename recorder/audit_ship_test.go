@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -85,5 +86,23 @@ func TestAuditStreamRejectsUnknownSpec(t *testing.T) {
 	e := newAuditEnv(t)
 	if _, err := OpenAuditLog(e.db, e.sec, AuditOptions{Stream: "kafka://x"}); err == nil {
 		t.Fatal("unknown stream accepted")
+	}
+}
+
+func TestAuditForgedCheckpointDetected(t *testing.T) {
+	e := newAuditEnv(t)
+	e.append(t, 3)
+	cp, err := e.log.Checkpoint(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Claim a smaller tree without re-signing.
+	forged := strings.Replace(string(cp.Note), "\n3\n", "\n2\n", 1)
+	if _, err := e.db.Exec(`UPDATE audit_checkpoints SET note = ?`, forged); err != nil {
+		t.Fatal(err)
+	}
+	rep := e.verify(t, nil)
+	if rep.OK || !strings.Contains(rep.Problem, "a checkpoint does not verify") {
+		t.Fatalf("report = %s", rep)
 	}
 }
