@@ -4,7 +4,7 @@
   var el = document.getElementById("player");
   if (!el) { return; }
   var player = AsciinemaPlayer.create(el.dataset.src, el, {
-    idleTimeLimit: 2, speed: 1, fit: "width", controls: true, markers: true, preload: true
+    idleTimeLimit: 2, speed: 1, fit: "width", controls: true, preload: true
   });
   window.gatehousePlayer = player;
   document.querySelectorAll("button.marker").forEach(function (b) {
