@@ -104,13 +104,16 @@ func (s *SessionStore) Get(ctx context.Context, id string) (Session, error) {
 
 type rowScanner interface{ Scan(dest ...any) error }
 
-func scanSession(row rowScanner) (Session, error) {
+// scanSession reads the sessionColumns of a row, then any extra columns
+// into extra.
+func scanSession(row rowScanner, extra ...any) (Session, error) {
 	var r Session
 	var userSerial, sessSerial, start int64
 	var end, exit sql.NullInt64
-	err := row.Scan(&r.ID, &r.User, &r.ClientAddr, &r.ClientVersion, &r.KeyFingerprint, &userSerial, &r.Target,
+	dest := append([]any{&r.ID, &r.User, &r.ClientAddr, &r.ClientVersion, &r.KeyFingerprint, &userSerial, &r.Target,
 		&r.TargetKind, &r.Login, &r.Mode, &r.Kind, &r.Command, &sessSerial, &start, &end, &exit, &r.ExitSignal,
-		&r.EndReason, &r.BytesIn, &r.BytesOut, &r.RecordingID, &r.RecordingComplete, &r.RecordingSHA256)
+		&r.EndReason, &r.BytesIn, &r.BytesOut, &r.RecordingID, &r.RecordingComplete, &r.RecordingSHA256}, extra...)
+	err := row.Scan(dest...)
 	if err != nil {
 		return Session{}, err
 	}
@@ -222,22 +225,9 @@ func (s *SessionStore) List(ctx context.Context, f SessionFilter) ([]SessionRow,
 	var out []SessionRow
 	for rows.Next() {
 		var r SessionRow
-		var userSerial, sessSerial, start int64
-		var end, exit sql.NullInt64
-		err := rows.Scan(&r.ID, &r.User, &r.ClientAddr, &r.ClientVersion, &r.KeyFingerprint, &userSerial, &r.Target,
-			&r.TargetKind, &r.Login, &r.Mode, &r.Kind, &r.Command, &sessSerial, &start, &end, &exit, &r.ExitSignal,
-			&r.EndReason, &r.BytesIn, &r.BytesOut, &r.RecordingID, &r.RecordingComplete, &r.RecordingSHA256, &r.Commands)
-		if err != nil {
+		var err error
+		if r.Session, err = scanSession(rows, &r.Commands); err != nil {
 			return nil, err
-		}
-		r.UserCertSerial, r.SessionCertSerial = uint64(userSerial), uint64(sessSerial)
-		r.Start = time.Unix(0, start).UTC()
-		if end.Valid {
-			r.End = time.Unix(0, end.Int64).UTC()
-		}
-		if exit.Valid {
-			v := int(exit.Int64)
-			r.ExitStatus = &v
 		}
 		out = append(out, r)
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -11,7 +10,6 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -100,28 +98,7 @@ func runLogin(args []string, stdout, stderr io.Writer) error {
 
 // clientKey loads or creates the client's Ed25519 key; the private key never
 // leaves this machine.
-func clientKey(path string) (ssh.PublicKey, error) {
-	if b, err := os.ReadFile(path); err == nil {
-		s, err := ssh.ParsePrivateKey(b)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
-		return s.PublicKey(), nil
-	}
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	block, err := ssh.MarshalPrivateKey(priv, "gatehouse")
-	if err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(path, pem.EncodeToMemory(block), 0o600); err != nil {
-		return nil, err
-	}
-	sp, _ := ssh.NewPublicKey(pub)
-	return sp, os.WriteFile(path+".pub", ssh.MarshalAuthorizedKey(sp), 0o644)
-}
+func clientKey(path string) (ssh.PublicKey, error) { return ensureKey(path) }
 
 // browserLogin sends the user's browser to the gateway and waits on a
 // loopback listener for the one-time token.
