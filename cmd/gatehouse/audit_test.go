@@ -76,6 +76,14 @@ func TestAuditCLIVerifyTruncatedAgainstOffBoxCheckpoint(t *testing.T) {
 	c := newAuditCLI(t)
 	// An attacker removes the last events and every local checkpoint.
 	c.sql(t, `DELETE FROM audit_events WHERE id > 3; DELETE FROM audit_checkpoints`)
+	// The gateway keeps running and ships a checkpoint of the truncated log;
+	// the older note in the file still catches it.
+	if code, out := c.run(t, "tail"); code != 0 {
+		t.Fatalf("tail: exit %d: %s", code, out)
+	}
+	if b, _ := os.ReadFile(c.cpFile); len(recorder.SplitCheckpoints(b)) != 2 {
+		t.Fatalf("checkpoint file holds %d notes, want 2:\n%s", len(recorder.SplitCheckpoints(b)), b)
+	}
 	code, out := c.run(t, "verify", "--checkpoint", c.cpFile)
 	if code != 1 || !strings.Contains(out, "FAILED at event 4:") {
 		t.Fatalf("truncation: exit %d: %s", code, out)

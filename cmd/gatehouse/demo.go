@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -19,6 +20,9 @@ import (
 	"syscall"
 	"text/template"
 	"time"
+
+	"github.com/zitadel/oidc/v3/example/server/exampleop"
+	"github.com/zitadel/oidc/v3/example/server/storage"
 
 	"golang.org/x/crypto/ssh"
 
@@ -38,7 +42,13 @@ data_dir: {{.Dir}}/data
 ssh:
   listen: "{{.Listen}}"
 web:
-  listen: "127.0.0.1:0"
+  listen: "{{.WebListen}}"
+  public_url: "http://{{.WebListen}}"
+  insecure_http: true       # demo only: plain HTTP on loopback
+oidc:                       # the demo's own OpenID Provider (zitadel/oidc example server)
+  issuer: "{{.Issuer}}"
+  client_id: gatehouse-demo
+  client_secret_file: "{{.Dir}}/oidc-secret"
 targets:
   - name: demo
     address: "{{.TargetAddr}}"
@@ -49,9 +59,11 @@ roles:
     allow:
       targets: {labels: {env: demo}}
       logins: ["{{.Login}}"]
-    options: {sftp: true, port_forwarding: true, max_session_ttl: 8h}
+    options: {sftp: true, port_forwarding: true, max_session_ttl: 8h, permissions: [admin, auditor]}
 bindings:
   - user: demo
+    roles: [demo]
+  - user: test-user2        # the demo IdP's user (password: verysecure)
     roles: [demo]
 `))
 
@@ -59,6 +71,7 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	fs, _ := newFlags("demo", stderr)
 	dir := fs.String("dir", "gatehouse-demo", "directory for the demo's data, keys and configuration")
 	listen := fs.String("listen", "127.0.0.1:2222", "SSH listen address of the demo gateway")
+	webListen := fs.String("web", "127.0.0.1:8080", "web UI listen address of the demo gateway")
 	reset := fs.Bool("reset", false, "delete the demo directory first")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
@@ -82,11 +95,17 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer target.stop()
-	cfg, err := writeDemoConfig(abs, *listen, login, target)
+	issuer, stopIdP, err := startDemoIdP(abs, *webListen)
+	if err != nil {
+		return err
+	}
+	defer stopIdP()
+	cfg, err := writeDemoConfig(abs, *listen, *webListen, issuer, login, target)
 	if err != nil {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	slog.SetDefault(log) // quiets the demo IdP's request log too
 	a, err := app.Start(cfg, log)
 	if err != nil {
 		return err
@@ -100,7 +119,7 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 		a.Close(context.Background())
 		return err
 	}
-	printDemo(stdout, abs, a.SSHAddr(), login, sshCfg)
+	printDemo(stdout, abs, a.SSHAddr(), a.WebAddr(), login, sshCfg)
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	select {
@@ -227,9 +246,10 @@ func ensureKey(path string) (ssh.PublicKey, error) {
 	return sp, os.WriteFile(path+".pub", ssh.MarshalAuthorizedKey(sp), 0o644)
 }
 
-func writeDemoConfig(dir, listen, login string, t *demoTarget) (*config.Config, error) {
+func writeDemoConfig(dir, listen, webListen, issuer, login string, t *demoTarget) (*config.Config, error) {
 	var b strings.Builder
-	err := demoConfig.Execute(&b, map[string]string{"Dir": dir, "Listen": listen, "TargetAddr": t.addr, "HostKey": t.hostKey, "Login": login})
+	err := demoConfig.Execute(&b, map[string]string{"Dir": dir, "Listen": listen, "WebListen": webListen, "Issuer": issuer,
+		"TargetAddr": t.addr, "HostKey": t.hostKey, "Login": login})
 	if err != nil {
 		return nil, err
 	}
@@ -281,9 +301,14 @@ Host demo
 	return cfgFile, os.WriteFile(cfgFile, []byte(conf), 0o644)
 }
 
-func printDemo(w io.Writer, dir, addr, login, sshCfg string) {
+func printDemo(w io.Writer, dir, addr, webAddr, login, sshCfg string) {
 	host, port, _ := net.SplitHostPort(addr)
 	fmt.Fprintf(w, `Gatehouse demo is running (Ctrl-C to stop). Data, keys and config are in %[1]s.
+
+Web UI: http://%[6]s — log in as test-user2 / verysecure at the demo's own identity
+provider, enrol TOTP with any authenticator app, then replay sessions, watch live ones,
+export and verify the audit log. Plain ssh with any key works too after a browser approval:
+  ssh -p %[4]s %[5]s@demo@%[3]s   (with -o IdentityFile=~/.ssh/id_ed25519, no certificate)
 
 A local OpenSSH server is the target "demo"; it trusts only Gatehouse certificates.
 You are user "demo", with a certificate in %[1]s/client. Try, in another terminal:
@@ -297,5 +322,25 @@ You are user "demo", with a certificate in %[1]s/client. Try, in another termina
 Every session is recorded and audited:
   gatehouse recording list --config %[1]s/gatehouse.yaml
   gatehouse audit verify --config %[1]s/gatehouse.yaml
-`, dir, sshCfg, host, port, login)
+`, dir, sshCfg, host, port, login, webAddr)
+}
+
+// startDemoIdP runs an OpenID Provider on loopback for the demo (the
+// zitadel/oidc example server with its preset users) and registers the
+// demo gateway as a client.
+func startDemoIdP(dir, webListen string) (issuer string, stop func(), err error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	issuer = "http://" + ln.Addr().String()
+	storage.RegisterClients(storage.WebClient("gatehouse-demo", "demo-secret", "http://"+webListen+"/oidc/callback"))
+	srv := &http.Server{Handler: exampleop.SetupServer(issuer, storage.NewStorage(storage.NewUserStore(issuer)), nil, false),
+		ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	if err := os.WriteFile(filepath.Join(dir, "oidc-secret"), []byte("demo-secret\n"), 0o600); err != nil {
+		srv.Close()
+		return "", nil, err
+	}
+	return issuer, func() { srv.Close() }, nil
 }

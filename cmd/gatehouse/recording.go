@@ -33,8 +33,8 @@ func runRecordingList(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer env.Close()
-	rows, err := env.db.Query(`SELECT id, session_id, user_name, login, target, started, ended, complete, bytes, command
-		FROM recordings ORDER BY started DESC LIMIT ?`, *n)
+	rows, err := env.db.Query(`SELECT id, session_id, user_name, login, target, started, ended, complete, bytes, command,
+		interactive FROM recordings ORDER BY started DESC LIMIT ?`, *n)
 	if err != nil {
 		return err
 	}
@@ -44,9 +44,9 @@ func runRecordingList(args []string, stdout, stderr io.Writer) error {
 		var id, sess, user, login, target, cmd string
 		var started int64
 		var ended *int64
-		var complete bool
+		var complete, interactive bool
 		var bytes int64
-		if err := rows.Scan(&id, &sess, &user, &login, &target, &started, &ended, &complete, &bytes, &cmd); err != nil {
+		if err := rows.Scan(&id, &sess, &user, &login, &target, &started, &ended, &complete, &bytes, &cmd, &interactive); err != nil {
 			return err
 		}
 		status := "complete"
@@ -56,8 +56,11 @@ func runRecordingList(args []string, stdout, stderr io.Writer) error {
 		case !complete:
 			status = "partial"
 		}
-		if cmd == "" {
+		switch {
+		case cmd == "" && interactive:
 			cmd = "(shell)"
+		case cmd == "":
+			cmd = "(sftp/scp: file operations are in the audit log)"
 		}
 		fmt.Fprintf(stdout, "%-32s  %-20s  %-10s  %-24s  %-8s  %10d  %s\n", id, time.Unix(0, started).UTC().Format("2006-01-02 15:04:05"),
 			user, login+"@"+target, status, bytes, cmd)
