@@ -213,7 +213,7 @@ func TestWebSecurityHeadersCSRFAndRedirects(t *testing.T) {
 			scriptSrc = d
 		}
 	}
-	if !strings.Contains(scriptSrc, "'self'") || strings.Contains(scriptSrc, "unsafe-inline") || strings.Contains(scriptSrc, "unsafe-eval'") ||
+	if !strings.Contains(scriptSrc, "'self'") || strings.Contains(scriptSrc, "unsafe-inline") || strings.Contains(scriptSrc, "'unsafe-eval'") ||
 		!strings.Contains(csp, "frame-ancestors 'none'") ||
 		resp.Header.Get("X-Frame-Options") != "DENY" || resp.Header.Get("X-Content-Type-Options") != "nosniff" {
 		t.Fatalf("headers %v", resp.Header)

@@ -50,7 +50,8 @@ func castOf(t *testing.T, w *world, id string) (out string, resizes, markers []s
 func screenOf(cols, rows int, output string) string {
 	em := vt.NewEmulator(cols, rows)
 	go io.Copy(io.Discard, em)
-	defer em.Close()
+	// Close the reply pipe, not the emulator: Emulator.Close races its Read.
+	defer em.InputPipe().(*io.PipeWriter).Close()
 	em.Write([]byte(output))
 	return em.String()
 }
