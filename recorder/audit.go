@@ -69,6 +69,32 @@ type auditKeys struct{ Signer, Verifier string }
 // AuditKeyName names the checkpoint signing key in notes.
 const AuditKeyName = "gatehouse-audit"
 
+// loadAuditKeys reads the sealed signing key, creating it on first use.
+func loadAuditKeys(sec *secrets.Store) (auditKeys, error) {
+	raw, err := sec.GetOrCreate(context.Background(), auditSecret, func() ([]byte, error) {
+		skey, vkey, err := note.GenerateKey(rand.Reader, AuditKeyName)
+		if err != nil {
+			return nil, err
+		}
+		return json.Marshal(auditKeys{skey, vkey})
+	})
+	if err != nil {
+		return auditKeys{}, fmt.Errorf("recorder: audit signing key: %w", err)
+	}
+	var keys auditKeys
+	if err := json.Unmarshal(raw, &keys); err != nil {
+		return auditKeys{}, fmt.Errorf("recorder: audit signing key: %w", err)
+	}
+	return keys, nil
+}
+
+// AuditVerifierKey returns the verifier key without opening the log (so
+// nothing is appended or checkpointed), creating the key pair on first use.
+func AuditVerifierKey(sec *secrets.Store) (string, error) {
+	keys, err := loadAuditKeys(sec)
+	return keys.Verifier, err
+}
+
 // OpenAuditLog opens the log, creating its signing key on first use.
 func OpenAuditLog(db *store.DB, sec *secrets.Store, opts AuditOptions) (*AuditLog, error) {
 	if opts.CheckpointInterval == 0 {
@@ -80,19 +106,9 @@ func OpenAuditLog(db *store.DB, sec *secrets.Store, opts AuditOptions) (*AuditLo
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	raw, err := sec.GetOrCreate(context.Background(), auditSecret, func() ([]byte, error) {
-		skey, vkey, err := note.GenerateKey(rand.Reader, AuditKeyName)
-		if err != nil {
-			return nil, err
-		}
-		return json.Marshal(auditKeys{skey, vkey})
-	})
+	keys, err := loadAuditKeys(sec)
 	if err != nil {
-		return nil, fmt.Errorf("recorder: audit signing key: %w", err)
-	}
-	var keys auditKeys
-	if err := json.Unmarshal(raw, &keys); err != nil {
-		return nil, fmt.Errorf("recorder: audit signing key: %w", err)
+		return nil, err
 	}
 	signer, err := note.NewSigner(keys.Signer)
 	if err != nil {

@@ -109,6 +109,26 @@ func (t *treeReader) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 	return out, nil
 }
 
+// SplitCheckpoints splits a checkpoint file (notes appended one after
+// another, as CheckpointFile is written) into its notes. Text before the
+// first checkpoint header is returned as a note of its own, so it fails
+// verification instead of being ignored.
+func SplitCheckpoints(b []byte) [][]byte {
+	var notes [][]byte
+	s := string(b)
+	for len(strings.TrimSpace(s)) > 0 {
+		next := strings.Index(s[1:], "\n"+checkpointHeader+"\n")
+		chunk := s
+		if next >= 0 {
+			chunk, s = s[:next+2], s[next+2:]
+		} else {
+			s = ""
+		}
+		notes = append(notes, []byte(strings.TrimRight(chunk, "\n")+"\n"))
+	}
+	return notes
+}
+
 // ParseCheckpoint verifies a checkpoint note with the verifier key and
 // returns its content.
 func ParseCheckpoint(msg []byte, verifierKey string) (Checkpoint, error) {

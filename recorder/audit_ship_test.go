@@ -106,3 +106,29 @@ func TestAuditForgedCheckpointDetected(t *testing.T) {
 		t.Fatalf("report = %s", rep)
 	}
 }
+
+func TestSplitCheckpoints(t *testing.T) {
+	e := newAuditEnv(t)
+	var file []byte
+	for i := 1; i <= 3; i++ {
+		e.append(t, 1)
+		cp, err := e.log.Checkpoint(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		file = append(append(file, cp.Note...), '\n') // as CheckpointFile is written
+	}
+	notes := SplitCheckpoints(file)
+	if len(notes) != 3 {
+		t.Fatalf("%d notes, want 3", len(notes))
+	}
+	for i, n := range notes {
+		cp, err := ParseCheckpoint(n, e.log.VerifierKey())
+		if err != nil || cp.Size != int64(i+1) {
+			t.Fatalf("note %d: size %d, %v", i, cp.Size, err)
+		}
+	}
+	if got := SplitCheckpoints([]byte("junk\n" + string(file))); len(got) != 4 {
+		t.Fatalf("leading junk: %d notes, want 4 (junk kept so it fails)", len(got))
+	}
+}

@@ -48,8 +48,9 @@ func (m *memTree) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 }
 
 // VerifyChain recomputes the whole chain and Merkle tree from the stored
-// events and checks every stored checkpoint, plus extra (an earlier
-// checkpoint note kept elsewhere), against them with verifierKey. It reports
+// events and checks every stored checkpoint, plus extra (earlier checkpoints
+// kept elsewhere: one note, or a whole CheckpointFile), against them with
+// verifierKey. It reports
 // the first bad event: edited, deleted, inserted or reordered rows, and a
 // truncated tail.
 func VerifyChain(ctx context.Context, db *sql.DB, verifierKey string, extra []byte) (VerifyReport, error) {
@@ -103,9 +104,7 @@ func VerifyChain(ctx context.Context, db *sql.DB, verifierKey string, extra []by
 	if err != nil {
 		return rep, err
 	}
-	if len(extra) > 0 {
-		notes = append(notes, extra)
-	}
+	notes = append(notes, SplitCheckpoints(extra)...)
 	for _, msg := range notes {
 		cp, err := ParseCheckpoint(msg, verifierKey)
 		if err != nil {
