@@ -265,6 +265,9 @@ Host gatehouse %[4]s
   IdentitiesOnly yes
   UserKnownHostsFile %[6]s
   StrictHostKeyChecking yes
+  # AES-GCM first: with AES-NI it costs the gateway far less than ChaCha20
+  # (measured 336 vs 255 MB/s through the gateway, docs/performance.md).
+  Ciphers aes128-gcm@openssh.com,aes256-gcm@openssh.com,chacha20-poly1305@openssh.com
 `, host, port, st.User, patterns, key, filepath.Join(dir, "known_hosts"))
 	if patterns != "" {
 		fmt.Fprintf(stdout, "Host %s\n  ProxyJump gatehouse\n", patterns)
