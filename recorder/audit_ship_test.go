@@ -132,3 +132,26 @@ func TestSplitCheckpoints(t *testing.T) {
 		t.Fatalf("leading junk: %d notes, want 4 (junk kept so it fails)", len(got))
 	}
 }
+
+// FuzzSplitCheckpoints: a checkpoint file comes from other storage; splitting
+// must never drop a note boundary or return a note that is not terminated.
+func FuzzSplitCheckpoints(f *testing.F) {
+	f.Add([]byte("gatehouse audit log\n1\nAAAA\n2026-11-22T10:00:00Z\n\n— gatehouse-audit x\n\n"))
+	f.Add([]byte("junk\ngatehouse audit log\n2\n\ngatehouse audit log\n3\n"))
+	f.Add([]byte("\n\n\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		notes := SplitCheckpoints(b)
+		headers := strings.Count("\n"+string(b), "\n"+checkpointHeader+"\n")
+		if len(notes) < headers {
+			t.Fatalf("%d notes for %d headers", len(notes), headers)
+		}
+		for i, n := range notes {
+			if len(n) == 0 || n[len(n)-1] != '\n' {
+				t.Fatalf("note %d not terminated: %q", i, n)
+			}
+			if i > 0 && !strings.HasPrefix(string(n), checkpointHeader+"\n") {
+				t.Fatalf("note %d does not start with the header: %q", i, n)
+			}
+		}
+	})
+}
