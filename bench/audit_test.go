@@ -25,7 +25,17 @@ var (
 	bigDir  string
 	bigErr  error
 	bigVKey string
+	bigTemp bool // bigDir was made here and is removed at exit
 )
+
+// TestMain removes the temporary 1M-event log (≈380 MB) after the run.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if bigTemp {
+		os.RemoveAll(bigDir)
+	}
+	os.Exit(code)
+}
 
 func openLog(tb testing.TB, dir string) (*store.DB, *recorder.AuditLog) {
 	db, err := store.Open(filepath.Join(dir, "gatehouse.db"))
@@ -79,6 +89,7 @@ func bigLog(tb testing.TB) string {
 			if bigErr != nil {
 				return
 			}
+			bigTemp = true
 		}
 		db, l := openLog(tb, bigDir)
 		if evs, err := l.Query(context.Background(), recorder.Filter{Limit: 1, Desc: true}); err != nil || len(evs) == 0 || evs[0].ID < million-256 {
