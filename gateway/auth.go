@@ -116,6 +116,9 @@ func (s *Server) publicKey(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permi
 	if err != nil {
 		return nil, &ssh.BannerError{Err: err, Message: "gatehouse: " + userMessage(err) + "\n"}
 	}
+	if err := s.lockError(id.User); err != nil {
+		return nil, &ssh.BannerError{Err: err, Message: "gatehouse: " + err.Error() + "\n"}
+	}
 	return identityPerms(id, cert.Serial, ssh.FingerprintSHA256(cert.Key), "certificate", cert.CriticalOptions), nil
 }
 
@@ -127,6 +130,9 @@ func (s *Server) verifiedKey(meta ssh.ConnMetadata, key ssh.PublicKey, perms *ss
 		return perms, nil
 	}
 	if id, ok := s.cfg.Approver.Reuse(fp); ok {
+		if err := s.lockError(id.User); err != nil {
+			return nil, &ssh.BannerError{Err: err, Message: "gatehouse: " + err.Error() + "\n"}
+		}
 		return identityPerms(id, 0, fp, "approval", nil), nil
 	}
 	return nil, &ssh.PartialSuccessError{Next: ssh.ServerAuthCallbacks{
@@ -221,6 +227,9 @@ func (s *Server) approve(meta ssh.ConnMetadata, client ssh.KeyboardInteractiveCh
 		}
 		return nil, &ssh.BannerError{Err: err, Message: "gatehouse: login was not approved\n"}
 	}
+	if err := s.lockError(id.User); err != nil {
+		return nil, &ssh.BannerError{Err: err, Message: "gatehouse: " + err.Error() + "\n"}
+	}
 	return identityPerms(id, 0, fp, "approval", nil), nil
 }
 
@@ -259,6 +268,9 @@ func checkUserName(user string, inner bool) error {
 
 // userMessage turns an authentication error into the line the user sees.
 func userMessage(err error) string {
+	if strings.HasPrefix(err.Error(), "your access is locked") {
+		return err.Error()
+	}
 	for _, known := range []error{auth.ErrNotCertificate, auth.ErrForeignCA, auth.ErrNotUserCert,
 		auth.ErrCertExpired, auth.ErrCertNotYet, auth.ErrCertPrincipal, auth.ErrCertSource, auth.ErrCertOptions} {
 		if errors.Is(err, known) {

@@ -79,6 +79,11 @@ type Approver interface {
 	VerifyTOTP(ctx context.Context, user, code string) error
 }
 
+// LockChecker reports whether a user is locked out.
+type LockChecker interface {
+	Locked(ctx context.Context, user string) (policy.Lock, bool)
+}
+
 // Config configures a Server. Zero values deny or take the documented default.
 type Config struct {
 	Authority *auth.Authority // required
@@ -95,7 +100,10 @@ type Config struct {
 	NewFileTap func(onOp func(FileOp)) FileTap
 	Docker     DockerDialer // nil refuses docker targets
 	Approver   Approver     // nil: certificates only
-	Logger     *slog.Logger // nil means slog.Default()
+	// Locks refuses locked users and ends their live sessions; nil means
+	// no locks.
+	Locks  LockChecker
+	Logger *slog.Logger // nil means slog.Default()
 
 	HandshakeTimeout  time.Duration // zero means 30s
 	MaxUnauthPerIP    int           // zero means 10
@@ -122,6 +130,7 @@ type Server struct {
 	unauth    map[string]int // per-IP count of connections not yet authenticated
 	closed    bool
 	wg        sync.WaitGroup
+	lockQuit  chan struct{}
 }
 
 // NewServer checks cfg and returns a Server.
@@ -150,7 +159,74 @@ func NewServer(cfg Config) (*Server, error) {
 	for _, t := range cfg.Targets {
 		s.targets[t.Name] = t
 	}
+	if cfg.Locks != nil {
+		s.lockQuit = make(chan struct{})
+		go s.watchLocks()
+	}
 	return s, nil
+}
+
+// lockPoll is how soon a lock made elsewhere (the CLI, another gateway on
+// the same database) ends a locked user's live sessions.
+const lockPoll = 5 * time.Second
+
+// watchLocks ends the live sessions of users who became locked.
+func (s *Server) watchLocks() {
+	t := time.NewTicker(lockPoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.lockQuit:
+			return
+		case <-t.C:
+			s.mu.Lock()
+			users := map[string]bool{}
+			for c := range s.conns {
+				users[c.pr.User] = true
+			}
+			s.mu.Unlock()
+			for u := range users {
+				if lk, ok := s.cfg.Locks.Locked(context.Background(), u); ok {
+					s.TerminateUser(u, "your access was locked: "+lk.Reason)
+				}
+			}
+		}
+	}
+}
+
+// lockError is the refusal for a locked user, or nil.
+func (s *Server) lockError(user string) error {
+	if s.cfg.Locks == nil {
+		return nil
+	}
+	if lk, ok := s.cfg.Locks.Locked(context.Background(), user); ok {
+		return fmt.Errorf("your access is locked (%s); contact an administrator", lk.Reason)
+	}
+	return nil
+}
+
+// TerminateUser ends every live session of user with reason and returns how
+// many it ended.
+func (s *Server) TerminateUser(user, reason string) int {
+	s.mu.Lock()
+	var conns []*clientConn
+	for c := range s.conns {
+		if c.pr.User == user {
+			conns = append(conns, c)
+		}
+	}
+	s.mu.Unlock()
+	n := 0
+	for _, c := range conns {
+		c.mu.Lock()
+		for ss := range c.sessions {
+			ss.end(errors.New(reason))
+			n++
+		}
+		c.mu.Unlock()
+		c.cancel(errors.New(reason))
+	}
+	return n
 }
 
 func (s *Server) now() time.Time {
@@ -275,6 +351,9 @@ func (s *Server) Close() error {
 func (s *Server) closeListeners() []*clientConn {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if !s.closed && s.lockQuit != nil {
+		close(s.lockQuit)
+	}
 	s.closed = true
 	for ln := range s.listeners {
 		ln.Close()

@@ -50,6 +50,7 @@ type Options struct {
 	Recordings *recorder.Recordings
 	AuditLog   *recorder.AuditLog
 	Terminator Terminator
+	Locks      *policy.Locks
 	// SSHAddr is the gateway's SSH address, shown in instructions.
 	SSHAddr string
 	Logger  *slog.Logger

@@ -2,6 +2,7 @@ package web
 
 import (
 	"archive/zip"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -22,6 +23,7 @@ import (
 // Terminator ends live sessions (the SSH gateway implements it).
 type Terminator interface {
 	Terminate(sessionID, reason string) bool
+	TerminateUser(user, reason string) int
 }
 
 // viewer is a verified browser user with their web permissions.
@@ -45,6 +47,8 @@ func (s *Server) uiRoutes() {
 	s.mux.HandleFunc("GET /admin/policy", s.policyPage)
 	s.mux.HandleFunc("GET /admin/users", s.usersPage)
 	s.mux.HandleFunc("POST /admin/users/{name}/reset-totp", s.resetTOTP)
+	s.mux.HandleFunc("POST /admin/users/{name}/lock", s.lockUser)
+	s.mux.HandleFunc("POST /admin/users/{name}/unlock", s.unlockUser)
 }
 
 // requireViewer is requireVerified plus permissions.
@@ -434,6 +438,7 @@ type userRow struct {
 	Enrolled       bool
 	LockedUntil    string
 	Roles          string
+	Lock           string // admin lock reason, if locked
 }
 
 func (s *Server) usersPage(w http.ResponseWriter, r *http.Request) {
@@ -463,6 +468,11 @@ func (s *Server) usersPage(w http.ResponseWriter, r *http.Request) {
 			u.LockedUntil = time.Unix(locked, 0).UTC().Format(time.RFC3339)
 		}
 		u.Roles = strings.Join(s.opts.Policy.Roles(u.Name, nil), ", ")
+		if s.opts.Locks != nil {
+			if lk, ok := s.opts.Locks.Locked(r.Context(), u.Name); ok {
+				u.Lock = lk.Reason + " (by " + lk.By + ")"
+			}
+		}
 		users = append(users, u)
 	}
 	d := s.uiBase(v, "Users")
@@ -490,5 +500,55 @@ func (s *Server) resetTOTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s.audit(r, recorder.Event{Type: recorder.EventMFAEnrol, User: v.ws.id.User, Reason: "TOTP reset by an admin",
 		Details: map[string]any{"reset_user": name}})
+	http.Redirect(w, r, "/admin/users", http.StatusSeeOther)
+}
+
+// lockUser locks a user out (new connections refused) and ends their live
+// sessions at once.
+func (s *Server) lockUser(w http.ResponseWriter, r *http.Request) {
+	v, ok := s.requireViewer(w, r)
+	if !ok {
+		return
+	}
+	if err := checkCSRF(r, v.ws); err != nil || !v.perms.Admin || s.opts.Locks == nil {
+		s.fail(w, r, http.StatusForbidden, "Only admins can lock users.", errCSRF)
+		return
+	}
+	name := r.PathValue("name")
+	reason := strings.TrimSpace(r.PostFormValue("reason"))
+	if !auth.ValidUserName(name) || reason == "" || len(reason) > 200 {
+		s.fail(w, r, http.StatusBadRequest, "Give a reason (up to 200 characters).", errors.New("bad lock request"))
+		return
+	}
+	d, _ := time.ParseDuration(r.PostFormValue("for"))
+	if err := s.opts.Locks.Lock(r.Context(), name, reason, v.ws.id.User, d); err != nil {
+		s.fail(w, r, http.StatusInternalServerError, "Could not lock the user.", err)
+		return
+	}
+	ended := 0
+	if s.opts.Terminator != nil {
+		ended = s.opts.Terminator.TerminateUser(name, "your access was locked: "+reason)
+	}
+	s.audit(r, recorder.Event{Type: recorder.EventLock, User: v.ws.id.User, Reason: "locked " + name + ": " + reason,
+		Details: map[string]any{"locked_user": name, "for": d.String(), "sessions_ended": ended}})
+	http.Redirect(w, r, "/admin/users", http.StatusSeeOther)
+}
+
+func (s *Server) unlockUser(w http.ResponseWriter, r *http.Request) {
+	v, ok := s.requireViewer(w, r)
+	if !ok {
+		return
+	}
+	if err := checkCSRF(r, v.ws); err != nil || !v.perms.Admin || s.opts.Locks == nil {
+		s.fail(w, r, http.StatusForbidden, "Only admins can unlock users.", errCSRF)
+		return
+	}
+	name := r.PathValue("name")
+	if err := s.opts.Locks.Unlock(r.Context(), name); err != nil {
+		s.fail(w, r, http.StatusInternalServerError, "Could not unlock the user.", err)
+		return
+	}
+	s.audit(r, recorder.Event{Type: recorder.EventLock, User: v.ws.id.User, Reason: "unlocked " + name,
+		Details: map[string]any{"unlocked_user": name}})
 	http.Redirect(w, r, "/admin/users", http.StatusSeeOther)
 }

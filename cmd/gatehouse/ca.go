@@ -19,9 +19,9 @@ func init() {
 			"public": runCAPublic,
 		})
 	}})
-	register(command{name: "admin", summary: "administration: issue-cert (bootstrap / break-glass)", run: func(args []string, stdout, stderr io.Writer) error {
+	register(command{name: "admin", summary: "administration: issue-cert (bootstrap / break-glass), lock, unlock", run: func(args []string, stdout, stderr io.Writer) error {
 		return subcommand("admin", args, stdout, stderr, map[string]func([]string, io.Writer, io.Writer) error{
-			"issue-cert": runIssueCert,
+			"issue-cert": runIssueCert, "lock": runLock, "unlock": runUnlock,
 		})
 	}})
 }

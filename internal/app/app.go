@@ -68,6 +68,7 @@ type App struct {
 	Approvals *auth.Approvals
 	OIDC      *auth.OIDC // nil when no identity provider is configured
 	Web       *web.Server
+	Locks     *policy.Locks
 
 	sshAddr, webAddr string
 	errc             chan error
@@ -112,7 +113,7 @@ func (a *App) startWeb() error {
 	a.webAddr = ln.Addr().String()
 	a.Web, err = web.NewServer(web.Options{Config: a.Config, DB: a.Env.DB, Authority: a.Authority,
 		Policy: policy.New(a.Config), Audit: a.Audit, OIDC: a.OIDC, TOTP: a.TOTP, Approvals: a.Approvals,
-		Sessions: a.Sessions, Recordings: a.Recs, AuditLog: a.Audit, Terminator: a.Gateway,
+		Sessions: a.Sessions, Recordings: a.Recs, AuditLog: a.Audit, Terminator: a.Gateway, Locks: a.Locks,
 		SSHAddr: a.sshAddr, Logger: a.Log})
 	if err != nil {
 		ln.Close()
@@ -157,6 +158,7 @@ func (a *App) open() error {
 	if err := a.openIdentity(); err != nil {
 		return err
 	}
+	a.Locks = policy.NewLocks(a.Env.DB.DB)
 	var approver gateway.Approver
 	if a.OIDC != nil {
 		approver = approverAdapter{a.Approvals, a.TOTP}
@@ -164,7 +166,7 @@ func (a *App) open() error {
 	a.Gateway, err = gateway.NewServer(gateway.Config{
 		Authority: a.Authority, Policy: policy.New(cfg), Targets: cfg.Targets, Audit: a.Audit,
 		Sessions: a.Sessions, Recorder: recordingsAdapter{a.Recs}, RecordingFailOpen: cfg.Recording.FailOpen,
-		NewFileTap: newFileTap, Docker: newDockerDialer(a.Log), Approver: approver, Logger: a.Log,
+		NewFileTap: newFileTap, Docker: newDockerDialer(a.Log), Approver: approver, Locks: a.Locks, Logger: a.Log,
 		HandshakeTimeout: cfg.SSH.HandshakeTimeout, MaxUnauthPerIP: cfg.SSH.MaxUnauthenticatedPerIP,
 		TargetDialTimeout: cfg.SSH.TargetDialTimeout, SessionCertTTL: cfg.Certs.SessionTTL,
 		Ciphers: cfg.SSH.Ciphers, HostNames: hostNames(cfg),

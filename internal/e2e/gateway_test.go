@@ -495,3 +495,45 @@ func readCert(t *testing.T, path string) *ssh.Certificate {
 }
 
 var _ = exec.Command
+
+// TestLockEndsSessionsAndRefusesNewOnes locks a user from the CLI while a
+// session runs: the running gateway ends it, new connections are refused
+// with the reason, and unlocking lets the user back in.
+func TestLockEndsSessionsAndRefusesNewOnes(t *testing.T) {
+	bin := gatehouseBinary(t)
+	w := newWorld(t, "")
+	alice := w.newUser("alice", time.Hour)
+	c := alice.cmd(context.Background(), "ssh", "-p", w.port, "root@db-1@127.0.0.1", "echo started; sleep 60")
+	var out, errb syncBuffer
+	c.Stdout, c.Stderr = &out, &errb
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "session start", func() bool { return strings.Contains(out.String(), "started") })
+	if msg := w.cli(t, bin, "admin", "lock", "--user", "alice", "--reason", "laptop stolen"); !strings.Contains(msg, "locked alice") {
+		t.Fatalf("lock: %s", msg)
+	}
+	done := make(chan struct{})
+	go func() { c.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		c.Process.Kill()
+		t.Fatal("the locked user's session kept running")
+	}
+	if !strings.Contains(errb.String(), "your access was locked: laptop stolen") {
+		t.Fatalf("stderr %q", errb.String())
+	}
+	r := alice.run("ssh", "-o", "LogLevel=INFO", "-p", w.port, "root@db-1@127.0.0.1", "id")
+	if r.code == 0 || !strings.Contains(r.stderr, "gatehouse: your access is locked (laptop stolen); contact an administrator") {
+		t.Fatalf("new connection while locked: %s", r)
+	}
+	w.cli(t, bin, "admin", "unlock", "--user", "alice")
+	if r := alice.direct("root", "db-1", "echo back"); r.code != 0 || r.stdout != "back\n" {
+		t.Fatalf("after unlock: %s", r)
+	}
+	evs, _ := w.app.Audit.Query(context.Background(), recorder.Filter{Type: recorder.EventLock})
+	if len(evs) != 2 {
+		t.Fatalf("lock events: %+v", evs)
+	}
+}
