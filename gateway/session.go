@@ -31,8 +31,8 @@ type session struct {
 	// Setup state, touched only by the request loop before start.
 	pty     *ptyRequest
 	env     []*ssh.Request
-	agent   bool // client asked for agent forwarding and a role allows it
-	started bool
+	agent   bool        // client asked for agent forwarding and a role allows it
+	started atomic.Bool // set once tch and the recording exist; read by other goroutines
 	kind    string
 	command string
 
@@ -129,13 +129,13 @@ func (s *session) serve(reqs <-chan *ssh.Request) {
 	done := make(chan struct{})
 	defer func() {
 		s.end(errClientClosed)
-		if s.started {
+		if s.started.Load() {
 			<-done
 		}
 		s.ch.Close()
 	}()
 	for r := range reqs {
-		if s.started {
+		if s.started.Load() {
 			s.inSession(r)
 			continue
 		}
@@ -213,7 +213,7 @@ func (s *session) start(r *ssh.Request) bool {
 		s.refuse(err.Error())
 		return false
 	}
-	s.started = true
+	s.started.Store(true)
 	return true
 }
 
@@ -519,7 +519,7 @@ func (s *session) notice(msg string) {
 
 // end ends the session with cause (shutdown, recording failure, limit).
 func (s *session) end(cause error) {
-	if !s.started {
+	if !s.started.Load() {
 		return
 	}
 	if cause != errClientClosed {
