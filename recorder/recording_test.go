@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse/gatehouse/internal/testenv"
+
 	"github.com/creack/pty"
 
 	"github.com/gatehouse/gatehouse/internal/secrets"
@@ -241,10 +243,7 @@ func TestLiveSubscribe(t *testing.T) {
 // TestCommandsFromRealShell types into a real bash in a real pty, with tab
 // completion and history recall, and checks the commands read off the screen.
 func TestCommandsFromRealShell(t *testing.T) {
-	bash, err := exec.LookPath("bash")
-	if err != nil {
-		t.Skip("bash not installed")
-	}
+	bash := testenv.RequireBinary(t, "bash", "apt-get install bash")
 	r, _, _ := newRecordings(t, RecordingOptions{})
 	var mu sync.Mutex
 	var got []Command

@@ -51,6 +51,21 @@ func (s *Server) uiRoutes() {
 	s.mux.HandleFunc("POST /admin/users/{name}/unlock", s.unlockUser)
 }
 
+// requireAdminPost checks a state-changing admin form: a verified session,
+// its CSRF token and the admin permission. what names the action for the
+// refusal page.
+func (s *Server) requireAdminPost(w http.ResponseWriter, r *http.Request, what string) (viewer, bool) {
+	v, ok := s.requireViewer(w, r)
+	if !ok {
+		return viewer{}, false
+	}
+	if err := checkCSRF(r, v.ws); err != nil || !v.perms.Admin {
+		s.fail(w, r, http.StatusForbidden, "Only admins can "+what+".", errCSRF)
+		return viewer{}, false
+	}
+	return v, true
+}
+
 // requireViewer is requireVerified plus permissions.
 func (s *Server) requireViewer(w http.ResponseWriter, r *http.Request) (viewer, bool) {
 	ws := s.requireVerified(w, r)
@@ -251,12 +266,8 @@ func (s *Server) liveStream(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) terminate(w http.ResponseWriter, r *http.Request) {
-	v, ok := s.requireViewer(w, r)
+	v, ok := s.requireAdminPost(w, r, "end sessions")
 	if !ok {
-		return
-	}
-	if err := checkCSRF(r, v.ws); err != nil || !v.perms.Admin {
-		s.fail(w, r, http.StatusForbidden, "Only admins can end sessions.", errCSRF)
 		return
 	}
 	sess, ok := s.loadSession(w, r, v)
@@ -481,12 +492,8 @@ func (s *Server) usersPage(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) resetTOTP(w http.ResponseWriter, r *http.Request) {
-	v, ok := s.requireViewer(w, r)
+	v, ok := s.requireAdminPost(w, r, "reset TOTP")
 	if !ok {
-		return
-	}
-	if err := checkCSRF(r, v.ws); err != nil || !v.perms.Admin {
-		s.fail(w, r, http.StatusForbidden, "Only admins can reset TOTP.", errCSRF)
 		return
 	}
 	name := r.PathValue("name")
@@ -506,12 +513,12 @@ func (s *Server) resetTOTP(w http.ResponseWriter, r *http.Request) {
 // lockUser locks a user out (new connections refused) and ends their live
 // sessions at once.
 func (s *Server) lockUser(w http.ResponseWriter, r *http.Request) {
-	v, ok := s.requireViewer(w, r)
+	v, ok := s.requireAdminPost(w, r, "lock users")
 	if !ok {
 		return
 	}
-	if err := checkCSRF(r, v.ws); err != nil || !v.perms.Admin || s.opts.Locks == nil {
-		s.fail(w, r, http.StatusForbidden, "Only admins can lock users.", errCSRF)
+	if s.opts.Locks == nil {
+		notFound(w)
 		return
 	}
 	name := r.PathValue("name")
@@ -535,12 +542,12 @@ func (s *Server) lockUser(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) unlockUser(w http.ResponseWriter, r *http.Request) {
-	v, ok := s.requireViewer(w, r)
+	v, ok := s.requireAdminPost(w, r, "unlock users")
 	if !ok {
 		return
 	}
-	if err := checkCSRF(r, v.ws); err != nil || !v.perms.Admin || s.opts.Locks == nil {
-		s.fail(w, r, http.StatusForbidden, "Only admins can unlock users.", errCSRF)
+	if s.opts.Locks == nil {
+		notFound(w)
 		return
 	}
 	name := r.PathValue("name")
