@@ -48,6 +48,7 @@ func (s *Server) home(w http.ResponseWriter, r *http.Request) {
 	d["MFAAt"] = ws.mfaAt.Format(time.RFC3339)
 	d["CertTTL"] = s.opts.Policy.CertTTL(ws.id.User, ws.id.Groups, cfg.Certs.UserTTL, cfg.Certs.MaxUserTTL)
 	d["PublicURL"], d["SSHHost"], d["SSHPort"] = s.publicURL(), host, port
+	d["Certs"] = s.userCerts(r, ws.id.User)
 	s.render(w, "home.html", d)
 }
 
@@ -357,4 +358,30 @@ func (s *Server) cliCert(w http.ResponseWriter, r *http.Request) {
 		Targets: targets, Certificate: string(ssh.MarshalAuthorizedKey(cert)),
 		HostCA:      "@cert-authority * " + strings.TrimSpace(string(ssh.MarshalAuthorizedKey(s.opts.Authority.HostCAPublicKey()))),
 		ValidBefore: time.Unix(int64(cert.ValidBefore), 0).UTC(), SSHAddr: s.opts.SSHAddr})
+}
+
+type certRow struct {
+	Serial, Key, Until string
+	Expired            bool
+}
+
+// userCerts lists the user's recent certificates (newest first).
+func (s *Server) userCerts(r *http.Request, user string) []certRow {
+	rows, err := s.opts.DB.QueryContext(r.Context(), `SELECT serial, key_fingerprint, valid_before FROM certificates
+		WHERE user_name = ? AND kind = 'user' ORDER BY issued_at DESC LIMIT 10`, user)
+	if err != nil {
+		return nil
+	}
+	defer rows.Close()
+	var out []certRow
+	now := s.opts.Now().Unix()
+	for rows.Next() {
+		var serial, until int64
+		var fp string
+		if rows.Scan(&serial, &fp, &until) == nil {
+			out = append(out, certRow{Serial: fmt.Sprint(serial), Key: fp,
+				Until: time.Unix(until, 0).UTC().Format(time.RFC3339), Expired: until <= now})
+		}
+	}
+	return out
 }

@@ -144,6 +144,13 @@ func TestWebLoginCLILoginAndApprovedPlainSSH(t *testing.T) {
 		if len(evs) != 1 || evs[0].CertSerial != cert.Serial {
 			t.Fatalf("cert.issued events %+v", evs)
 		}
+		// The self-service page lists the certificate.
+		testenv.Step(t, b, "home", chromedp.Navigate(iw.webURL+"/"), chromedp.WaitVisible("#certs"))
+		certs, _ := chromedp.Run(b, chromedp.Text("#certs"))
+		if !strings.Contains(certs, fmt.Sprint(cert.Serial)) {
+			t.Fatalf("home page certificates: %q", certs)
+		}
+		testenv.Screenshot(t, b, filepath.Join(screenshotDir, "home.png"))
 	})
 
 	t.Run("plain ssh approved in the browser", func(t *testing.T) {
