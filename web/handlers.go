@@ -49,6 +49,7 @@ func (s *Server) home(w http.ResponseWriter, r *http.Request) {
 	d["CertTTL"] = s.opts.Policy.CertTTL(ws.id.User, ws.id.Groups, cfg.Certs.UserTTL, cfg.Certs.MaxUserTTL)
 	d["PublicURL"], d["SSHHost"], d["SSHPort"] = s.publicURL(), host, port
 	d["Certs"] = s.userCerts(r, ws.id.User)
+	d["HostCA"] = "@cert-authority * " + strings.TrimSpace(string(ssh.MarshalAuthorizedKey(s.opts.Authority.HostCAPublicKey())))
 	s.render(w, "home.html", d)
 }
 
