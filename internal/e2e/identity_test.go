@@ -132,6 +132,12 @@ func TestWebLoginCLILoginAndApprovedPlainSSH(t *testing.T) {
 		if err != nil || !strings.Contains(string(cfgOut), "ProxyJump gatehouse") {
 			t.Fatalf("ssh-config: %v\n%s", err, cfgOut)
 		}
+		stCmd := exec.Command(bin, "status")
+		stCmd.Env = append(os.Environ(), "GATEHOUSE_HOME="+home)
+		if st, err := stCmd.CombinedOutput(); err != nil || !strings.Contains(string(st), "User:       "+testenv.OIDCUser) ||
+			!strings.Contains(string(st), "Roles:      admins, dba") || !strings.Contains(string(st), ", valid until") {
+			t.Fatalf("status: %v\n%s", err, st)
+		}
 		sshCfg := filepath.Join(home, "ssh_config")
 		os.WriteFile(sshCfg, append(cfgOut, []byte("Host *\n  BatchMode yes\n")...), 0o644)
 		ssh := exec.Command("ssh", "-F", sshCfg, "db-1", "echo via-gatehouse-login")
