@@ -3,7 +3,6 @@ package web
 import (
 	"archive/zip"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -11,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/net/websocket"
 
 	"golang.org/x/crypto/ssh"
 
@@ -222,8 +223,10 @@ func (s *Server) livePage(w http.ResponseWriter, r *http.Request) {
 	s.render(w, "live.html", d)
 }
 
-// liveStream sends the live session's asciicast events as Server-Sent
-// Events; the page feeds them to xterm.js (read-only).
+// liveStream sends the live session's asciicast events over a WebSocket
+// (one text message per event); the page feeds them to xterm.js, read-only.
+// The viewer is authorised before the upgrade, and the upgrade is refused
+// unless the Origin is this server (no cross-site WebSocket hijacking).
 func (s *Server) liveStream(w http.ResponseWriter, r *http.Request) {
 	v, ok := s.requireViewer(w, r)
 	if !ok {
@@ -234,35 +237,49 @@ func (s *Server) liveStream(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rec := s.opts.Recordings.Live(sess.ID)
-	w.Header().Set("Content-Type", "text/event-stream")
-	fl, _ := w.(http.Flusher)
-	if rec == nil {
-		fmt.Fprint(w, "event: end\ndata: {}\n\n")
-		return
+	if rec != nil {
+		s.audit(r, recorder.Event{Type: recorder.EventRecordingAccess, User: v.ws.id.User, SessionID: sess.ID, Target: sess.Target,
+			Login: sess.Login, Reason: "live view in the web UI", Details: map[string]any{"recording": sess.RecordingID}})
 	}
-	s.audit(r, recorder.Event{Type: recorder.EventRecordingAccess, User: v.ws.id.User, SessionID: sess.ID, Target: sess.Target,
-		Login: sess.Login, Reason: "live view in the web UI", Details: map[string]any{"recording": sess.RecordingID}})
-	ch, cancel := rec.Subscribe()
-	defer cancel()
-	fmt.Fprint(w, ": live\n\n")
-	if fl != nil {
-		fl.Flush()
-	}
-	for {
-		select {
-		case line, ok := <-ch:
-			if !ok {
-				fmt.Fprint(w, "event: end\ndata: {}\n\n")
-				return
+	srv := websocket.Server{
+		Handshake: func(cfg *websocket.Config, req *http.Request) error {
+			o, err := websocket.Origin(cfg, req)
+			if err != nil || o == nil || o.Host != req.Host {
+				return errors.New("web: live view from another origin")
 			}
-			fmt.Fprintf(w, "data: %s\n\n", strings.TrimRight(string(line), "\n"))
-			if fl != nil {
-				fl.Flush()
+			return nil
+		},
+		Handler: func(ws *websocket.Conn) {
+			defer ws.Close()
+			if rec == nil {
+				return // already ended: the page shows "session ended"
 			}
-		case <-r.Context().Done():
-			return
-		}
+			ch, cancel := rec.Subscribe()
+			defer cancel()
+			// Reads only detect the viewer leaving; the view is read-only.
+			gone := make(chan struct{})
+			go func() {
+				io.Copy(io.Discard, ws)
+				close(gone)
+			}()
+			for {
+				select {
+				case line, ok := <-ch:
+					if !ok {
+						return
+					}
+					if err := websocket.Message.Send(ws, strings.TrimRight(string(line), "\n")); err != nil {
+						return
+					}
+				case <-gone:
+					return
+				case <-r.Context().Done():
+					return
+				}
+			}
+		},
 	}
+	srv.ServeHTTP(w, r)
 }
 
 func (s *Server) terminate(w http.ResponseWriter, r *http.Request) {

@@ -17,6 +17,7 @@ import (
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/storage"
 	"github.com/chromedp/chromedp"
+	"golang.org/x/net/websocket"
 
 	"github.com/gatehouse/gatehouse/internal/testenv"
 	"github.com/gatehouse/gatehouse/recorder"
@@ -221,5 +222,35 @@ func TestOtherUsersRecordingIsNotFound(t *testing.T) {
 	}
 	if code, body := get("/sessions"); code != 200 || strings.Contains(body, s.ID) {
 		t.Errorf("bob's session list shows alice's session (%d)", code)
+	}
+}
+
+// TestLiveViewRefusesOtherOrigins: the live view's WebSocket is upgraded only
+// for the gateway's own pages (no cross-site WebSocket hijacking with the
+// viewer's cookie).
+func TestLiveViewRefusesOtherOrigins(t *testing.T) {
+	w := newWorldWith(t, "", "web:\n  listen: \"127.0.0.1:0\"\n  insecure_http: true\n")
+	alice := w.newUser("alice", time.Hour)
+	alice.direct("root", "db-1", "true")
+	s := lastSession(t, w)
+	cookie := "alice-session-token-for-test"
+	h := sha256.Sum256([]byte(cookie))
+	w.app.Env.DB.Exec(`INSERT INTO web_sessions(id_hash, user_name, issuer, subject, groups, mfa_at, csrf, client_addr,
+		user_agent, created, expires) VALUES (?, 'alice', 'iss', 'sub', '', ?, 'csrf', '', '', ?, ?)`,
+		h[:], time.Now().Unix(), time.Now().Unix(), time.Now().Add(time.Hour).Unix())
+	dial := func(origin string) error {
+		cfg, _ := websocket.NewConfig("ws://"+w.app.WebAddr()+"/sessions/"+s.ID+"/stream", origin)
+		cfg.Header = http.Header{"Cookie": {"gh_session=" + cookie}}
+		ws, err := websocket.DialConfig(cfg)
+		if ws != nil {
+			ws.Close()
+		}
+		return err
+	}
+	if err := dial("http://" + w.app.WebAddr()); err != nil {
+		t.Fatalf("same origin refused: %v", err)
+	}
+	if err := dial("http://evil.example"); err == nil {
+		t.Fatal("a foreign origin got the live stream")
 	}
 }

@@ -1,4 +1,4 @@
-// Live view: a read-only xterm fed by Server-Sent Events of asciicast lines.
+// Live view: a read-only xterm fed over a WebSocket with asciicast events.
 (function () {
   "use strict";
   var el = document.getElementById("terminal");
@@ -9,9 +9,10 @@
   var term = new Terminal({ disableStdin: true, convertEol: false, cols: 80, rows: 24, scrollback: 2000 });
   term.open(el);
   window.gatehouseTerm = term;
-  var es = new EventSource(el.dataset.stream);
-  es.onopen = function () { state.textContent = "live"; };
-  es.onmessage = function (m) {
+  var url = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + el.dataset.stream;
+  var ws = new WebSocket(url);
+  ws.onopen = function () { state.textContent = "live"; };
+  ws.onmessage = function (m) {
     var ev = JSON.parse(m.data);
     if (ev[1] === "o") { term.write(ev[2]); }
     if (ev[1] === "r") {
@@ -19,6 +20,5 @@
       term.resize(parseInt(p[0], 10), parseInt(p[1], 10));
     }
   };
-  es.addEventListener("end", function () { state.textContent = "session ended"; es.close(); });
-  es.onerror = function () { state.textContent = "disconnected"; };
+  ws.onclose = function () { state.textContent = "session ended"; };
 })();
