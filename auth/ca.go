@@ -22,18 +22,31 @@ import (
 
 // Names of the sealed secrets holding the CA and gateway keys.
 const (
-	secretUserCA  = "ca/user"
-	secretHostCA  = "ca/host"
-	secretHostKey = "gateway/host-key"
+	secretUserCA    = "ca/user"
+	secretSessionCA = "ca/session"
+	secretHostCA    = "ca/host"
+	secretHostKey   = "gateway/host-key"
 )
 
-// Authority holds the user CA, the host CA and the gateway's own host key.
+// Authority holds the three CAs and the gateway's own host key. Each CA is
+// trusted by exactly one kind of peer:
+//
+//   - the user CA signs certificates people hold; only the gateway trusts it;
+//   - the session CA signs per-session certificates; only targets trust it
+//     (TrustedUserCAKeys), and the gateway never accepts it from a client;
+//   - the host CA signs the gateway's host certificates; clients trust it.
+//
 // It is safe for concurrent use.
 type Authority struct {
-	userCA  ssh.Signer
-	hostCA  ssh.Signer
-	hostKey ssh.Signer
-	db      *sql.DB
+	userCA    ssh.Signer
+	sessionCA ssh.Signer
+	hostCA    ssh.Signer
+	hostKey   ssh.Signer
+	db        *sql.DB
+
+	// sessionCAMigrated reports that this load created the session CA for
+	// an install whose user CA already existed (see SessionCAMigrated).
+	sessionCAMigrated bool
 
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
@@ -45,27 +58,59 @@ type Authority struct {
 
 // LoadAuthority loads the CA keys from the sealed-secret store, creating them
 // on first use. db receives a row for every certificate issued.
+//
+// An install from before the session CA existed gets one here; targets still
+// trusting the user CA then refuse per-session certificates until they are
+// moved to `gatehouse ca public --target` (SessionCAMigrated reports it).
 func LoadAuthority(ctx context.Context, sec *secrets.Store, db *sql.DB) (*Authority, error) {
 	a := &Authority{db: db, hostCerts: map[string]ssh.Signer{}}
+	_, err := sec.Get(ctx, secretSessionCA)
+	hadSession := err == nil
+	if err != nil && !errors.Is(err, secrets.ErrNotFound) {
+		return nil, fmt.Errorf("auth: load %s: %w", secretSessionCA, err)
+	}
+	_, err = sec.Get(ctx, secretUserCA)
+	hadUser := err == nil
 	for _, k := range []struct {
 		name string
 		dst  *ssh.Signer
-	}{{secretUserCA, &a.userCA}, {secretHostCA, &a.hostCA}, {secretHostKey, &a.hostKey}} {
-		seed, err := sec.GetOrCreate(ctx, k.name, newEd25519Seed)
+	}{{secretUserCA, &a.userCA}, {secretSessionCA, &a.sessionCA}, {secretHostCA, &a.hostCA}, {secretHostKey, &a.hostKey}} {
+		s, err := loadKey(ctx, sec, k.name)
 		if err != nil {
-			return nil, fmt.Errorf("auth: load %s: %w", k.name, err)
-		}
-		if len(seed) != ed25519.SeedSize {
-			return nil, fmt.Errorf("auth: %s: stored key has wrong size", k.name)
-		}
-		s, err := ssh.NewSignerFromKey(ed25519.NewKeyFromSeed(seed))
-		if err != nil {
-			return nil, fmt.Errorf("auth: %s: %w", k.name, err)
+			return nil, err
 		}
 		*k.dst = s
 	}
+	a.sessionCAMigrated = hadUser && !hadSession
 	return a, nil
 }
+
+// loadKey opens the sealed Ed25519 seed name, creating it when absent.
+func loadKey(ctx context.Context, sec *secrets.Store, name string) (ssh.Signer, error) {
+	seed, err := sec.GetOrCreate(ctx, name, newEd25519Seed)
+	if err != nil {
+		return nil, fmt.Errorf("auth: load %s: %w", name, err)
+	}
+	if len(seed) != ed25519.SeedSize {
+		return nil, fmt.Errorf("auth: %s: stored key has wrong size", name)
+	}
+	s, err := ssh.NewSignerFromKey(ed25519.NewKeyFromSeed(seed))
+	if err != nil {
+		return nil, fmt.Errorf("auth: %s: %w", name, err)
+	}
+	return s, nil
+}
+
+// SessionCAMigrationNotice is the operator's line when an existing install
+// gets its session CA.
+const SessionCAMigrationNotice = "a new session CA was created: per-session certificates are now signed by it, and targets that still trust the user CA will refuse them; " +
+	"set each target's TrustedUserCAKeys to the output of 'gatehouse ca public --target' (and remove the user CA from it: it lets a person's certificate log in directly)"
+
+// SessionCAMigrated reports whether this load created the session CA for an
+// existing install (one whose user CA already existed). Its targets still
+// trust the user CA and must be given `gatehouse ca public --target` as
+// TrustedUserCAKeys; callers tell the operator so.
+func (a *Authority) SessionCAMigrated() bool { return a.sessionCAMigrated }
 
 func newEd25519Seed() ([]byte, error) {
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
@@ -82,8 +127,13 @@ func (a *Authority) now() time.Time {
 	return time.Now()
 }
 
-// UserCAPublicKey is the key targets trust with TrustedUserCAKeys.
+// UserCAPublicKey is the CA of the certificates people hold. Only the
+// gateway trusts it; targets must not.
 func (a *Authority) UserCAPublicKey() ssh.PublicKey { return a.userCA.PublicKey() }
+
+// SessionCAPublicKey is the key targets trust with TrustedUserCAKeys: it
+// signs per-session certificates only.
+func (a *Authority) SessionCAPublicKey() ssh.PublicKey { return a.sessionCA.PublicKey() }
 
 // HostCAPublicKey is the key clients trust with @cert-authority.
 func (a *Authority) HostCAPublicKey() ssh.PublicKey { return a.hostCA.PublicKey() }
@@ -175,9 +225,10 @@ type SessionCert struct {
 	Cert   *ssh.Certificate
 }
 
-// MintSessionCert generates an ephemeral Ed25519 key and signs a certificate
-// valid for req.TTL with exactly one principal (the login), KeyId naming user
-// and session, and source-address pinned to the gateway.
+// MintSessionCert generates an ephemeral Ed25519 key and signs, with the
+// session CA, a certificate valid for req.TTL with exactly one principal (the
+// login), KeyId naming user and session, and source-address pinned to the
+// gateway.
 func (a *Authority) MintSessionCert(ctx context.Context, req SessionCertRequest) (*SessionCert, error) {
 	if req.Login == "" || req.SourceAddress == "" {
 		return nil, errors.New("auth: session certificate needs a login and a source address")
@@ -213,7 +264,7 @@ func (a *Authority) MintSessionCert(ctx context.Context, req SessionCertRequest)
 			Extensions:      ext,
 		},
 	}
-	if err := a.sign(ctx, cert, a.userCA, "session", req.User, req.SessionID); err != nil {
+	if err := a.sign(ctx, cert, a.sessionCA, "session", req.User, req.SessionID); err != nil {
 		return nil, err
 	}
 	cs, err := ssh.NewCertSigner(cert, key)
@@ -306,6 +357,11 @@ func (a *Authority) CheckUserCert(key ssh.PublicKey, remote net.Addr) (Identity,
 	}
 	if cert.CertType != ssh.UserCert {
 		return Identity{}, nil, ErrNotUserCert
+	}
+	if bytes.Equal(cert.SignatureKey.Marshal(), a.sessionCA.PublicKey().Marshal()) {
+		// A per-session certificate leaked from a target is not a
+		// person's credential.
+		return Identity{}, nil, fmt.Errorf("%w (a per-session certificate, signed by the session CA)", ErrForeignCA)
 	}
 	if !bytes.Equal(cert.SignatureKey.Marshal(), a.userCA.PublicKey().Marshal()) {
 		return Identity{}, nil, ErrForeignCA

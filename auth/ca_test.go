@@ -68,8 +68,19 @@ func TestAuthorityPersistsKeys(t *testing.T) {
 	if string(a1.UserCAPublicKey().Marshal()) != string(a2.UserCAPublicKey().Marshal()) {
 		t.Fatal("user CA changed between loads")
 	}
-	if string(a1.UserCAPublicKey().Marshal()) == string(a1.HostCAPublicKey().Marshal()) {
-		t.Fatal("user CA and host CA must differ")
+	if string(a1.SessionCAPublicKey().Marshal()) != string(a2.SessionCAPublicKey().Marshal()) {
+		t.Fatal("session CA changed between loads")
+	}
+	keys := map[string]string{}
+	for name, k := range map[string]ssh.PublicKey{"user": a1.UserCAPublicKey(), "session": a1.SessionCAPublicKey(),
+		"host": a1.HostCAPublicKey(), "host key": a1.HostKey().PublicKey()} {
+		if other, dup := keys[string(k.Marshal())]; dup {
+			t.Fatalf("%s CA and %s CA are the same key", name, other)
+		}
+		keys[string(k.Marshal())] = name
+	}
+	if a1.SessionCAMigrated() || a2.SessionCAMigrated() {
+		t.Fatal("a fresh install reported a session CA migration")
 	}
 	var sealed []byte
 	if err := db.QueryRow(`SELECT value FROM secrets WHERE name = ?`, secretUserCA).Scan(&sealed); err != nil {
@@ -77,6 +88,37 @@ func TestAuthorityPersistsKeys(t *testing.T) {
 	}
 	if _, err := ssh.ParseRawPrivateKey(sealed); err == nil {
 		t.Fatal("CA key stored in clear")
+	}
+}
+
+// TestSessionCAMigration: an install from before the session CA (user CA
+// stored, no session CA) gets one on the next load, which reports it once.
+func TestSessionCAMigration(t *testing.T) {
+	a, db := newAuthority(t)
+	kr, _ := secrets.NewKeyring(make([]byte, 32))
+	sec := secrets.NewStore(db.DB, kr)
+	if _, err := db.Exec(`DELETE FROM secrets WHERE name = ?`, secretSessionCA); err != nil {
+		t.Fatal(err)
+	}
+	a2, err := LoadAuthority(context.Background(), sec, db.DB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !a2.SessionCAMigrated() {
+		t.Fatal("existing install got a session CA without reporting it")
+	}
+	if string(a2.UserCAPublicKey().Marshal()) != string(a.UserCAPublicKey().Marshal()) {
+		t.Fatal("migration changed the user CA")
+	}
+	if string(a2.SessionCAPublicKey().Marshal()) == string(a2.UserCAPublicKey().Marshal()) {
+		t.Fatal("migrated session CA equals the user CA")
+	}
+	a3, err := LoadAuthority(context.Background(), sec, db.DB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a3.SessionCAMigrated() || string(a3.SessionCAPublicKey().Marshal()) != string(a2.SessionCAPublicKey().Marshal()) {
+		t.Fatal("second load after migration: reported again or created another session CA")
 	}
 }
 
@@ -95,6 +137,9 @@ func TestCheckUserCert(t *testing.T) {
 	good := issue("alice", 8*time.Hour)
 	if good.KeyId != "gatehouse:alice" || len(good.ValidPrincipals) != 1 || good.ValidPrincipals[0] != "alice" {
 		t.Fatalf("cert identity: KeyId %q principals %v", good.KeyId, good.ValidPrincipals)
+	}
+	if string(good.SignatureKey.Marshal()) != string(a.UserCAPublicKey().Marshal()) {
+		t.Fatal("user certificate not signed by the user CA")
 	}
 	var n int
 	db.QueryRow(`SELECT COUNT(*) FROM certificates WHERE serial = ? AND kind = 'user'`, int64(good.Serial)).Scan(&n)
@@ -124,6 +169,13 @@ func TestCheckUserCert(t *testing.T) {
 		ValidAfter: uint64(now.Add(-time.Minute).Unix()), ValidBefore: uint64(now.Add(time.Hour).Unix()),
 		Permissions: ssh.Permissions{CriticalOptions: map[string]string{"force-command": "true"}}}
 	forced.SignCert(rand.Reader, a.UserCASigner())
+	// A per-session certificate (session CA) naming a user, as a target
+	// would hold it: never a person's credential at the gateway.
+	sess, err := a.MintSessionCert(ctx, SessionCertRequest{User: "alice", SessionID: "s0", Login: "alice",
+		SourceAddress: "127.0.0.1", TTL: 2 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	tests := []struct {
 		name    string
@@ -140,6 +192,7 @@ func TestCheckUserCert(t *testing.T) {
 		{"empty principals", noPrincipal, now, ErrCertPrincipal},
 		{"source address", pinned, now, ErrCertSource},
 		{"unsupported critical option", forced, now, ErrCertOptions},
+		{"session CA certificate", sess.Cert, now, ErrForeignCA},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -163,6 +216,12 @@ func TestMintSessionCert(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := sc.Cert
+	if string(c.SignatureKey.Marshal()) != string(a.SessionCAPublicKey().Marshal()) {
+		t.Fatal("per-session certificate not signed by the session CA")
+	}
+	if string(c.SignatureKey.Marshal()) == string(a.UserCAPublicKey().Marshal()) {
+		t.Fatal("per-session certificate signed by the user CA")
+	}
 	if len(c.ValidPrincipals) != 1 || c.ValidPrincipals[0] != "root" {
 		t.Fatalf("principals %v", c.ValidPrincipals)
 	}

@@ -40,7 +40,7 @@ func BenchmarkSessionRate(b *testing.B) {
 		b.Fatal(err)
 	}
 	env.Close()
-	sshd := testenv.StartSSHD(b, testenv.SSHDOptions{UserCA: a0.UserCAPublicKey(), ExtraConfig: "MaxStartups 1000\nLogLevel ERROR\n"})
+	sshd := testenv.StartSSHD(b, testenv.SSHDOptions{SessionCA: a0.SessionCAPublicKey(), ExtraConfig: "MaxStartups 1000\nLogLevel ERROR\n"})
 	yaml := fmt.Sprintf(`data_dir: %s/data
 ssh: {listen: "127.0.0.1:0", max_unauthenticated_per_ip: 1000}
 web: {listen: "127.0.0.1:0", insecure_http: true}

@@ -161,7 +161,7 @@ func handshakeError(t config.Target, login string, err error) error {
 	case errors.As(err, &hk):
 		return hk
 	case strings.Contains(err.Error(), "unable to authenticate"):
-		return fmt.Errorf("%s refused the login %q: check that its sshd trusts the Gatehouse user CA (TrustedUserCAKeys) and that the account exists", t.Name, login)
+		return fmt.Errorf("%s refused the login %q: check that its sshd trusts the Gatehouse session CA (TrustedUserCAKeys from 'gatehouse ca public --target') and that the account exists", t.Name, login)
 	}
 	return &unreachableError{target: t.Name, why: shortNetErr(err)}
 }

@@ -220,16 +220,16 @@ func (e *env) setup() error {
 		return err
 	}
 	e.gwAddr = gwAddr
-	// First pass: create the CA so the target can trust it.
+	// First pass: create the CAs so the target can trust the session CA.
 	cfg := fmt.Sprintf("data_dir: %s/data\nssh: {listen: %q}\nweb: {listen: \"127.0.0.1:0\"}\n", e.dir, gwAddr)
 	os.WriteFile(filepath.Join(e.dir, "gatehouse.yaml"), []byte(cfg), 0o600)
-	ca, err := e.gatehouse("ca", "public", "--user")
+	ca, err := e.gatehouse("ca", "public", "--target")
 	if err != nil {
 		return err
 	}
-	os.WriteFile(filepath.Join(e.dir, "user_ca.pub"), []byte(ca), 0o644)
+	os.WriteFile(filepath.Join(e.dir, "session_ca.pub"), []byte(ca), 0o644)
 	authKeys := "AuthorizedKeysFile " + filepath.Join(e.dir, "authorized_keys") + "\n"
-	if e.target, err = startSSHD(e.dir, "target", authKeys+"TrustedUserCAKeys "+filepath.Join(e.dir, "user_ca.pub")+"\n"); err != nil {
+	if e.target, err = startSSHD(e.dir, "target", authKeys+"TrustedUserCAKeys "+filepath.Join(e.dir, "session_ca.pub")+"\n"); err != nil {
 		return err
 	}
 	if e.jump, err = startSSHD(e.dir, "jump", authKeys); err != nil {

@@ -26,7 +26,9 @@ func init() {
 	}})
 }
 
-// loadAuthority opens the environment and the CAs.
+// loadAuthority opens the environment and the CAs. Whichever command first
+// loads the CAs of an install from before the session CA tells the operator
+// to move targets to it.
 func loadAuthority(cfgPath string) (*appEnv, *auth.Authority, error) {
 	env, err := openEnv(cfgPath)
 	if err != nil {
@@ -37,18 +39,22 @@ func loadAuthority(cfgPath string) (*appEnv, *auth.Authority, error) {
 		env.Close()
 		return nil, nil, err
 	}
+	if a.SessionCAMigrated() {
+		fmt.Fprintln(os.Stderr, "gatehouse: warning:", auth.SessionCAMigrationNotice)
+	}
 	return env, a, nil
 }
 
 func runCAPublic(args []string, stdout, stderr io.Writer) error {
 	fs, cfg := newFlags("ca public", stderr)
-	user := fs.Bool("user", false, "print the user CA (for TrustedUserCAKeys on targets)")
+	target := fs.Bool("target", false, "print the session CA: the one line for targets' TrustedUserCAKeys")
+	user := fs.Bool("user", false, "print the user CA (trusted by the gateway only; for the record, never for targets)")
 	host := fs.Bool("host", false, "print the host CA as a known_hosts @cert-authority line (for clients)")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
-	if *user == *host {
-		fmt.Fprintln(stderr, "usage: gatehouse ca public --user | --host")
+	if n := countTrue(*target, *user, *host); n != 1 {
+		fmt.Fprintln(stderr, "usage: gatehouse ca public --target | --user | --host")
 		return errUsage
 	}
 	env, a, err := loadAuthority(*cfg)
@@ -56,12 +62,30 @@ func runCAPublic(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer env.Close()
-	if *user {
-		fmt.Fprintf(stdout, "%s gatehouse-user-ca\n", strings.TrimSpace(string(ssh.MarshalAuthorizedKey(a.UserCAPublicKey()))))
-		return nil
+	switch {
+	case *target:
+		fmt.Fprintf(stdout, "%s gatehouse-session-ca\n", authorizedLine(a.SessionCAPublicKey()))
+	case *user:
+		fmt.Fprintf(stdout, "%s gatehouse-user-ca\n", authorizedLine(a.UserCAPublicKey()))
+	default:
+		fmt.Fprintf(stdout, "@cert-authority * %s gatehouse-host-ca\n", authorizedLine(a.HostCAPublicKey()))
 	}
-	fmt.Fprintf(stdout, "@cert-authority * %s gatehouse-host-ca\n", strings.TrimSpace(string(ssh.MarshalAuthorizedKey(a.HostCAPublicKey()))))
 	return nil
+}
+
+// authorizedLine is k in authorized_keys form without the newline.
+func authorizedLine(k ssh.PublicKey) string {
+	return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(k)))
+}
+
+func countTrue(bs ...bool) int {
+	n := 0
+	for _, b := range bs {
+		if b {
+			n++
+		}
+	}
+	return n
 }
 
 func runIssueCert(args []string, stdout, stderr io.Writer) error {

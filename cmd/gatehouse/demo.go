@@ -110,7 +110,7 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := target.trust(a.Authority.UserCAPublicKey()); err != nil {
+	if err := target.trust(a.Authority.SessionCAPublicKey()); err != nil {
 		a.Close(context.Background())
 		return err
 	}
@@ -172,14 +172,14 @@ func startDemoTarget(dir string, stderr io.Writer) (*demoTarget, error) {
 	return t, nil
 }
 
-// trust writes the sshd configuration trusting ca and starts sshd.
+// trust writes the sshd configuration trusting ca (the session CA) and starts sshd.
 func (t *demoTarget) trust(ca ssh.PublicKey) error {
-	caFile := filepath.Join(t.dir, "gatehouse_user_ca.pub")
+	caFile := filepath.Join(t.dir, "gatehouse_session_ca.pub")
 	if err := os.WriteFile(caFile, ssh.MarshalAuthorizedKey(ca), 0o644); err != nil {
 		return err
 	}
 	_, port, _ := net.SplitHostPort(t.addr)
-	conf := fmt.Sprintf(`# The demo target: trusts only certificates from the Gatehouse user CA.
+	conf := fmt.Sprintf(`# The demo target: trusts only per-session certificates from the Gatehouse session CA.
 Port %s
 ListenAddress 127.0.0.1
 HostKey %s
@@ -310,7 +310,8 @@ provider, enrol TOTP with any authenticator app, then replay sessions, watch liv
 export and verify the audit log. Plain ssh with any key works too after a browser approval:
   ssh -p %[4]s %[5]s@demo@%[3]s   (with -o IdentityFile=~/.ssh/id_ed25519, no certificate)
 
-A local OpenSSH server is the target "demo"; it trusts only Gatehouse certificates.
+A local OpenSSH server is the target "demo"; it trusts only the gateway's session CA
+(gatehouse ca public --target), so only per-session certificates get in, never yours.
 You are user "demo", with a certificate in %[1]s/client. Try, in another terminal:
 
   ssh -F %[2]s -p %[4]s %[5]s@demo@%[3]s            # direct: login@target@gateway

@@ -143,6 +143,9 @@ func (a *App) open() error {
 	if a.Authority, err = auth.LoadAuthority(ctx, a.Env.Secrets, a.Env.DB.DB); err != nil {
 		return err
 	}
+	if a.Authority.SessionCAMigrated() {
+		a.Log.Warn(auth.SessionCAMigrationNotice)
+	}
 	if a.Audit, err = OpenAudit(a.Env, a.Log); err != nil {
 		return err
 	}

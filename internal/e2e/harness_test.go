@@ -102,7 +102,7 @@ bindings:
     roles: [sensitive]
 `
 
-// newWorld starts sshd trusting the gateway's user CA and the gateway.
+// newWorld starts sshd trusting the gateway's session CA, and the gateway.
 func newWorld(t *testing.T, sshdExtra string) *world {
 	return newWorldWith(t, sshdExtra, "")
 }
@@ -127,9 +127,10 @@ func newWorldWith(t *testing.T, sshdExtra, gwExtra string) *world {
 	if err != nil {
 		t.Fatal(err)
 	}
-	userCA := a.UserCAPublicKey()
+	// The target trusts the session CA only, as docs/targets.md says.
+	sessionCA := a.SessionCAPublicKey()
 	env.Close()
-	w.sshd = testenv.StartSSHD(t, testenv.SSHDOptions{UserCA: userCA,
+	w.sshd = testenv.StartSSHD(t, testenv.SSHDOptions{SessionCA: sessionCA,
 		ExtraConfig: "MaxStartups 200\nMaxSessions 200\nAcceptEnv *\n" + sshdExtra})
 	closed := freePort(t)
 	_, otherPub := newKeyPair(t)

@@ -23,9 +23,11 @@ const SSHDPath = "/usr/sbin/sshd"
 
 // SSHDOptions configures StartSSHD.
 type SSHDOptions struct {
-	// UserCA is trusted with TrustedUserCAKeys (certificate principals must
-	// equal the login, as sshd does by default).
-	UserCA ssh.PublicKey
+	// SessionCA is the one key trusted with TrustedUserCAKeys, as
+	// docs/targets.md configures a target: the gateway's session CA
+	// (auth.Authority.SessionCAPublicKey), never its user CA. Certificate
+	// principals must equal the login, as sshd does by default.
+	SessionCA ssh.PublicKey
 	// HostCASigner, if set, signs the host key into a host certificate for
 	// the principals HostCertPrincipals (default "127.0.0.1").
 	HostCASigner       ssh.Signer
@@ -71,9 +73,9 @@ func StartSSHD(t testing.TB, opts SSHDOptions) *SSHD {
 	l.Close()
 	d.Addr = fmt.Sprintf("127.0.0.1:%d", d.Port)
 	fmt.Fprintf(&conf, "Port %d\nListenAddress 127.0.0.1\nHostKey %s\n", d.Port, hostKey)
-	if opts.UserCA != nil {
-		ca := filepath.Join(d.Dir, "user_ca.pub")
-		os.WriteFile(ca, ssh.MarshalAuthorizedKey(opts.UserCA), 0o644)
+	if opts.SessionCA != nil {
+		ca := filepath.Join(d.Dir, "gatehouse_session_ca.pub")
+		os.WriteFile(ca, ssh.MarshalAuthorizedKey(opts.SessionCA), 0o644)
 		fmt.Fprintf(&conf, "TrustedUserCAKeys %s\n", ca)
 	}
 	if opts.HostCert && opts.HostCASigner == nil {

@@ -64,7 +64,7 @@ type sshWorld struct {
 func newSSHWorld(t *testing.T) *sshWorld {
 	t.Helper()
 	ca := newCA(t)
-	w := &sshWorld{sshd: StartSSHD(t, SSHDOptions{UserCA: ca.PublicKey()}), client: NewClient(t)}
+	w := &sshWorld{sshd: StartSSHD(t, SSHDOptions{SessionCA: ca.PublicKey()}), client: NewClient(t)}
 	w.keyID = fmt.Sprintf("testenv-self-test-%d", time.Now().UnixNano())
 	userCert(t, ca, w.client, "root", w.keyID)
 	w.client.TrustHostKey(w.sshd.Addr, w.sshd.HostKey)
@@ -129,10 +129,10 @@ func copyFile(t *testing.T, from, to string) {
 }
 
 func TestHostCertificate(t *testing.T) {
-	userCA, hostCA := newCA(t), newCA(t)
-	d := StartSSHD(t, SSHDOptions{UserCA: userCA.PublicKey(), HostCert: true, HostCASigner: hostCA})
+	sessionCA, hostCA := newCA(t), newCA(t)
+	d := StartSSHD(t, SSHDOptions{SessionCA: sessionCA.PublicKey(), HostCert: true, HostCASigner: hostCA})
 	c := NewClient(t)
-	userCert(t, userCA, c, "root", "host-cert-test")
+	userCert(t, sessionCA, c, "root", "host-cert-test")
 	c.TrustHostCA(knownHostsPattern(d.Addr), hostCA.PublicKey())
 	res := c.Run(context.Background(), "ssh", "-p", strconv.Itoa(d.Port), "root@127.0.0.1", "echo ok")
 	if res.Stdout != "ok\n" || res.ExitCode != 0 {

@@ -1,0 +1,119 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/gatehouse/gatehouse/auth"
+)
+
+// directToTarget runs ssh straight at the target's sshd (not through the
+// gateway) with the user's key and Gatehouse certificate, as an attacker
+// holding them would.
+func (u *user) directToTarget(login string, args ...string) result {
+	u.w.t.Helper()
+	kh := filepath.Join(u.w.dir, "target_known_hosts")
+	line := fmt.Sprintf("[127.0.0.1]:%d %s\n", u.w.sshd.Port, u.w.sshd.HostKeyLine)
+	if err := os.WriteFile(kh, []byte(line), 0o644); err != nil {
+		u.w.t.Fatal(err)
+	}
+	ssh := []string{"-F", "none", "-i", u.key, "-o", "CertificateFile=" + u.key + "-cert.pub",
+		"-o", "IdentitiesOnly=yes", "-o", "UserKnownHostsFile=" + kh, "-o", "StrictHostKeyChecking=yes",
+		"-o", "BatchMode=yes", "-o", "PreferredAuthentications=publickey", "-o", "ConnectTimeout=10",
+		"-p", fmt.Sprint(u.w.sshd.Port), login + "@127.0.0.1"}
+	return u.run("ssh", append(ssh, args...)...)
+}
+
+// TestUserCertificateRefusedByTarget is the attacker test of the user-CA /
+// session-CA split: a target set up as docs/targets.md says trusts only the
+// session CA, so the certificate a person holds (principal = their Gatehouse
+// user name, hours long) opens nothing on it directly — not even for a
+// Gatehouse user named like a system account — while the same person reaches
+// the target through the gateway.
+func TestUserCertificateRefusedByTarget(t *testing.T) {
+	w := newWorld(t, "")
+	// The target's TrustedUserCAKeys is exactly what `ca public --target`
+	// prints, and not the user CA.
+	trusted, err := os.ReadFile(filepath.Join(w.sshd.Dir, "gatehouse_session_ca.pub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := gatehouseBinary(t)
+	targetLine := w.cli(t, bin, "ca", "public", "--target")
+	if f := strings.Fields(targetLine); len(f) < 2 || !strings.Contains(string(trusted), f[1]) {
+		t.Fatalf("target trusts %q; `ca public --target` prints %q", trusted, targetLine)
+	}
+	userLine := w.cli(t, bin, "ca", "public", "--user")
+	if f := strings.Fields(userLine); len(f) < 2 || strings.Contains(string(trusted), f[1]) {
+		t.Fatalf("the target trusts the user CA: %q", userLine)
+	}
+
+	alice := w.newUser("alice", time.Hour)
+	root := w.newUser("root", time.Hour) // a Gatehouse user named like a system account
+	for _, tc := range []struct {
+		name  string
+		u     *user
+		login string
+	}{
+		{"alice as root", alice, "root"},
+		{"alice as alice", alice, "alice"},
+		{"user named root as root", root, "root"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := tc.u.directToTarget(tc.login, "echo pwned")
+			if r.code != 255 || !strings.Contains(r.stderr, "Permission denied") || strings.Contains(r.stdout, "pwned") {
+				t.Fatalf("direct login with a user certificate was not refused: %s", r)
+			}
+		})
+	}
+	if r := alice.direct("root", "db-1", "echo via-gateway"); r.code != 0 || r.stdout != "via-gateway\n" {
+		t.Fatalf("alice through the gateway: %s", r)
+	}
+	// The target's own log: the one accepted login is a per-session
+	// certificate (KeyId names the session); no user certificate got in.
+	accepted := regexp.MustCompile(`Accepted publickey for \S+ .* ID (gatehouse:\S+)( session:\S+)?`)
+	var n int
+	for _, m := range accepted.FindAllStringSubmatch(w.sshd.Log(), -1) {
+		if m[2] == "" {
+			t.Fatalf("the target accepted a certificate that is not per-session: %s", m[0])
+		}
+		n++
+	}
+	if n != 1 {
+		t.Fatalf("target accepted %d logins, want the 1 through the gateway; log:\n%s", n, w.sshd.Log())
+	}
+}
+
+// TestSessionCertificateRefusedByGateway: a per-session certificate (session
+// CA) presented to the gateway by a client is not a person's credential.
+func TestSessionCertificateRefusedByGateway(t *testing.T) {
+	w := newWorld(t, "")
+	sc, err := w.app.Authority.MintSessionCert(context.Background(), auth.SessionCertRequest{
+		User: "alice", SessionID: "stolen", Login: "alice", SourceAddress: "127.0.0.1", TTL: 2 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var banner string
+	cfg := &ssh.ClientConfig{User: "root@db-1", Auth: []ssh.AuthMethod{ssh.PublicKeys(sc.Signer)},
+		HostKeyCallback: ssh.InsecureIgnoreHostKey(), // the gateway's identity is not what this test checks
+		BannerCallback:  func(m string) error { banner += m; return nil },
+		Timeout:         10 * time.Second}
+	c, err := ssh.Dial("tcp", net.JoinHostPort("127.0.0.1", w.port), cfg)
+	if err == nil {
+		c.Close()
+		t.Fatal("the gateway accepted a session-CA certificate from a client")
+	}
+	if !strings.Contains(err.Error(), "unable to authenticate") ||
+		banner != "gatehouse: certificate is not signed by this gateway's user CA\n" {
+		t.Fatalf("want an authentication refusal with the foreign-CA banner, got %v, banner %q", err, banner)
+	}
+}
