@@ -130,8 +130,32 @@ go_test() {
   go test -count=1 -timeout 20m "$@"
 }
 
+# go.mod/go.sum must be exactly what `go mod tidy` writes.
+check_tidy() {
+  local diff rc=0
+  diff=$(go mod tidy -diff 2>&1) || rc=$?
+  [ "$rc" = 0 ] && return 0
+  echo "go mod tidy would change go.mod/go.sum (run go mod tidy):"
+  echo "$diff" | tail -40
+  return 1
+}
+
+# staticcheck at a pinned version, installed through the module proxy.
+check_staticcheck() {
+  local bin
+  bin="$(go env GOPATH)/bin/staticcheck"
+  if ! go install honnef.co/go/tools/cmd/staticcheck@v0.8.2 >/tmp/staticcheck-install.log 2>&1; then
+    echo "cannot install staticcheck (see /tmp/staticcheck-install.log):"
+    tail -5 /tmp/staticcheck-install.log
+    return 1
+  fi
+  "$bin" ./...
+}
+
 check "gofmt" check_gofmt
+check "go mod tidy" check_tidy
 check "go vet" go vet ./...
+check "staticcheck" check_staticcheck
 # shellcheck disable=SC2086 # package lists split on whitespace
 check "go test -race (concurrent pkgs)" go_test -race $race_pkgs
 # shellcheck disable=SC2086

@@ -40,7 +40,7 @@ func (o DockerOptions) hostName() string {
 }
 
 func dockerClient(o DockerOptions) (*client.Client, error) {
-	ops := []client.Opt{client.WithAPIVersionNegotiation()}
+	var ops []client.Opt
 	if o.Host != "" {
 		ops = append(ops, client.WithHost(o.Host))
 	} else {

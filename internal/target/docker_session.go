@@ -223,7 +223,7 @@ func (s *dockerSession) start(command string) bool {
 	s.execID, s.hj = created.ID, &att.HijackedResponse
 	if opts.TTY {
 		// Engines before API 1.42 ignore ConsoleSize at create: set it now.
-		s.d.cli.ExecResize(ctx, created.ID, client.ExecResizeOptions{Height: size.Height, Width: size.Width})
+		s.d.cli.ExecResize(ctx, created.ID, client.ExecResizeOptions(size))
 	}
 	go s.pump(opts.TTY)
 	return true
