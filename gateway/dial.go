@@ -27,7 +27,11 @@ var targetCiphers = []string{"aes128-gcm@openssh.com", "aes256-gcm@openssh.com",
 // the connection (and its per-session certificate).
 func (c *clientConn) dialBackend() (target.Conn, error) {
 	c.backendOnce.Do(func() {
+		start := c.s.now()
 		c.backend, c.backendErr = c.s.dialTarget(c)
+		if fn := c.s.cfg.OnTargetDial; fn != nil {
+			fn(c.addr.Target, c.s.now().Sub(start), c.backendErr)
+		}
 		if c.backendErr != nil {
 			c.s.log.Warn("target unreachable", "conn", c.id, "user", c.pr.User, "target", c.addr.Target, "err", c.backendErr)
 			c.audit(unreachableEvent(c.addr.Target, c.backendErr))

@@ -115,6 +115,10 @@ type Config struct {
 	HostNames []string
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
+
+	// OnTargetDial, if set, is told how long connecting to each target took
+	// (metrics); nil means nobody is told.
+	OnTargetDial func(target string, took time.Duration, err error)
 }
 
 // Server is the SSH gateway.

@@ -24,6 +24,9 @@ type RecordingOptions struct {
 	MaxBytes int64
 	// FlushInterval bounds the loss on a crash; zero means 1s.
 	FlushInterval time.Duration
+	// OnFlush, if set, is told the size and duration of every write of
+	// buffered events (metrics); nil means nobody is told.
+	OnFlush func(bytes int, took time.Duration)
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
 	// Logger; nil means slog.Default().
@@ -302,7 +305,11 @@ func (rec *Recording) flushLocked() error {
 	if len(rec.buf) == 0 || rec.err != nil {
 		return rec.err
 	}
+	start, n := time.Now(), len(rec.buf)
 	err := rec.writeRecord(rec.buf)
+	if fn := rec.r.opts.OnFlush; fn != nil && err == nil {
+		fn(n, time.Since(start))
+	}
 	if cap(rec.buf) > 2*flushSize {
 		rec.buf = nil
 	} else {

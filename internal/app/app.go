@@ -21,6 +21,7 @@ import (
 	"github.com/gatehouse/gatehouse/auth"
 	"github.com/gatehouse/gatehouse/gateway"
 	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/metrics"
 	"github.com/gatehouse/gatehouse/internal/secrets"
 	"github.com/gatehouse/gatehouse/internal/store"
 	"github.com/gatehouse/gatehouse/policy"
@@ -69,9 +70,11 @@ type App struct {
 	OIDC      *auth.OIDC // nil when no identity provider is configured
 	Web       *web.Server
 	Locks     *policy.Locks
+	Metrics   *metrics.Metrics // nil when metrics.listen is empty
 
-	sshAddr, webAddr string
-	errc             chan error
+	sshAddr, webAddr, opsAddr string
+	ops                       *metrics.Server
+	errc                      chan error
 }
 
 // Start opens storage, seals what a previous crash left open, and starts the
@@ -81,7 +84,10 @@ func Start(cfg *config.Config, log *slog.Logger) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &App{Config: cfg, Env: env, Log: log, errc: make(chan error, 2)}
+	a := &App{Config: cfg, Env: env, Log: log, errc: make(chan error, 3)}
+	if cfg.Metrics.Listen != "" {
+		a.Metrics = metrics.New()
+	}
 	if err := a.open(); err != nil {
 		a.Close(context.Background())
 		return nil, err
@@ -101,6 +107,10 @@ func Start(cfg *config.Config, log *slog.Logger) (*App, error) {
 		a.Close(context.Background())
 		return nil, err
 	}
+	if err := a.startOps(); err != nil {
+		a.Close(context.Background())
+		return nil, err
+	}
 	return a, nil
 }
 
@@ -112,7 +122,7 @@ func (a *App) startWeb() error {
 	}
 	a.webAddr = ln.Addr().String()
 	a.Web, err = web.NewServer(web.Options{Config: a.Config, DB: a.Env.DB, Authority: a.Authority,
-		Policy: policy.New(a.Config), Audit: a.Audit, OIDC: a.OIDC, TOTP: a.TOTP, Approvals: a.Approvals,
+		Policy: policy.New(a.Config), Audit: a.auditor(), OIDC: a.OIDC, TOTP: a.TOTP, Approvals: a.Approvals,
 		Sessions: a.Sessions, Recordings: a.Recs, AuditLog: a.Audit, Terminator: a.Gateway, Locks: a.Locks,
 		SSHAddr: a.sshAddr, Logger: a.Log})
 	if err != nil {
@@ -150,7 +160,7 @@ func (a *App) open() error {
 		return err
 	}
 	if a.Recs, err = recorder.OpenRecordings(cfg.Recording.Dir, a.Env.DB, a.Env.Secrets.Keyring(), recorder.RecordingOptions{
-		MaxBytes: cfg.Recording.MaxSessionBytes, Logger: a.Log,
+		MaxBytes: cfg.Recording.MaxSessionBytes, Logger: a.Log, OnFlush: a.recordingFlushHook(),
 	}); err != nil {
 		return fmt.Errorf("recording.dir: %w", err)
 	}
@@ -167,12 +177,12 @@ func (a *App) open() error {
 		approver = approverAdapter{a.Approvals, a.TOTP}
 	}
 	a.Gateway, err = gateway.NewServer(gateway.Config{
-		Authority: a.Authority, Policy: policy.New(cfg), Targets: cfg.Targets, Audit: a.Audit,
+		Authority: a.Authority, Policy: policy.New(cfg), Targets: cfg.Targets, Audit: a.auditor(),
 		Sessions: a.Sessions, Recorder: recordingsAdapter{a.Recs}, RecordingFailOpen: cfg.Recording.FailOpen,
 		NewFileTap: newFileTap, Docker: newDockerDialer(a.Log), Approver: approver, Locks: a.Locks, Logger: a.Log,
 		HandshakeTimeout: cfg.SSH.HandshakeTimeout, MaxUnauthPerIP: cfg.SSH.MaxUnauthenticatedPerIP,
 		TargetDialTimeout: cfg.SSH.TargetDialTimeout, SessionCertTTL: cfg.Certs.SessionTTL,
-		Ciphers: cfg.SSH.Ciphers, HostNames: hostNames(cfg),
+		Ciphers: cfg.SSH.Ciphers, HostNames: hostNames(cfg), OnTargetDial: a.targetDialHook(),
 	})
 	return err
 }
@@ -184,7 +194,7 @@ func (a *App) openIdentity() error {
 	a.TOTP = auth.NewTOTP(a.Env.DB.DB, a.Env.Secrets.Keyring(), auth.TOTPConfig{Issuer: cfg.TOTP.Issuer,
 		MaxAttempts: cfg.TOTP.MaxAttempts, Lockout: cfg.TOTP.Lockout,
 		OnEvent: func(user, what string) {
-			a.Audit.Append(context.Background(), recorder.Event{Type: recorder.EventMFALockout, User: user,
+			a.auditor().Append(context.Background(), recorder.Event{Type: recorder.EventMFALockout, User: user,
 				Reason: "too many wrong TOTP codes"})
 		}})
 	a.Approvals = &auth.Approvals{BaseURL: cfg.Web.PublicURL, Window: cfg.Certs.ApprovalWindow}
@@ -258,6 +268,9 @@ func hostNames(cfg *config.Config) []string {
 // Close shuts the gateway down gracefully within ctx, then closes storage.
 func (a *App) Close(ctx context.Context) error {
 	var errs []error
+	if a.ops != nil {
+		a.ops.Shutdown(ctx)
+	}
 	if a.Web != nil {
 		a.Web.Shutdown(ctx)
 	}

@@ -40,6 +40,8 @@ type Config struct {
 	Certs     Certs     `yaml:"certificates"`
 	Recording Recording `yaml:"recording"`
 	Audit     Audit     `yaml:"audit"`
+	Metrics   Metrics   `yaml:"metrics"`
+	Alerts    []Alert   `yaml:"alerts"`
 	Targets   []Target  `yaml:"targets"`
 	Roles     []Role    `yaml:"roles"`
 	Bindings  []Binding `yaml:"bindings"`
@@ -157,6 +159,15 @@ type Audit struct {
 	// Stream sends every event as a JSON line to "stdout", "syslog" or
 	// "file:/path". Empty means no stream.
 	Stream string `yaml:"stream"`
+}
+
+// Metrics configures the operations listener: Prometheus /metrics and the
+// /healthz and /readyz probes, on an address of its own (never the web UI's).
+type Metrics struct {
+	// Listen is the address of the operations listener. Empty means off.
+	// It is plain HTTP and unauthenticated: bind it to loopback or a
+	// monitoring network.
+	Listen string `yaml:"listen"`
 }
 
 // Target is one host or container users may reach.
@@ -446,6 +457,12 @@ func (c *Config) validate() error {
 	if c.OIDC.Issuer != "" && c.OIDC.ClientID == "" {
 		add(c.fail("oidc.client_id", "required when oidc.issuer is set"))
 	}
+	if l := c.Metrics.Listen; l != "" {
+		if _, _, err := net.SplitHostPort(l); err != nil {
+			add(c.fail("metrics.listen", "%q is not host:port", l))
+		}
+	}
+	add(c.validateAlerts())
 	if s := c.Audit.Stream; s != "" && s != "stdout" && s != "syslog" && !strings.HasPrefix(s, "file:") {
 		add(c.fail("audit.stream", "%q: want stdout, syslog or file:/path", s))
 	}

@@ -1,0 +1,14 @@
+package auth
+
+// Pending is the number of browser approvals waiting now (metrics).
+func (a *Approvals) Pending() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	now, n := a.now(), 0
+	for _, p := range a.pending {
+		if now.Before(p.Expires) {
+			n++
+		}
+	}
+	return n
+}

@@ -1,0 +1,87 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/gatehouse/gatehouse/internal/metrics"
+	"github.com/gatehouse/gatehouse/recorder"
+)
+
+// observedAudit is the audit log as the gateway and the web server see it:
+// every durable append also updates the metrics and wakes the alerts.
+type observedAudit struct{ a *App }
+
+func (o observedAudit) Append(ctx context.Context, ev recorder.Event) error {
+	start := time.Now()
+	err := o.a.Audit.Append(ctx, ev)
+	if err != nil {
+		return err
+	}
+	o.a.Metrics.AuditAppended(time.Since(start))
+	o.a.Metrics.ObserveEvent(ev)
+	return nil
+}
+
+// auditor is the audit log every in-process writer should use.
+func (a *App) auditor() observedAudit { return observedAudit{a} }
+
+// recordingFlushHook is the recorder's flush hook, nil without metrics.
+func (a *App) recordingFlushHook() func(int, time.Duration) {
+	if a.Metrics == nil {
+		return nil
+	}
+	return a.Metrics.RecordingFlushed
+}
+
+// targetDialHook is the gateway's dial hook, nil without metrics.
+func (a *App) targetDialHook() func(string, time.Duration, error) {
+	if a.Metrics == nil {
+		return nil
+	}
+	return a.Metrics.TargetDialed
+}
+
+// readinessChecks are what /readyz probes: the database, the recordings
+// store and the audit writer.
+func (a *App) readinessChecks() []metrics.Check {
+	return []metrics.Check{
+		{Name: "database", Run: func(ctx context.Context) error {
+			var n int
+			return a.Env.DB.QueryRowContext(ctx, `SELECT COUNT(*) FROM schema_migrations`).Scan(&n)
+		}},
+		{Name: "recordings", Run: a.Recs.Check},
+		{Name: "audit", Run: a.Audit.Check},
+	}
+}
+
+// startOps starts the operations listener (metrics.listen) when configured.
+func (a *App) startOps() error {
+	if a.Config.Metrics.Listen == "" {
+		return nil
+	}
+	a.Metrics.GaugeFunc("gatehouse_approvals_pending", "Browser approvals of plain-ssh logins waiting now.",
+		func() float64 { return float64(a.Approvals.Pending()) })
+	a.Metrics.GaugeFunc("gatehouse_audit_queue_depth", "Audit appends waiting for the writer.",
+		func() float64 { return float64(a.Audit.QueueDepth()) })
+	ln, err := net.Listen("tcp", a.Config.Metrics.Listen)
+	if err != nil {
+		return fmt.Errorf("metrics.listen %s: %w", a.Config.Metrics.Listen, err)
+	}
+	a.opsAddr = ln.Addr().String()
+	a.ops = metrics.NewServer(a.Metrics, a.readinessChecks(), a.Log)
+	go func() {
+		if err := a.ops.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.errc <- err
+		}
+	}()
+	a.Log.Info("operations listener", "addr", a.opsAddr, "paths", "/metrics /healthz /readyz")
+	return nil
+}
+
+// MetricsAddr is the address of the operations listener ("" when off).
+func (a *App) MetricsAddr() string { return a.opsAddr }
