@@ -48,6 +48,8 @@ func BenchmarkSessionList100k(b *testing.B) {
 		"page-deep":        {Limit: 50, Before: start.Add(20000 * time.Minute)},
 		"user":             {User: "user042", Limit: 50},
 		"command-contains": {Command: "service-313-2", Limit: 50},
+		"command-common":   {Command: "systemctl", Limit: 50}, // every session matches
+		"command-short":    {Command: "-9", Limit: 50},        // under 3 characters: no trigram, LIKE scan
 	}
 	for name, f := range cases {
 		b.Run(name, func(b *testing.B) {

@@ -5,8 +5,10 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // SessionStore writes the start and end row of every session (one session =
@@ -204,8 +206,11 @@ func (s *SessionStore) List(ctx context.Context, f SessionFilter) ([]SessionRow,
 		add("start_at < ?", f.Before.UnixNano())
 	}
 	if f.Command != "" {
-		add(`EXISTS (SELECT 1 FROM recording_commands rc WHERE rc.recording_id = sessions.recording_id
-			AND rc.text LIKE ? ESCAPE '\')`, "%"+escapeLike(f.Command)+"%")
+		c, v, err := s.commandContains(ctx, f.Command)
+		if err != nil {
+			return nil, err
+		}
+		add(c, v...)
 	}
 	if f.Limit <= 0 || f.Limit > 500 {
 		f.Limit = 50
@@ -232,4 +237,106 @@ func (s *SessionStore) List(ctx context.Context, f SessionFilter) ([]SessionRow,
 		out = append(out, r)
 	}
 	return out, rows.Err()
+}
+
+// Command search. Three characters or more use the trigram index of
+// migration 0006: a command contains text only if it holds every trigram of
+// text, so the commands holding the rarest two trigrams (counted in the
+// index, up to a cap) are read and then checked with LIKE. That reads
+// a few rows for a selective text, where a phrase query would walk every
+// command sharing a common trigram ("ser" of "service"). When even the
+// rarest trigram is in many commands (or the text is under three characters,
+// or not ASCII), matches are common: sessions are then scanned newest first
+// and the scan stops at the page size.
+const (
+	// searchIndexMaxRows is the most commands the index path reads.
+	searchIndexMaxRows = 2_000
+	// searchMaxTrigrams bounds the trigram counts for a long text.
+	searchMaxTrigrams = 48
+)
+
+// commandContains is the condition and arguments of "a recorded command
+// contains text" (case-insensitive for ASCII, like LIKE).
+func (s *SessionStore) commandContains(ctx context.Context, text string) (string, []any, error) {
+	like := "%" + escapeLike(text) + "%"
+	scan := `EXISTS (SELECT 1 FROM recording_commands rc WHERE rc.recording_id = sessions.recording_id
+			AND rc.text LIKE ? ESCAPE '\')`
+	grams := trigrams(text)
+	if len(grams) == 0 {
+		return scan, []any{like}, nil
+	}
+	rare, err := s.rarestTrigrams(ctx, grams)
+	if err != nil {
+		return "", nil, err
+	}
+	if rare == nil {
+		return scan, []any{like}, nil
+	}
+	q := make([]string, len(rare))
+	for i, g := range rare {
+		q[i] = `text : "` + strings.ReplaceAll(g, `"`, `""`) + `"`
+	}
+	return `sessions.recording_id IN (SELECT recording_id FROM recording_commands_fts
+			WHERE recording_commands_fts MATCH ? AND text LIKE ? ESCAPE '\')`,
+		[]any{strings.Join(q, " AND "), like}, nil
+}
+
+// trigrams returns the distinct lower-cased trigrams of an ASCII text, as
+// the trigram tokenizer indexes them, or nil (under three characters, or
+// not ASCII: Unicode case folding is left to the tokenizer).
+func trigrams(text string) []string {
+	for i := 0; i < len(text); i++ {
+		if text[i] >= utf8.RuneSelf {
+			return nil
+		}
+	}
+	lower := strings.ToLower(text)
+	seen := map[string]bool{}
+	var out []string
+	for i := 0; i+3 <= len(lower); i++ {
+		if g := lower[i : i+3]; !seen[g] {
+			seen[g] = true
+			out = append(out, g)
+		}
+	}
+	if len(out) > searchMaxTrigrams {
+		out = append(out[:searchMaxTrigrams/2], out[len(out)-searchMaxTrigrams/2:]...)
+	}
+	return out
+}
+
+// rarestTrigrams returns the two trigrams in the fewest commands, or nil
+// when every trigram is in more than searchIndexMaxRows commands. A trigram
+// in no command is returned alone (nothing matches). Each count reads at
+// most searchIndexMaxRows+1 index entries: a single-term query streams.
+func (s *SessionStore) rarestTrigrams(ctx context.Context, grams []string) ([]string, error) {
+	type gram struct {
+		g string
+		n int64
+	}
+	var counts []gram
+	for _, g := range grams {
+		var n int64
+		err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM (SELECT 1 FROM recording_commands_fts
+			WHERE recording_commands_fts MATCH ? LIMIT ?)`, `text : "`+strings.ReplaceAll(g, `"`, `""`)+`"`,
+			searchIndexMaxRows+1).Scan(&n)
+		if err != nil {
+			return nil, fmt.Errorf("recorder: command search: %w", err)
+		}
+		if n == 0 {
+			return []string{g}, nil
+		}
+		if n <= searchIndexMaxRows {
+			counts = append(counts, gram{g, n})
+		}
+	}
+	if len(counts) == 0 {
+		return nil, nil
+	}
+	sort.Slice(counts, func(i, j int) bool { return counts[i].n < counts[j].n })
+	out := []string{counts[0].g}
+	if len(counts) > 1 {
+		out = append(out, counts[1].g)
+	}
+	return out, nil
 }
