@@ -104,6 +104,13 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, http.StatusUnauthorized, strings.TrimPrefix(err.Error(), "auth: "), err)
 		return
 	}
+	if lk, locked := s.locked(r.Context(), id.User); locked {
+		s.audit(r, recorder.Event{Type: recorder.EventLogin, User: id.User, UserIssuer: id.Issuer, UserSubject: id.Subject,
+			Reason: "refused: user is locked (" + lk.Reason + ")"})
+		s.fail(w, r, http.StatusForbidden, "Your access is locked ("+lk.Reason+"). Contact an administrator.",
+			fmt.Errorf("web: login of locked user %s", id.User))
+		return
+	}
 	if err := s.newSession(w, r, id); err != nil {
 		s.fail(w, r, http.StatusInternalServerError, "Could not start a session.", err)
 		return

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/auth"
+	"github.com/gatehouse/gatehouse/policy"
 )
 
 const (
@@ -81,6 +82,13 @@ func (s *Server) sessionByHash(ctx context.Context, h []byte) *websession {
 	if err != nil || expires < s.opts.Now().Unix() {
 		return nil
 	}
+	if _, locked := s.locked(ctx, ws.id.User); locked {
+		// A lock is an input of every web decision: a locked user's
+		// browser session counts as signed out, so it can neither issue
+		// certificates, approve ssh logins nor act as an admin (not even
+		// to unlock itself).
+		return nil
+	}
 	if groups != "" {
 		ws.id.Groups = strings.Split(groups, ",")
 	}
@@ -130,4 +138,13 @@ func (s *Server) consumeLoginToken(ctx context.Context, t string) (*websession, 
 		return nil, errors.New("web: the login session has ended")
 	}
 	return ws, nil
+}
+
+// locked reports whether user is locked out, with the lock. It fails closed
+// (policy.Locks reads a database error as locked).
+func (s *Server) locked(ctx context.Context, user string) (policy.Lock, bool) {
+	if s.opts.Locks == nil {
+		return policy.Lock{}, false
+	}
+	return s.opts.Locks.Locked(ctx, user)
 }
