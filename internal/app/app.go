@@ -279,6 +279,11 @@ func (a *App) Close(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
+	if a.Recs != nil {
+		// After the gateway: its sessions seal their recordings first; this
+		// stops the flusher goroutine.
+		a.Recs.Close()
+	}
 	if a.Audit != nil {
 		errs = append(errs, a.Audit.Close())
 	}
