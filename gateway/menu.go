@@ -3,6 +3,7 @@ package gateway
 import (
 	"fmt"
 	"io"
+	"net"
 	"sort"
 	"strings"
 
@@ -38,7 +39,7 @@ func (c *clientConn) menu(nc ssh.NewChannel) {
 // writeMenu prints the reachable targets; lines end in CRLF so they look
 // right whether or not the client asked for a terminal.
 func (c *clientConn) writeMenu(w io.Writer) {
-	type row struct{ name, logins, labels string }
+	type row struct{ name, logins, labels, login string }
 	var rows []row
 	for _, t := range c.s.cfg.Targets {
 		pt := policy.Target{Name: t.Name, Kind: t.Kind, Labels: t.Labels}
@@ -49,7 +50,7 @@ func (c *clientConn) writeMenu(w io.Writer) {
 		if len(logins) == 0 {
 			continue
 		}
-		rows = append(rows, row{pt.Name, strings.Join(logins, ","), formatLabels(t.Labels)})
+		rows = append(rows, row{pt.Name, strings.Join(logins, ","), formatLabels(t.Labels), logins[0]})
 	}
 	fmt.Fprintf(w, "Gatehouse: signed in as %s\r\n", c.pr.User)
 	if len(rows) == 0 {
@@ -61,7 +62,27 @@ func (c *clientConn) writeMenu(w io.Writer) {
 	for _, r := range rows {
 		fmt.Fprintf(w, "  %-24s %-24s %s\r\n", r.name, r.logins, r.labels)
 	}
-	fmt.Fprintf(w, "Connect with: ssh -p PORT LOGIN@TARGET@GATEWAY, or ssh -J GATEWAY LOGIN@TARGET\r\n")
+	for _, r := range rows {
+		if !strings.Contains(r.name, "*") {
+			c.writeConnectHint(w, r.login, r.name)
+			return
+		}
+	}
+}
+
+// writeConnectHint prints ready-to-paste commands for one target, with the
+// gateway address this client connected to and its own user name.
+func (c *clientConn) writeConnectHint(w io.Writer, login, target string) {
+	host, port, err := net.SplitHostPort(c.sc.LocalAddr().String())
+	if err != nil {
+		return
+	}
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	fmt.Fprintf(w, "Connect with, for example:\r\n")
+	fmt.Fprintf(w, "  ssh -p %s %s@%s@%s\r\n", port, login, target, host)
+	fmt.Fprintf(w, "  ssh -J %s@%s:%s %s@%s\r\n", c.sc.User(), host, port, login, target)
 }
 
 func formatLabels(l map[string]string) string {

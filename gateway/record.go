@@ -39,6 +39,8 @@ func (s *session) startRecording() error {
 		Start: c.s.now(), Cols: 80, Rows: 24, Command: s.command, OnCommand: s.onCommand}
 	if s.pty != nil {
 		info.Cols, info.Rows, info.Term, info.Interactive = int(s.pty.Cols), int(s.pty.Rows), s.pty.Term, true
+	} else if s.kind == "shell" || s.kind == "exec" && recorder.ShellReadsStdin(s.command) {
+		info.StdinShell = true
 	}
 	rec, err := c.s.cfg.Recorder.Start(info)
 	if err != nil {

@@ -40,6 +40,7 @@ type RecordingInfo struct {
 	Term                           string
 	Command                        string // exec command; "" for a shell
 	Interactive                    bool   // a terminal was requested
+	StdinShell                     bool   // a shell without a terminal: stdin lines are commands
 	// OnCommand receives each command the recorder detects (may be called
 	// from the recorder's goroutines).
 	OnCommand func(text, source string, offset time.Duration)

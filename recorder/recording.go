@@ -58,6 +58,10 @@ type SessionInfo struct {
 	// Interactive is true when a terminal was requested; only then are
 	// commands reconstructed from the screen.
 	Interactive bool
+	// StdinShell is true for a shell without a terminal (a script on
+	// stdin, e.g. "ssh host bash < script"); its stdin lines are listed as
+	// commands with source "stdin" when the recording is sealed.
+	StdinShell bool
 	// OnCommand receives each command found in the session (may be nil).
 	OnCommand func(Command)
 }
@@ -66,7 +70,7 @@ type SessionInfo struct {
 type Command struct {
 	Time   time.Time
 	Offset time.Duration // from the start of the recording
-	Source string        // "exec" (exact) or "screen" (reconstructed)
+	Source string        // "exec" (exact), "screen" (reconstructed) or "stdin" (a script's lines)
 	Text   string
 }
 
@@ -437,8 +441,11 @@ func (rec *Recording) Close(reason string) (Summary, error) {
 	if err := rec.r.finishRow(rec.id, s); err != nil {
 		return s, err
 	}
-	if rec.info.Interactive {
+	switch {
+	case rec.info.Interactive:
 		s.Commands = rec.r.reconstruct(rec.id, rec.info.OnCommand)
+	case rec.info.StdinShell:
+		s.Commands = rec.r.stdinCommands(rec.id, rec.info.OnCommand)
 	}
 	return s, werr
 }

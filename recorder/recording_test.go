@@ -362,3 +362,63 @@ func TestSFTPTapIgnoresGarbage(t *testing.T) {
 }
 
 var _ = io.EOF
+
+// A shell without a terminal fed a script on stdin ("ssh host bash <
+// script") lists the script's lines as commands with source "stdin":
+// blank lines and comments are skipped, lines split across writes are
+// joined, and a last line without a newline counts.
+func TestStdinShellCommands(t *testing.T) {
+	r, _, _ := newRecordings(t, RecordingOptions{})
+	var seen []string
+	rec, err := r.Start(SessionInfo{SessionID: "stdin", User: "u", Target: "t", Login: "l", Cols: 80, Rows: 24, StdinShell: true,
+		OnCommand: func(c Command) { seen = append(seen, c.Source+":"+c.Text) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.Input([]byte("#!/bin/bash\n\nset -e\nsystemctl rest"))
+	rec.Output([]byte("ok\n"))
+	rec.Input([]byte("art nginx\n  # a comment\ntail -n 5 /var/log/syslog"))
+	sum, err := rec.Close("exited")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"set -e", "systemctl restart nginx", "tail -n 5 /var/log/syslog"}
+	var got []string
+	for _, c := range sum.Commands {
+		got = append(got, c.Text)
+		if c.Source != "stdin" {
+			t.Fatalf("source %q, want stdin", c.Source)
+		}
+	}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("commands %q, want %q", got, want)
+	}
+	m, err := r.Meta(context.Background(), rec.ID())
+	if err != nil || len(m.Commands) != 3 || m.Commands[1].Text != "systemctl restart nginx" {
+		t.Fatalf("stored commands %+v, err %v", m.Commands, err)
+	}
+	if len(seen) != 3 || seen[0] != "stdin:set -e" {
+		t.Fatalf("OnCommand got %q", seen)
+	}
+	// An sftp session (not a shell) lists nothing from its input.
+	rec2, _ := r.Start(SessionInfo{SessionID: "sftp", User: "u", Target: "t", Login: "l", Cols: 80, Rows: 24})
+	rec2.Input([]byte("rm -rf /\n"))
+	if sum, _ := rec2.Close("exited"); len(sum.Commands) != 0 {
+		t.Fatalf("non-shell session listed commands: %+v", sum.Commands)
+	}
+}
+
+func TestShellReadsStdin(t *testing.T) {
+	for _, tc := range []struct {
+		cmd  string
+		want bool
+	}{
+		{"bash", true}, {"/bin/bash", true}, {"sh -s", true}, {"bash -l -e", true}, {"bash --login", true}, {"zsh -eu", true},
+		{"bash -c 'rm -rf /'", false}, {"bash -lc id", false}, {"bash script.sh", false}, {"python3", false},
+		{"", false}, {"uname -a", false}, {"bashful", false},
+	} {
+		if got := ShellReadsStdin(tc.cmd); got != tc.want {
+			t.Errorf("ShellReadsStdin(%q) = %v, want %v", tc.cmd, got, tc.want)
+		}
+	}
+}

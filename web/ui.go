@@ -150,6 +150,20 @@ func durationOf(st, end time.Time) string {
 	return end.Sub(st).Round(time.Second).String()
 }
 
+// kindLabel names a session's kind for people: a shell fed a script on
+// stdin ("ssh host bash < script") is a shell, not a file transfer.
+func kindLabel(kind, command string) string {
+	switch {
+	case kind == "exec" && recorder.ShellReadsStdin(command):
+		return "shell (script on stdin)"
+	case kind == "shell":
+		return "shell"
+	case strings.HasPrefix(kind, "subsystem:"):
+		return strings.TrimPrefix(kind, "subsystem:") + " (file transfer)"
+	}
+	return kind
+}
+
 func (s *Server) replayPage(w http.ResponseWriter, r *http.Request) {
 	v, ok := s.requireViewer(w, r)
 	if !ok {

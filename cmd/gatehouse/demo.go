@@ -69,7 +69,7 @@ bindings:
 
 func runDemo(args []string, stdout, stderr io.Writer) error {
 	fs, _ := newFlags("demo", stderr)
-	dir := fs.String("dir", "gatehouse-demo", "directory for the demo's data, keys and configuration")
+	dir := fs.String("dir", defaultDemoDir(), "directory for the demo's data, keys and configuration")
 	listen := fs.String("listen", "127.0.0.1:2222", "SSH listen address of the demo gateway")
 	webListen := fs.String("web", "127.0.0.1:8080", "web UI listen address of the demo gateway")
 	reset := fs.Bool("reset", false, "delete the demo directory first")
@@ -119,17 +119,77 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 		a.Close(context.Background())
 		return err
 	}
-	printDemo(stdout, abs, a.SSHAddr(), a.WebAddr(), login, sshCfg)
-	sig := make(chan os.Signal, 1)
+	printDemo(stdout, demoPrint{dir: abs, addr: a.SSHAddr(), webAddr: a.WebAddr(), login: login, sshCfg: sshCfg, cli: cliName()})
+	return waitDemo(a, stdout, stderr)
+}
+
+// waitDemo runs until the first Ctrl-C (or SIGTERM), then stops the gateway
+// within a few seconds; a second Ctrl-C exits at once.
+func waitDemo(a *app.App, stdout, stderr io.Writer) error {
+	sig := make(chan os.Signal, 2)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sig)
 	select {
 	case <-sig:
+		fmt.Fprintln(stdout, "\nStopping the demo (open sessions are ended)...")
 	case err := <-a.Err():
 		fmt.Fprintln(stderr, "gatehouse demo:", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	return a.Close(ctx)
+	done := make(chan error, 1)
+	go func() { done <- a.Close(ctx) }()
+	select {
+	case err := <-done:
+		if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			return err
+		}
+	case <-time.After(6 * time.Second):
+		// A connection still in its handshake (a login waiting for its
+		// browser approval) is cut when the process exits.
+	case <-sig:
+		return errors.New("stopped at once by a second interrupt")
+	}
+	fmt.Fprintln(stdout, "Gatehouse demo stopped.")
+	return nil
+}
+
+// defaultDemoDir keeps the demo's data out of the checkout:
+// $XDG_STATE_HOME/gatehouse-demo, else ~/.local/state/gatehouse-demo.
+func defaultDemoDir() string {
+	if d := os.Getenv("XDG_STATE_HOME"); filepath.IsAbs(d) {
+		return filepath.Join(d, "gatehouse-demo")
+	}
+	if h, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(h, ".local", "state", "gatehouse-demo")
+	}
+	return "gatehouse-demo"
+}
+
+// cliName is how the printed commands call this binary: "gatehouse" when
+// that is what the shell finds on PATH, else this binary's absolute path,
+// so every printed command runs as printed.
+func cliName() string {
+	self, err := os.Executable()
+	if err != nil {
+		return "gatehouse"
+	}
+	if p, err := exec.LookPath("gatehouse"); err == nil {
+		a, errA := os.Stat(p)
+		b, errB := os.Stat(self)
+		if errA == nil && errB == nil && os.SameFile(a, b) {
+			return "gatehouse"
+		}
+	}
+	return shellQuote(self)
+}
+
+// shellQuote quotes s for a POSIX shell when it needs quoting.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=:@+") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 func currentLogin() (string, error) {
@@ -277,6 +337,10 @@ func writeDemoClient(dir string, a *app.App, login string) (string, error) {
 	if err := os.WriteFile(keyFile+"-cert.pub", ssh.MarshalAuthorizedKey(cert), 0o644); err != nil {
 		return "", err
 	}
+	plainKey := filepath.Join(dir, "client", "plain_ed25519")
+	if _, err := ensureKey(plainKey); err != nil {
+		return "", err
+	}
 	kh := filepath.Join(dir, "client", "known_hosts")
 	if err := os.WriteFile(kh, []byte("@cert-authority * "+string(ssh.MarshalAuthorizedKey(a.Authority.HostCAPublicKey()))), 0o644); err != nil {
 		return "", err
@@ -284,46 +348,62 @@ func writeDemoClient(dir string, a *app.App, login string) (string, error) {
 	host, port, _ := net.SplitHostPort(a.SSHAddr())
 	cfgFile := filepath.Join(dir, "client", "ssh_config")
 	conf := fmt.Sprintf(`# Written by 'gatehouse demo'. Use: ssh -F %[1]s ...
-Host gatehouse
+Host gatehouse gatehouse-plain
   HostName %[2]s
   Port %[3]s
   User demo
-Host *
+# gatehouse-plain: a plain key without a certificate (approved in the browser)
+Host gatehouse-plain
+  IdentityFile %[7]s
+Host * !gatehouse-plain
   IdentityFile %[4]s
   CertificateFile %[4]s-cert.pub
+Host *
   IdentitiesOnly yes
   UserKnownHostsFile %[5]s
   StrictHostKeyChecking yes
 Host demo
   ProxyJump gatehouse
   User %[6]s
-`, cfgFile, host, port, keyFile, kh, login)
+`, cfgFile, host, port, keyFile, kh, login, plainKey)
 	return cfgFile, os.WriteFile(cfgFile, []byte(conf), 0o644)
 }
 
-func printDemo(w io.Writer, dir, addr, webAddr, login, sshCfg string) {
-	host, port, _ := net.SplitHostPort(addr)
-	fmt.Fprintf(w, `Gatehouse demo is running (Ctrl-C to stop). Data, keys and config are in %[1]s.
+// demoPrint is what printDemo shows: real addresses, login and paths.
+type demoPrint struct {
+	dir, addr, webAddr, login, sshCfg string
+	cli                               string // how to call this binary (see cliName)
+}
 
-Web UI: http://%[6]s — log in as test-user2 / verysecure at the demo's own identity
-provider, enrol TOTP with any authenticator app, then replay sessions, watch live ones,
-export and verify the audit log. Plain ssh with any key works too after a browser approval:
-  ssh -p %[4]s %[5]s@demo@%[3]s   (with -o IdentityFile=~/.ssh/id_ed25519, no certificate)
+func printDemo(w io.Writer, p demoPrint) {
+	host, port, _ := net.SplitHostPort(p.addr)
+	cfg := shellQuote(p.sshCfg)
+	conf := shellQuote(filepath.Join(p.dir, "gatehouse.yaml"))
+	fmt.Fprintf(w, `Gatehouse demo is running. Stop it with Ctrl-C. Data, keys and configuration are in
+%[1]s (%[7]s demo --reset starts over).
 
 A local OpenSSH server is the target "demo"; it trusts only the gateway's session CA
 (gatehouse ca public --target), so only per-session certificates get in, never yours.
 You are user "demo", with a certificate in %[1]s/client. Try, in another terminal:
 
-  ssh -F %[2]s -p %[4]s %[5]s@demo@%[3]s            # direct: login@target@gateway
+  ssh -F %[2]s -p %[4]s %[5]s@demo@%[3]s 'hostname; whoami'   # direct: login@target@gateway
   ssh -F %[2]s demo 'uname -a; exit 3'; echo $?   # ProxyJump, recorded too
-  ssh -F %[2]s -p %[4]s demo@%[3]s                  # no target: what you may reach
-  scp -F %[2]s /etc/hostname demo:/tmp/copied     # scp, sftp and rsync work as usual
-  ssh -F %[2]s -p %[4]s nobody@demo@%[3]s           # refused, with the reason
+  ssh -F %[2]s -p %[4]s demo@%[3]s   # no target: what you may reach
+  scp -F %[2]s /etc/hostname demo:/tmp/gatehouse-copied   # scp, sftp and rsync work as usual
+  ssh -F %[2]s -p %[4]s nobody@demo@%[3]s   # refused, with the reason
+  printf 'hostname\nid -un\n' | ssh -F %[2]s demo bash   # a script on stdin: commands listed
 
 Every session is recorded and audited:
-  gatehouse recording list --config %[1]s/gatehouse.yaml
-  gatehouse audit verify --config %[1]s/gatehouse.yaml
-`, dir, sshCfg, host, port, login, webAddr)
+  %[7]s recording list --config %[8]s
+  %[7]s audit verify --config %[8]s
+
+Web UI (plain HTTP, loopback only): http://%[6]s
+  Log in as test-user2 / verysecure at the demo's identity provider, enrol TOTP with any
+  authenticator app, then see the overview, replay sessions, watch live ones and verify
+  and export the audit log. Plain ssh with a key that has no certificate works too, once
+  you approve it in the browser:
+  ssh -F %[2]s %[5]s@demo@gatehouse-plain
+`, p.dir, cfg, host, port, p.login, p.webAddr, p.cli, conf)
 }
 
 // startDemoIdP runs an OpenID Provider on loopback for the demo (the

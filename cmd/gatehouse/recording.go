@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/gatehouse/gatehouse/recorder"
@@ -33,20 +34,23 @@ func runRecordingList(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer env.Close()
-	rows, err := env.db.Query(`SELECT id, session_id, user_name, login, target, started, ended, complete, bytes, command,
-		interactive FROM recordings ORDER BY started DESC LIMIT ?`, *n)
+	rows, err := env.db.Query(`SELECT r.id, r.session_id, r.user_name, r.login, r.target, r.started, r.ended, r.complete, r.bytes,
+		r.command, r.interactive, COALESCE(s.kind, ''),
+		(SELECT COUNT(*) FROM recording_commands rc WHERE rc.recording_id = r.id AND rc.source <> 'exec')
+		FROM recordings r LEFT JOIN sessions s ON s.id = r.session_id ORDER BY r.started DESC LIMIT ?`, *n)
 	if err != nil {
 		return err
 	}
 	defer rows.Close()
 	fmt.Fprintf(stdout, "%-32s  %-20s  %-10s  %-24s  %-8s  %10s  %s\n", "RECORDING", "STARTED (UTC)", "USER", "LOGIN@TARGET", "STATUS", "BYTES", "COMMAND")
 	for rows.Next() {
-		var id, sess, user, login, target, cmd string
+		var id, sess, user, login, target, cmd, kind string
 		var started int64
 		var ended *int64
 		var complete, interactive bool
-		var bytes int64
-		if err := rows.Scan(&id, &sess, &user, &login, &target, &started, &ended, &complete, &bytes, &cmd, &interactive); err != nil {
+		var bytes, ncmds int64
+		if err := rows.Scan(&id, &sess, &user, &login, &target, &started, &ended, &complete, &bytes, &cmd, &interactive,
+			&kind, &ncmds); err != nil {
 			return err
 		}
 		status := "complete"
@@ -56,12 +60,7 @@ func runRecordingList(args []string, stdout, stderr io.Writer) error {
 		case !complete:
 			status = "partial"
 		}
-		switch {
-		case cmd == "" && interactive:
-			cmd = "(shell)"
-		case cmd == "":
-			cmd = "(sftp/scp: file operations are in the audit log)"
-		}
+		cmd = recordingLabel(cmd, kind, interactive, ncmds)
 		fmt.Fprintf(stdout, "%-32s  %-20s  %-10s  %-24s  %-8s  %10d  %s\n", id, time.Unix(0, started).UTC().Format("2006-01-02 15:04:05"),
 			user, login+"@"+target, status, bytes, cmd)
 	}
@@ -125,4 +124,23 @@ func runRecordingExport(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "wrote %s (%s; play with: asciinema play %s)\n", path, state, path)
 	return nil
+}
+
+// recordingLabel is the COMMAND column of `recording list`: the exec
+// command, or what kind of session it was.
+func recordingLabel(cmd, kind string, interactive bool, ncmds int64) string {
+	switch {
+	case cmd != "" && recorder.ShellReadsStdin(cmd):
+		return fmt.Sprintf("%s (shell, script on stdin: %d commands)", cmd, ncmds)
+	case cmd != "":
+		return cmd
+	case interactive:
+		return fmt.Sprintf("(shell, %d commands)", ncmds)
+	case kind == "shell":
+		return fmt.Sprintf("(shell without a terminal, script on stdin: %d commands)", ncmds)
+	case strings.HasPrefix(kind, "subsystem:"):
+		return "(" + strings.TrimPrefix(kind, "subsystem:") + ": file operations are in the audit log)"
+	default:
+		return "(file transfer: operations are in the audit log)"
+	}
 }

@@ -18,7 +18,7 @@ type recordingsAdapter struct{ r *recorder.Recordings }
 func (a recordingsAdapter) Start(info gateway.RecordingInfo) (gateway.Recording, error) {
 	si := recorder.SessionInfo{SessionID: info.SessionID, User: info.User, Target: info.Target, Login: info.Login,
 		Start: info.Start, Cols: info.Cols, Rows: info.Rows, Term: info.Term, Command: info.Command,
-		Interactive: info.Interactive}
+		Interactive: info.Interactive, StdinShell: info.StdinShell}
 	if info.OnCommand != nil {
 		si.OnCommand = func(c recorder.Command) { info.OnCommand(c.Text, c.Source, c.Offset) }
 	}

@@ -68,6 +68,11 @@ func TestMenuListsReachableTargets(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stdout, "db-1") || !strings.Contains(r.stdout, "signed in as alice") {
 		t.Fatalf("menu: %s", r)
 	}
+	// Ready-to-paste commands with this user's real values, no placeholders.
+	if !strings.Contains(r.stdout, "  ssh -p "+w.port+" root@db-1@127.0.0.1\r\n") ||
+		!strings.Contains(r.stdout, "  ssh -J alice@127.0.0.1:"+w.port+" root@db-1\r\n") || strings.Contains(r.stdout, "LOGIN@") {
+		t.Fatalf("menu's connect hint: %s", r)
+	}
 	bob := w.newUser("bob", time.Hour)
 	r = bob.run("ssh", "gw")
 	if r.code != 0 || !strings.Contains(r.stdout, "db-1") || strings.Contains(r.stdout, "dead-1") {

@@ -24,8 +24,20 @@ import (
 	"github.com/gatehouse/gatehouse/recorder"
 )
 
-// screenshotDir is where the browser tests leave pictures of each page.
-var screenshotDir = filepath.Join("..", "..", "docs", "screenshots")
+// screenshotDir is where the browser tests leave pictures of each page: a
+// temporary directory, or the directory named by GATEHOUSE_SCREENSHOTS
+// (relative to the repository root) when refreshing docs/screenshots:
+//
+//	GATEHOUSE_SCREENSHOTS=docs/screenshots go test ./internal/e2e -run 'TestWeb|TestScreenshots'
+var screenshotDir = func() string {
+	if d := os.Getenv("GATEHOUSE_SCREENSHOTS"); d != "" {
+		if !filepath.IsAbs(d) {
+			d = filepath.Join("..", "..", d)
+		}
+		return d
+	}
+	return filepath.Join(os.TempDir(), "gatehouse-screenshots")
+}()
 
 // idpWorld is a gateway whose users log in with a real OpenID Provider.
 type idpWorld struct {

@@ -108,6 +108,7 @@ func Screenshot(t testing.TB, ctx context.Context, path string) {
 	if err != nil {
 		t.Fatalf("testenv: screenshot: %v", err)
 	}
+	os.MkdirAll(filepath.Dir(path), 0o755)
 	if err := os.WriteFile(path, png, 0o644); err != nil {
 		t.Fatalf("testenv: screenshot: %v", err)
 	}
