@@ -20,6 +20,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/auth"
 	"github.com/gatehouse/gatehouse/gateway"
+	"github.com/gatehouse/gatehouse/internal/alerts"
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/metrics"
 	"github.com/gatehouse/gatehouse/internal/secrets"
@@ -70,7 +71,8 @@ type App struct {
 	OIDC      *auth.OIDC // nil when no identity provider is configured
 	Web       *web.Server
 	Locks     *policy.Locks
-	Metrics   *metrics.Metrics // nil when metrics.listen is empty
+	Metrics   *metrics.Metrics   // nil when metrics.listen is empty
+	Alerts    *alerts.Dispatcher // nil when no alerts are configured
 
 	sshAddr, webAddr, opsAddr string
 	ops                       *metrics.Server
@@ -110,6 +112,9 @@ func Start(cfg *config.Config, log *slog.Logger) (*App, error) {
 	if err := a.startOps(); err != nil {
 		a.Close(context.Background())
 		return nil, err
+	}
+	if a.Alerts != nil {
+		a.Alerts.Start()
 	}
 	return a, nil
 }
@@ -172,6 +177,9 @@ func (a *App) open() error {
 		return err
 	}
 	a.Locks = policy.NewLocks(a.Env.DB.DB)
+	if err := a.openAlerts(); err != nil {
+		return err
+	}
 	var approver gateway.Approver
 	if a.OIDC != nil {
 		approver = approverAdapter{a.Approvals, a.TOTP}
@@ -283,6 +291,9 @@ func (a *App) Close(ctx context.Context) error {
 		// After the gateway: its sessions seal their recordings first; this
 		// stops the flusher goroutine.
 		a.Recs.Close()
+	}
+	if a.Alerts != nil {
+		a.Alerts.Close()
 	}
 	if a.Audit != nil {
 		errs = append(errs, a.Audit.Close())

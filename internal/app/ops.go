@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/gatehouse/gatehouse/internal/alerts"
 	"github.com/gatehouse/gatehouse/internal/metrics"
 	"github.com/gatehouse/gatehouse/recorder"
 )
@@ -24,6 +25,9 @@ func (o observedAudit) Append(ctx context.Context, ev recorder.Event) error {
 	}
 	o.a.Metrics.AuditAppended(time.Since(start))
 	o.a.Metrics.ObserveEvent(ev)
+	if o.a.Alerts != nil {
+		o.a.Alerts.Wake()
+	}
 	return nil
 }
 
@@ -81,6 +85,18 @@ func (a *App) startOps() error {
 	}()
 	a.Log.Info("operations listener", "addr", a.opsAddr, "paths", "/metrics /healthz /readyz")
 	return nil
+}
+
+// openAlerts sets up the alert dispatcher when alerts are configured; it
+// starts with the listeners.
+func (a *App) openAlerts() error {
+	if len(a.Config.Alerts) == 0 {
+		return nil
+	}
+	var err error
+	a.Alerts, err = alerts.New(alerts.Options{Alerts: a.Config.Alerts, Targets: a.Config.Targets, DB: a.Env.DB.DB,
+		Audit: a.Audit, Metrics: a.Metrics, Logger: a.Log})
+	return err
 }
 
 // MetricsAddr is the address of the operations listener ("" when off).

@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"sort"
 	"strings"
+	"time"
 )
 
 // Alert sends matching audit events to a webhook as they happen.
@@ -25,6 +26,12 @@ type Alert struct {
 	// (X-Gatehouse-Signature). Required: receivers must be able to tell a
 	// forged alert from a real one.
 	SecretFile string `yaml:"secret_file"`
+	// Backoff is the wait before the first retry of a failed delivery; it
+	// doubles after each failure, up to 10m. Zero means 5s.
+	Backoff time.Duration `yaml:"backoff"`
+	// MaxAttempts is how many times a delivery is tried before it is given
+	// up (and audited as alert.failed). Zero means 20.
+	MaxAttempts int `yaml:"max_attempts"`
 }
 
 // AlertWhere narrows the events of an alert. Every set field must match.
@@ -85,6 +92,9 @@ func (c *Config) validateAlerts() error {
 		}
 		if a.Format != "" && a.Format != "json" && a.Format != "slack" {
 			return c.fail(key+".format", "%q: want json or slack", a.Format)
+		}
+		if a.Backoff < 0 || a.MaxAttempts < 0 {
+			return c.fail(key, "backoff and max_attempts must not be negative")
 		}
 		if a.SecretFile == "" {
 			return c.fail(key+".secret_file", "required: every delivery is signed with it")
