@@ -55,13 +55,15 @@ install_packages() {
   have dockerd || need+=(docker.io)
   have /usr/bin/chromium || need+=(chromium)
   static_busybox || need+=(busybox-static)
+  have /usr/lib/postgresql/15/bin/postgres || need+=(postgresql)
+  have psql || need+=(postgresql-client)
   if [ ${#need[@]} -eq 0 ]; then echo "all present"; return; fi
   [ "$(id -u)" = 0 ] || die "missing ${need[*]} and not root: run as root or apt-get install them"
   echo "installing: ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q
   apt-get install -y -q --no-install-recommends openssh-server openssh-client rsync docker.io \
-    chromium busybox-static ca-certificates
+    chromium busybox-static ca-certificates postgresql postgresql-client
 }
 
 start_docker() {
