@@ -217,6 +217,9 @@ type SessionCertRequest struct {
 	PTY           bool
 	PortForward   bool
 	AgentForward  bool
+	// ForceCommand, when set, becomes the force-command critical option:
+	// the target's sshd runs this command and nothing else.
+	ForceCommand string
 }
 
 // SessionCert is a freshly minted per-session credential.
@@ -251,6 +254,10 @@ func (a *Authority) MintSessionCert(ctx context.Context, req SessionCertRequest)
 	if req.AgentForward {
 		ext["permit-agent-forwarding"] = ""
 	}
+	critical := map[string]string{"source-address": req.SourceAddress}
+	if req.ForceCommand != "" {
+		critical["force-command"] = req.ForceCommand
+	}
 	now := a.now()
 	cert := &ssh.Certificate{
 		Key:             key.PublicKey(),
@@ -260,7 +267,7 @@ func (a *Authority) MintSessionCert(ctx context.Context, req SessionCertRequest)
 		ValidAfter:      uint64(now.Add(-clockSkew).Unix()),
 		ValidBefore:     uint64(now.Add(req.TTL).Unix()),
 		Permissions: ssh.Permissions{
-			CriticalOptions: map[string]string{"source-address": req.SourceAddress},
+			CriticalOptions: critical,
 			Extensions:      ext,
 		},
 	}

@@ -24,14 +24,25 @@ import (
 var targetCiphers = []string{"aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com", "aes128-ctr", "aes256-ctr"}
 
 // dialBackend connects to the connection's target once; later callers share
-// the connection (and its per-session certificate).
+// the connection (and its per-session certificate). It is never dialled for a
+// user whose roles limit commands here: those sessions get their own
+// connection from dialCommand.
 func (c *clientConn) dialBackend() (target.Conn, error) {
 	c.backendOnce.Do(func() {
+		d0 := c.check("")
+		if !d0.Allowed {
+			// Fail closed: a shared connection's certificate has no
+			// force-command, so it exists only for users allowed a shell.
+			c.backendErr = fmt.Errorf("access denied: %s", d0.Reason)
+			return
+		}
+		leg := &targetLeg{sessionID: c.id, portForward: d0.Options.PortForwarding, agentForward: d0.Options.AgentForwarding}
 		start := c.s.now()
-		c.backend, c.backendErr = c.s.dialTarget(c)
+		c.backend, c.backendErr = c.s.dialTarget(c, leg)
 		if fn := c.s.cfg.OnTargetDial; fn != nil {
 			fn(c.addr.Target, c.s.now().Sub(start), c.backendErr)
 		}
+		c.certSerial = leg.certSerial
 		if c.backendErr != nil {
 			c.s.log.Warn("target unreachable", "conn", c.id, "user", c.pr.User, "target", c.addr.Target, "err", c.backendErr)
 			c.audit(unreachableEvent(c.addr.Target, c.backendErr))
@@ -40,7 +51,34 @@ func (c *clientConn) dialBackend() (target.Conn, error) {
 	return c.backend, c.backendErr
 }
 
-func (s *Server) dialTarget(c *clientConn) (target.Conn, error) {
+// dialCommand opens a target connection for one command-restricted session:
+// its certificate carries the approved command as force-command and allows
+// no forwarding, so even a relay that let anything else through would have
+// the target's sshd run that command only. The caller closes it.
+func (c *clientConn) dialCommand(sessionID, force string) (target.Conn, uint64, error) {
+	leg := &targetLeg{sessionID: sessionID, forceCommand: force}
+	start := c.s.now()
+	conn, err := c.s.dialTarget(c, leg)
+	if fn := c.s.cfg.OnTargetDial; fn != nil {
+		fn(c.addr.Target, c.s.now().Sub(start), err)
+	}
+	if err != nil {
+		c.s.log.Warn("target unreachable", "conn", c.id, "session", sessionID, "user", c.pr.User, "target", c.addr.Target, "err", err)
+		c.audit(unreachableEvent(c.addr.Target, err))
+	}
+	return conn, leg.certSerial, err
+}
+
+// targetLeg is what one connection to a target is minted for.
+type targetLeg struct {
+	sessionID    string
+	forceCommand string // the only command the target may run; "" for none
+	portForward  bool
+	agentForward bool
+	certSerial   uint64 // set by dialSSH
+}
+
+func (s *Server) dialTarget(c *clientConn, leg *targetLeg) (target.Conn, error) {
 	ctx, cancel := context.WithTimeout(c.ctx, s.cfg.TargetDialTimeout)
 	defer cancel()
 	t := c.resolved.cfg
@@ -51,12 +89,12 @@ func (s *Server) dialTarget(c *clientConn) (target.Conn, error) {
 		}
 		return conn, nil
 	}
-	return s.dialSSH(ctx, c, t)
+	return s.dialSSH(ctx, c, t, leg)
 }
 
 // dialSSH connects to an OpenSSH target: TCP first, then a certificate for
 // this session pinned to the local address of that very connection.
-func (s *Server) dialSSH(ctx context.Context, c *clientConn, t config.Target) (target.Conn, error) {
+func (s *Server) dialSSH(ctx context.Context, c *clientConn, t config.Target, leg *targetLeg) (target.Conn, error) {
 	var d net.Dialer
 	nc, err := d.DialContext(ctx, "tcp", t.Address)
 	if err != nil {
@@ -66,16 +104,15 @@ func (s *Server) dialSSH(ctx context.Context, c *clientConn, t config.Target) (t
 		tc.SetNoDelay(true)
 	}
 	local := nc.LocalAddr().(*net.TCPAddr).IP.String()
-	d0 := c.check("")
 	sc, err := s.cfg.Authority.MintSessionCert(ctx, auth.SessionCertRequest{
-		User: c.pr.User, SessionID: c.id, Login: c.addr.Login, SourceAddress: local, TTL: s.cfg.SessionCertTTL,
-		PTY: true, PortForward: d0.Options.PortForwarding, AgentForward: d0.Options.AgentForwarding,
+		User: c.pr.User, SessionID: leg.sessionID, Login: c.addr.Login, SourceAddress: local, TTL: s.cfg.SessionCertTTL,
+		PTY: true, PortForward: leg.portForward, AgentForward: leg.agentForward, ForceCommand: leg.forceCommand,
 	})
 	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("cannot mint a session certificate: %v", err)
 	}
-	c.certSerial = sc.Cert.Serial
+	leg.certSerial = sc.Cert.Serial
 	if dl, ok := ctx.Deadline(); ok {
 		nc.SetDeadline(dl)
 	}
@@ -98,7 +135,7 @@ func (s *Server) dialSSH(ctx context.Context, c *clientConn, t config.Target) (t
 	}
 	nc.SetDeadline(timeZero)
 	client := ssh.NewClient(conn, chans, reqs)
-	if d0.Options.AgentForwarding {
+	if leg.agentForward {
 		go c.serveAgent(client.HandleChannelOpen("auth-agent@openssh.com"))
 	}
 	return client, nil

@@ -52,14 +52,17 @@ func (s *session) startRecording() error {
 	s.row = recorder.Session{ID: s.id, User: c.pr.User, ClientAddr: c.remote, ClientVersion: string(c.sc.ClientVersion()),
 		KeyFingerprint: c.pr.Fingerprint, UserCertSerial: c.pr.Serial, Target: c.addr.Target,
 		TargetKind: c.resolved.cfg.Kind, Login: c.addr.Login, Mode: c.mode, Kind: s.kind, Command: s.command,
-		SessionCertSerial: c.certSerial, Start: info.Start, RecordingID: rec.ID()}
+		SessionCertSerial: s.certSerial, Start: info.Start, RecordingID: rec.ID()}
 	if err := c.s.cfg.Sessions.Start(c.ctx, s.row); err != nil {
 		c.s.log.Error("session refused: session row", "session", s.id, "err", err)
 		rec.Close("session row could not be written")
 		return errNotRecorded
 	}
 	details := map[string]any{"kind": s.kind, "mode": c.mode, "recording": rec.ID(),
-		"session_cert_serial": fmt.Sprint(c.certSerial), "reason": s.decision.Reason}
+		"session_cert_serial": fmt.Sprint(s.certSerial), "reason": s.decision.Reason}
+	if m := s.decision.Command; m != nil {
+		details["force_command"], details["command_rule"] = m.ForceCommand, m.Rule
+	}
 	if err := c.audit(recorder.Event{Type: recorder.EventSessionStart, SessionID: s.id, Reason: s.decision.Reason, Details: details}); err != nil {
 		s.finish(errors.New("audit log unavailable"))
 		return errNotRecorded

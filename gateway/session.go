@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/gatehouse/gatehouse/internal/target"
 	"github.com/gatehouse/gatehouse/policy"
 	"github.com/gatehouse/gatehouse/recorder"
 )
@@ -35,6 +36,11 @@ type session struct {
 	started atomic.Bool // set once tch and the recording exist; read by other goroutines
 	kind    string
 	command string
+
+	// own is this session's own target connection when its command is
+	// restricted (see dialCommand); nil when it shares the connection's.
+	own        target.Conn
+	certSerial uint64 // of the per-session certificate on the target connection
 
 	rec      Recording
 	recMu    sync.Mutex // serialises recorder writes from stdout and stderr
@@ -133,6 +139,7 @@ func (s *session) serve(reqs <-chan *ssh.Request) {
 			<-done
 		}
 		s.ch.Close()
+		s.closeOwn()
 	}()
 	for r := range reqs {
 		if s.started.Load() {
@@ -210,6 +217,7 @@ func (s *session) start(r *ssh.Request) bool {
 		return false
 	}
 	if err := s.begin(); err != nil {
+		s.closeOwn()
 		s.refuse(err.Error())
 		return false
 	}
@@ -257,7 +265,7 @@ func (s *session) refuse(msg string) {
 // then opens the target channel — all before the first byte is relayed.
 func (s *session) begin() error {
 	c := s.c
-	backend, err := c.dialBackend()
+	backend, err := s.targetConn()
 	if err != nil {
 		return err
 	}
@@ -291,10 +299,41 @@ func (s *session) begin() error {
 	return nil
 }
 
+// targetConn returns the target connection for this session: its own, with
+// the approved command as force-command, when policy restricts commands;
+// else the connection's shared one.
+func (s *session) targetConn() (target.Conn, error) {
+	fc := s.decision.ForceCommand()
+	if fc == "" {
+		conn, err := s.c.dialBackend()
+		s.certSerial = s.c.certSerial
+		return conn, err
+	}
+	if s.kind != "exec" {
+		// Policy never approves a command for a shell or subsystem.
+		return nil, fmt.Errorf("access denied: %s is not a command", s.kind)
+	}
+	conn, serial, err := s.c.dialCommand(s.id, fc)
+	s.own, s.certSerial = conn, serial
+	return conn, err
+}
+
+// closeOwn closes the session's own target connection, if it has one.
+func (s *session) closeOwn() {
+	if s.own != nil {
+		s.own.Close()
+		s.own = nil
+	}
+}
+
 func (s *session) kindRequest() (string, bool, []byte) {
 	switch {
 	case s.kind == "shell":
 		return "shell", true, nil
+	case s.kind == "exec" && s.decision.ForceCommand() != "":
+		// The canonical form of what was approved; the target's sshd runs
+		// the certificate's force-command whatever this says.
+		return "exec", true, ssh.Marshal(struct{ Value string }{s.decision.ForceCommand()})
 	case s.kind == "exec":
 		return "exec", true, ssh.Marshal(struct{ Value string }{s.command})
 	}

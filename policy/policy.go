@@ -6,6 +6,7 @@
 package policy
 
 import (
+	"errors"
 	"fmt"
 	"path"
 	"sort"
@@ -19,16 +20,32 @@ import (
 // and safe for concurrent use; a configuration reload builds a new Engine.
 type Engine struct {
 	roles    map[string]config.Role
+	commands map[string][]CommandRule // parsed allow.commands per role
 	bindings []config.Binding
+	problems []error // rules that did not parse; they match nothing
 }
 
-// New builds an Engine from cfg's roles and bindings.
+// New builds an Engine from cfg's roles and bindings. A command rule that
+// does not parse matches nothing (fail closed); Validate reports it.
 func New(cfg *config.Config) *Engine {
-	e := &Engine{roles: map[string]config.Role{}, bindings: cfg.Bindings}
+	e := &Engine{roles: map[string]config.Role{}, commands: map[string][]CommandRule{}, bindings: cfg.Bindings}
 	for _, r := range cfg.Roles {
 		e.roles[r.Name] = r
+		for _, text := range r.Allow.Commands {
+			cr, err := ParseCommandRule(text)
+			if err != nil {
+				e.problems = append(e.problems, fmt.Errorf("roles %s: allow.commands: %w", r.Name, err))
+				continue
+			}
+			e.commands[r.Name] = append(e.commands[r.Name], cr)
+		}
 	}
 	return e
+}
+
+// Validate reports the rules of cfg that policy cannot use.
+func Validate(cfg *config.Config) error {
+	return errors.Join(New(cfg).problems...)
 }
 
 // Target is what policy knows about a target.
@@ -54,6 +71,19 @@ type Decision struct {
 	Reason  string
 	Roles   []string           // roles that allowed the request
 	Options config.RoleOptions // merged options of those roles
+	// Command is set when every allowing role limits commands: the approved
+	// exec command, whose ForceCommand is all the target may run. Nil means
+	// no command restriction (or a refusal).
+	Command *CommandMatch
+}
+
+// ForceCommand is the command the target must be told to run exclusively,
+// or "" when the decision does not restrict commands.
+func (d Decision) ForceCommand() string {
+	if d.Command == nil {
+		return ""
+	}
+	return d.Command.ForceCommand
 }
 
 // Roles returns the names of the roles bound to user or any of groups, sorted.
@@ -86,24 +116,37 @@ func (e *Engine) Check(req Request) Decision {
 		}
 	}
 	d := Decision{}
+	pc := parseCommand(req.Command)
 	var cmdRefused string
+	unrestricted := false
 	for _, name := range roles {
 		r := e.roles[name]
 		if !selects(r.Allow, req.Target) || !matchLogin(r.Allow.Logins, req.Login) {
 			continue
 		}
-		if len(r.Allow.Commands) > 0 && !matchCommand(r.Allow.Commands, req.Command) {
-			cmdRefused = name
-			continue
+		if len(r.Allow.Commands) > 0 {
+			m, why := matchRules(name, req.Target.Name, e.commands[name], pc)
+			if m == nil {
+				cmdRefused = why
+				continue
+			}
+			if d.Command == nil {
+				d.Command = m
+			}
+		} else {
+			unrestricted = true
 		}
 		d.Roles = append(d.Roles, name)
 		d.Options = merge(d.Options, r.Options, len(d.Roles) == 1)
 	}
 	if len(d.Roles) == 0 {
 		if cmdRefused != "" {
-			return Decision{Reason: fmt.Sprintf("role %s allows only listed commands on %s", cmdRefused, req.Target.Name)}
+			return Decision{Reason: cmdRefused}
 		}
 		return Decision{Reason: fmt.Sprintf("no role of %s (%s) allows %s on %s", req.User, strings.Join(roles, ", "), req.Login, req.Target.Name)}
+	}
+	if unrestricted {
+		d.Command = nil
 	}
 	d.Allowed = true
 	d.Reason = "allowed by role " + strings.Join(d.Roles, ", ")
@@ -169,11 +212,24 @@ func (e *Engine) Permissions(user string, groups []string) Permissions {
 	return p
 }
 
-// RequireSessionMFA reports whether any role that allows the request asks for
-// a fresh TOTP code per session.
+// RequireSessionMFA reports whether any role that allows login on t — for a
+// shell or for any of its listed commands — asks for a fresh TOTP code per
+// session. It is asked before the command is known, so a role limited to
+// commands counts too.
 func (e *Engine) RequireSessionMFA(user string, groups []string, t Target, login string) bool {
-	d := e.Check(Request{User: user, Groups: groups, Target: t, Login: login})
-	return d.Allowed && d.Options.RequireSessionMFA
+	roles := e.Roles(user, groups)
+	for _, name := range roles {
+		if denies(e.roles[name].Deny, Request{Target: t, Login: login}) {
+			return false
+		}
+	}
+	for _, name := range roles {
+		r := e.roles[name]
+		if selects(r.Allow, t) && matchLogin(r.Allow.Logins, login) && r.Options.RequireSessionMFA {
+			return true
+		}
+	}
+	return false
 }
 
 // merge combines role options: permissions are granted if any role grants
@@ -249,20 +305,6 @@ func labelsMatch(want, have map[string]string) bool {
 func matchLogin(allowed []string, login string) bool {
 	for _, l := range allowed {
 		if l == "*" || l == login {
-			return true
-		}
-	}
-	return false
-}
-
-// matchCommand reports whether cmd matches one of the glob patterns. A shell
-// (empty command) never matches a command list.
-func matchCommand(pats []string, cmd string) bool {
-	if cmd == "" {
-		return false
-	}
-	for _, p := range pats {
-		if ok, _ := path.Match(p, cmd); ok {
 			return true
 		}
 	}

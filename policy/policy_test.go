@@ -77,8 +77,10 @@ func TestCheck(t *testing.T) {
 		{"deny target wins", Request{User: "mallory", Target: db, Login: "root"}, false, "role prod-lock denies root on db-1"},
 		{"target not selected", Request{User: "alice", Target: web, Login: "root"}, false, "no role of alice (dba) allows root on web-1"},
 		{"command allowed", Request{User: "ci", Target: web, Login: "deploy", Command: "systemctl restart app"}, true, "allowed by role deploy"},
-		{"command refused", Request{User: "ci", Target: web, Login: "deploy", Command: "rm -rf /"}, false, "role deploy allows only listed commands on web-1"},
-		{"shell refused for command role", Request{User: "ci", Target: web, Login: "deploy"}, false, "role deploy allows only listed commands on web-1"},
+		{"command refused", Request{User: "ci", Target: web, Login: "deploy", Command: "rm -rf /"}, false, `role deploy allows only listed commands on web-1; "rm -rf /" is not one of them`},
+		{"command list escape", Request{User: "ci", Target: web, Login: "deploy", Command: "systemctl restart x; reboot"}, false, `command refused: ';' is shell syntax (command list) at byte 19; only plain arguments are allowed`},
+		{"substitution escape", Request{User: "ci", Target: web, Login: "deploy", Command: "systemctl restart $(reboot)"}, false, `command refused: '$' is shell syntax (substitution or expansion) at byte 18; only plain arguments are allowed`},
+		{"shell refused for command role", Request{User: "ci", Target: web, Login: "deploy"}, false, "role deploy allows only listed commands on web-1, not a shell or subsystem"},
 		{"container label", Request{User: "pat", Target: pay, Login: "root"}, true, "allowed by role payments"},
 		{"container label mismatch", Request{User: "pat", Target: other, Login: "root"}, false, "no role of pat (admins, payments) allows root on docker:blog"},
 	}

@@ -89,6 +89,12 @@ roles:
     allow:
       targets: {names: [db-1]}
       logins: [postgres]
+  - name: runner
+    allow:
+      targets: {names: [db-1]}
+      logins: [root]
+      commands: ["echo *", "ls %[1]s/probe *", "printenv SSH_ORIGINAL_COMMAND", "shell:echo piped | tr a-z A-Z"]
+    options: {sftp: true, port_forwarding: true, agent_forwarding: true}
 bindings:
   - user: alice
     roles: [dba, payments]
@@ -100,6 +106,8 @@ bindings:
     roles: [dba, admins]
   - user: dave
     roles: [sensitive]
+  - user: rita
+    roles: [runner]
 `
 
 // newWorld starts sshd trusting the gateway's session CA, and the gateway.

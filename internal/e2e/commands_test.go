@@ -1,0 +1,273 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/gatehouse/gatehouse/auth"
+	"github.com/gatehouse/gatehouse/recorder"
+)
+
+// rita holds only the role "runner": on db-1 as root she may run `echo *`,
+// `ls <dir>/probe *`, `printenv SSH_ORIGINAL_COMMAND` and the one shell line
+// `echo piped | tr a-z A-Z` — and the role also sets sftp, port_forwarding
+// and agent_forwarding, which a command restriction must override.
+
+// TestCommandEscapesRunNothing tries each shell escape on an allowed command
+// prefix, with real ssh through the gateway to a real sshd: each is refused
+// with its exact one-line reason, the marker file the escape would create
+// does not exist afterwards, and the refusal is audited with the command.
+func TestCommandEscapesRunNothing(t *testing.T) {
+	w := newWorld(t, "")
+	rita := w.newUser("rita", time.Hour)
+	probe := filepath.Join(w.dir, "probe")
+	os.Mkdir(probe, 0o755)
+	os.WriteFile(filepath.Join(probe, "seen-by-ls"), nil, 0o644)
+	marker := filepath.Join(w.dir, "pwned")
+	ls := "ls " + probe
+	syntax := func(cmd, char, what string) string {
+		return fmt.Sprintf("gatehouse: access denied: command refused: '%s' is shell syntax (%s) at byte %d; only plain arguments are allowed\r\n",
+			char, what, strings.Index(cmd, char))
+	}
+	escapes := []struct {
+		name, cmd, char, what string
+	}{
+		{"command list", ls + "; touch " + marker, ";", "command list"},
+		{"substitution", "ls $(touch " + marker + ")", "$", "substitution or expansion"},
+		{"substitution in an allowed argument", "echo \"$(touch " + marker + ")\"", "$", "substitution or expansion"},
+		{"backticks", "echo `touch " + marker + "`", "`", "command substitution"},
+		{"and", ls + " && touch " + marker, "&", "background or command list"},
+		{"or", "ls /nonexistent || touch " + marker, "|", "pipe"},
+		{"pipe", "echo x | touch " + marker, "|", "pipe"},
+		{"background", "echo x & touch " + marker, "&", "background or command list"},
+		{"newline", ls + "\ntouch " + marker, "\n", "newline (second command)"},
+		{"redirect out", "echo pwned > " + marker, ">", "redirection"},
+		{"redirect append", "echo pwned >>" + marker, ">", "redirection"},
+		{"subshell", "echo (touch " + marker + ")", "(", "subshell"},
+	}
+	for _, tt := range escapes {
+		t.Run(tt.name, func(t *testing.T) {
+			want := syntax(tt.cmd, tt.char, tt.what)
+			if tt.char == "\n" {
+				want = strings.Replace(want, `'`+"\n"+`'`, `'\n'`, 1)
+			}
+			r := rita.direct("root", "db-1", tt.cmd)
+			if r.code != 1 || r.stdout != "" || r.stderr != want {
+				t.Fatalf("want exit 1 and %q, got %s", want, r)
+			}
+			if _, err := os.Stat(marker); !os.IsNotExist(err) {
+				t.Fatalf("the escape ran: %s exists", marker)
+			}
+		})
+	}
+	t.Run("via ProxyJump", func(t *testing.T) {
+		cmd := "echo hi; touch " + marker
+		r := rita.run("ssh", "db-1", cmd)
+		if r.code != 1 || !strings.Contains(r.stderr, syntax(cmd, ";", "command list")) {
+			t.Fatalf("got %s", r)
+		}
+	})
+	t.Run("not listed", func(t *testing.T) {
+		r := rita.direct("root", "db-1", "touch "+marker)
+		want := fmt.Sprintf("gatehouse: access denied: role runner allows only listed commands on db-1; %q is not one of them\r\n", "touch "+marker)
+		if r.code != 1 || r.stderr != want {
+			t.Fatalf("want %q, got %s", want, r)
+		}
+	})
+	if _, err := os.Stat(marker); !os.IsNotExist(err) {
+		t.Fatalf("an escape ran: %s exists", marker)
+	}
+	// Every refusal is in the audit log with the command as it was asked.
+	evs, err := w.app.Audit.Query(context.Background(), recorder.Filter{Type: recorder.EventSessionDenied, User: "rita"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	asked := map[string]string{}
+	for _, ev := range evs {
+		if c, ok := ev.Details["command"].(string); ok {
+			asked[c] = ev.Reason
+		}
+	}
+	for _, tt := range escapes {
+		if reason, ok := asked[tt.cmd]; !ok || !strings.HasPrefix(reason, "command refused: '") {
+			t.Errorf("no audited refusal for %q (got %q)", tt.cmd, reason)
+		}
+	}
+}
+
+// TestAllowedCommandsRun checks the other side: listed commands run and their
+// output arrives, quoted metacharacters are plain arguments, the one shell
+// rule runs its pipeline, and the target's sshd itself was told the command
+// (force-command in the certificate sets SSH_ORIGINAL_COMMAND; without one it
+// is unset).
+func TestAllowedCommandsRun(t *testing.T) {
+	w := newWorld(t, "")
+	rita := w.newUser("rita", time.Hour)
+	probe := filepath.Join(w.dir, "probe")
+	os.Mkdir(probe, 0o755)
+	os.WriteFile(filepath.Join(probe, "seen-by-ls"), nil, 0o644)
+	tests := []struct{ name, cmd, want string }{
+		{"echo", "echo hello world", "hello world\n"},
+		{"quoted metacharacters are literal", "echo 'a; touch b' \"|c\"", "a; touch b |c\n"},
+		{"ls with further arguments", "ls " + probe + " -1", "seen-by-ls\n"},
+		{"shell rule", "echo piped | tr a-z A-Z", "PIPED\n"},
+		{"force-command reached the target", "printenv SSH_ORIGINAL_COMMAND", "printenv SSH_ORIGINAL_COMMAND\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := rita.direct("root", "db-1", tt.cmd)
+			if r.code != 0 || r.stdout != tt.want || r.stderr != "" {
+				t.Fatalf("want %q, got %s", tt.want, r)
+			}
+		})
+	}
+	// A user without a command restriction gets a certificate without
+	// force-command: the variable is unset there.
+	alice := w.newUser("alice", time.Hour)
+	if r := alice.direct("root", "db-1", "printenv SSH_ORIGINAL_COMMAND"); r.code != 1 || r.stdout != "" {
+		t.Fatalf("unrestricted session saw a force-command: %s", r)
+	}
+	// The session start event names the rule and the force-command.
+	evs, _ := w.app.Audit.Query(context.Background(), recorder.Filter{Type: recorder.EventSessionStart, User: "rita"})
+	found := false
+	for _, ev := range evs {
+		found = found || (ev.Details["force_command"] == "echo hello world" && ev.Details["command_rule"] == "echo *")
+	}
+	if !found {
+		t.Fatalf("no session.start with force_command and rule among %d events", len(evs))
+	}
+}
+
+// TestCommandRoleGetsNoShellSFTPOrForwarding: a role limited to commands
+// opens no shell, no sftp (scp/rsync over sftp) and no forwarding, although
+// the same role sets sftp and port_forwarding.
+func TestCommandRoleGetsNoShellSFTPOrForwarding(t *testing.T) {
+	w := newWorld(t, "")
+	rita := w.newUser("rita", time.Hour)
+	want := "gatehouse: access denied: role runner allows only listed commands on db-1, not a shell or subsystem"
+	if r := rita.direct("root", "db-1"); r.code != 1 || !strings.Contains(r.stderr, want) {
+		t.Fatalf("shell: %s", r)
+	}
+	if r := rita.run("ssh", "-tt", "-p", w.port, "root@db-1@127.0.0.1"); r.code != 1 || !strings.Contains(r.stderr, want) {
+		t.Fatalf("shell with a pty: %s", r)
+	}
+	if r := rita.run("ssh", "-s", "-p", w.port, "root@db-1@127.0.0.1", "sftp"); r.code != 1 || !strings.Contains(r.stderr, want) {
+		t.Fatalf("sftp subsystem: %s", r)
+	}
+	src := filepath.Join(w.dir, "upload")
+	os.WriteFile(src, []byte("x"), 0o644)
+	dst := filepath.Join(w.dir, "uploaded")
+	if r := rita.run("scp", "-P", w.port, src, "root@db-1@127.0.0.1:"+dst); r.code == 0 {
+		t.Fatalf("scp: %s", r)
+	}
+	if _, err := os.Stat(dst); !os.IsNotExist(err) {
+		t.Fatal("scp wrote the file")
+	}
+	// ssh -W asks for a direct-tcpip channel: refused like -L.
+	r := rita.run("ssh", "-p", w.port, "-W", w.sshd.Addr, "root@db-1@127.0.0.1")
+	if r.code == 0 || !strings.Contains(r.stderr, "port forwarding to "+w.sshd.Addr+" via db-1 is not allowed by your roles") {
+		t.Fatalf("forwarding: %s", r)
+	}
+}
+
+// TestControlMasterCommandsEachGetTheirOwnCertificate runs several commands
+// over one ControlMaster connection: each allowed exec gets its own target
+// connection and certificate with its own force-command; a refused one in
+// between runs nothing and does not disturb the others.
+func TestControlMasterCommandsEachGetTheirOwnCertificate(t *testing.T) {
+	w := newWorld(t, "")
+	rita := w.newUser("rita", time.Hour)
+	sock := filepath.Join(w.dir, "cm")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	master := rita.cmd(ctx, "ssh", "-M", "-S", sock, "-N", "-p", w.port, "root@db-1@127.0.0.1")
+	if err := master.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer master.Wait()
+	defer rita.run("ssh", "-S", sock, "-O", "exit", "x")
+	waitFor(t, "control socket", func() bool { _, err := os.Stat(sock); return err == nil })
+	marker := filepath.Join(w.dir, "pwned")
+	mux := func(cmd string) result {
+		return rita.run("ssh", "-S", sock, "-o", "ControlMaster=no", "-p", w.port, "root@db-1@127.0.0.1", cmd)
+	}
+	if r := mux("echo one"); r.code != 0 || r.stdout != "one\n" {
+		t.Fatalf("first: %s", r)
+	}
+	if r := mux("echo two; touch " + marker); r.code != 1 || !strings.Contains(r.stderr, "';' is shell syntax (command list)") {
+		t.Fatalf("escape over the master: %s", r)
+	}
+	if r := mux("printenv SSH_ORIGINAL_COMMAND"); r.code != 0 || r.stdout != "printenv SSH_ORIGINAL_COMMAND\n" {
+		t.Fatalf("third: %s", r)
+	}
+	if _, err := os.Stat(marker); !os.IsNotExist(err) {
+		t.Fatal("the escape ran over the master connection")
+	}
+	// Both sessions came over one client connection, each with its own
+	// certificate naming its own force-command.
+	evs, _ := w.app.Audit.Query(context.Background(), recorder.Filter{Type: recorder.EventSessionStart, User: "rita"})
+	serials := map[string]string{}
+	for _, ev := range evs {
+		serials[fmt.Sprint(ev.Details["force_command"])] = fmt.Sprint(ev.Details["session_cert_serial"])
+	}
+	one, three := serials["echo one"], serials["printenv SSH_ORIGINAL_COMMAND"]
+	if one == "" || three == "" || one == three || one == "0" {
+		t.Fatalf("session certificates: %v", serials)
+	}
+	for _, id := range []string{one, three} {
+		var kind string
+		if err := w.app.Env.DB.QueryRow(`SELECT kind FROM certificates WHERE serial = ?`, id).Scan(&kind); err != nil || kind != "session" {
+			t.Fatalf("certificate %s: %q %v", id, kind, err)
+		}
+	}
+	conns := map[string]bool{}
+	for _, ev := range evs {
+		conns[strings.SplitN(ev.SessionID, "-", 2)[0]] = true
+	}
+	if len(conns) != 1 {
+		t.Fatalf("want the sessions on one client connection, got %v", conns)
+	}
+}
+
+// TestTargetEnforcesForceCommand takes the gateway out of the path: a
+// session certificate minted with force-command `echo forced`, used directly
+// against the real sshd for another command, still only prints "forced".
+func TestTargetEnforcesForceCommand(t *testing.T) {
+	w := newWorld(t, "")
+	sc, err := w.app.Authority.MintSessionCert(context.Background(), auth.SessionCertRequest{
+		User: "rita", SessionID: "direct-test", Login: "root", SourceAddress: "127.0.0.1", TTL: time.Minute,
+		ForceCommand: "echo forced",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := sc.Cert.CriticalOptions["force-command"]; got != "echo forced" {
+		t.Fatalf("certificate force-command %q", got)
+	}
+	// The real sshd, reached with the certificate alone (no gateway).
+	client, err := ssh.Dial("tcp", w.sshd.Addr, &ssh.ClientConfig{User: "root", Auth: []ssh.AuthMethod{ssh.PublicKeys(sc.Signer)},
+		HostKeyCallback: ssh.FixedHostKey(w.sshd.HostKey), Timeout: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	sess, err := client.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	marker := filepath.Join(w.dir, "pwned")
+	out, err := sess.Output("touch " + marker + "; echo not-forced")
+	if err != nil || string(out) != "forced\n" {
+		t.Fatalf("direct use of the certificate: %q %v", out, err)
+	}
+	if _, err := os.Stat(marker); !os.IsNotExist(err) {
+		t.Fatal("the target ran the requested command instead of the forced one")
+	}
+}
