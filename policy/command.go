@@ -262,6 +262,9 @@ func (r CommandRule) Match(argv []string) bool {
 		return false
 	}
 	for i, w := range r.words {
+		if w.glob && w.text == "*" {
+			continue // a lone * is any one argument, slashes included
+		}
 		if !w.glob && argv[i] != w.text {
 			return false
 		}
@@ -322,4 +325,23 @@ func matchRules(role, target string, rules []CommandRule, pc parsedCommand) (*Co
 		}
 	}
 	return nil, fmt.Sprintf("role %s allows only listed commands on %s; %q is not one of them", role, target, Render(pc.argv))
+}
+
+// RoleCommands lists the command rules of one role.
+type RoleCommands struct {
+	Role  string
+	Rules []string // as configured; empty means the role allows any command
+}
+
+// CommandRules returns, for each of the user's roles that allows login on t,
+// its command rules (for policy explain).
+func (e *Engine) CommandRules(user string, groups []string, t Target, login string) []RoleCommands {
+	var out []RoleCommands
+	for _, name := range e.Roles(user, groups) {
+		r := e.roles[name]
+		if selects(r.Allow, t) && matchLogin(r.Allow.Logins, login) {
+			out = append(out, RoleCommands{Role: name, Rules: r.Allow.Commands})
+		}
+	}
+	return out
 }

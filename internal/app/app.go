@@ -82,6 +82,9 @@ type App struct {
 // Start opens storage, seals what a previous crash left open, and starts the
 // SSH listener.
 func Start(cfg *config.Config, log *slog.Logger) (*App, error) {
+	if err := policy.Validate(cfg); err != nil {
+		return nil, err
+	}
 	env, err := OpenEnv(cfg)
 	if err != nil {
 		return nil, err

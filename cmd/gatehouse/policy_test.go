@@ -1,0 +1,64 @@
+package main
+
+import (
+	"bytes"
+	"path/filepath"
+	"testing"
+)
+
+const policyFixture = "testdata/policy/gatehouse.yaml"
+
+func runCLI(t *testing.T, args ...string) (int, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(args, &out, &errb)
+	return code, out.String() + errb.String()
+}
+
+func TestPolicyExplainCommand(t *testing.T) {
+	cfg, _ := filepath.Abs(policyFixture)
+	tests := []struct {
+		name     string
+		args     []string
+		wantCode int
+		want     string
+	}{
+		{"allowed command", []string{"--user", "oscar", "--target", "web-1", "--login", "root", "--command", `systemctl  status "my unit"`}, 0,
+			`ALLOW: allowed by role ops
+roles of oscar: ops
+command: "systemctl  status \"my unit\"" parsed as argv ["systemctl" "status" "my unit"]
+matched: rule "systemctl status *" of role ops
+force-command: systemctl status 'my unit'
+options: sftp=false port_forwarding=false max_session_ttl=0s idle_timeout=0s session_mfa=false
+`},
+		{"escape refused", []string{"--user", "oscar", "--target", "web-1", "--login", "root", "--command", "systemctl status x; reboot"}, 1,
+			`DENY: command refused: ';' is shell syntax (command list) at byte 18; only plain arguments are allowed
+roles of oscar: ops
+command: "systemctl status x; reboot" not parsed: command refused: ';' is shell syntax (command list) at byte 18; only plain arguments are allowed
+rules of role ops: ["systemctl status *" "shell:journalctl -u app | tail -n 50"]
+`},
+		{"shell rule", []string{"--user", "oscar", "--target", "web-1", "--login", "root", "--command", "journalctl -u app | tail -n 50"}, 0,
+			`ALLOW: allowed by role ops
+roles of oscar: ops
+command: "journalctl -u app | tail -n 50" not parsed: command refused: '|' is shell syntax (pipe) at byte 18; only plain arguments are allowed
+matched: rule "shell:journalctl -u app | tail -n 50" of role ops
+force-command: journalctl -u app | tail -n 50
+options: sftp=false port_forwarding=false max_session_ttl=0s idle_timeout=0s session_mfa=false
+`},
+		{"unrestricted", []string{"--user", "alice", "--target", "db-1", "--login", "root", "--command", "ls; id"}, 0,
+			`ALLOW: allowed by role dba
+roles of alice: dba
+command: "ls; id" not parsed: command refused: ';' is shell syntax (command list) at byte 2; only plain arguments are allowed
+commands: not restricted (a role allowing this has no command rules); no force-command
+options: sftp=true port_forwarding=false max_session_ttl=0s idle_timeout=0s session_mfa=false
+`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, out := runCLI(t, append([]string{"policy", "explain", "--config", cfg}, tt.args...)...)
+			if code != tt.wantCode || out != tt.want {
+				t.Fatalf("exit %d, output:\n%s\nwant exit %d:\n%s", code, out, tt.wantCode, tt.want)
+			}
+		})
+	}
+}
