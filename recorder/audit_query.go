@@ -22,6 +22,11 @@ type Filter struct {
 	Offset       int
 	Desc         bool // newest first
 	AfterID      int64
+	// BeforeTime and BeforeID page newest-first lists by keyset: only
+	// events older than the event (BeforeTime, BeforeID). Zero BeforeID
+	// does not filter.
+	BeforeTime time.Time
+	BeforeID   int64
 
 	// byID orders by chain position instead of time (export, verify).
 	byID bool
@@ -68,6 +73,11 @@ func (f Filter) where() (string, []any) {
 	}
 	if f.AfterID > 0 {
 		add("id > ?", f.AfterID)
+	}
+	if f.BeforeID > 0 {
+		t := f.BeforeTime.UnixNano()
+		conds = append(conds, "(time < ? OR (time = ? AND id < ?))")
+		args = append(args, t, t, f.BeforeID)
 	}
 	if f.Text != "" {
 		p := "%" + escapeLike(f.Text) + "%"

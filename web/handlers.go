@@ -24,6 +24,7 @@ func (s *Server) base(ws *websession, title string) map[string]any {
 	if ws != nil {
 		d["User"], d["CSRF"] = ws.id.User, ws.csrf
 		if ws.verified() {
+			d["Verified"] = true
 			p := s.opts.Policy.Permissions(ws.id.User, ws.id.Groups)
 			d["Admin"], d["Auditor"] = p.Admin, p.Auditor
 		}

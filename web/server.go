@@ -91,7 +91,7 @@ func NewServer(opts Options) (*Server, error) {
 	tmpl, err := template.New("").Funcs(template.FuncMap{"duration": durationOf,
 		"since":  func(t time.Time) string { return t.Format("2006-01-02 15:04:05") },
 		"offset": func(d time.Duration) string { return fmt.Sprintf("%.1f", d.Seconds()) },
-		"deref":  func(p *int) int { return *p }, "kind": kindLabel}).ParseFS(templateFS, "templates/*.html")
+		"deref":  func(p *int) int { return *p }, "kind": kindLabel, "fields": fields}).ParseFS(templateFS, "templates/*.html")
 	if err != nil {
 		return nil, err
 	}

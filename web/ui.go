@@ -2,11 +2,17 @@ package web
 
 import (
 	"archive/zip"
+	"bufio"
+	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -36,6 +42,7 @@ type viewer struct {
 func (v viewer) seesAll() bool { return v.perms.Admin || v.perms.Auditor }
 
 func (s *Server) uiRoutes() {
+	s.mux.HandleFunc("GET /overview", s.overviewPage)
 	s.mux.HandleFunc("GET /sessions", s.sessionsPage)
 	s.mux.HandleFunc("GET /sessions/{id}", s.replayPage)
 	s.mux.HandleFunc("GET /sessions/{id}/cast", s.castFile)
@@ -178,6 +185,7 @@ func (s *Server) replayPage(w http.ResponseWriter, r *http.Request) {
 	if sess.RecordingID != "" && s.opts.Recordings != nil {
 		if m, err := s.opts.Recordings.Meta(r.Context(), sess.RecordingID); err == nil {
 			d["Rec"] = m
+			d["Poster"] = s.posterTime(r.Context(), sess.RecordingID)
 		}
 	}
 	evs, _ := s.opts.AuditLog.Query(r.Context(), recorder.Filter{SessionID: sess.ID, Limit: 1000})
@@ -192,6 +200,42 @@ func (s *Server) replayPage(w http.ResponseWriter, r *http.Request) {
 	}
 	d["Files"], d["Events"] = files, other
 	s.render(w, "replay.html", d)
+}
+
+// playerIdleLimit is the replay player's idle_time_limit (seconds); it
+// must match replay.js.
+const playerIdleLimit = 2.0
+
+// posterTime is where the player's poster frame is taken: the last output,
+// on the player's timeline (pauses longer than playerIdleLimit shortened),
+// as an asciinema-player "npt:" poster. The page then opens on the
+// session's final screen instead of a black box.
+func (s *Server) posterTime(ctx context.Context, recID string) string {
+	rc, err := s.opts.Recordings.OpenCast(ctx, recID, false)
+	if err != nil {
+		return ""
+	}
+	defer rc.Close()
+	sc := bufio.NewScanner(rc)
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	var prev, at, lastOut float64
+	for first := true; sc.Scan(); first = false {
+		var ev []json.RawMessage
+		if first || json.Unmarshal(sc.Bytes(), &ev) != nil || len(ev) < 2 {
+			continue
+		}
+		var t float64
+		var typ string
+		if json.Unmarshal(ev[0], &t) != nil || json.Unmarshal(ev[1], &typ) != nil {
+			continue
+		}
+		at += min(max(t-prev, 0), playerIdleLimit)
+		prev = t
+		if typ == "o" {
+			lastOut = at
+		}
+	}
+	return fmt.Sprintf("npt:%.3f", lastOut)
 }
 
 // castFile serves the decrypted recording (output only) to the player and
@@ -318,14 +362,31 @@ func (s *Server) terminate(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, "/sessions/"+sess.ID, http.StatusSeeOther)
 }
 
+// auditPageSize is how many events one audit page shows.
+const auditPageSize = 50
+
 func (s *Server) auditFilter(r *http.Request, v viewer) recorder.Filter {
 	q := r.URL.Query()
 	f := recorder.Filter{User: q.Get("user"), Target: q.Get("target"), Type: q.Get("type"), Text: q.Get("text"),
-		Since: parseTime(q.Get("since")), Until: parseTime(q.Get("until")), Limit: 200, Desc: true}
-	if n, err := strconv.Atoi(q.Get("offset")); err == nil && n > 0 {
-		f.Offset = n
+		Since: parseTime(q.Get("since")), Until: parseTime(q.Get("until")), Limit: auditPageSize, Desc: true}
+	if id, err := strconv.ParseInt(q.Get("before_id"), 10, 64); err == nil && id > 0 {
+		if ns, err := strconv.ParseInt(q.Get("before_t"), 10, 64); err == nil {
+			f.BeforeID, f.BeforeTime = id, time.Unix(0, ns)
+		}
 	}
 	return f
+}
+
+// auditFilterQuery is the page's filters without the paging keys (for the
+// export links and "newest").
+func auditFilterQuery(r *http.Request) url.Values {
+	q := url.Values{}
+	for _, k := range []string{"user", "target", "type", "text", "since", "until"} {
+		if v := r.URL.Query().Get(k); v != "" {
+			q.Set(k, v)
+		}
+	}
+	return q
 }
 
 func (s *Server) auditPage(w http.ResponseWriter, r *http.Request) {
@@ -344,7 +405,18 @@ func (s *Server) auditPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d := s.uiBase(v, "Audit log")
-	d["Events"], d["Q"] = evs, r.URL.Query()
+	fq := auditFilterQuery(r)
+	d["Events"], d["Q"], d["FilterQuery"] = evs, r.URL.Query(), fq.Encode()
+	if len(evs) == f.Limit {
+		last := evs[len(evs)-1]
+		nq := auditFilterQuery(r)
+		nq.Set("before_t", strconv.FormatInt(last.Time.UnixNano(), 10))
+		nq.Set("before_id", strconv.FormatInt(last.ID, 10))
+		d["Older"] = "/audit?" + nq.Encode()
+	}
+	if f.BeforeID > 0 {
+		d["Newest"] = "/audit?" + fq.Encode()
+	}
 	if r.URL.Query().Get("verify") == "1" {
 		rep, err := recorder.VerifyChain(r.Context(), s.opts.DB.DB, s.opts.AuditLog.VerifierKey(), nil)
 		if err != nil {
@@ -355,6 +427,19 @@ func (s *Server) auditPage(w http.ResponseWriter, r *http.Request) {
 	}
 	d["VerifierKey"] = s.opts.AuditLog.VerifierKey()
 	s.render(w, "audit.html", d)
+}
+
+// field is one detail of an audit event, for display.
+type field struct{ Key, Value string }
+
+// fields lists an event's details sorted by key, values as text.
+func fields(m map[string]any) []field {
+	out := make([]field, 0, len(m))
+	for k, v := range m {
+		out = append(out, field{k, fmt.Sprint(v)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+	return out
 }
 
 // auditExport streams the same signed bundle as `gatehouse audit export`,
@@ -373,7 +458,7 @@ func (s *Server) auditExport(w http.ResponseWriter, r *http.Request) {
 		format = "csv"
 	}
 	f := s.auditFilter(r, v)
-	f.Limit, f.Offset, f.Desc = 0, 0, false
+	f.Limit, f.Offset, f.Desc, f.BeforeID = 0, 0, false, 0
 	dir, err := os.MkdirTemp("", "gatehouse-export-")
 	if err != nil {
 		s.fail(w, r, http.StatusInternalServerError, "Could not export.", err)
@@ -440,8 +525,23 @@ func (s *Server) targetsPage(w http.ResponseWriter, r *http.Request) {
 	s.render(w, "targets.html", d)
 }
 
+// accessCell is what one binding may do on one target.
+type accessCell struct {
+	Grants []policy.Grant
+}
+
+// accessRow is one binding (a user or a group) across every target.
 type accessRow struct {
-	Who, Target, Logins string
+	Who   string
+	Roles []string
+	Cells []accessCell
+}
+
+// roleRow is a role in words: what it allows, denies and grants.
+type roleRow struct {
+	Name                   string
+	Allow, Deny, Options   []string
+	AllowLogins, DenyLogin []string
 }
 
 func (s *Server) policyPage(w http.ResponseWriter, r *http.Request) {
@@ -453,26 +553,89 @@ func (s *Server) policyPage(w http.ResponseWriter, r *http.Request) {
 		notFound(w)
 		return
 	}
-	var access []accessRow
+	var targets []policy.Target
+	for _, t := range s.opts.Config.Targets {
+		pt := policy.Target{Name: t.Name, Kind: t.Kind, Labels: t.Labels}
+		if t.Kind == "docker" && t.Container == "" {
+			pt.Name = "docker:*"
+		}
+		targets = append(targets, pt)
+	}
+	var rows []accessRow
 	for _, b := range s.opts.Config.Bindings {
-		who, groups := "user "+b.User, []string(nil)
-		user := b.User
+		who, user, groups := "user "+b.User, b.User, []string(nil)
 		if b.Group != "" {
 			who, groups, user = "group "+b.Group, []string{b.Group}, "\x00"
 		}
-		for _, t := range s.opts.Config.Targets {
-			pt := policy.Target{Name: t.Name, Kind: t.Kind, Labels: t.Labels}
-			if t.Kind == "docker" && t.Container == "" {
-				pt.Name = "docker:*"
-			}
-			if logins := s.opts.Policy.Logins(user, groups, pt); len(logins) > 0 {
-				access = append(access, accessRow{who, pt.Name, strings.Join(logins, ", ")})
-			}
+		row := accessRow{Who: who, Roles: b.Roles}
+		for _, pt := range targets {
+			row.Cells = append(row.Cells, accessCell{Grants: s.opts.Policy.Grants(user, groups, pt)})
+		}
+		rows = append(rows, row)
+	}
+	var roles []roleRow
+	for _, ro := range s.opts.Config.Roles {
+		roles = append(roles, describeRole(ro))
+	}
+	d := s.uiBase(v, "Access")
+	d["Targets"], d["Access"], d["Roles"] = targets, rows, roles
+	s.render(w, "policy.html", d)
+}
+
+// describeRole puts a role's rules into short phrases.
+func describeRole(ro config.Role) roleRow {
+	rr := roleRow{Name: ro.Name, Allow: describeRules(ro.Allow), Deny: describeRules(ro.Deny),
+		AllowLogins: ro.Allow.Logins, DenyLogin: ro.Deny.Logins}
+	o := ro.Options
+	for _, f := range []struct {
+		on   bool
+		text string
+	}{{o.SFTP, "file transfer (sftp, scp, rsync)"}, {o.PortForwarding, "port forwarding (ssh -L)"},
+		{o.AgentForwarding, "agent forwarding (ssh -A)"}} {
+		if f.on {
+			rr.Options = append(rr.Options, f.text)
 		}
 	}
-	d := s.uiBase(v, "Roles and access")
-	d["Roles"], d["Bindings"], d["Access"] = s.opts.Config.Roles, s.opts.Config.Bindings, access
-	s.render(w, "policy.html", d)
+	if o.MaxSessionTTL > 0 {
+		rr.Options = append(rr.Options, "sessions up to "+o.MaxSessionTTL.String())
+	}
+	if o.IdleTimeout > 0 {
+		rr.Options = append(rr.Options, "idle timeout "+o.IdleTimeout.String())
+	}
+	if o.CertTTL > 0 {
+		rr.Options = append(rr.Options, "certificates up to "+o.CertTTL.String())
+	}
+	for _, p := range o.Permissions {
+		rr.Options = append(rr.Options, "web: "+p)
+	}
+	return rr
+}
+
+// describeRules lists a rule's target selectors and command limits.
+func describeRules(r config.Rules) []string {
+	var out []string
+	for _, n := range r.Targets.Names {
+		out = append(out, "target "+n)
+	}
+	if len(r.Targets.Labels) > 0 {
+		out = append(out, "targets labelled "+labelText(r.Targets.Labels))
+	}
+	if len(r.ContainerLabels) > 0 {
+		out = append(out, "containers labelled "+labelText(r.ContainerLabels))
+	}
+	for _, c := range r.Commands {
+		out = append(out, "only command "+c)
+	}
+	return out
+}
+
+func labelText(l map[string]string) string {
+	parts := make([]string, 0, len(l))
+	for k, v := range l {
+		parts = append(parts, k+"="+v)
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ", ")
 }
 
 type userRow struct {

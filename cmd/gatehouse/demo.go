@@ -21,14 +21,12 @@ import (
 	"text/template"
 	"time"
 
-	"github.com/zitadel/oidc/v3/example/server/exampleop"
-	"github.com/zitadel/oidc/v3/example/server/storage"
-
 	"golang.org/x/crypto/ssh"
 
 	"github.com/gatehouse/gatehouse/auth"
 	"github.com/gatehouse/gatehouse/internal/app"
 	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/demoidp"
 )
 
 func init() {
@@ -415,9 +413,8 @@ func startDemoIdP(dir, webListen string) (issuer string, stop func(), err error)
 		return "", nil, err
 	}
 	issuer = "http://" + ln.Addr().String()
-	storage.RegisterClients(storage.WebClient("gatehouse-demo", "demo-secret", "http://"+webListen+"/oidc/callback"))
-	srv := &http.Server{Handler: exampleop.SetupServer(issuer, storage.NewStorage(storage.NewUserStore(issuer)), nil, false),
-		ReadHeaderTimeout: 10 * time.Second}
+	demoidp.RegisterClient("gatehouse-demo", "demo-secret", "http://"+webListen+"/oidc/callback")
+	srv := &http.Server{Handler: demoidp.Handler(issuer), ReadHeaderTimeout: 10 * time.Second}
 	go srv.Serve(ln)
 	if err := os.WriteFile(filepath.Join(dir, "oidc-secret"), []byte("demo-secret\n"), 0o600); err != nil {
 		srv.Close()

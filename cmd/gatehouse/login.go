@@ -124,8 +124,10 @@ func browserLogin(base string, noBrowser bool, timeout time.Duration, stdout io.
 			http.Error(w, "unexpected request", http.StatusBadRequest)
 			return
 		}
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		io.WriteString(w, "Gatehouse: login complete. You can close this tab and return to your terminal.\n")
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+		w.Header().Set("Referrer-Policy", "no-referrer")
+		io.WriteString(w, loginDonePage)
 		select {
 		case got <- q.Get("token"):
 		default:
@@ -140,6 +142,22 @@ func browserLogin(base string, noBrowser bool, timeout time.Duration, stdout io.
 		return "", fmt.Errorf("no login within %s; run gatehouse login again", timeout)
 	}
 }
+
+// loginDonePage is what the browser shows when the CLI login is complete:
+// the web UI's look, self-contained (the loopback server serves nothing else).
+const loginDonePage = `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Login complete · Gatehouse</title>
+<style>
+body { margin: 0; font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #1d2433; background: #f4f6f9; }
+header { background: #111827; color: #fff; padding: 0.55rem 1.5rem; font-weight: 700; }
+main { padding: 1.4rem 1.5rem; }
+.card { background: #fff; border: 1px solid #d9dee7; border-radius: 8px; padding: 1.1rem 1.4rem; max-width: 44rem; }
+h1 { font-size: 1.4rem; margin: 0 0 0.8rem; color: #067647; }
+</style></head>
+<body><header>Gatehouse</header><main><div class="card" id="login-complete"><h1>Login complete</h1>
+<p>Your certificate is being written on your machine. You can close this tab and return to your terminal.</p></div></main></body></html>
+`
 
 func openBrowser(u string) {
 	for _, b := range []string{os.Getenv("BROWSER"), "xdg-open", "open"} {

@@ -215,7 +215,7 @@ func TestOtherUsersRecordingIsNotFound(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
 	}
-	for _, p := range []string{"/sessions/" + s.ID, "/sessions/" + s.ID + "/cast", "/sessions/" + s.ID + "/stream", "/audit", "/audit/export", "/admin/users"} {
+	for _, p := range []string{"/sessions/" + s.ID, "/sessions/" + s.ID + "/cast", "/sessions/" + s.ID + "/stream", "/audit", "/audit/export", "/admin/users", "/admin/policy", "/overview"} {
 		if code, body := get(p); code != http.StatusNotFound || strings.Contains(body, "secret-output") {
 			t.Errorf("bob GET %s: %d", p, code)
 		}

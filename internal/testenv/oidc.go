@@ -5,13 +5,13 @@ import (
 	"net/http"
 	"testing"
 
-	"github.com/zitadel/oidc/v3/example/server/exampleop"
-	"github.com/zitadel/oidc/v3/example/server/storage"
+	"github.com/gatehouse/gatehouse/internal/demoidp"
 )
 
 // OIDCProvider is a real OpenID Provider (github.com/zitadel/oidc/v3, an
-// OpenID-certified library) on loopback, with its own login page, users,
-// signing keys, discovery, JWKS and code flow with PKCE.
+// OpenID-certified library) on loopback, with its own login page (restyled
+// by internal/demoidp, as in the demo), users, signing keys, discovery, JWKS
+// and code flow with PKCE.
 type OIDCProvider struct {
 	Issuer string
 	srv    *http.Server
@@ -33,8 +33,7 @@ func StartOIDCProvider(t testing.TB) *OIDCProvider {
 		t.Fatal(err)
 	}
 	p := &OIDCProvider{Issuer: "http://" + ln.Addr().String(), ln: ln}
-	st := storage.NewStorage(storage.NewUserStore(p.Issuer))
-	p.srv = &http.Server{Handler: exampleop.SetupServer(p.Issuer, st, nil, false)}
+	p.srv = &http.Server{Handler: demoidp.Handler(p.Issuer)}
 	go p.srv.Serve(ln)
 	t.Cleanup(func() { p.srv.Close() })
 	return p
@@ -42,7 +41,7 @@ func StartOIDCProvider(t testing.TB) *OIDCProvider {
 
 // RegisterWebClient registers a confidential client with its redirect URIs.
 func (p *OIDCProvider) RegisterWebClient(id, secret string, redirectURIs ...string) {
-	storage.RegisterClients(storage.WebClient(id, secret, redirectURIs...))
+	demoidp.RegisterClient(id, secret, redirectURIs...)
 }
 
 // Stop takes the provider down (for "IdP down" tests).

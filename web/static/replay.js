@@ -1,11 +1,12 @@
-// Replay page: the asciinema player, and the command list as markers.
+// Replay page: the asciinema player, opened on the session's last screen
+// (the poster), and the command list as markers.
 (function () {
   "use strict";
   var el = document.getElementById("player");
   if (!el) { return; }
-  var player = AsciinemaPlayer.create(el.dataset.src, el, {
-    idleTimeLimit: 2, speed: 1, fit: "width", controls: true, preload: true
-  });
+  var opts = { idleTimeLimit: 2, speed: 1, fit: "width", controls: true, preload: true };
+  if (el.dataset.poster) { opts.poster = el.dataset.poster; }
+  var player = AsciinemaPlayer.create(el.dataset.src, el, opts);
   window.gatehousePlayer = player;
   document.querySelectorAll("button.marker").forEach(function (b) {
     b.addEventListener("click", function () {
