@@ -1,8 +1,11 @@
 package main
 
 import (
+	"encoding/csv"
+	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 
 	"github.com/gatehouse/gatehouse/internal/config"
@@ -10,9 +13,11 @@ import (
 )
 
 func init() {
-	register(command{name: "policy", summary: "explain a policy decision (policy explain --user U --target T --login L)", run: func(args []string, stdout, stderr io.Writer) error {
+	register(command{name: "policy", summary: "explain a decision, test expected decisions, list who can reach what (policy explain|test|access)", run: func(args []string, stdout, stderr io.Writer) error {
 		return subcommand("policy", args, stdout, stderr, map[string]func([]string, io.Writer, io.Writer) error{
 			"explain": runPolicyExplain,
+			"test":    runPolicyTest,
+			"access":  runPolicyAccess,
 		})
 	}})
 }
@@ -108,4 +113,111 @@ func explainCommand(w io.Writer, e *policy.Engine, d policy.Decision, req policy
 			fmt.Fprintf(w, "rules of role %s: %q\n", rc.Role, rc.Rules)
 		}
 	}
+}
+
+// parseWithFile parses flags given before or after one positional FILE.
+func parseWithFile(fs *flag.FlagSet, args []string) (string, error) {
+	if err := fs.Parse(args); err != nil {
+		return "", errUsage
+	}
+	rest := fs.Args()
+	if len(rest) == 0 {
+		return "", nil
+	}
+	if err := fs.Parse(rest[1:]); err != nil || fs.NArg() > 0 {
+		return "", errUsage
+	}
+	return rest[0], nil
+}
+
+// runPolicyTest checks a file of expected decisions against the
+// configuration, for a CI job in the operator's repository: one line per
+// expectation, then a count. Exit status 1 if any decision differs.
+func runPolicyTest(args []string, stdout, stderr io.Writer) error {
+	fs, cfgPath := newFlags("policy test", stderr)
+	file, err := parseWithFile(fs, args)
+	if err != nil || file == "" {
+		fmt.Fprintln(stderr, "usage: gatehouse policy test FILE   (lines: USER[GROUP,...] TARGET LOGIN [COMMAND] -> allow|deny)")
+		return errUsage
+	}
+	cfg, err := loadPolicyConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	exps, err := policy.ParseExpectations(f)
+	if err != nil {
+		return fmt.Errorf("%s: %v", file, strings.TrimPrefix(err.Error(), "policy: "))
+	}
+	e := policy.New(cfg)
+	failed := 0
+	for _, x := range exps {
+		if !checkExpectation(stdout, cfg, e, x) {
+			failed++
+		}
+	}
+	fmt.Fprintf(stdout, "%d passed, %d failed\n", len(exps)-failed, failed)
+	if failed > 0 {
+		return exitError{1}
+	}
+	return nil
+}
+
+// checkExpectation prints one result line and reports whether it passed.
+func checkExpectation(w io.Writer, cfg *config.Config, e *policy.Engine, x policy.Expectation) bool {
+	t, err := policyTarget(cfg, x.Request.Target.Name)
+	if err != nil {
+		fmt.Fprintf(w, "FAIL line %d: %s: %v\n", x.Line, x.Text, err)
+		return false
+	}
+	req := x.Request
+	req.Target = t
+	d := e.Check(req)
+	if d.Allowed == x.Allow {
+		fmt.Fprintf(w, "ok   line %d: %s (%s)\n", x.Line, x.Text, d.Reason)
+		return true
+	}
+	got := "deny"
+	if d.Allowed {
+		got = "allow"
+	}
+	fmt.Fprintf(w, "FAIL line %d: %s: got %s (%s)\n", x.Line, x.Text, got, d.Reason)
+	return false
+}
+
+// runPolicyAccess prints who can reach what as which login via which role,
+// from the configuration alone: the report an auditor asks for.
+func runPolicyAccess(args []string, stdout, stderr io.Writer) error {
+	fs, cfgPath := newFlags("policy access", stderr)
+	format := fs.String("format", "csv", "output format: csv")
+	if err := fs.Parse(args); err != nil || fs.NArg() > 0 {
+		return errUsage
+	}
+	if *format != "csv" {
+		fmt.Fprintf(stderr, "gatehouse policy access: unknown format %q (want csv)\n", *format)
+		return errUsage
+	}
+	cfg, err := loadPolicyConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	var targets []policy.Target
+	for _, t := range cfg.Targets {
+		targets = append(targets, policy.Target{Name: t.Name, Kind: t.Kind, Labels: t.Labels})
+	}
+	w := csv.NewWriter(stdout)
+	w.Write([]string{"subject", "target", "login", "role", "commands", "options", "except_logins"})
+	for _, r := range policy.New(cfg).Access(targets) {
+		cmds := ""
+		if len(r.Commands) > 0 {
+			cmds = fmt.Sprintf("%q", r.Commands)
+		}
+		w.Write([]string{r.Subject, r.Target, r.Login, r.Role, cmds, strings.Join(r.Options, " "), strings.Join(r.ExceptLogins, " ")})
+	}
+	w.Flush()
+	return w.Error()
 }

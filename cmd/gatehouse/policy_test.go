@@ -2,7 +2,10 @@ package main
 
 import (
 	"bytes"
+	"flag"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -60,5 +63,61 @@ options: sftp=true port_forwarding=false max_session_ttl=0s idle_timeout=0s sess
 				t.Fatalf("exit %d, output:\n%s\nwant exit %d:\n%s", code, out, tt.wantCode, tt.want)
 			}
 		})
+	}
+}
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+// golden compares got with testdata/policy/NAME, rewriting it with -update.
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", "policy", name)
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != string(want) {
+		t.Fatalf("output differs from %s (run with -update to accept):\n%s", path, got)
+	}
+}
+
+func TestPolicyTestGolden(t *testing.T) {
+	for _, tt := range []struct {
+		file     string
+		wantCode int
+	}{{"expect-pass.txt", 0}, {"expect.txt", 1}} {
+		t.Run(tt.file, func(t *testing.T) {
+			code, out := runCLI(t, "policy", "test", filepath.Join("testdata", "policy", tt.file), "--config", policyFixture)
+			if code != tt.wantCode {
+				t.Fatalf("exit %d, want %d:\n%s", code, tt.wantCode, out)
+			}
+			golden(t, strings.TrimSuffix(tt.file, ".txt")+".golden", out)
+		})
+	}
+}
+
+func TestPolicyTestBadFile(t *testing.T) {
+	bad := filepath.Join(t.TempDir(), "bad.txt")
+	os.WriteFile(bad, []byte("alice db-1 root -> allow\nalice db-1 -> maybe\n"), 0o644)
+	code, out := runCLI(t, "policy", "test", "--config", policyFixture, bad)
+	want := "gatehouse policy: " + bad + `: line 2: the expected decision is "maybe"; want allow or deny` + "\n"
+	if code != 1 || out != want {
+		t.Fatalf("exit %d, output %q, want %q", code, out, want)
+	}
+}
+
+func TestPolicyAccessGolden(t *testing.T) {
+	code, out := runCLI(t, "policy", "access", "--format", "csv", "--config", policyFixture)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+	golden(t, "access.csv", out)
+	if code, out := runCLI(t, "policy", "access", "--format", "xml", "--config", policyFixture); code != 2 || !strings.Contains(out, `unknown format "xml"`) {
+		t.Fatalf("bad format: exit %d %q", code, out)
 	}
 }
