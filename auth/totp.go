@@ -26,6 +26,7 @@ var (
 	ErrTOTPReplay      = errors.New("auth: that code was already used; wait for the next one")
 	ErrTOTPLocked      = errors.New("auth: too many wrong codes; TOTP is locked for a while (an admin can reset it)")
 	ErrTOTPNotEnrolled = errors.New("auth: no TOTP enrolled; log in to the web UI to enrol")
+	ErrTOTPEmpty       = errors.New("auth: no code entered; type the 6-digit code from your authenticator")
 )
 
 const totpPeriod = 30
@@ -202,22 +203,26 @@ func (t *TOTP) match(secret, code string, lastStep int64) (int64, bool) {
 // Verify checks a code (or a recovery code) for user. Each time step is
 // accepted once: the last accepted step advances in one conditional UPDATE,
 // so of two concurrent submissions of the same code exactly one succeeds.
+//
+// Guesses are counted before they are checked: one conditional UPDATE takes
+// an attempt only while the user is not locked and has attempts left, so
+// however many wrong codes arrive at once, no more than MaxAttempts are ever
+// compared with the secret before the lockout. An empty or malformed answer
+// (which can never be right) is not a guess and is not counted.
 func (t *TOTP) Verify(ctx context.Context, user, code string) error {
-	var sealed []byte
-	var last, failures, locked int64
-	err := t.db.QueryRowContext(ctx, `SELECT totp_secret, totp_last_step, totp_failures, totp_locked_until
-		FROM users WHERE user_name = ?`, user).Scan(&sealed, &last, &failures, &locked)
-	if errors.Is(err, sql.ErrNoRows) || (err == nil && len(sealed) == 0) {
-		return ErrTOTPNotEnrolled
+	code = strings.TrimSpace(code)
+	if code == "" {
+		return ErrTOTPEmpty
 	}
+	recovery := strings.Contains(code, "-")
+	if !recovery && !sixDigits(code) || recovery && len(code) > 32 {
+		return ErrTOTPInvalid
+	}
+	sealed, last, err := t.takeAttempt(ctx, user)
 	if err != nil {
-		return fmt.Errorf("auth: %w", err)
+		return err
 	}
-	now := t.cfg.Now()
-	if locked > now.Unix() {
-		return ErrTOTPLocked
-	}
-	if strings.Contains(code, "-") {
+	if recovery {
 		return t.useRecoveryCode(ctx, user, code)
 	}
 	secret, err := t.kr.Open("totp:"+user, sealed)
@@ -227,9 +232,10 @@ func (t *TOTP) Verify(ctx context.Context, user, code string) error {
 	step, ok := t.match(string(secret), code, last)
 	if !ok {
 		if step != 0 {
+			t.refund(ctx, user) // a right but used code is not a guess
 			return ErrTOTPReplay
 		}
-		return t.fail(ctx, user)
+		return t.failed(ctx, user)
 	}
 	res, err := t.db.ExecContext(ctx, `UPDATE users SET totp_last_step = ?, totp_failures = 0
 		WHERE user_name = ? AND totp_last_step < ?`, step, user, step)
@@ -237,26 +243,67 @@ func (t *TOTP) Verify(ctx context.Context, user, code string) error {
 		return fmt.Errorf("auth: %w", err)
 	}
 	if n, _ := res.RowsAffected(); n != 1 {
+		t.refund(ctx, user)
 		return ErrTOTPReplay
 	}
 	return nil
 }
 
-// fail counts a wrong code and locks the user's TOTP after MaxAttempts.
-func (t *TOTP) fail(ctx context.Context, user string) error {
+func sixDigits(code string) bool {
+	if len(code) != 6 {
+		return false
+	}
+	for _, c := range code {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// takeAttempt counts one guess for user if the user is enrolled, not locked
+// and has attempts left, and returns the sealed secret and last used step.
+func (t *TOTP) takeAttempt(ctx context.Context, user string) (sealed []byte, last int64, err error) {
 	now := t.cfg.Now().Unix()
+	err = t.db.QueryRowContext(ctx, `UPDATE users SET totp_failures = totp_failures + 1
+		WHERE user_name = ? AND totp_secret IS NOT NULL AND length(totp_secret) > 0
+		AND totp_locked_until <= ? AND totp_failures < ?
+		RETURNING totp_secret, totp_last_step`, user, now, t.cfg.MaxAttempts).Scan(&sealed, &last)
+	if err == nil {
+		return sealed, last, nil
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return nil, 0, fmt.Errorf("auth: %w", err)
+	}
+	if ok, err := t.Enrolled(ctx, user); err != nil || !ok {
+		return nil, 0, ErrTOTPNotEnrolled
+	}
+	return nil, 0, ErrTOTPLocked
+}
+
+// refund gives back an attempt that was not a guess.
+func (t *TOTP) refund(ctx context.Context, user string) {
+	t.db.ExecContext(ctx, `UPDATE users SET totp_failures = totp_failures - 1 WHERE user_name = ? AND totp_failures > 0`, user)
+}
+
+// failed settles a wrong guess: the attempt stays counted, and the one that
+// used the last attempt locks the user's TOTP.
+func (t *TOTP) failed(ctx context.Context, user string) error {
 	var failures int
-	err := t.db.QueryRowContext(ctx, `UPDATE users SET totp_failures = totp_failures + 1 WHERE user_name = ?
-		RETURNING totp_failures`, user).Scan(&failures)
+	err := t.db.QueryRowContext(ctx, `SELECT totp_failures FROM users WHERE user_name = ?`, user).Scan(&failures)
 	if err != nil {
 		return fmt.Errorf("auth: %w", err)
 	}
 	if failures < t.cfg.MaxAttempts {
 		return ErrTOTPInvalid
 	}
-	t.db.ExecContext(ctx, `UPDATE users SET totp_failures = 0, totp_locked_until = ? WHERE user_name = ?`,
-		now+int64(t.cfg.Lockout/time.Second), user)
-	if t.cfg.OnEvent != nil {
+	until := t.cfg.Now().Unix() + int64(t.cfg.Lockout/time.Second)
+	res, err := t.db.ExecContext(ctx, `UPDATE users SET totp_failures = 0, totp_locked_until = ?
+		WHERE user_name = ? AND totp_failures >= ?`, until, user, t.cfg.MaxAttempts)
+	if err != nil {
+		return fmt.Errorf("auth: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 1 && t.cfg.OnEvent != nil {
 		t.cfg.OnEvent(user, "lockout")
 	}
 	return ErrTOTPLocked
@@ -270,9 +317,10 @@ func (t *TOTP) useRecoveryCode(ctx context.Context, user, code string) error {
 		return fmt.Errorf("auth: %w", err)
 	}
 	if n, _ := res.RowsAffected(); n != 1 {
-		return t.fail(ctx, user)
+		return t.failed(ctx, user)
 	}
-	return nil
+	_, err = t.db.ExecContext(ctx, `UPDATE users SET totp_failures = 0 WHERE user_name = ?`, user)
+	return err
 }
 
 // Reset removes user's TOTP (admin action); the next login enrols again.

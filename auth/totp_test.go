@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -151,5 +152,55 @@ func TestBindUserKeyedBySubject(t *testing.T) {
 	err := e.t.BindUser(context.Background(), Identity{User: "alice", Issuer: "iss", Subject: "someone-else"})
 	if err == nil {
 		t.Fatal("another subject took over the user name")
+	}
+}
+
+func TestTOTPConcurrentWrongCodesGetNoMoreThanTheLimit(t *testing.T) {
+	e := newTOTPEnv(t)
+	ctx := context.Background()
+	const n = 40
+	var wg sync.WaitGroup
+	results := make(chan error, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			results <- e.t.Verify(ctx, "alice", fmt.Sprintf("%06d", i))
+		}(i)
+	}
+	wg.Wait()
+	close(results)
+	guesses := 0
+	for err := range results {
+		switch {
+		case errors.Is(err, ErrTOTPInvalid), err == nil:
+			guesses++ // compared with the secret
+		case errors.Is(err, ErrTOTPLocked):
+			// refused before any comparison, or the guess that locked
+		default:
+			t.Fatalf("unexpected error %v", err)
+		}
+	}
+	// MaxAttempts is 5: four wrong codes answer "invalid", the fifth locks.
+	if guesses > 4 {
+		t.Fatalf("%d of %d concurrent codes were checked as guesses; the limit is 5", guesses, n)
+	}
+	if err := e.t.Verify(ctx, "alice", e.code(e.now)); !errors.Is(err, ErrTOTPLocked) {
+		t.Fatalf("right code after the lockout: %v", err)
+	}
+}
+
+func TestTOTPEmptyAnswersAreNotGuesses(t *testing.T) {
+	e := newTOTPEnv(t)
+	ctx := context.Background()
+	for i := 0; i < 50; i++ {
+		for _, empty := range []string{"", " ", "\t"} {
+			if err := e.t.Verify(ctx, "alice", empty); !errors.Is(err, ErrTOTPEmpty) {
+				t.Fatalf("empty answer: %v", err)
+			}
+		}
+	}
+	if err := e.t.Verify(ctx, "alice", e.code(e.now)); err != nil {
+		t.Fatalf("right code after empty answers: %v", err)
 	}
 }
