@@ -12,7 +12,6 @@ import (
 
 	"github.com/gatehouse/gatehouse/auth"
 	"github.com/gatehouse/gatehouse/policy"
-	"github.com/gatehouse/gatehouse/recorder"
 )
 
 // Keys of ssh.Permissions.Extensions that carry the authenticated identity.
@@ -67,10 +66,21 @@ func principalFrom(p *ssh.Permissions) (principal, error) {
 	return pr, nil
 }
 
+// authState is what one connection's authentication has learned so far.
+// The callbacks of one connection run one after another, never at once.
+type authState struct {
+	// locked is set when a lock refused this connection's certificate: a
+	// lock refuses, it never opens another way in (no approval code).
+	locked error
+}
+
 // authConfig returns the ssh.ServerConfig for one connection. hostPrincipals
 // name the host certificate presented (the gateway's names, or the target
-// name for a ProxyJump inner connection).
+// name for a ProxyJump inner connection). ctx is the handshake's context: it
+// ends when the client goes away or the server shuts down.
 func (s *Server) authConfig(ctx context.Context, hostPrincipals []string, inner bool) (*ssh.ServerConfig, error) {
+	st := &authState{}
+	itarget := innerTarget(hostPrincipals, inner)
 	cfg := &ssh.ServerConfig{
 		ServerVersion: "SSH-2.0-Gatehouse",
 		MaxAuthTries:  6,
@@ -78,14 +88,13 @@ func (s *Server) authConfig(ctx context.Context, hostPrincipals []string, inner 
 			if err := checkUserName(meta.User(), inner); err != nil {
 				return nil, &ssh.BannerError{Err: err, Message: "gatehouse: " + err.Error() + "\n"}
 			}
-			return s.publicKey(meta, key)
+			return s.publicKey(meta, key, st)
 		},
 		VerifiedPublicKeyCallback: func(meta ssh.ConnMetadata, key ssh.PublicKey, perms *ssh.Permissions, alg string) (*ssh.Permissions, error) {
-			perms, err := s.verifiedKey(meta, key, perms, alg)
-			if err != nil {
-				return nil, err
+			if perms.Extensions[permPlain] != "" {
+				return s.plainKey(ctx, meta, perms.Extensions[permPlain], itarget)
 			}
-			return s.maybeSessionMFA(meta, perms, innerTarget(hostPrincipals, inner))
+			return s.maybeSessionMFA(meta, perms, itarget)
 		},
 		AuthLogCallback: s.authLog,
 	}
@@ -101,9 +110,17 @@ func (s *Server) authConfig(ctx context.Context, hostPrincipals []string, inner 
 	return cfg, nil
 }
 
+// lockBanner is the refusal a locked user sees.
+func lockBanner(err error) error {
+	return &ssh.BannerError{Err: err, Message: "gatehouse: " + err.Error() + "\n"}
+}
+
 // publicKey accepts Gatehouse user certificates, and plain keys when an
 // Approver can complete the login in the browser.
-func (s *Server) publicKey(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
+func (s *Server) publicKey(meta ssh.ConnMetadata, key ssh.PublicKey, st *authState) (*ssh.Permissions, error) {
+	if st.locked != nil {
+		return nil, lockBanner(st.locked)
+	}
 	if _, isCert := key.(*ssh.Certificate); !isCert {
 		if s.cfg.Approver == nil {
 			// No banner: OpenSSH often offers the plain key before its
@@ -116,30 +133,58 @@ func (s *Server) publicKey(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permi
 	if err != nil {
 		return nil, &ssh.BannerError{Err: err, Message: "gatehouse: " + userMessage(err) + "\n"}
 	}
-	if err := s.lockError(id.User); err != nil {
-		return nil, &ssh.BannerError{Err: err, Message: "gatehouse: " + err.Error() + "\n"}
+	fp := ssh.FingerprintSHA256(cert.Key)
+	if s.cfg.Approver != nil {
+		s.cfg.Approver.Remember(fp, id.User)
 	}
-	return identityPerms(id, cert.Serial, ssh.FingerprintSHA256(cert.Key), "certificate", cert.CriticalOptions), nil
+	if err := s.lockError(id.User); err != nil {
+		st.locked = err
+		return nil, lockBanner(err)
+	}
+	return identityPerms(id, cert.Serial, fp, "certificate", cert.CriticalOptions), nil
 }
 
-// verifiedKey runs once the client proved it holds the key. Plain keys go on
-// to the browser approval (keyboard-interactive) unless recently approved.
-func (s *Server) verifiedKey(meta ssh.ConnMetadata, key ssh.PublicKey, perms *ssh.Permissions, _ string) (*ssh.Permissions, error) {
-	fp := perms.Extensions[permPlain]
-	if fp == "" {
-		return perms, nil
+// approvalRequest describes what a plain-key login asks for.
+func approvalRequest(meta ssh.ConnMetadata, fp, innerTarget string) auth.ApprovalRequest {
+	req := auth.ApprovalRequest{KeyFingerprint: fp, ClientAddr: meta.RemoteAddr().String(),
+		ClientVersion: string(meta.ClientVersion())}
+	if innerTarget != "" {
+		req.Login, req.Target = meta.User(), innerTarget
+	} else if a, err := ParseAddress(meta.User()); err == nil {
+		req.Login, req.Target = a.Login, a.Target
 	}
-	if id, ok := s.cfg.Approver.Reuse(fp); ok {
+	return req
+}
+
+// plainKey runs once the client proved it holds a plain key. A key known to
+// belong to a locked user is refused; an approval of this very request
+// (key, source IP, login@target) within the window is reused; anything else
+// goes on to the browser approval (keyboard-interactive).
+func (s *Server) plainKey(ctx context.Context, meta ssh.ConnMetadata, fp, innerTarget string) (*ssh.Permissions, error) {
+	if err := s.knownKeyLocked(fp); err != nil {
+		return nil, lockBanner(err)
+	}
+	req := approvalRequest(meta, fp, innerTarget)
+	if id, ok := s.cfg.Approver.Reuse(req); ok {
 		if err := s.lockError(id.User); err != nil {
-			return nil, &ssh.BannerError{Err: err, Message: "gatehouse: " + err.Error() + "\n"}
+			return nil, lockBanner(err)
 		}
-		return identityPerms(id, 0, fp, "approval", nil), nil
+		return s.maybeSessionMFA(meta, identityPerms(id, 0, fp, "approval", nil), innerTarget)
 	}
 	return nil, &ssh.PartialSuccessError{Next: ssh.ServerAuthCallbacks{
 		KeyboardInteractiveCallback: func(meta ssh.ConnMetadata, client ssh.KeyboardInteractiveChallenge) (*ssh.Permissions, error) {
-			return s.approve(meta, client, fp)
+			return s.approve(ctx, client, req)
 		},
 	}}
+}
+
+// knownKeyLocked is the lock refusal for a key known to belong to a locked
+// user, or nil.
+func (s *Server) knownKeyLocked(fp string) error {
+	if user, ok := s.cfg.Approver.KnownUser(fp); ok {
+		return s.lockError(user)
+	}
+	return nil
 }
 
 func innerTarget(hostPrincipals []string, inner bool) string {
@@ -149,29 +194,44 @@ func innerTarget(hostPrincipals []string, inner bool) string {
 	return ""
 }
 
+// sessionMFATarget is the login and target a connection asks for, for the
+// per-session MFA check; ok is false for the target menu.
+func sessionMFATarget(meta ssh.ConnMetadata, innerTarget string) (login, target string, ok bool) {
+	if innerTarget != "" {
+		return meta.User(), innerTarget, true
+	}
+	a, err := ParseAddress(meta.User())
+	if err != nil || !a.Direct() {
+		return "", "", false
+	}
+	return a.Login, a.Target, true
+}
+
+// requiresSessionMFA reports whether a role that allows this login on this
+// target asks for a fresh TOTP code for every session.
+func (s *Server) requiresSessionMFA(pr principal, login, tname string) bool {
+	pt := policy.Target{Name: tname}
+	if t, ok := s.targets[tname]; ok {
+		pt = policy.Target{Name: t.Name, Kind: t.Kind, Labels: t.Labels}
+	}
+	return s.cfg.Policy.RequireSessionMFA(pr.User, pr.Groups, pt, login)
+}
+
 // maybeSessionMFA asks for a fresh TOTP code at the ssh prompt when a role
 // that allows this login on this target requires per-session MFA.
 func (s *Server) maybeSessionMFA(meta ssh.ConnMetadata, perms *ssh.Permissions, innerTarget string) (*ssh.Permissions, error) {
 	if s.cfg.Approver == nil {
 		return perms, nil
 	}
-	login, tname := meta.User(), innerTarget
-	if tname == "" {
-		a, err := ParseAddress(meta.User())
-		if err != nil || !a.Direct() {
-			return perms, nil
-		}
-		login, tname = a.Login, a.Target
+	login, tname, ok := sessionMFATarget(meta, innerTarget)
+	if !ok {
+		return perms, nil
 	}
 	pr, err := principalFrom(perms)
 	if err != nil {
 		return nil, err
 	}
-	pt := policy.Target{Name: tname}
-	if t, ok := s.targets[tname]; ok {
-		pt = policy.Target{Name: t.Name, Kind: t.Kind, Labels: t.Labels}
-	}
-	if !s.cfg.Policy.RequireSessionMFA(pr.User, pr.Groups, pt, login) {
+	if !s.requiresSessionMFA(pr, login, tname) {
 		return perms, nil
 	}
 	return nil, &ssh.PartialSuccessError{Next: ssh.ServerAuthCallbacks{
@@ -181,11 +241,12 @@ func (s *Server) maybeSessionMFA(meta ssh.ConnMetadata, perms *ssh.Permissions, 
 	}}
 }
 
-// sessionMFA prompts for a TOTP code (three tries) and marks the identity
-// as freshly verified.
+// sessionMFA prompts for a TOTP code (three prompts) and marks the identity
+// as freshly verified. An empty answer (an unattended ssh has nobody to type)
+// is not a guess: it is not checked and cannot lock the user's TOTP.
 func (s *Server) sessionMFA(client ssh.KeyboardInteractiveChallenge, perms *ssh.Permissions, user, target string) (*ssh.Permissions, error) {
 	instr := fmt.Sprintf("Your role requires a fresh TOTP code for every session to %s.", target)
-	var lastErr error
+	lastErr := auth.ErrTOTPEmpty
 	for try := 0; try < 3; try++ {
 		ans, err := client("Gatehouse", instr, []string{"TOTP code for " + user + ": "}, []bool{false})
 		if err != nil {
@@ -194,62 +255,84 @@ func (s *Server) sessionMFA(client ssh.KeyboardInteractiveChallenge, perms *ssh.
 		if len(ans) != 1 {
 			return nil, errors.New("gateway: expected one answer")
 		}
+		if strings.TrimSpace(ans[0]) == "" {
+			instr = "No code was entered; type the 6-digit code from your authenticator."
+			continue
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		lastErr = s.cfg.Approver.VerifyTOTP(ctx, user, strings.TrimSpace(ans[0]))
+		lastErr = s.cfg.Approver.VerifyTOTP(ctx, user, ans[0])
 		cancel()
 		if lastErr == nil {
 			perms.Extensions[permMFA] = s.now().UTC().Format(time.RFC3339)
 			return perms, nil
 		}
+		if errors.Is(lastErr, auth.ErrTOTPLocked) {
+			break
+		}
 		instr = "That code was not accepted; try the next one."
 	}
-	return nil, &ssh.BannerError{Err: lastErr, Message: "gatehouse: TOTP code not accepted\n"}
+	msg := "gatehouse: TOTP code not accepted\n"
+	switch {
+	case errors.Is(lastErr, auth.ErrTOTPEmpty):
+		msg = "gatehouse: no TOTP code entered\n"
+	case errors.Is(lastErr, auth.ErrTOTPLocked):
+		msg = "gatehouse: " + strings.TrimPrefix(lastErr.Error(), "auth: ") + "\n"
+	}
+	return nil, &ssh.BannerError{Err: lastErr, Message: msg}
 }
 
 // approvalWait bounds how long a plain-ssh login waits for the browser.
 const approvalWait = 5 * time.Minute
 
-func (s *Server) approve(meta ssh.ConnMetadata, client ssh.KeyboardInteractiveChallenge, fp string) (*ssh.Permissions, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), approvalWait)
-	defer cancel()
-	code, url, wait, err := s.cfg.Approver.Begin(ctx, fp, meta.RemoteAddr().String(), string(meta.ClientVersion()))
-	if err != nil {
-		return nil, err
+// approve shows the approval URL and code, and waits for the browser. The
+// handshake deadline is lifted while it waits; the wait ends with the
+// connection (client gone), the server (shutdown) or approvalWait.
+func (s *Server) approve(ctx context.Context, client ssh.KeyboardInteractiveChallenge, req auth.ApprovalRequest) (*ssh.Permissions, error) {
+	if err := s.knownKeyLocked(req.KeyFingerprint); err != nil {
+		return nil, lockBanner(err)
 	}
-	instr := fmt.Sprintf("To log in, open %s\nand check that it shows the code %s. Waiting up to %s...\n", url, code, approvalWait)
+	release := holdHandshake(ctx)
+	defer release()
+	p, err := s.cfg.Approver.Begin(ctx, req)
+	if err != nil {
+		return nil, &ssh.BannerError{Err: err, Message: "gatehouse: " + strings.TrimPrefix(err.Error(), "auth: ") + "\n"}
+	}
+	defer p.Close()
+	instr := fmt.Sprintf("To log in to %s, open %s\nand check that it shows the code %s. Waiting up to %s...\n",
+		req.Asked(), p.URL, p.Code, approvalWait)
 	if _, err := client("Gatehouse login", instr, nil, nil); err != nil {
 		return nil, err
 	}
-	id, err := wait(ctx)
+	wctx, cancel := context.WithTimeout(ctx, approvalWait)
+	defer cancel()
+	id, err := p.Wait(wctx)
 	if err != nil {
-		if errors.Is(err, context.DeadlineExceeded) {
-			return nil, &ssh.BannerError{Err: err, Message: "gatehouse: login not approved in time; run ssh again\n"}
-		}
-		return nil, &ssh.BannerError{Err: err, Message: "gatehouse: login was not approved\n"}
+		return nil, approvalRefusal(err)
 	}
 	if err := s.lockError(id.User); err != nil {
-		return nil, &ssh.BannerError{Err: err, Message: "gatehouse: " + err.Error() + "\n"}
+		return nil, lockBanner(err)
 	}
-	return identityPerms(id, 0, fp, "approval", nil), nil
+	perms := identityPerms(id, 0, req.KeyFingerprint, "approval", nil)
+	pr, _ := principalFrom(perms)
+	if req.Target != "" && s.requiresSessionMFA(pr, req.Login, req.Target) && id.MFAAt.Before(p.Created) {
+		// The approval page asks for TOTP when the role needs it; should an
+		// approval arrive without it, ask here.
+		return s.sessionMFA(client, perms, id.User, req.Target)
+	}
+	return perms, nil
 }
 
-func (s *Server) authLog(meta ssh.ConnMetadata, method string, err error) {
-	if err == nil || method == "none" {
-		return
+// approvalRefusal is what the user sees when a wait for approval ends
+// without one.
+func approvalRefusal(err error) error {
+	msg := "gatehouse: login was not approved\n"
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		msg = "gatehouse: login not approved in time; run ssh again\n"
+	case errors.Is(err, errShutdown):
+		msg = "gatehouse: " + errShutdown.Error() + "; run ssh again in a moment\n"
 	}
-	var pse *ssh.PartialSuccessError
-	if errors.As(err, &pse) || errors.Is(err, ssh.ErrNoAuth) || errors.Is(err, auth.ErrNotCertificate) {
-		// Plain keys offered before a certificate are routine, not events.
-		return
-	}
-	s.log.Info("ssh auth refused", "remote", meta.RemoteAddr().String(), "user", meta.User(),
-		"client", string(meta.ClientVersion()), "method", method, "err", err)
-	ev := recorder.Event{Type: recorder.EventAuthFailure, ClientAddr: meta.RemoteAddr().String(),
-		ClientVersion: string(meta.ClientVersion()), Reason: err.Error(),
-		Details: map[string]any{"ssh_user": meta.User(), "method": method}}
-	if aerr := s.cfg.Audit.Append(context.Background(), ev); aerr != nil {
-		s.log.Error("audit append failed", "err", aerr)
-	}
+	return &ssh.BannerError{Err: err, Message: msg}
 }
 
 // checkUserName validates the SSH user name before any key is considered, so

@@ -9,7 +9,6 @@ import (
 	"net"
 	"strings"
 	"sync"
-	"time"
 
 	"golang.org/x/crypto/ssh"
 
@@ -80,13 +79,13 @@ func (s *Server) handle(nc net.Conn) {
 	}
 	ctx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
-	nc.SetDeadline(s.now().Add(s.cfg.HandshakeTimeout))
-	sc, chans, reqs, err := s.handshake(ctx, nc, s.hostNames(), false)
+	hc, hctx, finish := s.startHandshake(ctx, nc) // deadline, lifted while an approval waits
+	sc, chans, reqs, err := s.handshake(hctx, hc, s.hostNames(), false)
+	finish()
 	if err != nil {
 		s.log.Debug("ssh handshake failed", "remote", nc.RemoteAddr().String(), "err", err)
 		return
 	}
-	nc.SetDeadline(time.Time{})
 	release()
 	c, err := s.newClientConn(ctx, cancel, sc, nc.RemoteAddr().String())
 	if err != nil {

@@ -37,9 +37,9 @@ func (c *clientConn) proxyJump(nc ssh.NewChannel) {
 	}
 	go ssh.DiscardRequests(reqs)
 	conn := &chanConn{Channel: ch, local: c.sc.LocalAddr(), remote: c.sc.RemoteAddr()}
-	timer := time.AfterFunc(c.s.cfg.HandshakeTimeout, func() { ch.Close() })
-	sc, chans, greqs, err := c.s.handshake(c.ctx, conn, []string{name}, true)
-	timer.Stop()
+	hc, hctx, finish := c.s.startHandshake(c.ctx, conn)
+	sc, chans, greqs, err := c.s.handshake(hctx, hc, []string{name}, true)
+	finish()
 	if err != nil {
 		c.s.log.Debug("proxyjump inner handshake failed", "conn", c.id, "target", name, "err", err)
 		ch.Close()

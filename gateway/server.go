@@ -71,11 +71,15 @@ type DockerDialer interface {
 // and checks TOTP codes typed at the ssh prompt. Nil disables both: then
 // only Gatehouse certificates are accepted.
 type Approver interface {
-	// Reuse returns the identity approved for this key fingerprint within
-	// the approval window.
-	Reuse(keyFingerprint string) (auth.Identity, bool)
-	// Begin starts an approval and returns the code and URL to show.
-	Begin(ctx context.Context, keyFingerprint, clientAddr, clientVersion string) (code, url string, wait func(context.Context) (auth.Identity, error), err error)
+	// Reuse returns the identity approved for this request's key, source
+	// IP and login@target within the approval window.
+	Reuse(req auth.ApprovalRequest) (auth.Identity, bool)
+	// Begin starts an approval that ends with ctx (the asking connection).
+	Begin(ctx context.Context, req auth.ApprovalRequest) (*auth.PendingApproval, error)
+	// Remember records the user a key belongs to; KnownUser returns it, so
+	// a locked user's key is refused before an approval code is shown.
+	Remember(keyFingerprint, user string)
+	KnownUser(keyFingerprint string) (string, bool)
 	// VerifyTOTP checks a code typed at the ssh prompt.
 	VerifyTOTP(ctx context.Context, user, code string) error
 }
@@ -136,6 +140,12 @@ type Server struct {
 	closed    bool
 	wg        sync.WaitGroup
 	lockQuit  chan struct{}
+
+	// authCtx ends when the server shuts down: logins waiting for a browser
+	// approval end with it (see handshake.go).
+	authCtx  context.Context
+	authStop context.CancelCauseFunc
+	failures failureLimiter // auth.failure audit events per source (authlog.go)
 }
 
 // NewServer checks cfg and returns a Server.
@@ -164,6 +174,7 @@ func NewServer(cfg Config) (*Server, error) {
 	for _, t := range cfg.Targets {
 		s.targets[t.Name] = t
 	}
+	s.authCtx, s.authStop = context.WithCancelCause(context.Background())
 	if cfg.Locks != nil {
 		s.lockQuit = make(chan struct{})
 		go s.watchLocks()
@@ -360,6 +371,7 @@ func (s *Server) closeListeners() []*clientConn {
 		close(s.lockQuit)
 	}
 	s.closed = true
+	s.authStop(errShutdown)
 	for ln := range s.listeners {
 		ln.Close()
 	}

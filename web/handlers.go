@@ -218,48 +218,6 @@ func (s *Server) requireVerified(w http.ResponseWriter, r *http.Request) *webses
 	return nil
 }
 
-func (s *Server) approvePage(w http.ResponseWriter, r *http.Request) {
-	ws := s.requireVerified(w, r)
-	if ws == nil {
-		return
-	}
-	if s.opts.Approvals == nil {
-		s.fail(w, r, http.StatusNotFound, "Browser approvals are not enabled.", errors.New("no approvals"))
-		return
-	}
-	p, err := s.opts.Approvals.Lookup(r.PathValue("code"))
-	if err != nil {
-		s.fail(w, r, http.StatusNotFound, strings.TrimPrefix(err.Error(), "auth: "), err)
-		return
-	}
-	d := s.base(ws, "Approve ssh login")
-	d["Code"], d["ClientAddr"], d["ClientVersion"], d["Key"] = p.Code, p.ClientAddr, p.ClientVersion, p.KeyFingerprint
-	s.render(w, "approve.html", d)
-}
-
-func (s *Server) approveSubmit(w http.ResponseWriter, r *http.Request) {
-	ws := s.session(r)
-	if err := checkCSRF(r, ws); err != nil || !ws.verified() || s.opts.Approvals == nil {
-		s.fail(w, r, http.StatusForbidden, "This form expired; reload the page.", errCSRF)
-		return
-	}
-	code := r.PathValue("code")
-	p, err := s.opts.Approvals.Lookup(code)
-	if err == nil {
-		err = s.opts.Approvals.Approve(code, ws.id)
-	}
-	if err != nil {
-		s.fail(w, r, http.StatusNotFound, strings.TrimPrefix(err.Error(), "auth: "), err)
-		return
-	}
-	s.audit(r, recorder.Event{Type: recorder.EventLogin, User: ws.id.User, UserIssuer: ws.id.Issuer, UserSubject: ws.id.Subject,
-		KeyFingerprint: p.KeyFingerprint, Reason: "ssh login approved in the browser",
-		Details: map[string]any{"ssh_client": p.ClientAddr, "ssh_version": p.ClientVersion}})
-	d := s.base(ws, "Approved")
-	d["Done"] = true
-	s.render(w, "approve.html", d)
-}
-
 // cliLogin completes `gatehouse login`: after OIDC + TOTP in this browser it
 // redirects to the CLI's loopback listener with a one-time token, which the
 // CLI exchanges (with its public key) for a certificate. Only loopback

@@ -68,15 +68,14 @@ type approverAdapter struct {
 	t *auth.TOTP
 }
 
-func (x approverAdapter) Reuse(fp string) (auth.Identity, bool) { return x.a.Reuse(fp) }
+func (x approverAdapter) Reuse(req auth.ApprovalRequest) (auth.Identity, bool) { return x.a.Reuse(req) }
 
-func (x approverAdapter) Begin(ctx context.Context, fp, addr, version string) (string, string, func(context.Context) (auth.Identity, error), error) {
-	p, err := x.a.Begin(ctx, fp, addr, version)
-	if err != nil {
-		return "", "", nil, err
-	}
-	return p.Code, p.URL, p.Wait, nil
+func (x approverAdapter) Begin(ctx context.Context, req auth.ApprovalRequest) (*auth.PendingApproval, error) {
+	return x.a.Begin(ctx, req)
 }
+
+func (x approverAdapter) Remember(fp, user string)           { x.a.Remember(fp, user) }
+func (x approverAdapter) KnownUser(fp string) (string, bool) { return x.a.KnownUser(fp) }
 
 func (x approverAdapter) VerifyTOTP(ctx context.Context, user, code string) error {
 	return x.t.Verify(ctx, user, code)

@@ -59,6 +59,10 @@ targets:
     address: "%[2]s"
     host_key: "%[5]s"
     labels: {role: db}
+  - name: mfa-1
+    address: "%[2]s"
+    host_key: "%[3]s"
+    labels: {role: vault}
   - name: containers
     kind: docker
     docker_host: "unix:///var/run/docker.sock"
@@ -83,6 +87,11 @@ roles:
       targets: {names: [db-1]}
       logins: [root]
     options: {require_session_mfa: true}
+  - name: vault
+    allow:
+      targets: {names: [mfa-1]}
+      logins: [root]
+    options: {require_session_mfa: true}
   - name: admins
     options: {permissions: [admin, auditor]}
   - name: nobody-login
@@ -103,7 +112,7 @@ bindings:
   - user: carol
     roles: [nobody-login]
   - user: test-user2
-    roles: [dba, admins]
+    roles: [dba, admins, vault]
   - user: dave
     roles: [sensitive]
   - user: rita

@@ -49,13 +49,20 @@ type idpWorld struct {
 
 func newIdPWorld(t *testing.T) *idpWorld {
 	t.Helper()
+	return newIdPWorldWith(t, "")
+}
+
+// newIdPWorldWith adds sshExtra (indented keys of the gateway's ssh section,
+// e.g. "  handshake_timeout: 3s\n") to the configuration.
+func newIdPWorldWith(t *testing.T, sshExtra string) *idpWorld {
+	t.Helper()
 	op := testenv.StartOIDCProvider(t)
 	port := freePort(t)
 	webURL := "http://127.0.0.1:" + port
 	op.RegisterWebClient("gatehouse", "test-client-secret", webURL+"/oidc/callback")
 	secretFile := filepath.Join(t.TempDir(), "oidc-secret")
 	os.WriteFile(secretFile, []byte("test-client-secret\n"), 0o600)
-	extra := fmt.Sprintf(`web:
+	extra := sshExtra + fmt.Sprintf(`web:
   listen: "127.0.0.1:%s"
   public_url: %q
   insecure_http: true
