@@ -2,16 +2,13 @@ package recorder
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
 	"time"
 
-	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/gatehouse/gatehouse/internal/secrets"
@@ -46,8 +43,7 @@ type AuditLog struct {
 	db     *store.DB
 	opts   AuditOptions
 	log    *slog.Logger
-	signer note.Signer
-	vkey   string
+	keys   *keyState
 	stream *auditStream
 
 	reqs      chan *appendReq
@@ -61,41 +57,11 @@ type appendReq struct {
 	done chan error
 }
 
-// auditSecret is the sealed secret holding the note signing key.
-const auditSecret = "audit/signing-key"
-
-type auditKeys struct{ Signer, Verifier string }
-
-// AuditKeyName names the checkpoint signing key in notes.
-const AuditKeyName = "gatehouse-audit"
-
-// loadAuditKeys reads the sealed signing key, creating it on first use.
-func loadAuditKeys(sec *secrets.Store) (auditKeys, error) {
-	raw, err := sec.GetOrCreate(context.Background(), auditSecret, func() ([]byte, error) {
-		skey, vkey, err := note.GenerateKey(rand.Reader, AuditKeyName)
-		if err != nil {
-			return nil, err
-		}
-		return json.Marshal(auditKeys{skey, vkey})
-	})
-	if err != nil {
-		return auditKeys{}, fmt.Errorf("recorder: audit signing key: %w", err)
-	}
-	var keys auditKeys
-	if err := json.Unmarshal(raw, &keys); err != nil {
-		return auditKeys{}, fmt.Errorf("recorder: audit signing key: %w", err)
-	}
-	return keys, nil
-}
-
-// AuditVerifierKey returns the verifier key without opening the log (so
-// nothing is appended or checkpointed), creating the key pair on first use.
-func AuditVerifierKey(sec *secrets.Store) (string, error) {
-	keys, err := loadAuditKeys(sec)
-	return keys.Verifier, err
-}
-
-// OpenAuditLog opens the log, creating its signing key on first use.
+// OpenAuditLog opens the log. On first use of an empty log it creates the
+// signing key; a log written by an earlier version (one key, no signed head)
+// is verified against its checkpoints and adopted. It refuses to open a log
+// that no longer matches its signed head, and writes a checkpoint when the
+// newest one does not cover every event (after a crash).
 func OpenAuditLog(db *store.DB, sec *secrets.Store, opts AuditOptions) (*AuditLog, error) {
 	if opts.CheckpointInterval == 0 {
 		opts.CheckpointInterval = 5 * time.Minute
@@ -106,27 +72,49 @@ func OpenAuditLog(db *store.DB, sec *secrets.Store, opts AuditOptions) (*AuditLo
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	keys, err := loadAuditKeys(sec)
+	ctx := context.Background()
+	f, adopted, err := ensureKeyFile(ctx, db.DB, sec, opts.Now())
 	if err != nil {
 		return nil, err
 	}
-	signer, err := note.NewSigner(keys.Signer)
-	if err != nil {
-		return nil, fmt.Errorf("recorder: audit signing key: %w", err)
+	keys := &keyState{sec: sec}
+	if err := keys.set(f, nil); err != nil {
+		return nil, err
 	}
 	stream, err := openAuditStream(opts.Stream)
 	if err != nil {
 		return nil, err
 	}
-	l := &AuditLog{db: db, opts: opts, log: opts.Logger, signer: signer, vkey: keys.Verifier, stream: stream,
+	l := &AuditLog{db: db, opts: opts, log: opts.Logger, keys: keys, stream: stream,
 		reqs: make(chan *appendReq, 1024), quit: make(chan struct{}), done: make(chan struct{})}
+	if adopted {
+		if err := l.adoptLegacy(ctx, f); err != nil {
+			stream.close()
+			return nil, err
+		}
+	}
+	if err := l.checkpointIfBehind(ctx); err != nil {
+		stream.close()
+		return nil, err
+	}
 	go l.run()
 	return l, nil
 }
 
 // VerifierKey is the public key text an auditor needs to check checkpoints
 // and exports (golang.org/x/mod/sumdb/note verifier key).
-func (l *AuditLog) VerifierKey() string { return l.vkey }
+func (l *AuditLog) VerifierKey() string {
+	l.keys.mu.Lock()
+	defer l.keys.mu.Unlock()
+	return l.keys.keys[0].Verifier
+}
+
+// Keys returns the public halves of every audit key, the active one first.
+func (l *AuditLog) Keys() AuditKeys {
+	l.keys.mu.Lock()
+	defer l.keys.mu.Unlock()
+	return append(AuditKeys(nil), l.keys.keys...)
+}
 
 // ErrAuditClosed is returned by Append after Close.
 var ErrAuditClosed = errors.New("recorder: audit log is closed")
@@ -209,7 +197,7 @@ func (l *AuditLog) commit(batch []*appendReq) {
 	for i, r := range batch {
 		evs[i] = &r.ev
 	}
-	err := appendEvents(context.Background(), l.db.DB, evs)
+	err := l.appendSigned(context.Background(), evs)
 	for _, r := range batch {
 		r.done <- err
 	}
@@ -222,51 +210,85 @@ func (l *AuditLog) commit(batch []*appendReq) {
 	}
 }
 
-// appendEvents chains and inserts evs in one immediate transaction.
-func appendEvents(ctx context.Context, db *sql.DB, evs []*Event) error {
+// appendSigned appends evs and signs the new head in one transaction.
+func (l *AuditLog) appendSigned(ctx context.Context, evs []*Event) error {
+	l.keys.mu.Lock()
+	defer l.keys.mu.Unlock()
+	if err := l.keys.refresh(ctx); err != nil {
+		return err
+	}
+	h, err := appendEvents(ctx, l.db.DB, evs, l.keys, l.opts.Now())
+	if err != nil {
+		return err
+	}
+	l.keys.head = h
+	return nil
+}
+
+// appendEvents chains and inserts evs in one immediate transaction. With
+// keys it first checks the stored log against the signed head and then signs
+// the new head; without keys (only tests, playing an attacker who can
+// recompute hashes but holds no key) it writes no head.
+func appendEvents(ctx context.Context, db *sql.DB, evs []*Event, keys *keyState, now time.Time) (Head, error) {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("recorder: audit: %w", err)
+		return Head{}, fmt.Errorf("recorder: audit: %w", err)
 	}
 	defer tx.Rollback()
 	var lastID int64
 	prev := make([]byte, 32)
 	err = tx.QueryRowContext(ctx, `SELECT id, hash FROM audit_events ORDER BY id DESC LIMIT 1`).Scan(&lastID, &prev)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("recorder: audit head: %w", err)
+		return Head{}, fmt.Errorf("recorder: audit head: %w", err)
 	}
 	ins, err := tx.PrepareContext(ctx, `INSERT INTO audit_events(id, time, type, user_name, user_issuer, user_subject,
 		client_addr, client_version, key_fingerprint, cert_serial, target, login, session_id, reason, details,
 		prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 	if err != nil {
-		return fmt.Errorf("recorder: audit: %w", err)
+		return Head{}, fmt.Errorf("recorder: audit: %w", err)
 	}
 	defer ins.Close()
 	tree, err := newTreeWriter(ctx, tx)
 	if err != nil {
-		return err
+		return Head{}, err
 	}
 	defer tree.close()
+	var head Head
+	if keys != nil {
+		if head, err = keys.checkHead(ctx, tx, lastID, tree); err != nil {
+			return Head{}, err
+		}
+	}
 	for _, ev := range evs {
 		lastID++
 		ev.ID = lastID
 		canon, err := Canonical(ev)
 		if err != nil {
-			return err
+			return Head{}, err
 		}
 		details, _ := CanonicalDetails(ev.Details)
 		hash := ChainHash(prev, canon)
 		if _, err := ins.ExecContext(ctx, ev.ID, ev.Time.UnixNano(), ev.Type, ev.User, ev.UserIssuer, ev.UserSubject,
 			ev.ClientAddr, ev.ClientVersion, ev.KeyFingerprint, int64(ev.CertSerial), ev.Target, ev.Login, ev.SessionID,
 			ev.Reason, string(details), prev, hash); err != nil {
-			return fmt.Errorf("recorder: audit insert: %w", err)
+			return Head{}, fmt.Errorf("recorder: audit insert: %w", err)
 		}
 		if err := tree.add(ev.ID-1, hash); err != nil {
-			return err
+			return Head{}, err
 		}
 		prev = hash
 	}
-	return tx.Commit()
+	if keys != nil {
+		root, err := tlog.TreeHash(lastID, tree)
+		if err != nil {
+			return Head{}, fmt.Errorf("recorder: audit tree: %w", err)
+		}
+		head, err = keys.signHead(ctx, tx, Head{Size: lastID, Root: root, Time: now, Checkpoints: head.Checkpoints})
+		if err != nil {
+			return Head{}, err
+		}
+	}
+	return head, tx.Commit()
 }
 
 // treeWriter stores the tlog Merkle tree hashes of new leaves in a tx.

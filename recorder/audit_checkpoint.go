@@ -24,51 +24,96 @@ const checkpointHeader = "gatehouse audit log"
 // Checkpoint is a signed statement of the audit log's size and Merkle root
 // at a time.
 type Checkpoint struct {
-	Size int64
-	Root tlog.Hash
-	Time time.Time
-	Note []byte // the signed note
+	Size  int64
+	Root  tlog.Hash
+	Time  time.Time
+	Seq   int64  // 1 for the first checkpoint written, 2 for the next...; 0 in notes of earlier versions
+	KeyID string // the audit key that signed it
+	Note  []byte // the signed note
+}
+
+func checkpointText(cp Checkpoint) string {
+	return fmt.Sprintf("%s\n%d\n%s\n%s\ncheckpoint %d\nkey %s\n", checkpointHeader, cp.Size, cp.Root,
+		cp.Time.Format(time.RFC3339), cp.Seq, cp.KeyID)
 }
 
 // Checkpoint signs and stores the current size and root, and ships the note
-// to the configured file and URL.
+// to the configured file and URL. It refuses (ErrAuditTampered) when the
+// stored log no longer matches its signed head.
 func (l *AuditLog) Checkpoint(ctx context.Context) (Checkpoint, error) { return l.checkpoint(ctx) }
 
 func (l *AuditLog) checkpoint(ctx context.Context) (Checkpoint, error) {
-	tx, err := l.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	cp, err := l.signCheckpoint(ctx)
 	if err != nil {
-		return Checkpoint{}, fmt.Errorf("recorder: checkpoint: %w", err)
-	}
-	var size int64
-	err = tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(id), 0) FROM audit_events`).Scan(&size)
-	var root tlog.Hash
-	if err == nil && size > 0 {
-		tw := &treeReader{ctx: ctx, tx: tx}
-		root, err = tlog.TreeHash(size, tw)
-	}
-	tx.Rollback()
-	if err != nil {
-		return Checkpoint{}, fmt.Errorf("recorder: checkpoint: %w", err)
-	}
-	cp := Checkpoint{Size: size, Root: root, Time: l.opts.Now().UTC().Truncate(time.Second)}
-	text := fmt.Sprintf("%s\n%d\n%s\n%s\n", checkpointHeader, cp.Size, cp.Root, cp.Time.Format(time.RFC3339))
-	cp.Note, err = note.Sign(&note.Note{Text: text}, l.signer)
-	if err != nil {
-		return Checkpoint{}, fmt.Errorf("recorder: sign checkpoint: %w", err)
-	}
-	if _, err := l.db.ExecContext(ctx, `INSERT INTO audit_checkpoints(tree_size, root_hash, time, note) VALUES (?, ?, ?, ?)`,
-		cp.Size, cp.Root[:], cp.Time.Unix(), string(cp.Note)); err != nil {
-		return Checkpoint{}, fmt.Errorf("recorder: store checkpoint: %w", err)
+		return Checkpoint{}, err
 	}
 	l.ship(cp)
 	return cp, nil
+}
+
+// signCheckpoint checks the head, then stores a checkpoint and a head
+// counting it, in one transaction.
+func (l *AuditLog) signCheckpoint(ctx context.Context) (Checkpoint, error) {
+	k := l.keys
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if err := k.refresh(ctx); err != nil {
+		return Checkpoint{}, err
+	}
+	tx, err := l.db.BeginTx(ctx, nil)
+	if err != nil {
+		return Checkpoint{}, fmt.Errorf("recorder: checkpoint: %w", err)
+	}
+	defer tx.Rollback()
+	var size int64
+	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(id), 0) FROM audit_events`).Scan(&size); err != nil {
+		return Checkpoint{}, fmt.Errorf("recorder: checkpoint: %w", err)
+	}
+	h, err := k.checkHead(ctx, tx, size, &treeReader{ctx: ctx, tx: tx})
+	if err != nil {
+		return Checkpoint{}, err
+	}
+	now := l.opts.Now().UTC()
+	cp := Checkpoint{Size: size, Root: h.Root, Time: now.Truncate(time.Second), Seq: h.Checkpoints + 1, KeyID: k.activeID()}
+	if cp.Note, err = note.Sign(&note.Note{Text: checkpointText(cp)}, k.signer); err != nil {
+		return Checkpoint{}, fmt.Errorf("recorder: sign checkpoint: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO audit_checkpoints(tree_size, root_hash, time, note) VALUES (?, ?, ?, ?)`,
+		cp.Size, cp.Root[:], cp.Time.Unix(), string(cp.Note)); err != nil {
+		return Checkpoint{}, fmt.Errorf("recorder: store checkpoint: %w", err)
+	}
+	nh, err := k.signHead(ctx, tx, Head{Size: size, Root: h.Root, Time: now, Checkpoints: h.Checkpoints + 1})
+	if err != nil {
+		return Checkpoint{}, err
+	}
+	if err := tx.Commit(); err != nil {
+		return Checkpoint{}, fmt.Errorf("recorder: checkpoint: %w", err)
+	}
+	k.head = nh
+	return cp, nil
+}
+
+// checkpointIfBehind writes a checkpoint when the newest stored one does not
+// cover every event (a writer that crashed before its final checkpoint).
+func (l *AuditLog) checkpointIfBehind(ctx context.Context) error {
+	var last, covered int64
+	err := l.db.QueryRowContext(ctx, `SELECT COALESCE((SELECT MAX(id) FROM audit_events), 0),
+		COALESCE((SELECT MAX(tree_size) FROM audit_checkpoints), 0)`).Scan(&last, &covered)
+	if err != nil {
+		return fmt.Errorf("recorder: audit: %w", err)
+	}
+	if last == 0 || covered >= last {
+		return nil
+	}
+	_, err = l.checkpoint(ctx)
+	return err
 }
 
 // ship sends a checkpoint off the box; failures are logged, not fatal (the
 // checkpoint is stored locally either way).
 func (l *AuditLog) ship(cp Checkpoint) {
 	if p := l.opts.CheckpointFile; p != "" {
-		f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+		f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 		if err == nil {
 			_, err = f.Write(append(append([]byte(nil), cp.Note...), '\n'))
 			f.Close()
@@ -129,22 +174,34 @@ func SplitCheckpoints(b []byte) [][]byte {
 	return notes
 }
 
-// ParseCheckpoint verifies a checkpoint note with the verifier key and
-// returns its content.
+// ParseCheckpoint verifies a checkpoint note with the verifier key (or
+// several, one per line) and returns its content.
 func ParseCheckpoint(msg []byte, verifierKey string) (Checkpoint, error) {
-	v, err := note.NewVerifier(strings.TrimSpace(verifierKey))
+	keys, err := ParseAuditKeys(verifierKey)
 	if err != nil {
-		return Checkpoint{}, fmt.Errorf("recorder: verifier key: %w", err)
+		return Checkpoint{}, err
 	}
-	n, err := note.Open(msg, note.VerifierList(v))
+	return parseCheckpoint(msg, keys)
+}
+
+// parseCheckpoint verifies msg with keys. Notes of earlier versions carry no
+// "key" line; their key id comes from the signature.
+func parseCheckpoint(msg []byte, keys AuditKeys) (Checkpoint, error) {
+	lines, id, err := openSigned(msg, keys)
 	if err != nil {
 		return Checkpoint{}, fmt.Errorf("recorder: checkpoint signature: %w", err)
 	}
-	lines := strings.Split(n.Text, "\n")
-	if len(lines) != 5 || lines[0] != checkpointHeader || lines[4] != "" {
+	cp := Checkpoint{Note: msg, KeyID: id}
+	if len(lines) == 5 && strings.HasPrefix(lines[4], "checkpoint ") {
+		cp.Seq, err = strconv.ParseInt(strings.TrimPrefix(lines[4], "checkpoint "), 10, 64)
+		if err != nil || cp.Seq < 1 {
+			return Checkpoint{}, fmt.Errorf("recorder: checkpoint number %q", lines[4])
+		}
+		lines = lines[:4]
+	}
+	if len(lines) != 4 || lines[0] != checkpointHeader {
 		return Checkpoint{}, fmt.Errorf("recorder: not a gatehouse checkpoint")
 	}
-	cp := Checkpoint{Note: msg}
 	if cp.Size, err = strconv.ParseInt(lines[1], 10, 64); err != nil || cp.Size < 0 {
 		return Checkpoint{}, fmt.Errorf("recorder: checkpoint size %q", lines[1])
 	}

@@ -68,7 +68,7 @@ func (l *AuditLog) Export(ctx context.Context, opts ExportOptions) (Manifest, er
 		return Manifest{}, err
 	}
 	m := Manifest{Version: 1, Format: opts.Format, File: "events." + opts.Format, Filter: desc,
-		Created: l.opts.Now().UTC(), Checkpoint: string(cp.Note), Verifier: l.vkey}
+		Created: l.opts.Now().UTC(), Checkpoint: string(cp.Note), Verifier: l.VerifierKey()}
 	if err := l.writeEvents(ctx, opts, &m); err != nil {
 		return Manifest{}, err
 	}
@@ -134,7 +134,9 @@ func (l *AuditLog) writeManifest(dir string, m Manifest) error {
 	}
 	b = append(b, '\n')
 	sum := sha256.Sum256(b)
-	sig, err := note.Sign(&note.Note{Text: exportSigHeader + "\n" + hex.EncodeToString(sum[:]) + "\n"}, l.signer)
+	l.keys.mu.Lock()
+	sig, err := note.Sign(&note.Note{Text: exportSigHeader + "\n" + hex.EncodeToString(sum[:]) + "\n"}, l.keys.signer)
+	l.keys.mu.Unlock()
 	if err != nil {
 		return err
 	}
@@ -186,11 +188,15 @@ func VerifyExport(dir, verifierKey string) (Manifest, error) {
 	if err != nil {
 		return fail("%v", err)
 	}
-	v, err := note.NewVerifier(strings.TrimSpace(verifierKey))
+	keys, err := ParseAuditKeys(verifierKey)
 	if err != nil {
-		return Manifest{}, fmt.Errorf("recorder: verifier key: %w", err)
+		return Manifest{}, err
 	}
-	n, err := note.Open(sig, note.VerifierList(v))
+	vs, err := keys.verifiers()
+	if err != nil {
+		return Manifest{}, err
+	}
+	n, err := note.Open(sig, vs)
 	if err != nil {
 		return fail("manifest signature: %v", err)
 	}

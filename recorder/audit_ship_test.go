@@ -3,6 +3,7 @@ package recorder
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -13,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/mod/sumdb/note"
 )
 
 // TestCheckpointPostedAndStreamed ships checkpoints to a real HTTP server on
@@ -102,7 +105,7 @@ func TestAuditForgedCheckpointDetected(t *testing.T) {
 		t.Fatal(err)
 	}
 	rep := e.verify(t, nil)
-	if rep.OK || !strings.Contains(rep.Problem, "a checkpoint does not verify") {
+	if rep.OK || !strings.Contains(rep.Problem, "checkpoint 1 of 1 in the database does not verify: recorder: checkpoint signature: invalid signature") {
 		t.Fatalf("report = %s", rep)
 	}
 }
@@ -152,6 +155,44 @@ func FuzzSplitCheckpoints(f *testing.F) {
 			if i > 0 && !strings.HasPrefix(string(n), checkpointHeader+"\n") {
 				t.Fatalf("note %d does not start with the header: %q", i, n)
 			}
+		}
+	})
+}
+
+// FuzzParseCheckpoint: checkpoint and head notes come back from other
+// storage (the off-box file, the database). Whatever text the key signed,
+// parsing must not panic, must name the signing key, never yield negative
+// numbers, and a head must never parse as a checkpoint or the reverse.
+func FuzzParseCheckpoint(f *testing.F) {
+	f.Add("gatehouse audit log\n5\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n2026-11-22T10:00:00Z\ncheckpoint 3\nkey 00000000\n")
+	f.Add("gatehouse audit log\n5\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n2026-11-22T10:00:00Z\n")
+	f.Add("gatehouse audit head\n5\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n2026-11-22T10:00:00.5Z\ncheckpoints 2\nkey 00000000\n")
+	f.Add("gatehouse audit log\n-1\n\n\ncheckpoint 0\n")
+	skey, vkey, err := note.GenerateKey(rand.Reader, AuditKeyName)
+	if err != nil {
+		f.Fatal(err)
+	}
+	signer, _ := note.NewSigner(skey)
+	keys, _ := ParseAuditKeys(vkey)
+	id := keys[0].ID
+	f.Fuzz(func(t *testing.T, text string) {
+		text = strings.ReplaceAll(text, "key 00000000", "key "+id)
+		msg, err := note.Sign(&note.Note{Text: text}, signer)
+		if err != nil {
+			return // not a valid note text (no final newline, control characters)
+		}
+		cp, cerr := parseCheckpoint(msg, keys)
+		h, herr := parseHead(msg, keys)
+		if cerr == nil && herr == nil {
+			t.Fatalf("parsed as both a checkpoint and a head: %q", text)
+		}
+		if cerr == nil {
+			if cp.KeyID != id || cp.Size < 0 || cp.Seq < 0 {
+				t.Fatalf("checkpoint %+v from %q", cp, text)
+			}
+		}
+		if herr == nil && (h.KeyID != id || h.Size < 0 || h.Checkpoints < 0) {
+			t.Fatalf("head %+v from %q", h, text)
 		}
 	})
 }

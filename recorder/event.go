@@ -4,26 +4,28 @@ import "time"
 
 // Event types written to the audit log.
 const (
-	EventLogin           = "login"            // web/OIDC login completed
-	EventLogout          = "logout"           // web session ended
-	EventMFASuccess      = "mfa.success"      // TOTP accepted
-	EventMFAFailure      = "mfa.failure"      // TOTP rejected
-	EventMFALockout      = "mfa.lockout"      // too many TOTP failures
-	EventMFAEnrol        = "mfa.enrol"        // TOTP enrolled or reset
-	EventCertIssued      = "cert.issued"      // user certificate issued
-	EventAuthFailure     = "auth.failure"     // SSH client authentication refused
-	EventSessionStart    = "session.start"    // session channel started on a target
-	EventSessionEnd      = "session.end"      // session channel ended
-	EventSessionDenied   = "session.denied"   // policy refused a session
-	EventCommand         = "command"          // exec request or reconstructed command
-	EventFile            = "file"             // sftp/scp file operation
-	EventForwardStart    = "forward.start"    // port forward opened
-	EventForwardEnd      = "forward.end"      // port forward closed
-	EventForwardDenied   = "forward.denied"   // port forward refused
-	EventLock            = "lock"             // user locked or unlocked
-	EventAdminChange     = "admin.change"     // configuration or user change by an admin
-	EventRecordingAccess = "recording.access" // a recording was opened or exported
-	EventExport          = "audit.export"     // audit log exported
+	EventLogin           = "login"             // web/OIDC login completed
+	EventLogout          = "logout"            // web session ended
+	EventMFASuccess      = "mfa.success"       // TOTP accepted
+	EventMFAFailure      = "mfa.failure"       // TOTP rejected
+	EventMFALockout      = "mfa.lockout"       // too many TOTP failures
+	EventMFAEnrol        = "mfa.enrol"         // TOTP enrolled or reset
+	EventCertIssued      = "cert.issued"       // user certificate issued
+	EventAuthFailure     = "auth.failure"      // SSH client authentication refused
+	EventSessionStart    = "session.start"     // session channel started on a target
+	EventSessionEnd      = "session.end"       // session channel ended
+	EventSessionDenied   = "session.denied"    // policy refused a session
+	EventCommand         = "command"           // exec request or reconstructed command
+	EventFile            = "file"              // sftp/scp file operation
+	EventForwardStart    = "forward.start"     // port forward opened
+	EventForwardEnd      = "forward.end"       // port forward closed
+	EventForwardDenied   = "forward.denied"    // port forward refused
+	EventLock            = "lock"              // user locked or unlocked
+	EventAdminChange     = "admin.change"      // configuration or user change by an admin
+	EventRecordingAccess = "recording.access"  // a recording was opened or exported
+	EventExport          = "audit.export"      // audit log exported
+	EventKeyRotated      = "audit.key_rotated" // audit signing key rotated
+	EventPrune           = "audit.prune"       // retention removed old events or recordings
 )
 
 // Event is one audit log entry. Time is UTC; the log assigns ID and the

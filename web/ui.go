@@ -418,7 +418,7 @@ func (s *Server) auditPage(w http.ResponseWriter, r *http.Request) {
 		d["Newest"] = "/audit?" + fq.Encode()
 	}
 	if r.URL.Query().Get("verify") == "1" {
-		rep, err := recorder.VerifyChain(r.Context(), s.opts.DB.DB, s.opts.AuditLog.VerifierKey(), nil)
+		rep, err := s.opts.AuditLog.Verify(r.Context())
 		if err != nil {
 			rep.Problem = err.Error()
 		}

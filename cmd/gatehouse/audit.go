@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -13,10 +14,10 @@ import (
 )
 
 func init() {
-	register(command{name: "audit", summary: "audit log: export, verify, verify-export, public-key, tail", run: func(args []string, stdout, stderr io.Writer) error {
+	register(command{name: "audit", summary: "audit log: export, verify, verify-export, public-key, tail, rotate-key, prune", run: func(args []string, stdout, stderr io.Writer) error {
 		return subcommand("audit", args, stdout, stderr, map[string]func([]string, io.Writer, io.Writer) error{
 			"export": runAuditExport, "verify": runAuditVerify, "verify-export": runAuditVerifyExport,
-			"public-key": runAuditPublicKey, "tail": runAuditTail,
+			"public-key": runAuditPublicKey, "tail": runAuditTail, "rotate-key": runAuditRotateKey, "prune": runAuditPrune,
 		})
 	}})
 }
@@ -99,32 +100,39 @@ func osUser() string {
 	return "cli"
 }
 
+// runAuditVerify checks the log read-only: it reads the keys without
+// opening the log for writing, so it never appends, signs or creates a key.
 func runAuditVerify(args []string, stdout, stderr io.Writer) error {
 	fs, cfgPath := newFlags("audit verify", stderr)
-	cpFile := fs.String("checkpoint", "", "an earlier checkpoint note kept elsewhere (detects truncation and rewrites)")
+	cpFile := fs.String("checkpoint", "", "checkpoints kept elsewhere (default: audit.checkpoint_file from the config)")
+	skipFile := fs.Bool("skip-checkpoint-file", false, "do not read audit.checkpoint_file (it is missing on purpose)")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
-	}
-	var extra []byte
-	if *cpFile != "" {
-		b, err := os.ReadFile(*cpFile)
-		if err != nil {
-			return err
-		}
-		extra = b // every note in it is checked, not only the last
 	}
 	env, err := openEnv(*cfgPath)
 	if err != nil {
 		return err
 	}
 	defer env.Close()
-	// Read the key without opening the log: verify must not append or sign
-	// a checkpoint over a log that may have been tampered with.
-	vkey, err := recorder.AuditVerifierKey(env.secrets)
-	if err != nil {
+	ctx := context.Background()
+	opts := recorder.VerifyOptions{Interval: env.cfg.Audit.CheckpointInterval}
+	opts.Keys, err = recorder.AuditPublicKeys(ctx, env.secrets)
+	if err != nil && !errors.Is(err, recorder.ErrNoAuditKey) {
 		return err
 	}
-	rep, err := recorder.VerifyChain(context.Background(), env.db.DB, vkey, extra)
+	path := *cpFile
+	if path == "" && !*skipFile {
+		path = env.cfg.Audit.CheckpointFile
+	}
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			fmt.Fprintf(stdout, "FAILED: cannot read the off-box checkpoint file: %v (pass --skip-checkpoint-file if it is missing on purpose)\n", err)
+			return exitError{1}
+		}
+		opts.Extra, opts.ExtraName = b, path // every note in it is checked, not only the last
+	}
+	rep, err := recorder.Verify(ctx, env.db.DB, opts)
 	if err != nil {
 		return err
 	}
@@ -184,34 +192,57 @@ func reorder(args []string) []string {
 	return append(flags, pos...)
 }
 
+// runAuditPublicKey prints the active verifier key (--all: every key with
+// its id and state). It only reads.
 func runAuditPublicKey(args []string, stdout, stderr io.Writer) error {
 	fs, cfgPath := newFlags("audit public-key", stderr)
+	all := fs.Bool("all", false, "list every key, retired ones included, with ids and states")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
-	env, l, err := openAudit(*cfgPath)
+	env, err := openEnv(*cfgPath)
 	if err != nil {
 		return err
 	}
 	defer env.Close()
-	defer l.Close()
-	fmt.Fprintln(stdout, l.VerifierKey())
+	keys, err := recorder.AuditPublicKeys(context.Background(), env.secrets)
+	if errors.Is(err, recorder.ErrNoAuditKey) {
+		return fmt.Errorf("no audit key yet: it is created when the gateway (or any command that writes the log) first runs")
+	}
+	if err != nil {
+		return err
+	}
+	if !*all {
+		fmt.Fprintln(stdout, keys[0].Verifier)
+		return nil
+	}
+	for _, k := range keys {
+		state := "active"
+		if !k.Active() {
+			state = "retired " + k.Retired.UTC().Format(time.RFC3339)
+		}
+		fmt.Fprintf(stdout, "%s %s %s\n", k.ID, state, k.Verifier)
+	}
 	return nil
 }
 
+// runAuditTail prints the newest events. It only reads.
 func runAuditTail(args []string, stdout, stderr io.Writer) error {
 	fs, cfgPath := newFlags("audit tail", stderr)
 	n := fs.Int("n", 20, "number of events")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
-	env, l, err := openAudit(*cfgPath)
+	env, err := openEnv(*cfgPath)
 	if err != nil {
 		return err
 	}
 	defer env.Close()
-	defer l.Close()
-	evs, err := l.Query(context.Background(), recorder.Filter{Limit: *n, Desc: true})
+	var evs []recorder.StoredEvent
+	err = recorder.QueryEvents(context.Background(), env.db.DB, recorder.Filter{Limit: max(*n, 1), Desc: true}, func(ev recorder.StoredEvent) error {
+		evs = append(evs, ev)
+		return nil
+	})
 	if err != nil {
 		return err
 	}
@@ -221,4 +252,56 @@ func runAuditTail(args []string, stdout, stderr io.Writer) error {
 			ev.Time.Format(time.RFC3339), ev.Type, ev.User, ev.Target, ev.Login, ev.SessionID, ev.Reason, ev.DetailsJSON)
 	}
 	return nil
+}
+
+// runAuditRotateKey makes a new audit signing key active; the old key's
+// public half is kept so everything it signed still verifies.
+func runAuditRotateKey(args []string, stdout, stderr io.Writer) error {
+	fs, cfgPath := newFlags("audit rotate-key", stderr)
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	env, l, err := openAudit(*cfgPath)
+	if err != nil {
+		return err
+	}
+	defer env.Close()
+	defer l.Close()
+	old, cur, err := l.RotateKey(context.Background(), osUser())
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "audit key rotated: %s retired (public key kept), %s active\nnew verifier key for auditors:\n%s\n",
+		old.ID, cur.ID, cur.Verifier)
+	return nil
+}
+
+// runAuditPrune applies the configured retention now (the gateway also runs
+// it daily). It removes only whole ranges, after a signed prune event.
+func runAuditPrune(args []string, stdout, stderr io.Writer) error {
+	fs, cfgPath := newFlags("audit prune", stderr)
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	env, l, err := openAudit(*cfgPath)
+	if err != nil {
+		return err
+	}
+	defer env.Close()
+	defer l.Close()
+	ret := app.RetentionOf(env.cfg)
+	if ret.Audit == 0 && ret.Recordings == 0 {
+		fmt.Fprintln(stdout, "retention is not configured (retention.audit, retention.recordings): nothing is ever pruned")
+		return nil
+	}
+	recs, err := openRecordings(env)
+	if err != nil {
+		return err
+	}
+	defer recs.Close()
+	res, err := recorder.ApplyRetention(context.Background(), ret, l, recs, time.Now(), osUser())
+	for _, r := range res {
+		fmt.Fprintln(stdout, r.String())
+	}
+	return err
 }

@@ -20,10 +20,24 @@ type auditCLI struct {
 
 func newAuditCLI(t *testing.T) *auditCLI {
 	t.Helper()
+	return newAuditCLIWith(t, "", func(l *recorder.AuditLog) {
+		for _, u := range []string{"alice", "bob", "carol", "dave", "erin"} {
+			if err := l.Append(context.Background(), recorder.Event{Type: recorder.EventLogin, User: u, Target: "db-1"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+}
+
+// newAuditCLIWith writes the config (plus extra YAML), opens the log, runs
+// fill and closes it (which writes a checkpoint to the database and cpFile).
+func newAuditCLIWith(t *testing.T, extra string, fill func(*recorder.AuditLog)) *auditCLI {
+	t.Helper()
 	c := &auditCLI{dir: t.TempDir()}
 	c.cfg = filepath.Join(c.dir, "gatehouse.yaml")
-	c.cpFile = filepath.Join(c.dir, "checkpoints.txt")
-	conf := "data_dir: " + filepath.Join(c.dir, "data") + "\naudit:\n  checkpoint_file: " + c.cpFile + "\n"
+	c.cpFile = filepath.Join(c.dir, "offbox", "checkpoints.txt")
+	os.MkdirAll(filepath.Dir(c.cpFile), 0o700)
+	conf := "data_dir: " + filepath.Join(c.dir, "data") + "\naudit:\n  checkpoint_file: " + c.cpFile + "\n" + extra
 	if err := os.WriteFile(c.cfg, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -31,12 +45,8 @@ func newAuditCLI(t *testing.T) *auditCLI {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, u := range []string{"alice", "bob", "carol", "dave", "erin"} {
-		if err := l.Append(context.Background(), recorder.Event{Type: recorder.EventLogin, User: u, Target: "db-1"}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	l.Close() // writes a checkpoint of 5 events to cpFile
+	fill(l)
+	l.Close()
 	env.Close()
 	return c
 }
@@ -74,19 +84,17 @@ func TestAuditCLIVerify(t *testing.T) {
 
 func TestAuditCLIVerifyTruncatedAgainstOffBoxCheckpoint(t *testing.T) {
 	c := newAuditCLI(t)
-	// An attacker removes the last events and every local checkpoint.
-	c.sql(t, `DELETE FROM audit_events WHERE id > 3; DELETE FROM audit_checkpoints`)
-	// The gateway keeps running and ships a checkpoint of the truncated log;
-	// the older note in the file still catches it.
-	if code, out := c.run(t, "tail"); code != 0 {
-		t.Fatalf("tail: exit %d: %s", code, out)
-	}
-	if b, _ := os.ReadFile(c.cpFile); len(recorder.SplitCheckpoints(b)) != 2 {
-		t.Fatalf("checkpoint file holds %d notes, want 2:\n%s", len(recorder.SplitCheckpoints(b)), b)
-	}
-	code, out := c.run(t, "verify", "--checkpoint", c.cpFile)
-	if code != 1 || !strings.Contains(out, "FAILED at event 4:") {
+	// An attacker removes the last events, every local checkpoint and the
+	// signed head; the off-box file, read by default, still catches it.
+	c.sql(t, `DELETE FROM audit_events WHERE id > 3; DELETE FROM audit_checkpoints; DELETE FROM audit_head`)
+	code, out := c.run(t, "verify")
+	if want := "FAILED at event 4: log truncated: the checkpoint signed at"; code != 1 || !strings.HasPrefix(out, want) {
 		t.Fatalf("truncation: exit %d: %s", code, out)
+	}
+	// Without the file the missing head still fails it.
+	code, out = c.run(t, "verify", "--skip-checkpoint-file")
+	if want := "FAILED: the signed head is missing (deleted)"; code != 1 || !strings.HasPrefix(out, want) {
+		t.Fatalf("truncation without the file: exit %d: %s", code, out)
 	}
 }
 

@@ -77,6 +77,7 @@ type App struct {
 	sshAddr, webAddr, opsAddr string
 	ops                       *metrics.Server
 	errc                      chan error
+	stopRetention             context.CancelFunc // nil when no retention is configured
 }
 
 // Start opens storage, seals what a previous crash left open, and starts the
@@ -118,6 +119,11 @@ func Start(cfg *config.Config, log *slog.Logger) (*App, error) {
 	}
 	if a.Alerts != nil {
 		a.Alerts.Start()
+	}
+	if ret := RetentionOf(cfg); ret.Audit > 0 || ret.Recordings > 0 {
+		ctx, cancel := context.WithCancel(context.Background())
+		a.stopRetention = cancel
+		go recorder.RetentionLoop(ctx, ret, a.Audit, a.Recs, a.Log)
 	}
 	return a, nil
 }
@@ -279,6 +285,9 @@ func hostNames(cfg *config.Config) []string {
 // Close shuts the gateway down gracefully within ctx, then closes storage.
 func (a *App) Close(ctx context.Context) error {
 	var errs []error
+	if a.stopRetention != nil {
+		a.stopRetention()
+	}
 	if a.ops != nil {
 		a.ops.Shutdown(ctx)
 	}
@@ -303,4 +312,9 @@ func (a *App) Close(ctx context.Context) error {
 	}
 	errs = append(errs, a.Env.Close())
 	return errors.Join(errs...)
+}
+
+// RetentionOf returns the configured retention ages.
+func RetentionOf(cfg *config.Config) recorder.Retention {
+	return recorder.Retention{Audit: cfg.Retention.Audit.Duration(), Recordings: cfg.Retention.Recordings.Duration()}
 }

@@ -42,6 +42,7 @@ type Config struct {
 	Audit     Audit     `yaml:"audit"`
 	Metrics   Metrics   `yaml:"metrics"`
 	Alerts    []Alert   `yaml:"alerts"`
+	Retention Retention `yaml:"retention"`
 	Targets   []Target  `yaml:"targets"`
 	Roles     []Role    `yaml:"roles"`
 	Bindings  []Binding `yaml:"bindings"`
@@ -468,6 +469,7 @@ func (c *Config) validate() error {
 	}
 	add(c.validateTargets())
 	add(c.validateRoles())
+	add(c.validateRetention())
 	if len(errs) > 0 {
 		return errs[0] // one line the operator can act on; fix, rerun
 	}

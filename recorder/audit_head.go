@@ -1,0 +1,218 @@
+package recorder
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/gatehouse/gatehouse/internal/secrets"
+)
+
+// The signed head is rewritten in the same transaction as every batch of
+// events and every checkpoint. It states the number of events, the Merkle
+// root over them and how many checkpoints exist, signed with the active audit
+// key, so that nothing in the log can be changed, added, truncated or deleted
+// by someone holding the database but not the master key without `verify`
+// noticing — including the events after the newest checkpoint.
+
+// headHeader starts the text of every head note.
+const headHeader = "gatehouse audit head"
+
+// Head is the signed statement of the whole log's current state.
+type Head struct {
+	Size        int64 // number of events ever written (the last id)
+	Root        tlog.Hash
+	Time        time.Time
+	Checkpoints int64 // checkpoints written so far
+	KeyID       string
+	Note        []byte
+}
+
+// ErrAuditTampered is wrapped by writer errors raised when the stored log no
+// longer matches its signed head: the writer refuses to sign over it.
+var ErrAuditTampered = errors.New("recorder: the audit log was changed without the signing key")
+
+func headText(h Head) string {
+	return fmt.Sprintf("%s\n%d\n%s\n%s\ncheckpoints %d\nkey %s\n", headHeader, h.Size, h.Root,
+		h.Time.UTC().Format(time.RFC3339Nano), h.Checkpoints, h.KeyID)
+}
+
+// openSigned verifies msg with keys and returns its text lines (without the
+// final empty one) and the id of the key that signed it. A "key ID" line in
+// the text must name a key that signed the note.
+func openSigned(msg []byte, keys AuditKeys) ([]string, string, error) {
+	vs, err := keys.verifiers()
+	if err != nil {
+		return nil, "", err
+	}
+	n, err := note.Open(msg, vs)
+	if err != nil {
+		var unv *note.UnverifiedNoteError
+		if errors.As(err, &unv) {
+			return nil, "", fmt.Errorf("not signed by a known audit key (%s)", sigIDs(unv.Note.UnverifiedSigs))
+		}
+		return nil, "", err
+	}
+	lines := strings.Split(n.Text, "\n")
+	lines = lines[:len(lines)-1] // note text always ends in a newline
+	signed := map[string]bool{}
+	var first string
+	for _, s := range n.Sigs {
+		id := fmt.Sprintf("%08x", s.Hash)
+		signed[id] = true
+		if first == "" {
+			first = id
+		}
+	}
+	if last := lines[len(lines)-1]; strings.HasPrefix(last, "key ") {
+		id := strings.TrimPrefix(last, "key ")
+		if !signed[id] {
+			return nil, "", fmt.Errorf("names key %s but is not signed by it", id)
+		}
+		return lines[:len(lines)-1], id, nil
+	}
+	return lines, first, nil
+}
+
+func sigIDs(sigs []note.Signature) string {
+	var ids []string
+	for _, s := range sigs {
+		ids = append(ids, fmt.Sprintf("%s+%08x", s.Name, s.Hash))
+	}
+	if len(ids) == 0 {
+		return "no signature"
+	}
+	return "signed by " + strings.Join(ids, ", ")
+}
+
+// parseHead verifies a head note with keys.
+func parseHead(msg []byte, keys AuditKeys) (Head, error) {
+	lines, id, err := openSigned(msg, keys)
+	if err != nil {
+		return Head{}, fmt.Errorf("recorder: signed head: %w", err)
+	}
+	if len(lines) != 5 || lines[0] != headHeader || !strings.HasPrefix(lines[4], "checkpoints ") {
+		return Head{}, fmt.Errorf("recorder: signed head: not a gatehouse audit head")
+	}
+	h := Head{KeyID: id, Note: msg}
+	h.Size, err = strconv.ParseInt(lines[1], 10, 64)
+	if err == nil {
+		h.Root, err = tlog.ParseHash(lines[2])
+	}
+	if err == nil {
+		h.Time, err = time.Parse(time.RFC3339Nano, lines[3])
+	}
+	if err == nil {
+		h.Checkpoints, err = strconv.ParseInt(strings.TrimPrefix(lines[4], "checkpoints "), 10, 64)
+	}
+	if err != nil || h.Size < 0 || h.Checkpoints < 0 {
+		return Head{}, fmt.Errorf("recorder: signed head: malformed")
+	}
+	return h, nil
+}
+
+// keyState is the writer's signing key and the last head it knows is good.
+type keyState struct {
+	sec *secrets.Store
+
+	// mu protects the following; it is held across each signing transaction.
+	mu     sync.Mutex
+	raw    []byte // the key file last loaded
+	keys   AuditKeys
+	signer note.Signer
+	head   Head // the last head this process wrote or verified
+}
+
+// refresh reloads the key file when another process rotated it, so a writer
+// never signs with a retired key once the rotation is committed.
+func (k *keyState) refresh(ctx context.Context) error {
+	raw, err := k.sec.Get(ctx, auditKeysSecret)
+	if err != nil {
+		return fmt.Errorf("recorder: audit keys: %w", err)
+	}
+	if bytes.Equal(raw, k.raw) {
+		return nil
+	}
+	f, _, _, err := readKeyFile(ctx, k.sec)
+	if err != nil {
+		return err
+	}
+	return k.set(f, raw)
+}
+
+func (k *keyState) set(f auditKeyFile, raw []byte) error {
+	s, err := signerFor(f)
+	if err != nil {
+		return err
+	}
+	k.raw, k.keys, k.signer = raw, AuditKeys(f.Keys), s
+	return nil
+}
+
+// activeID is the id of the signing key.
+func (k *keyState) activeID() string { return k.keys[0].ID }
+
+// checkHead reads the signed head inside tx and checks that the stored log
+// is exactly what it signed: lastID events and the same Merkle root. Only
+// then may the writer sign over it; otherwise a keyless rewrite would be
+// laundered by the next signature.
+func (k *keyState) checkHead(ctx context.Context, tx *sql.Tx, lastID int64, tr tlog.HashReader) (Head, error) {
+	var size, count int64
+	var msg string
+	err := tx.QueryRowContext(ctx, `SELECT tree_size, checkpoints, note FROM audit_head WHERE id = 1`).Scan(&size, &count, &msg)
+	if errors.Is(err, sql.ErrNoRows) {
+		if lastID == 0 {
+			return Head{}, nil
+		}
+		return Head{}, fmt.Errorf("%w: the signed head is missing but %d events are stored", ErrAuditTampered, lastID)
+	}
+	if err != nil {
+		return Head{}, fmt.Errorf("recorder: audit head: %w", err)
+	}
+	h := k.head
+	if !bytes.Equal([]byte(msg), h.Note) { // written by another process (or forged)
+		if h, err = parseHead([]byte(msg), k.keys); err != nil {
+			return Head{}, fmt.Errorf("%w: %v", ErrAuditTampered, err)
+		}
+	}
+	if h.Size != lastID {
+		return Head{}, fmt.Errorf("%w: the signed head covers %d events, the table ends at %d", ErrAuditTampered, h.Size, lastID)
+	}
+	if h.Size > 0 {
+		root, err := tlog.TreeHash(h.Size, tr)
+		if err != nil {
+			return Head{}, fmt.Errorf("%w: Merkle tree: %v", ErrAuditTampered, err)
+		}
+		if root != h.Root {
+			return Head{}, fmt.Errorf("%w: the stored events no longer match the signed head", ErrAuditTampered)
+		}
+	}
+	return h, nil
+}
+
+// signHead signs and stores a new head inside tx; the caller records it in
+// k.head after the commit.
+func (k *keyState) signHead(ctx context.Context, tx *sql.Tx, h Head) (Head, error) {
+	h.KeyID = k.activeID()
+	msg, err := note.Sign(&note.Note{Text: headText(h)}, k.signer)
+	if err != nil {
+		return Head{}, fmt.Errorf("recorder: sign audit head: %w", err)
+	}
+	h.Note = msg
+	_, err = tx.ExecContext(ctx, `INSERT INTO audit_head(id, tree_size, checkpoints, note) VALUES (1, ?, ?, ?)
+		ON CONFLICT(id) DO UPDATE SET tree_size = excluded.tree_size, checkpoints = excluded.checkpoints, note = excluded.note`,
+		h.Size, h.Checkpoints, string(msg))
+	if err != nil {
+		return Head{}, fmt.Errorf("recorder: store audit head: %w", err)
+	}
+	return h, nil
+}

@@ -1,0 +1,280 @@
+package recorder
+
+import (
+	"context"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// Retention never deletes silently and never deletes one item: it removes
+// only whole ranges older than the configured age, and only after a signed
+// audit.prune event naming what goes (ids, times, hashes) is committed.
+// Nothing else in Gatehouse deletes audit events or recordings.
+
+// Retention says how long audit events and recordings are kept. Zero keeps
+// them forever.
+type Retention struct {
+	Audit      time.Duration
+	Recordings time.Duration
+}
+
+// PruneResult describes what one prune removed.
+type PruneResult struct {
+	What        string   // "audit" or "recordings"
+	First, Last int64    // audit: the event ids removed (0, 0 when none)
+	Count       int      // events or recordings removed
+	IDs         []string // recordings removed
+}
+
+func (p PruneResult) String() string {
+	switch {
+	case p.Count == 0:
+		return fmt.Sprintf("%s: nothing older than the retention period", p.What)
+	case p.What == "audit":
+		return fmt.Sprintf("audit: pruned events %d..%d (%d events)", p.First, p.Last, p.Count)
+	}
+	return fmt.Sprintf("recordings: pruned %d recordings", p.Count)
+}
+
+// PruneAudit removes events 1..K, where K is the largest signed checkpoint
+// such that every event up to K is older than cutoff. The log must verify
+// first; the checkpoint at K, the checkpoints before it and the Merkle tree
+// hashes needed to extend the tree from K are kept, so `verify` still passes.
+func (l *AuditLog) PruneAudit(ctx context.Context, cutoff time.Time, actor string) (PruneResult, error) {
+	res := PruneResult{What: "audit"}
+	rep, err := l.Verify(ctx)
+	if err != nil {
+		return res, err
+	}
+	if !rep.OK {
+		return res, fmt.Errorf("recorder: retention: the audit log does not verify, nothing pruned: %s", rep)
+	}
+	base := rep.Pruned
+	k, err := l.pruneBoundary(ctx, base, cutoff)
+	if err != nil || k == 0 {
+		return res, err
+	}
+	details, err := l.pruneDetails(ctx, base, k, cutoff)
+	if err != nil {
+		return res, err
+	}
+	if err := l.Append(ctx, Event{Type: EventPrune, User: actor, Details: details,
+		Reason: fmt.Sprintf("retention: audit events %d..%d older than %s removed", base+1, k, stamp(cutoff))}); err != nil {
+		return res, err
+	}
+	if err := l.deleteThrough(ctx, k); err != nil {
+		return res, err
+	}
+	l.log.Info("audit retention: events pruned", "first", base+1, "last", k, "older_than", cutoff)
+	return PruneResult{What: "audit", First: base + 1, Last: k, Count: int(k - base)}, nil
+}
+
+// pruneBoundary returns the largest checkpoint size K > base such that
+// every event up to K is older than cutoff, or 0.
+func (l *AuditLog) pruneBoundary(ctx context.Context, base int64, cutoff time.Time) (int64, error) {
+	var k sql.NullInt64
+	err := l.db.QueryRowContext(ctx, `SELECT MAX(tree_size) FROM audit_checkpoints WHERE tree_size > ? AND tree_size <
+		COALESCE((SELECT MIN(id) FROM audit_events WHERE time >= ?), (SELECT MAX(id) + 1 FROM audit_events))`,
+		base, cutoff.UnixNano()).Scan(&k)
+	if err != nil {
+		return 0, fmt.Errorf("recorder: retention: %w", err)
+	}
+	return k.Int64, nil
+}
+
+// pruneDetails describes the range base+1..k for the prune event.
+func (l *AuditLog) pruneDetails(ctx context.Context, base, k int64, cutoff time.Time) (map[string]any, error) {
+	var firstT, lastT int64
+	var hash []byte
+	var cpNote string
+	err := l.db.QueryRowContext(ctx, `SELECT (SELECT time FROM audit_events WHERE id = ?), time, hash,
+		(SELECT note FROM audit_checkpoints WHERE tree_size = ? ORDER BY id DESC LIMIT 1) FROM audit_events WHERE id = ?`,
+		base+1, k, k).Scan(&firstT, &lastT, &hash, &cpNote)
+	if err != nil {
+		return nil, fmt.Errorf("recorder: retention: %w", err)
+	}
+	cp, err := parseCheckpoint([]byte(cpNote), l.Keys())
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{"what": "audit", "first_id": base + 1, "last_id": k, "pruned_through": k,
+		"events": k - base, "first_time": stamp(time.Unix(0, firstT)), "last_time": stamp(time.Unix(0, lastT)),
+		"boundary_hash": hex.EncodeToString(hash), "boundary_root": cp.Root.String(),
+		"boundary_checkpoint": stamp(cp.Time), "older_than": stamp(cutoff)}, nil
+}
+
+// deleteThrough removes events 1..k and the tree hashes of those leaves,
+// except the complete subtrees of the first k leaves that later roots need.
+func (l *AuditLog) deleteThrough(ctx context.Context, k int64) error {
+	l.keys.mu.Lock()
+	defer l.keys.mu.Unlock()
+	idx, err := frontier(k)
+	if err != nil {
+		return err
+	}
+	tx, err := l.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("recorder: retention: %w", err)
+	}
+	defer tx.Rollback()
+	keep, err := (&treeReader{ctx: ctx, tx: tx}).ReadHashes(idx)
+	if err != nil {
+		return fmt.Errorf("recorder: retention: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM audit_tree WHERE idx < ?`, tlog.StoredHashIndex(0, k)); err != nil {
+		return fmt.Errorf("recorder: retention: %w", err)
+	}
+	for i, ix := range idx {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO audit_tree(idx, hash) VALUES (?, ?)`, ix, keep[i][:]); err != nil {
+			return fmt.Errorf("recorder: retention: %w", err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM audit_events WHERE id <= ?`, k); err != nil {
+		return fmt.Errorf("recorder: retention: %w", err)
+	}
+	return tx.Commit()
+}
+
+// pruneBatch bounds how many recordings one prune event lists.
+const pruneBatch = 200
+
+type prunedRec struct {
+	id, file, sha, session, user, target string
+	started, ended                       int64
+}
+
+// Prune removes whole recordings that ended before cutoff: for each batch it
+// first appends a signed prune event listing every recording (id, SHA-256 of
+// the file, session, user, target, start and end), then removes the files
+// and rows. Open recordings are never touched.
+func (r *Recordings) Prune(ctx context.Context, audit *AuditLog, cutoff time.Time, actor string) (PruneResult, error) {
+	res := PruneResult{What: "recordings"}
+	for {
+		batch, err := r.expired(ctx, cutoff)
+		if err != nil || len(batch) == 0 {
+			return res, err
+		}
+		if err := audit.Append(ctx, Event{Type: EventPrune, User: actor, Details: recPruneDetails(batch, cutoff),
+			Reason: fmt.Sprintf("retention: %d recordings ended before %s removed", len(batch), stamp(cutoff))}); err != nil {
+			return res, err
+		}
+		for _, rec := range batch {
+			if err := r.remove(ctx, rec); err != nil {
+				return res, err
+			}
+			res.IDs = append(res.IDs, rec.id)
+			res.Count++
+		}
+		r.log.Info("recording retention: recordings pruned", "count", len(batch), "older_than", cutoff)
+	}
+}
+
+func (r *Recordings) expired(ctx context.Context, cutoff time.Time) ([]prunedRec, error) {
+	rows, err := r.db.QueryContext(ctx, `SELECT id, file, sha256, session_id, user_name, target, started, ended
+		FROM recordings WHERE ended IS NOT NULL AND ended < ? ORDER BY started LIMIT ?`, cutoff.UnixNano(), pruneBatch)
+	if err != nil {
+		return nil, fmt.Errorf("recorder: retention: %w", err)
+	}
+	defer rows.Close()
+	var out []prunedRec
+	for rows.Next() {
+		var p prunedRec
+		if err := rows.Scan(&p.id, &p.file, &p.sha, &p.session, &p.user, &p.target, &p.started, &p.ended); err != nil {
+			return nil, fmt.Errorf("recorder: retention: %w", err)
+		}
+		out = append(out, p)
+	}
+	return out, rows.Err()
+}
+
+func recPruneDetails(batch []prunedRec, cutoff time.Time) map[string]any {
+	var b strings.Builder
+	for _, p := range batch {
+		fmt.Fprintf(&b, "%s sha256=%s session=%s user=%s target=%s started=%s ended=%s\n", p.id, p.sha, p.session,
+			p.user, p.target, stamp(time.Unix(0, p.started)), stamp(time.Unix(0, p.ended)))
+	}
+	return map[string]any{"what": "recordings", "count": len(batch), "older_than": stamp(cutoff), "recordings": b.String()}
+}
+
+// remove deletes one recording's files (the recording and any companion
+// files named after its id) and then its rows.
+func (r *Recordings) remove(ctx context.Context, p prunedRec) error {
+	files, err := filepath.Glob(filepath.Join(r.dir, p.id+".*"))
+	if err != nil {
+		return fmt.Errorf("recorder: retention: %w", err)
+	}
+	if p.file != "" && filepath.Base(p.file) == p.file {
+		files = append(files, filepath.Join(r.dir, p.file))
+	}
+	for _, f := range files {
+		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("recorder: retention: recording %s: %w", p.id, err)
+		}
+	}
+	tx, err := r.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("recorder: retention: %w", err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `DELETE FROM recording_commands WHERE recording_id = ?`, p.id); err != nil {
+		return fmt.Errorf("recorder: retention: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM recordings WHERE id = ?`, p.id); err != nil {
+		return fmt.Errorf("recorder: retention: %w", err)
+	}
+	return tx.Commit()
+}
+
+// ApplyRetention prunes what ret says is too old at now; zero ages keep
+// everything. It reports what was removed.
+func ApplyRetention(ctx context.Context, ret Retention, audit *AuditLog, recs *Recordings, now time.Time, actor string) ([]PruneResult, error) {
+	var out []PruneResult
+	if ret.Recordings > 0 && recs != nil {
+		res, err := recs.Prune(ctx, audit, now.Add(-ret.Recordings), actor)
+		out = append(out, res)
+		if err != nil {
+			return out, err
+		}
+	}
+	if ret.Audit > 0 {
+		res, err := audit.PruneAudit(ctx, now.Add(-ret.Audit), actor)
+		out = append(out, res)
+		if err != nil {
+			return out, err
+		}
+	}
+	return out, nil
+}
+
+// RetentionLoop applies ret once at start and then every day until ctx
+// ends. Failures are logged (and retried the next day); a log that does not
+// verify is never pruned.
+func RetentionLoop(ctx context.Context, ret Retention, audit *AuditLog, recs *Recordings, log *slog.Logger) {
+	t := time.NewTicker(24 * time.Hour)
+	defer t.Stop()
+	for {
+		res, err := ApplyRetention(ctx, ret, audit, recs, time.Now(), "gatehouse retention")
+		for _, r := range res {
+			if r.Count > 0 {
+				log.Info("retention applied", "result", r.String())
+			}
+		}
+		if err != nil && ctx.Err() == nil {
+			log.Error("retention failed; nothing more pruned", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
