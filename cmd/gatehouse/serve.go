@@ -36,6 +36,10 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if app.MasterKeyBesideData(cfg) {
+		log.Warn("the master key is a file in data_dir, next to the database it protects: any copy of the data directory (backup, snapshot, stolen volume) then opens every CA key, TOTP secret and recording; set master_key_file outside data_dir or GATEHOUSE_MASTER_KEY (docs/deploy.md)",
+			"master_key_file", cfg.MasterKeyFile)
+	}
 	fmt.Fprintf(stdout, "gatehouse: SSH on %s\n", a.SSHAddr())
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)

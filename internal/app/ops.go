@@ -6,10 +6,15 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/alerts"
+	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/metrics"
+	"github.com/gatehouse/gatehouse/internal/secrets"
 	"github.com/gatehouse/gatehouse/recorder"
 )
 
@@ -101,3 +106,14 @@ func (a *App) openAlerts() error {
 
 // MetricsAddr is the address of the operations listener ("" when off).
 func (a *App) MetricsAddr() string { return a.opsAddr }
+
+// MasterKeyBesideData reports whether the master key is (or would be
+// created as) a file in the data directory, next to the database it
+// protects. Only then is a missing key file created on first start.
+func MasterKeyBesideData(cfg *config.Config) bool {
+	if os.Getenv(secrets.EnvMasterKey) != "" {
+		return false
+	}
+	rel, err := filepath.Rel(cfg.DataDir, cfg.MasterKeyFile)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
+}

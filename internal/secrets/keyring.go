@@ -37,6 +37,15 @@ type Keyring struct {
 // LoadKeyring reads the master key from the environment or keyFile, creating
 // keyFile (0600) with a fresh random key when neither exists.
 func LoadKeyring(keyFile string) (*Keyring, error) {
+	return LoadKeyringFrom(keyFile, true)
+}
+
+// LoadKeyringFrom reads the master key from the environment or keyFile.
+// When neither exists it creates keyFile if create is set, and otherwise
+// fails: a key file configured outside the data directory (a mounted secret)
+// that is missing must not be replaced by a new key, which could not open
+// what the old one sealed.
+func LoadKeyringFrom(keyFile string, create bool) (*Keyring, error) {
 	if v := os.Getenv(EnvMasterKey); v != "" {
 		k, err := base64.StdEncoding.DecodeString(strings.TrimSpace(v))
 		if err != nil || len(k) != chacha20poly1305.KeySize {
@@ -46,6 +55,9 @@ func LoadKeyring(keyFile string) (*Keyring, error) {
 	}
 	b, err := os.ReadFile(keyFile)
 	if errors.Is(err, os.ErrNotExist) {
+		if !create {
+			return nil, fmt.Errorf("secrets: master key file %s does not exist (create it once with: head -c 32 /dev/urandom | base64 > %s; chmod 600 %s), or set %s", keyFile, keyFile, keyFile, EnvMasterKey)
+		}
 		return createKeyFile(keyFile)
 	}
 	if err != nil {
