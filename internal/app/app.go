@@ -214,7 +214,8 @@ func (a *App) openIdentity() error {
 			a.auditor().Append(context.Background(), recorder.Event{Type: recorder.EventMFALockout, User: user,
 				Reason: "too many wrong TOTP codes"})
 		}})
-	a.Approvals = &auth.Approvals{BaseURL: cfg.Web.PublicURL, Window: cfg.Certs.ApprovalWindow}
+	a.Approvals = &auth.Approvals{BaseURL: cfg.Web.PublicURL, Window: cfg.Certs.ApprovalWindow,
+		MaxPerSource: cfg.Certs.MaxPendingApprovalsPerIP, MaxPending: cfg.Certs.MaxPendingApprovals}
 	if cfg.OIDC.Issuer == "" {
 		return nil
 	}

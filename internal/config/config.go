@@ -132,8 +132,15 @@ type Certs struct {
 	// targets. Zero means 2m.
 	SessionTTL time.Duration `yaml:"session_ttl"`
 	// ApprovalWindow is how long a browser approval of a plain-ssh login is
-	// reused for the same client key. Zero means 10m.
+	// reused for the same client key, source IP and login@target. Zero
+	// means 10m.
 	ApprovalWindow time.Duration `yaml:"approval_window"`
+	// MaxPendingApprovalsPerIP bounds the plain-ssh logins waiting for a
+	// browser approval from one source (IPv4 address or IPv6 /64). Zero
+	// means 10.
+	MaxPendingApprovalsPerIP int `yaml:"max_pending_approvals_per_ip"`
+	// MaxPendingApprovals bounds those logins in total. Zero means 1000.
+	MaxPendingApprovals int `yaml:"max_pending_approvals"`
 }
 
 // Recording configures session recordings.
@@ -451,6 +458,9 @@ func (c *Config) validate() error {
 	}
 	if c.SSH.HandshakeTimeout < 0 || c.SSH.TargetDialTimeout < 0 || c.SSH.MaxUnauthenticatedPerIP < 0 {
 		add(c.fail("ssh", "timeouts and limits must not be negative"))
+	}
+	if c.Certs.MaxPendingApprovalsPerIP < 0 || c.Certs.MaxPendingApprovals < 0 {
+		add(c.fail("certificates", "max_pending_approvals limits must not be negative"))
 	}
 	if c.Certs.UserTTL > c.Certs.MaxUserTTL {
 		add(c.fail("certificates.user_ttl", "%s is longer than certificates.max_user_ttl %s", c.Certs.UserTTL, c.Certs.MaxUserTTL))

@@ -287,6 +287,13 @@ func TestApprovalAsksTOTPForSessionMFARoles(t *testing.T) {
 	if err := p.wait(t); err != nil || p.out.String() != "mfa-approved\n" {
 		t.Fatalf("approved with TOTP: %v %q %q", err, p.out.String(), p.errb.String())
 	}
+	// Within the reuse window the same request still needs a fresh code, now
+	// at the ssh prompt; this ssh has no terminal, so it answers nothing.
+	p = iw.startPlainSSH(t, key, "", "root@mfa-1", "echo should-not-run")
+	if err := p.wait(t); err == nil || !strings.Contains(p.errb.String(), "gatehouse: no TOTP code entered") ||
+		strings.Contains(p.errb.String(), "open http") {
+		t.Fatalf("reused approval without a fresh code: %v %q %q", err, p.out.String(), p.errb.String())
+	}
 }
 
 // TestLockedUserGetsNoApprovalCode: a lock refuses; it never opens another
