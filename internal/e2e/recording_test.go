@@ -129,7 +129,13 @@ func TestExecRecordedExactly(t *testing.T) {
 	if out != "exec-out\n" || len(markers) != 1 || markers[0] != "echo exec-out" {
 		t.Fatalf("exec recording: output %q markers %v", out, markers)
 	}
-	evs, _ := w.app.Audit.Query(context.Background(), recorder.Filter{Type: recorder.EventSessionEnd, SessionID: s.ID})
+	// The audit writer commits in batches: the end event may land just
+	// after the session row.
+	var evs []recorder.StoredEvent
+	waitFor(t, "the session end event", func() bool {
+		evs, _ = w.app.Audit.Query(context.Background(), recorder.Filter{Type: recorder.EventSessionEnd, SessionID: s.ID})
+		return len(evs) > 0
+	})
 	if len(evs) != 1 || evs[0].Details["recording_sha256"] != s.RecordingSHA256 || evs[0].Details["exit_status"] != int64(0) {
 		t.Fatalf("session end event: %+v", evs)
 	}
