@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/gatehouse/gatehouse/auth"
+	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/policy"
 )
 
@@ -85,7 +87,7 @@ func (s *Server) authConfig(ctx context.Context, hostPrincipals []string, inner 
 		ServerVersion: "SSH-2.0-Gatehouse",
 		MaxAuthTries:  6,
 		PublicKeyCallback: func(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
-			if err := checkUserName(meta.User(), inner); err != nil {
+			if err := s.checkUserName(meta.User(), inner); err != nil {
 				return nil, &ssh.BannerError{Err: err, Message: "gatehouse: " + err.Error() + "\n"}
 			}
 			return s.publicKey(meta, key, st)
@@ -98,21 +100,40 @@ func (s *Server) authConfig(ctx context.Context, hostPrincipals []string, inner 
 		},
 		AuthLogCallback: s.authLog,
 	}
-	if len(s.cfg.Ciphers) > 0 {
-		cfg.Ciphers = s.cfg.Ciphers
-	}
+	algs := s.algorithms()
+	cfg.Config = ssh.Config{Ciphers: algs.Ciphers, KeyExchanges: algs.KeyExchanges, MACs: algs.MACs}
+	cfg.PublicKeyAuthAlgorithms = ssh.SupportedAlgorithms().PublicKeyAuths // no ssh-rsa (SHA-1), no DSA
 	hs, err := s.hostSigner(ctx, hostPrincipals)
 	if err != nil {
 		return nil, err
 	}
-	cfg.AddHostKey(s.cfg.Authority.HostKey())
-	cfg.AddHostKey(hs)
+	for _, k := range []ssh.Signer{s.cfg.Authority.HostKey(), hs} {
+		if slices.Contains(algs.HostKeys, k.PublicKey().Type()) {
+			cfg.AddHostKey(k)
+		}
+	}
 	return cfg, nil
 }
 
 // lockBanner is the refusal a locked user sees.
 func lockBanner(err error) error {
 	return &ssh.BannerError{Err: err, Message: "gatehouse: " + err.Error() + "\n"}
+}
+
+// algorithms are the configured SSH algorithms, or the defaults.
+func (s *Server) algorithms() ssh.Algorithms {
+	or := func(l, def []string) []string {
+		if len(l) == 0 {
+			return def
+		}
+		return l
+	}
+	return ssh.Algorithms{
+		Ciphers:      or(s.cfg.Ciphers, config.DefaultCiphers),
+		KeyExchanges: or(s.cfg.KeyExchanges, config.DefaultKeyExchanges),
+		MACs:         or(s.cfg.MACs, config.DefaultMACs),
+		HostKeys:     or(s.cfg.HostKeyAlgorithms, config.DefaultHostKeyTypes),
+	}
 }
 
 // publicKey accepts Gatehouse user certificates, and plain keys when an
@@ -333,20 +354,6 @@ func approvalRefusal(err error) error {
 		msg = "gatehouse: " + errShutdown.Error() + "; run ssh again in a moment\n"
 	}
 	return &ssh.BannerError{Err: err, Message: msg}
-}
-
-// checkUserName validates the SSH user name before any key is considered, so
-// a typo gets a message instead of "Permission denied". The inner connection
-// of a ProxyJump carries only the login.
-func checkUserName(user string, inner bool) error {
-	if inner {
-		if !loginRE.MatchString(user) {
-			return fmt.Errorf("%q is not a valid login name", user)
-		}
-		return nil
-	}
-	_, err := ParseAddress(user)
-	return err
 }
 
 // userMessage turns an authentication error into the line the user sees.

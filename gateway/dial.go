@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"github.com/gatehouse/gatehouse/recorder"
 	"net"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -116,17 +117,15 @@ func (s *Server) dialSSH(ctx context.Context, c *clientConn, t config.Target, le
 	if dl, ok := ctx.Deadline(); ok {
 		nc.SetDeadline(dl)
 	}
+	algs := s.algorithms()
 	ccfg := &ssh.ClientConfig{
 		User:            c.addr.Login,
 		Auth:            []ssh.AuthMethod{ssh.PublicKeys(sc.Signer)},
 		HostKeyCallback: hostKeyCallback(t),
 		ClientVersion:   "SSH-2.0-Gatehouse",
-		Config:          ssh.Config{Ciphers: targetCiphers},
-	}
-	if t.HostKey != "" {
-		if k, err := config.ParseAuthorizedKey(t.HostKey); err == nil {
-			ccfg.HostKeyAlgorithms = hostKeyAlgorithms(k.Type())
-		}
+		Config: ssh.Config{Ciphers: preferred(targetCiphers, algs.Ciphers), KeyExchanges: algs.KeyExchanges,
+			MACs: algs.MACs},
+		HostKeyAlgorithms: targetHostKeyAlgorithms(t, algs.HostKeys),
 	}
 	conn, chans, reqs, err := ssh.NewClientConn(nc, t.Address, ccfg)
 	if err != nil {
@@ -141,12 +140,73 @@ func (s *Server) dialSSH(ctx context.Context, c *clientConn, t config.Target, le
 	return client, nil
 }
 
+// preferred orders allowed by pref first (in pref's order), then the rest
+// of allowed: the configured list decides what may be used, pref only the
+// order.
+func preferred(pref, allowed []string) []string {
+	var out []string
+	for _, p := range pref {
+		if slices.Contains(allowed, p) {
+			out = append(out, p)
+		}
+	}
+	for _, a := range allowed {
+		if !slices.Contains(out, a) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// targetHostKeyAlgorithms are the host key algorithms to accept from t:
+// those of its pinned key (plain, and certified when it also has a host
+// CA), or any allowed one for a host-CA-only target, always within allowed
+// (so never ssh-rsa SHA-1 signatures by default). An empty result is
+// replaced by allowed, so the handshake fails with a readable reason.
+func targetHostKeyAlgorithms(t config.Target, allowed []string) []string {
+	k, err := config.ParseAuthorizedKey(t.HostKey)
+	if t.HostKey == "" || err != nil {
+		return allowed
+	}
+	want := hostKeyAlgorithms(k.Type())
+	if t.HostCA != "" {
+		want = append(certAlgorithms(k.Type()), want...)
+	}
+	var out []string
+	for _, w := range want {
+		if slices.Contains(allowed, w) {
+			out = append(out, w)
+		}
+	}
+	if len(out) == 0 {
+		return allowed
+	}
+	return out
+}
+
 func hostKeyAlgorithms(keyType string) []string {
 	switch keyType {
 	case ssh.KeyAlgoRSA:
 		return []string{ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256, ssh.KeyAlgoRSA}
 	}
 	return []string{keyType}
+}
+
+// certAlgorithms are the host certificate algorithms for a key type.
+func certAlgorithms(keyType string) []string {
+	switch keyType {
+	case ssh.KeyAlgoRSA:
+		return []string{ssh.CertAlgoRSASHA512v01, ssh.CertAlgoRSASHA256v01}
+	case ssh.KeyAlgoED25519:
+		return []string{ssh.CertAlgoED25519v01}
+	case ssh.KeyAlgoECDSA256:
+		return []string{ssh.CertAlgoECDSA256v01}
+	case ssh.KeyAlgoECDSA384:
+		return []string{ssh.CertAlgoECDSA384v01}
+	case ssh.KeyAlgoECDSA521:
+		return []string{ssh.CertAlgoECDSA521v01}
+	}
+	return nil
 }
 
 // hostKeyError is the user-facing host key failure.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"regexp"
 	"sync"
 	"time"
 
@@ -114,7 +115,13 @@ type Config struct {
 	MaxUnauthPerIP    int           // zero means 10
 	TargetDialTimeout time.Duration // zero means 10s
 	SessionCertTTL    time.Duration // zero means 2m
-	Ciphers           []string      // client side; nil means x/crypto defaults
+	// Ciphers, KeyExchanges, MACs and HostKeyAlgorithms are the SSH
+	// algorithms of both legs and the ProxyJump inner server; nil means the
+	// config.Default* lists (ssh-audit clean, no SHA-1).
+	Ciphers, KeyExchanges, MACs, HostKeyAlgorithms []string
+	// LoginPattern is what every target login must match (ssh.login_pattern);
+	// nil means config.DefaultLoginPattern.
+	LoginPattern *regexp.Regexp
 	// HostNames are the principals of the gateway's host certificate (the
 	// names clients type). Nil means localhost, 127.0.0.1 and ::1.
 	HostNames []string

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+
+	"github.com/gatehouse/gatehouse/internal/config"
 )
 
 // Address is what the SSH user name asks for: "login@target" for a direct
@@ -56,3 +58,48 @@ func ParseAddress(user string) (Address, error) {
 	}
 	return Address{Login: login, Target: target}, nil
 }
+
+// ErrLoginNotAllowed is wrapped when a login does not match the configured
+// login pattern (ssh.login_pattern).
+var ErrLoginNotAllowed = errors.New("login not allowed")
+
+// checkUserName validates the SSH user name before any key is considered, so
+// a typo gets a message instead of "Permission denied", and a login outside
+// ssh.login_pattern is refused before policy runs. The inner connection of a
+// ProxyJump carries only the login.
+func (s *Server) checkUserName(user string, inner bool) error {
+	login := user
+	if inner {
+		if !loginRE.MatchString(user) {
+			return fmt.Errorf("%q is not a valid login name", user)
+		}
+	} else {
+		a, err := ParseAddress(user)
+		if err != nil || !a.Direct() {
+			return err
+		}
+		login = a.Login
+	}
+	return s.checkLogin(login)
+}
+
+// checkLogin refuses a login the configured pattern does not match. Logins
+// are refused, never normalised: "ROOT" is not quietly turned into "root",
+// and it cannot pass a deny on "root" at a target whose account lookup
+// ignores case.
+func (s *Server) checkLogin(login string) error {
+	re := s.cfg.LoginPattern
+	if re == nil {
+		re = defaultLoginRE
+	}
+	if re.MatchString(login) {
+		return nil
+	}
+	hint := ""
+	if lower := strings.ToLower(login); lower != login && re.MatchString(lower) {
+		hint = fmt.Sprintf(" (did you mean %q?)", lower)
+	}
+	return fmt.Errorf("%w: %q: logins must match %s%s", ErrLoginNotAllowed, login, re, hint)
+}
+
+var defaultLoginRE = regexp.MustCompile(config.DefaultLoginPattern)

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"errors"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -60,6 +61,68 @@ func FuzzParseAddress(f *testing.F) {
 			if strings.ContainsAny(a.Login, "@:/ \t\n") {
 				t.Fatalf("login %q has separators", a.Login)
 			}
+		}
+	})
+}
+
+func TestCheckUserNameLoginPattern(t *testing.T) {
+	s := &Server{}
+	custom := &Server{cfg: Config{LoginPattern: regexp.MustCompile(`^[a-z]+(-adm)?$`)}}
+	tests := []struct {
+		name    string
+		s       *Server
+		user    string
+		inner   bool
+		wantErr string // exact; "" means accepted
+	}{
+		{"lower", s, "root@db-1", false, ""},
+		{"menu", s, "alice", false, ""},
+		{"upper", s, "ROOT@db-1", false, `login not allowed: "ROOT": logins must match ^[a-z_][a-z0-9_.-]*$ (did you mean "root"?)`},
+		{"mixed", s, "Root@db-1", false, `login not allowed: "Root": logins must match ^[a-z_][a-z0-9_.-]*$ (did you mean "root"?)`},
+		{"gateway part", s, "ROOT@db-1@gw", false, `bad address: "ROOT@db-1@gw" has more than one '@'; use login@target`},
+		{"inner upper", s, "ROOT", true, `login not allowed: "ROOT": logins must match ^[a-z_][a-z0-9_.-]*$ (did you mean "root"?)`},
+		{"inner lower", s, "postgres", true, ""},
+		{"machine account", s, "host$@db-1", false, `login not allowed: "host$": logins must match ^[a-z_][a-z0-9_.-]*$`},
+		{"custom ok", custom, "alice-adm@db-1", false, ""},
+		{"custom refused", custom, "alice_x@db-1", false, `login not allowed: "alice_x": logins must match ^[a-z]+(-adm)?$`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.s.checkUserName(tt.user, tt.inner)
+			got := ""
+			if err != nil {
+				got = err.Error()
+			}
+			if got != tt.wantErr {
+				t.Fatalf("checkUserName(%q) = %q, want %q", tt.user, got, tt.wantErr)
+			}
+		})
+	}
+}
+
+// FuzzCheckUserName: whatever the default pattern lets through names a
+// lower-case login without separators, so no case or syntax trick reaches
+// policy or a target.
+func FuzzCheckUserName(f *testing.F) {
+	for _, s := range []string{"root@db-1", "ROOT@db-1", "Root@db-1@gw", "alice", "host$@db-1", "root", "_x.y-z@docker:web-1"} {
+		f.Add(s, false)
+		f.Add(s, true)
+	}
+	s := &Server{}
+	f.Fuzz(func(t *testing.T, user string, inner bool) {
+		if s.checkUserName(user, inner) != nil {
+			return
+		}
+		login := user
+		if !inner {
+			a, err := ParseAddress(user)
+			if err != nil {
+				t.Fatalf("accepted %q that ParseAddress refuses: %v", user, err)
+			}
+			login = a.Login
+		}
+		if login != strings.ToLower(login) || strings.ContainsAny(login, "@:/ \t\n$;") {
+			t.Fatalf("accepted login %q from %q", login, user)
 		}
 	})
 }

@@ -285,11 +285,23 @@ func denies(r config.Rules, req Request) bool {
 	case !hasSel && len(r.Logins) == 0:
 		return false
 	case !hasSel:
-		return matchLogin(r.Logins, req.Login)
+		return denyLogin(r.Logins, req.Login)
 	case len(r.Logins) == 0:
 		return selects(r, req.Target)
 	}
-	return selects(r, req.Target) && matchLogin(r.Logins, req.Login)
+	return selects(r, req.Target) && denyLogin(r.Logins, req.Login)
+}
+
+// denyLogin matches deny logins ignoring case, so that where
+// ssh.login_pattern admits upper case, "ROOT" is still denied with "root"
+// (some targets' account lookups ignore case).
+func denyLogin(denied []string, login string) bool {
+	for _, l := range denied {
+		if l == "*" || strings.EqualFold(l, login) {
+			return true
+		}
+	}
+	return false
 }
 
 func labelsMatch(want, have map[string]string) bool {

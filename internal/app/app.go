@@ -199,7 +199,9 @@ func (a *App) open() error {
 		NewFileTap: newFileTap, Docker: newDockerDialer(a.Log), Approver: approver, Locks: a.Locks, Logger: a.Log,
 		HandshakeTimeout: cfg.SSH.HandshakeTimeout, MaxUnauthPerIP: cfg.SSH.MaxUnauthenticatedPerIP,
 		TargetDialTimeout: cfg.SSH.TargetDialTimeout, SessionCertTTL: cfg.Certs.SessionTTL,
-		Ciphers: cfg.SSH.Ciphers, HostNames: hostNames(cfg), OnTargetDial: a.targetDialHook(),
+		Ciphers: cfg.SSH.Ciphers, KeyExchanges: cfg.SSH.KeyExchanges, MACs: cfg.SSH.MACs,
+		HostKeyAlgorithms: cfg.SSH.HostKeyTypes, LoginPattern: cfg.SSH.LoginRE(), HostNames: hostNames(cfg),
+		OnTargetDial: a.targetDialHook(),
 	})
 	return err
 }

@@ -68,9 +68,21 @@ type SSH struct {
 	// ShutdownGrace is how long SIGTERM waits for live sessions before
 	// closing them. Zero means 10s.
 	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
-	// Ciphers, if set, restricts the client-side ciphers (x/crypto names).
-	// Empty means the x/crypto defaults.
-	Ciphers []string `yaml:"ciphers"`
+	// Ciphers, KeyExchanges, MACs and HostKeyTypes are the SSH algorithms
+	// (x/crypto names, in preference order) of both legs: clients to the
+	// gateway, the gateway to targets, and the ProxyJump inner server. Empty
+	// means DefaultCiphers, DefaultKeyExchanges, DefaultMACs and
+	// DefaultHostKeyTypes; unknown or weak names are a configuration error.
+	Ciphers      []string `yaml:"ciphers"`
+	KeyExchanges []string `yaml:"kex"`
+	MACs         []string `yaml:"macs"`
+	HostKeyTypes []string `yaml:"host_key_types"`
+	// LoginPattern is the regular expression (anchored) every target login
+	// must match; others are refused before policy runs. Empty means
+	// DefaultLoginPattern (lower case only).
+	LoginPattern string `yaml:"login_pattern"`
+
+	loginRE *regexp.Regexp // compiled LoginPattern
 }
 
 // Web configures the HTTPS front door.
@@ -388,6 +400,7 @@ func (c *Config) applyDefaults() {
 	if c.SSH.MaxUnauthenticatedPerIP == 0 {
 		c.SSH.MaxUnauthenticatedPerIP = 10
 	}
+	c.SSH.applyAlgorithmDefaults()
 	if c.Web.Listen == "" {
 		c.Web.Listen = "0.0.0.0:8443"
 	}
@@ -462,6 +475,7 @@ func (c *Config) validate() error {
 	if c.Certs.MaxPendingApprovalsPerIP < 0 || c.Certs.MaxPendingApprovals < 0 {
 		add(c.fail("certificates", "max_pending_approvals limits must not be negative"))
 	}
+	add(c.validateSSHAlgorithms())
 	if c.Certs.UserTTL > c.Certs.MaxUserTTL {
 		add(c.fail("certificates.user_ttl", "%s is longer than certificates.max_user_ttl %s", c.Certs.UserTTL, c.Certs.MaxUserTTL))
 	}

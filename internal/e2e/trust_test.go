@@ -14,6 +14,10 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/gatehouse/gatehouse/auth"
+	"github.com/gatehouse/gatehouse/internal/app"
+	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/testenv"
+	"github.com/gatehouse/gatehouse/recorder"
 )
 
 // directToTarget runs ssh straight at the target's sshd (not through the
@@ -116,4 +120,90 @@ func TestSessionCertificateRefusedByGateway(t *testing.T) {
 		banner != "gatehouse: certificate is not signed by this gateway's user CA\n" {
 		t.Fatalf("want an authentication refusal with the foreign-CA banner, got %v, banner %q", err, banner)
 	}
+}
+
+// TestLoginCaseCannotPassDeny: a role allows any login on db-1 but denies
+// root. "ROOT" and "Root" are refused before policy with a line saying why
+// (directly and as the ProxyJump inner login), audited, and the target never
+// sees them; "root" is denied by policy.
+func TestLoginCaseCannotPassDeny(t *testing.T) {
+	w := newWorldRoles(t, `roles:
+  - name: ops
+    allow:
+      targets: {names: [db-1]}
+      logins: ["*"]
+    deny:
+      logins: [root]
+bindings:
+  - user: alice
+    roles: [ops]
+`)
+	alice := w.newUser("alice", time.Hour)
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"ROOT direct", []string{"-p", w.port, "ROOT@db-1@127.0.0.1", "id"},
+			`gatehouse: login not allowed: "ROOT": logins must match ^[a-z_][a-z0-9_.-]*$ (did you mean "root"?)`},
+		{"Root direct", []string{"-p", w.port, "Root@db-1@127.0.0.1", "id"},
+			`gatehouse: login not allowed: "Root": logins must match ^[a-z_][a-z0-9_.-]*$ (did you mean "root"?)`},
+		{"ROOT proxyjump", []string{"-l", "ROOT", "db-1", "id"},
+			`gatehouse: login not allowed: "ROOT": logins must match ^[a-z_][a-z0-9_.-]*$ (did you mean "root"?)`},
+		{"root denied by policy", []string{"-p", w.port, "root@db-1@127.0.0.1", "id"},
+			"role ops denies root on db-1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := alice.run("ssh", append([]string{"-o", "LogLevel=INFO"}, tt.args...)...)
+			if r.code == 0 || !strings.Contains(r.stderr, tt.want) || strings.Contains(r.stdout, "uid=") {
+				t.Fatalf("want refusal %q, got %s", tt.want, r)
+			}
+		})
+	}
+	if strings.Contains(w.sshd.Log(), "Accepted") {
+		t.Fatalf("the target accepted a login:\n%s", w.sshd.Log())
+	}
+	evs, err := w.app.Audit.Query(context.Background(), recorder.Filter{Type: recorder.EventAuthFailure})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var audited bool
+	for _, e := range evs {
+		audited = audited || strings.Contains(e.Reason, `login not allowed: "ROOT"`)
+	}
+	if !audited {
+		t.Fatalf("refused login not audited: %+v", evs)
+	}
+}
+
+// newWorldRoles is newWorld with one target db-1 (the real sshd, trusting
+// the session CA) and the given roles and bindings instead of the standard
+// ones.
+func newWorldRoles(t *testing.T, rolesYAML string) *world {
+	t.Helper()
+	testenv.RequireBinary(t, "ssh", "apt-get install openssh-client")
+	w := &world{t: t, dir: t.TempDir()}
+	cfg0, err := config.Parse("bootstrap.yaml", []byte(fmt.Sprintf("data_dir: %s/data\n", w.dir)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := app.OpenEnv(cfg0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := auth.LoadAuthority(context.Background(), env.Secrets, env.DB.DB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sessionCA := a.SessionCAPublicKey()
+	env.Close()
+	w.sshd = testenv.StartSSHD(t, testenv.SSHDOptions{SessionCA: sessionCA})
+	w.app = startBareGateway(t, w.dir, fmt.Sprintf("targets:\n  - name: db-1\n    address: %q\n    host_key: %q\n%s",
+		w.sshd.Addr, w.sshd.HostKeyLine, rolesYAML))
+	w.configFile = filepath.Join(w.dir, "gatehouse.yaml")
+	_, w.port, _ = net.SplitHostPort(w.app.SSHAddr())
+	w.kh = filepath.Join(w.dir, "known_hosts")
+	os.WriteFile(w.kh, []byte("@cert-authority 127.0.0.1,[127.0.0.1]:*,db-1 "+string(ssh.MarshalAuthorizedKey(w.app.Authority.HostCAPublicKey()))), 0o644)
+	return w
 }
