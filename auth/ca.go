@@ -9,6 +9,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"sort"
 	"strings"
@@ -50,6 +51,10 @@ type Authority struct {
 
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
+	// MaxUserCertTTL is the longest validity span of a user certificate the
+	// gateway issues or accepts (certificates.max_user_ttl). Zero means
+	// DefaultMaxUserCertTTL.
+	MaxUserCertTTL time.Duration
 
 	// mu protects hostCerts.
 	mu        sync.Mutex
@@ -153,6 +158,16 @@ type UserCertRequest struct {
 	Now time.Time
 }
 
+// DefaultMaxUserCertTTL is the default certificates.max_user_ttl.
+const DefaultMaxUserCertTTL = 24 * time.Hour
+
+func (a *Authority) maxUserTTL() time.Duration {
+	if a.MaxUserCertTTL > 0 {
+		return a.MaxUserCertTTL
+	}
+	return DefaultMaxUserCertTTL
+}
+
 // clockSkew backdates certificates so a client whose clock is slightly behind
 // can use them at once.
 const clockSkew = time.Minute
@@ -173,6 +188,9 @@ func (a *Authority) IssueUserCert(ctx context.Context, req UserCertRequest) (*ss
 	}
 	if req.TTL <= 0 {
 		return nil, errors.New("auth: certificate TTL must be positive")
+	}
+	if req.TTL > a.maxUserTTL() {
+		return nil, fmt.Errorf("auth: certificate TTL %s is longer than certificates.max_user_ttl %s", req.TTL, a.maxUserTTL())
 	}
 	now := req.Now
 	if now.IsZero() {
@@ -353,6 +371,8 @@ var (
 	ErrCertPrincipal  = errors.New("auth: certificate does not name exactly one valid Gatehouse user")
 	ErrCertSource     = errors.New("auth: certificate may not be used from this address")
 	ErrCertOptions    = errors.New("auth: certificate carries unsupported critical options")
+	ErrCertNoExpiry   = errors.New("auth: certificate never expires; this gateway accepts only short-lived certificates (run 'gatehouse login' for a new one)")
+	ErrCertTooLong    = errors.New("auth: certificate is valid for longer than this gateway allows (run 'gatehouse login' for a new one)")
 )
 
 // CheckUserCert verifies that key is a valid user certificate from this
@@ -380,7 +400,10 @@ func (a *Authority) CheckUserCert(key ssh.PublicKey, remote net.Addr) (Identity,
 	if after := time.Unix(int64(cert.ValidAfter), 0); now.Before(after) {
 		return Identity{}, nil, ErrCertNotYet
 	}
-	if cert.ValidBefore != ssh.CertTimeInfinity && !now.Before(time.Unix(int64(cert.ValidBefore), 0)) {
+	if err := a.checkValiditySpan(cert); err != nil {
+		return Identity{}, nil, err
+	}
+	if !now.Before(time.Unix(int64(cert.ValidBefore), 0)) {
 		return Identity{}, nil, ErrCertExpired
 	}
 	checker := &ssh.CertChecker{
@@ -401,6 +424,25 @@ func (a *Authority) CheckUserCert(key ssh.PublicKey, remote net.Addr) (Identity,
 	}
 	id, err := IdentityFromCert(cert)
 	return id, cert, err
+}
+
+// checkValiditySpan refuses a certificate without an expiry, or valid for
+// longer than MaxUserCertTTL (plus the back-dating IssueUserCert applies).
+// The detail (span, maximum) is for the operator's log.
+func (a *Authority) checkValiditySpan(cert *ssh.Certificate) error {
+	if cert.ValidBefore == ssh.CertTimeInfinity || cert.ValidBefore > math.MaxInt64 {
+		return fmt.Errorf("%w [serial %d, KeyId %q: valid_before is infinity]", ErrCertNoExpiry, cert.Serial, cert.KeyId)
+	}
+	if cert.ValidBefore <= cert.ValidAfter {
+		return fmt.Errorf("%w [serial %d: empty validity]", ErrCertExpired, cert.Serial)
+	}
+	secs := cert.ValidBefore - cert.ValidAfter
+	if secs > uint64((a.maxUserTTL()+clockSkew)/time.Second) {
+		span := time.Duration(min(secs, uint64(math.MaxInt64/int64(time.Second)))) * time.Second
+		return fmt.Errorf("%w [serial %d, KeyId %q: valid for %s, certificates.max_user_ttl is %s]",
+			ErrCertTooLong, cert.Serial, cert.KeyId, span, a.maxUserTTL())
+	}
+	return nil
 }
 
 func checkSourceAddress(remote net.Addr, list string) error {

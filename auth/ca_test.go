@@ -169,6 +169,19 @@ func TestCheckUserCert(t *testing.T) {
 		ValidAfter: uint64(now.Add(-time.Minute).Unix()), ValidBefore: uint64(now.Add(time.Hour).Unix()),
 		Permissions: ssh.Permissions{CriticalOptions: map[string]string{"force-command": "true"}}}
 	forced.SignCert(rand.Reader, a.UserCASigner())
+	// Signed by the real user CA, but never expiring, or valid for 30 days
+	// (certificates.max_user_ttl is 24h by default).
+	forever := &ssh.Certificate{Key: newKey(t), CertType: ssh.UserCert, ValidPrincipals: []string{"alice"},
+		ValidAfter: uint64(now.Add(-time.Minute).Unix()), ValidBefore: ssh.CertTimeInfinity}
+	forever.SignCert(rand.Reader, a.UserCASigner())
+	month := &ssh.Certificate{Key: newKey(t), CertType: ssh.UserCert, ValidPrincipals: []string{"alice"},
+		ValidAfter: uint64(now.Add(-time.Minute).Unix()), ValidBefore: uint64(now.Add(30 * 24 * time.Hour).Unix())}
+	month.SignCert(rand.Reader, a.UserCASigner())
+	// Exactly the maximum, as IssueUserCert makes it (back-dated a minute).
+	longest, err := a.IssueUserCert(ctx, UserCertRequest{Identity: Identity{User: "alice", Groups: []string{"dba", "ops"}}, PublicKey: newKey(t), TTL: 24 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
 	// A per-session certificate (session CA) naming a user, as a target
 	// would hold it: never a person's credential at the gateway.
 	sess, err := a.MintSessionCert(ctx, SessionCertRequest{User: "alice", SessionID: "s0", Login: "alice",
@@ -193,6 +206,9 @@ func TestCheckUserCert(t *testing.T) {
 		{"source address", pinned, now, ErrCertSource},
 		{"unsupported critical option", forced, now, ErrCertOptions},
 		{"session CA certificate", sess.Cert, now, ErrForeignCA},
+		{"no expiry", forever, now, ErrCertNoExpiry},
+		{"longer than max_user_ttl", month, now, ErrCertTooLong},
+		{"exactly max_user_ttl", longest, now, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -241,5 +257,25 @@ func TestMintSessionCert(t *testing.T) {
 	db.QueryRow(`SELECT session_id FROM certificates WHERE serial = ?`, int64(c.Serial)).Scan(&session)
 	if session != "s1" {
 		t.Fatalf("session cert serial not recorded with session id, got %q", session)
+	}
+}
+
+func TestIssueUserCertRespectsMax(t *testing.T) {
+	a, _ := newAuthority(t)
+	a.MaxUserCertTTL = 2 * time.Hour
+	_, err := a.IssueUserCert(context.Background(), UserCertRequest{Identity: Identity{User: "alice"}, PublicKey: newKey(t), TTL: 3 * time.Hour})
+	if err == nil || err.Error() != "auth: certificate TTL 3h0m0s is longer than certificates.max_user_ttl 2h0m0s" {
+		t.Fatalf("err = %v", err)
+	}
+	c, err := a.IssueUserCert(context.Background(), UserCertRequest{Identity: Identity{User: "alice"}, PublicKey: newKey(t), TTL: 2 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := a.CheckUserCert(c, loopback); err != nil {
+		t.Fatalf("a certificate of exactly the maximum is refused: %v", err)
+	}
+	a.MaxUserCertTTL = time.Hour // lowered after issue: the gateway refuses it
+	if _, _, err := a.CheckUserCert(c, loopback); !errors.Is(err, ErrCertTooLong) {
+		t.Fatalf("after lowering the maximum: %v", err)
 	}
 }

@@ -362,7 +362,8 @@ func userMessage(err error) string {
 		return err.Error()
 	}
 	for _, known := range []error{auth.ErrNotCertificate, auth.ErrForeignCA, auth.ErrNotUserCert,
-		auth.ErrCertExpired, auth.ErrCertNotYet, auth.ErrCertPrincipal, auth.ErrCertSource, auth.ErrCertOptions} {
+		auth.ErrCertExpired, auth.ErrCertNotYet, auth.ErrCertPrincipal, auth.ErrCertSource, auth.ErrCertOptions,
+		auth.ErrCertNoExpiry, auth.ErrCertTooLong} {
 		if errors.Is(err, known) {
 			return strings.TrimPrefix(known.Error(), "auth: ")
 		}

@@ -39,6 +39,7 @@ func loadAuthority(cfgPath string) (*appEnv, *auth.Authority, error) {
 		env.Close()
 		return nil, nil, err
 	}
+	a.MaxUserCertTTL = env.cfg.Certs.MaxUserTTL
 	if a.SessionCAMigrated() {
 		fmt.Fprintln(os.Stderr, "gatehouse: warning:", auth.SessionCAMigrationNotice)
 	}

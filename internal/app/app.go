@@ -167,6 +167,7 @@ func (a *App) open() error {
 	if a.Authority, err = auth.LoadAuthority(ctx, a.Env.Secrets, a.Env.DB.DB); err != nil {
 		return err
 	}
+	a.Authority.MaxUserCertTTL = cfg.Certs.MaxUserTTL
 	if a.Authority.SessionCAMigrated() {
 		a.Log.Warn(auth.SessionCAMigrationNotice)
 	}

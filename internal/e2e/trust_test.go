@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"net"
 	"os"
@@ -206,4 +207,53 @@ func newWorldRoles(t *testing.T, rolesYAML string) *world {
 	w.kh = filepath.Join(w.dir, "known_hosts")
 	os.WriteFile(w.kh, []byte("@cert-authority 127.0.0.1,[127.0.0.1]:*,db-1 "+string(ssh.MarshalAuthorizedKey(w.app.Authority.HostCAPublicKey()))), 0o644)
 	return w
+}
+
+// TestCertificateValiditySpanRefused: certificates signed by the real user
+// CA but never expiring, or valid for longer than certificates.max_user_ttl
+// (24h), are refused with a line the user can act on, and audited.
+func TestCertificateValiditySpanRefused(t *testing.T) {
+	w := newWorld(t, "")
+	signed := func(u *user, before uint64) {
+		c := readCert(t, u.key+"-cert.pub")
+		c.ValidAfter, c.ValidBefore = uint64(time.Now().Add(-time.Minute).Unix()), before
+		c.Signature = nil
+		if err := c.SignCert(rand.Reader, w.app.Authority.UserCASigner()); err != nil {
+			t.Fatal(err)
+		}
+		u.setCert(c)
+	}
+	forever := w.newUser("alice", time.Hour)
+	signed(forever, ssh.CertTimeInfinity)
+	month := w.newUser("alice", time.Hour)
+	signed(month, uint64(time.Now().Add(30*24*time.Hour).Unix()))
+	for _, tt := range []struct {
+		name, want string
+		u          *user
+	}{
+		{"no expiry", "gatehouse: certificate never expires; this gateway accepts only short-lived certificates (run 'gatehouse login' for a new one)", forever},
+		{"30 days", "gatehouse: certificate is valid for longer than this gateway allows (run 'gatehouse login' for a new one)", month},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := tt.u.run("ssh", "-o", "LogLevel=INFO", "-p", w.port, "root@db-1@127.0.0.1", "echo in")
+			if r.code != 255 || !strings.Contains(r.stderr, tt.want) || r.stdout != "" {
+				t.Fatalf("want refusal %q, got %s", tt.want, r)
+			}
+		})
+	}
+	evs, err := w.app.Audit.Query(context.Background(), recorder.Filter{Type: recorder.EventAuthFailure})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var noExpiry, tooLong bool
+	for _, e := range evs {
+		noExpiry = noExpiry || strings.Contains(e.Reason, "valid_before is infinity")
+		tooLong = tooLong || strings.Contains(e.Reason, "certificates.max_user_ttl is 24h0m0s")
+	}
+	if !noExpiry || !tooLong {
+		t.Fatalf("refusals not audited with their detail (no expiry %v, too long %v): %+v", noExpiry, tooLong, evs)
+	}
+	if r := w.newUser("alice", 24*time.Hour).direct("root", "db-1", "echo ok"); r.code != 0 || r.stdout != "ok\n" {
+		t.Fatalf("a certificate of exactly max_user_ttl: %s", r)
+	}
 }
