@@ -214,49 +214,47 @@ func (l *AuditLog) commit(batch []*appendReq) {
 func (l *AuditLog) appendSigned(ctx context.Context, evs []*Event) error {
 	l.keys.mu.Lock()
 	defer l.keys.mu.Unlock()
-	if err := l.keys.refresh(ctx); err != nil {
-		return err
-	}
-	h, err := appendEvents(ctx, l.db.DB, evs, l.keys, l.opts.Now())
+	h, front, err := appendEvents(ctx, l.db.DB, evs, l.keys, l.opts.Now())
 	if err != nil {
 		return err
 	}
-	l.keys.head = h
+	l.keys.head, l.keys.front = h, front
 	return nil
 }
 
 // appendEvents chains and inserts evs in one immediate transaction. With
 // keys it first checks the stored log against the signed head and then signs
 // the new head; without keys (only tests, playing an attacker who can
-// recompute hashes but holds no key) it writes no head.
-func appendEvents(ctx context.Context, db *sql.DB, evs []*Event, keys *keyState, now time.Time) (Head, error) {
+// recompute hashes but holds no key) it writes no head. It returns the new
+// head and the frontier hashes of the new tree.
+func appendEvents(ctx context.Context, db *sql.DB, evs []*Event, keys *keyState, now time.Time) (Head, frontHashes, error) {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
-		return Head{}, fmt.Errorf("recorder: audit: %w", err)
+		return Head{}, nil, fmt.Errorf("recorder: audit: %w", err)
 	}
 	defer tx.Rollback()
 	var lastID int64
 	prev := make([]byte, 32)
 	err = tx.QueryRowContext(ctx, `SELECT id, hash FROM audit_events ORDER BY id DESC LIMIT 1`).Scan(&lastID, &prev)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return Head{}, fmt.Errorf("recorder: audit head: %w", err)
+		return Head{}, nil, fmt.Errorf("recorder: audit head: %w", err)
 	}
 	ins, err := tx.PrepareContext(ctx, `INSERT INTO audit_events(id, time, type, user_name, user_issuer, user_subject,
 		client_addr, client_version, key_fingerprint, cert_serial, target, login, session_id, reason, details,
 		prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 	if err != nil {
-		return Head{}, fmt.Errorf("recorder: audit: %w", err)
+		return Head{}, nil, fmt.Errorf("recorder: audit: %w", err)
 	}
 	defer ins.Close()
 	tree, err := newTreeWriter(ctx, tx)
 	if err != nil {
-		return Head{}, err
+		return Head{}, nil, err
 	}
 	defer tree.close()
 	var head Head
 	if keys != nil {
-		if head, err = keys.checkHead(ctx, tx, lastID, tree); err != nil {
-			return Head{}, err
+		if head, tree.trusted, err = keys.checkHead(ctx, tx, lastID, tree, false); err != nil {
+			return Head{}, nil, err
 		}
 	}
 	for _, ev := range evs {
@@ -264,37 +262,44 @@ func appendEvents(ctx context.Context, db *sql.DB, evs []*Event, keys *keyState,
 		ev.ID = lastID
 		canon, err := Canonical(ev)
 		if err != nil {
-			return Head{}, err
+			return Head{}, nil, err
 		}
 		details, _ := CanonicalDetails(ev.Details)
 		hash := ChainHash(prev, canon)
 		if _, err := ins.ExecContext(ctx, ev.ID, ev.Time.UnixNano(), ev.Type, ev.User, ev.UserIssuer, ev.UserSubject,
 			ev.ClientAddr, ev.ClientVersion, ev.KeyFingerprint, int64(ev.CertSerial), ev.Target, ev.Login, ev.SessionID,
 			ev.Reason, string(details), prev, hash); err != nil {
-			return Head{}, fmt.Errorf("recorder: audit insert: %w", err)
+			return Head{}, nil, fmt.Errorf("recorder: audit insert: %w", err)
 		}
 		if err := tree.add(ev.ID-1, hash); err != nil {
-			return Head{}, err
+			return Head{}, nil, err
 		}
 		prev = hash
 	}
-	if keys != nil {
-		root, err := tlog.TreeHash(lastID, tree)
-		if err != nil {
-			return Head{}, fmt.Errorf("recorder: audit tree: %w", err)
-		}
-		head, err = keys.signHead(ctx, tx, Head{Size: lastID, Root: root, Time: now, Checkpoints: head.Checkpoints})
-		if err != nil {
-			return Head{}, err
-		}
+	if keys == nil {
+		return Head{}, nil, tx.Commit()
 	}
-	return head, tx.Commit()
+	root, front, err := rootAndFrontier(lastID, tree)
+	if err != nil {
+		return Head{}, nil, fmt.Errorf("recorder: audit tree: %w", err)
+	}
+	head, err = keys.signHead(ctx, tx, Head{Size: lastID, Root: root, Time: now, Checkpoints: head.Checkpoints})
+	if err != nil {
+		return Head{}, nil, err
+	}
+	return head, front, tx.Commit()
 }
 
-// treeWriter stores the tlog Merkle tree hashes of new leaves in a tx.
+// treeWriter stores the tlog Merkle tree hashes of new leaves in a tx. It
+// reads hashes it wrote in this batch, then the trusted frontier (the
+// complete-subtree hashes of the last head this process checked), and only
+// then the table: so a root it computes for a new head does not depend on
+// stored rows someone may have rewritten.
 type treeWriter struct {
 	ctx      context.Context
 	get, put *sql.Stmt
+	written  map[int64]tlog.Hash
+	trusted  map[int64]tlog.Hash // may be nil
 }
 
 func newTreeWriter(ctx context.Context, tx *sql.Tx) (*treeWriter, error) {
@@ -307,7 +312,7 @@ func newTreeWriter(ctx context.Context, tx *sql.Tx) (*treeWriter, error) {
 		get.Close()
 		return nil, fmt.Errorf("recorder: audit tree: %w", err)
 	}
-	return &treeWriter{ctx: ctx, get: get, put: put}, nil
+	return &treeWriter{ctx: ctx, get: get, put: put, written: map[int64]tlog.Hash{}}, nil
 }
 
 func (t *treeWriter) close() { t.get.Close(); t.put.Close() }
@@ -315,6 +320,14 @@ func (t *treeWriter) close() { t.get.Close(); t.put.Close() }
 func (t *treeWriter) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 	out := make([]tlog.Hash, len(indexes))
 	for i, idx := range indexes {
+		if h, ok := t.written[idx]; ok {
+			out[i] = h
+			continue
+		}
+		if h, ok := t.trusted[idx]; ok {
+			out[i] = h
+			continue
+		}
 		var b []byte
 		if err := t.get.QueryRowContext(t.ctx, idx).Scan(&b); err != nil {
 			return nil, fmt.Errorf("recorder: audit tree hash %d: %w", idx, err)
@@ -335,6 +348,7 @@ func (t *treeWriter) add(n int64, eventHash []byte) error {
 		if _, err := t.put.ExecContext(t.ctx, base+int64(i), h[:]); err != nil {
 			return fmt.Errorf("recorder: audit tree: %w", err)
 		}
+		t.written[base+int64(i)] = h
 	}
 	return nil
 }

@@ -69,7 +69,7 @@ func (l *AuditLog) signCheckpoint(ctx context.Context) (Checkpoint, error) {
 	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(id), 0) FROM audit_events`).Scan(&size); err != nil {
 		return Checkpoint{}, fmt.Errorf("recorder: checkpoint: %w", err)
 	}
-	h, err := k.checkHead(ctx, tx, size, &treeReader{ctx: ctx, tx: tx})
+	h, front, err := k.checkHead(ctx, tx, size, &treeReader{ctx: ctx, tx: tx}, true)
 	if err != nil {
 		return Checkpoint{}, err
 	}
@@ -89,7 +89,7 @@ func (l *AuditLog) signCheckpoint(ctx context.Context) (Checkpoint, error) {
 	if err := tx.Commit(); err != nil {
 		return Checkpoint{}, fmt.Errorf("recorder: checkpoint: %w", err)
 	}
-	k.head = nh
+	k.head, k.front = nh, front
 	return cp, nil
 }
 

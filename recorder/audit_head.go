@@ -129,7 +129,26 @@ type keyState struct {
 	raw    []byte // the key file last loaded
 	keys   AuditKeys
 	signer note.Signer
-	head   Head // the last head this process wrote or verified
+	head   Head        // the last head this process wrote or verified
+	front  frontHashes // the complete-subtree hashes of head's tree, checked against its root
+}
+
+// frontHashes are the stored hashes of the complete subtrees of a tree: all
+// that later roots and leaves need from it.
+type frontHashes map[int64]tlog.Hash
+
+// rootAndFrontier computes the root of a tree of n leaves and returns the
+// hashes it was computed from (exactly the frontier).
+func rootAndFrontier(n int64, r tlog.HashReader) (tlog.Hash, frontHashes, error) {
+	front := frontHashes{}
+	root, err := tlog.TreeHash(n, tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
+		hs, err := r.ReadHashes(idx)
+		for i := range hs {
+			front[idx[i]] = hs[i]
+		}
+		return hs, err
+	}))
+	return root, front, err
 }
 
 // refresh reloads the key file when another process rotated it, so a writer
@@ -164,39 +183,48 @@ func (k *keyState) activeID() string { return k.keys[0].ID }
 // checkHead reads the signed head inside tx and checks that the stored log
 // is exactly what it signed: lastID events and the same Merkle root. Only
 // then may the writer sign over it; otherwise a keyless rewrite would be
-// laundered by the next signature.
-func (k *keyState) checkHead(ctx context.Context, tx *sql.Tx, lastID int64, tr tlog.HashReader) (Head, error) {
+// laundered by the next signature. When the head is the one this process
+// last wrote and full is false, its frontier is in memory and new roots are
+// computed from it, not from stored rows; otherwise (checkpoints, first use,
+// another process wrote, or a forgery) the keys are reloaded and the root is
+// recomputed from the stored tree.
+func (k *keyState) checkHead(ctx context.Context, tx *sql.Tx, lastID int64, tr tlog.HashReader, full bool) (Head, frontHashes, error) {
 	var size, count int64
 	var msg string
 	err := tx.QueryRowContext(ctx, `SELECT tree_size, checkpoints, note FROM audit_head WHERE id = 1`).Scan(&size, &count, &msg)
 	if errors.Is(err, sql.ErrNoRows) {
 		if lastID == 0 {
-			return Head{}, nil
+			return Head{}, frontHashes{}, nil
 		}
-		return Head{}, fmt.Errorf("%w: the signed head is missing but %d events are stored", ErrAuditTampered, lastID)
+		return Head{}, nil, fmt.Errorf("%w: the signed head is missing but %d events are stored", ErrAuditTampered, lastID)
 	}
 	if err != nil {
-		return Head{}, fmt.Errorf("recorder: audit head: %w", err)
+		return Head{}, nil, fmt.Errorf("recorder: audit head: %w", err)
 	}
-	h := k.head
-	if !bytes.Equal([]byte(msg), h.Note) { // written by another process (or forged)
-		if h, err = parseHead([]byte(msg), k.keys); err != nil {
-			return Head{}, fmt.Errorf("%w: %v", ErrAuditTampered, err)
+	if !full && bytes.Equal([]byte(msg), k.head.Note) && k.front != nil {
+		if k.head.Size != lastID {
+			return Head{}, nil, fmt.Errorf("%w: the signed head covers %d events, the table ends at %d", ErrAuditTampered, k.head.Size, lastID)
 		}
+		return k.head, k.front, nil
+	}
+	if err := k.refresh(ctx); err != nil {
+		return Head{}, nil, err
+	}
+	h, err := parseHead([]byte(msg), k.keys)
+	if err != nil {
+		return Head{}, nil, fmt.Errorf("%w: %v", ErrAuditTampered, err)
 	}
 	if h.Size != lastID {
-		return Head{}, fmt.Errorf("%w: the signed head covers %d events, the table ends at %d", ErrAuditTampered, h.Size, lastID)
+		return Head{}, nil, fmt.Errorf("%w: the signed head covers %d events, the table ends at %d", ErrAuditTampered, h.Size, lastID)
 	}
-	if h.Size > 0 {
-		root, err := tlog.TreeHash(h.Size, tr)
-		if err != nil {
-			return Head{}, fmt.Errorf("%w: Merkle tree: %v", ErrAuditTampered, err)
-		}
-		if root != h.Root {
-			return Head{}, fmt.Errorf("%w: the stored events no longer match the signed head", ErrAuditTampered)
-		}
+	root, front, err := rootAndFrontier(h.Size, tr)
+	if err != nil {
+		return Head{}, nil, fmt.Errorf("%w: Merkle tree: %v", ErrAuditTampered, err)
 	}
-	return h, nil
+	if root != h.Root {
+		return Head{}, nil, fmt.Errorf("%w: the stored events no longer match the signed head", ErrAuditTampered)
+	}
+	return h, front, nil
 }
 
 // signHead signs and stores a new head inside tx; the caller records it in

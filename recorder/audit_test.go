@@ -153,7 +153,7 @@ func TestAuditRewrittenHistoryCaughtByCheckpoint(t *testing.T) {
 		}
 		batch = append(batch, &ev)
 	}
-	if _, err := appendEvents(context.Background(), e.db.DB, batch, nil, e.now); err != nil {
+	if _, _, err := appendEvents(context.Background(), e.db.DB, batch, nil, e.now); err != nil {
 		t.Fatal(err)
 	}
 	// The chain is self-consistent, but the signed head is not.

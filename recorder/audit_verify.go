@@ -382,14 +382,16 @@ func (v *verification) checkpoints() error {
 	return nil
 }
 
-// keyInTime checks that the key is known and signed before it was retired
-// (a minute of grace for writers that had not yet seen the rotation).
+// keyInTime checks that the key is known and signed before it was retired.
+// Another writer process picks up a rotation at its next checkpoint at the
+// latest, so signatures up to one checkpoint interval (plus a minute) after
+// the retirement are accepted.
 func (v *verification) keyInTime(id string, t time.Time, where string) error {
 	k, ok := v.opts.Keys.byID(id)
 	if !ok {
 		return v.bad(0, "%s is signed by unknown key %s", where, id)
 	}
-	if !k.Retired.IsZero() && t.After(k.Retired.Add(time.Minute)) {
+	if !k.Retired.IsZero() && t.After(k.Retired.Add(time.Minute+max(v.opts.Interval, 0))) {
 		return v.bad(0, "%s was signed at %s by key %s, retired at %s (a retired key must not sign)", where, stamp(t), id, stamp(k.Retired))
 	}
 	v.used[id] = true
