@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gatehouse/gatehouse/auth"
 	"github.com/gatehouse/gatehouse/internal/config"
@@ -191,9 +192,36 @@ func localPath(next string) string {
 
 func (s *Server) publicURL() string { return strings.TrimRight(s.opts.Config.Web.PublicURL, "/") }
 
+// The browser chooses its user agent and, before login, much of what a
+// refusal reason quotes: what is written about it is capped.
+const (
+	maxAuditUserAgent = 256
+	maxAuditReason    = 512
+	maxAuditDetail    = 512
+)
+
 func (s *Server) audit(r *http.Request, ev recorder.Event) {
-	ev.ClientAddr, ev.ClientVersion = r.RemoteAddr, r.UserAgent()
+	ev.ClientAddr, ev.ClientVersion = r.RemoteAddr, clip(r.UserAgent(), maxAuditUserAgent)
+	ev.Reason = clip(ev.Reason, maxAuditReason)
+	for k, v := range ev.Details {
+		if str, ok := v.(string); ok {
+			ev.Details[k] = clip(str, maxAuditDetail)
+		}
+	}
 	if err := s.opts.Audit.Append(context.WithoutCancel(r.Context()), ev); err != nil {
 		s.log.Error("audit append failed", "type", ev.Type, "err", err)
 	}
+}
+
+// clip shortens s to at most n bytes (on a UTF-8 boundary), saying how much
+// was cut.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + fmt.Sprintf("...[%d bytes cut]", len(s)-cut)
 }

@@ -2,9 +2,12 @@ package e2e
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"net"
+	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -574,4 +577,34 @@ func detailNumber(ev recorder.StoredEvent, k string) float64 {
 func detailString(ev recorder.StoredEvent, k string) string {
 	s, _ := eventDetails(ev)[k].(string)
 	return s
+}
+
+// TestWebRefusalsCapClientStrings: what an unauthenticated browser chooses
+// (user agent, a refused redirect URI) is capped in the audit log.
+func TestWebRefusalsCapClientStrings(t *testing.T) {
+	w := newWorld(t, "")
+	u := "https://" + w.app.WebAddr() + "/cli/login?state=x&redirect_uri=" +
+		url.QueryEscape("https://evil.example/"+strings.Repeat("p", 100000))
+	req, _ := http.NewRequest("GET", u, nil)
+	req.Header.Set("User-Agent", strings.Repeat("u", 30000))
+	// The gateway's self-signed web certificate is not what this test is about.
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("foreign redirect: status %d", resp.StatusCode)
+	}
+	evs, err := w.app.Audit.Query(context.Background(), recorder.Filter{Type: recorder.EventLogin})
+	if err != nil || len(evs) != 1 || evs[0].Reason != "refused redirect" {
+		t.Fatalf("events %v %v", evs, err)
+	}
+	if d := detailString(evs[0], "redirect_uri"); len(d) > 600 || !strings.HasSuffix(d, "bytes cut]") {
+		t.Fatalf("redirect_uri detail %d bytes", len(d))
+	}
+	if v := evs[0].ClientVersion; len(v) > 300 || !strings.HasSuffix(v, "bytes cut]") {
+		t.Fatalf("user agent %d bytes", len(v))
+	}
 }
