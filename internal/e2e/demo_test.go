@@ -204,7 +204,7 @@ func TestReadmeDemoCommandsRunAsPrinted(t *testing.T) {
 	plainDone := make(chan struct{})
 	go func() { plain.Wait(); close(plainDone) }()
 	t.Cleanup(func() { plain.Process.Kill(); <-plainDone })
-	waitFor(t, "the approval prompt", func() bool { return strings.Contains(plainOut.String(), "To log in, open http://") })
+	waitFor(t, "the approval prompt", func() bool { return approvalRE.MatchString(plainOut.String()) })
 	targetAddr := demoTargetAddr(t, filepath.Join(stateDir, "gatehouse.yaml"))
 	syscall.Kill(-demo.Process.Pid, syscall.SIGINT)
 	select {
