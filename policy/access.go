@@ -102,8 +102,7 @@ func (e *Engine) deniedLogins(roles []string, t Target) []string {
 	set := map[string]bool{}
 	for _, name := range roles {
 		d := e.roles[name].Deny
-		hasSel := len(d.Targets.Names) > 0 || len(d.Targets.Labels) > 0 || len(d.ContainerLabels) > 0
-		if !hasSel || selects(d, t) {
+		if len(d.Commands) == 0 && (!hasSelector(d) || selects(d, t)) {
 			for _, l := range d.Logins {
 				set[l] = true
 			}

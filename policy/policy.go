@@ -21,6 +21,8 @@ import (
 type Engine struct {
 	roles    map[string]config.Role
 	commands map[string][]CommandRule // parsed allow.commands per role
+	denyCmds map[string][]guardPattern
+	warnCmds map[string][]guardPattern
 	bindings []config.Binding
 	problems []error // rules that did not parse; they match nothing
 }
@@ -28,9 +30,12 @@ type Engine struct {
 // New builds an Engine from cfg's roles and bindings. A command rule that
 // does not parse matches nothing (fail closed); Validate reports it.
 func New(cfg *config.Config) *Engine {
-	e := &Engine{roles: map[string]config.Role{}, commands: map[string][]CommandRule{}, bindings: cfg.Bindings}
+	e := &Engine{roles: map[string]config.Role{}, commands: map[string][]CommandRule{}, bindings: cfg.Bindings,
+		denyCmds: map[string][]guardPattern{}, warnCmds: map[string][]guardPattern{}}
 	for _, r := range cfg.Roles {
 		e.roles[r.Name] = r
+		e.denyCmds[r.Name] = e.guardPatterns(r.Name, "deny", r.Deny.Commands)
+		e.warnCmds[r.Name] = e.guardPatterns(r.Name, "warn", r.Warn.Commands)
 		for _, text := range r.Allow.Commands {
 			cr, err := ParseCommandRule(text)
 			if err != nil {
@@ -41,6 +46,24 @@ func New(cfg *config.Config) *Engine {
 		}
 	}
 	return e
+}
+
+// guardPatterns parses deny or warn command patterns. A bad deny pattern
+// is kept as "*" so that it refuses every command (fail closed) until fixed.
+func (e *Engine) guardPatterns(role, kind string, texts []string) []guardPattern {
+	var out []guardPattern
+	for _, text := range texts {
+		p, err := parseGuardPattern(text)
+		if err != nil {
+			e.problems = append(e.problems, fmt.Errorf("roles %s: %s.commands: %w", role, kind, err))
+			if kind != "deny" {
+				continue
+			}
+			p = guardPattern{text: text, words: []string{"*"}}
+		}
+		out = append(out, p)
+	}
+	return out
 }
 
 // Validate reports the rules of cfg that policy cannot use.
@@ -75,6 +98,9 @@ type Decision struct {
 	// exec command, whose ForceCommand is all the target may run. Nil means
 	// no command restriction (or a refusal).
 	Command *CommandMatch
+	// Warnings are the warn.commands rules the exec request matched, one
+	// line each; the request is still allowed.
+	Warnings []string
 }
 
 // ForceCommand is the command the target must be told to run exclusively,
@@ -115,6 +141,16 @@ func (e *Engine) Check(req Request) Decision {
 			return Decision{Reason: fmt.Sprintf("role %s denies %s on %s", name, req.Login, req.Target.Name)}
 		}
 	}
+	var parts []CommandPart
+	if req.Command != "" {
+		parts = SplitCommandLine(req.Command)
+		// Deny before any allow: no allow rule can lift a command deny.
+		for _, name := range roles {
+			if hit := e.guardHit(name, e.denyCmds[name], e.roles[name].Deny, req, parts); hit != nil {
+				return Decision{Reason: hit.reason("denies")}
+			}
+		}
+	}
 	d := Decision{}
 	pc := parseCommand(req.Command)
 	var cmdRefused string
@@ -147,6 +183,11 @@ func (e *Engine) Check(req Request) Decision {
 	}
 	if unrestricted {
 		d.Command = nil
+	}
+	for _, name := range roles {
+		if hit := e.guardHit(name, e.warnCmds[name], e.roles[name].Warn, req, parts); hit != nil {
+			d.Warnings = append(d.Warnings, hit.reason("warns on"))
+		}
 	}
 	d.Allowed = true
 	d.Reason = "allowed by role " + strings.Join(d.Roles, ", ")
@@ -276,11 +317,34 @@ func selects(r config.Rules, t Target) bool {
 	return len(r.ContainerLabels) > 0 && t.ContainerLabels != nil && labelsMatch(r.ContainerLabels, t.ContainerLabels)
 }
 
+// guardHit checks an exec request's parts against a role's deny or warn
+// command patterns, where the rule's targets and logins (if any) apply.
+func (e *Engine) guardHit(role string, pats []guardPattern, r config.Rules, req Request, parts []CommandPart) *guardHit {
+	if len(pats) == 0 || len(parts) == 0 {
+		return nil
+	}
+	if hasSelector(r) && !selects(r, req.Target) {
+		return nil
+	}
+	if len(r.Logins) > 0 && !matchLogin(r.Logins, req.Login) {
+		return nil
+	}
+	return guard(role, pats, parts)
+}
+
+func hasSelector(r config.Rules) bool {
+	return len(r.Targets.Names) > 0 || len(r.Targets.Labels) > 0 || len(r.ContainerLabels) > 0
+}
+
 // denies reports whether a deny rule matches the request. A deny rule with a
 // target selector and no logins denies every login on those targets; one with
-// logins and no selector denies those logins everywhere.
+// logins and no selector denies those logins everywhere. A deny rule with
+// commands denies only those commands (see guardHit).
 func denies(r config.Rules, req Request) bool {
-	hasSel := len(r.Targets.Names) > 0 || len(r.Targets.Labels) > 0 || len(r.ContainerLabels) > 0
+	if len(r.Commands) > 0 {
+		return false
+	}
+	hasSel := hasSelector(r)
 	switch {
 	case !hasSel && len(r.Logins) == 0:
 		return false

@@ -228,9 +228,12 @@ type DockerTLS struct {
 
 // Role grants access; Deny always wins over Allow.
 type Role struct {
-	Name    string      `yaml:"name"`
-	Allow   Rules       `yaml:"allow"`
-	Deny    Rules       `yaml:"deny"`
+	Name  string `yaml:"name"`
+	Allow Rules  `yaml:"allow"`
+	Deny  Rules  `yaml:"deny"`
+	// Warn uses only Commands (narrowed by Targets and Logins when set):
+	// matching exec requests run and are audited as command.warn.
+	Warn    Rules       `yaml:"warn"`
 	Options RoleOptions `yaml:"options"`
 }
 
@@ -241,8 +244,10 @@ type Rules struct {
 	Logins []string `yaml:"logins"`
 	// ContainerLabels select containers by their Docker labels.
 	ContainerLabels map[string]string `yaml:"container_labels"`
-	// Commands are exec command patterns (glob) for exec-only access. Empty
-	// means no restriction from this rule.
+	// Commands: under allow, the only exec commands the role allows (matched
+	// on the parsed argument list; see docs/policy.md); under deny and warn,
+	// patterns checked against every command in an exec request. Empty means
+	// no restriction from this rule.
 	Commands []string `yaml:"commands"`
 }
 
