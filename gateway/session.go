@@ -239,6 +239,10 @@ func (s *session) authorize() (string, bool) {
 			Details: map[string]any{"kind": s.kind, "command": cmd}})
 		return fmt.Sprintf("access denied: %s", s.decision.Reason), false
 	}
+	for _, w := range s.decision.Warnings {
+		c.audit(recorder.Event{Type: recorder.EventCommandWarn, Reason: w, SessionID: s.id,
+			Details: map[string]any{"kind": s.kind, "command": cmd}})
+	}
 	if strings.HasPrefix(s.kind, "subsystem:") {
 		if s.kind != "subsystem:sftp" {
 			return fmt.Sprintf("subsystem %q is not available through the gateway", strings.TrimPrefix(s.kind, "subsystem:")), false

@@ -19,6 +19,9 @@ type AccessRow struct {
 	// ExceptLogins are the logins a deny rule of the subject's roles refuses
 	// on this target, listed when Login is "*".
 	ExceptLogins []string
+	// DeniedCommands are the deny.commands patterns of the subject's roles
+	// that apply here.
+	DeniedCommands []string
 }
 
 // Access lists who can reach which of targets as which login via which role,
@@ -82,6 +85,7 @@ func (e *Engine) accessTo(subject string, roles []string, t Target) []AccessRow 
 			if login == "*" {
 				row.ExceptLogins = e.deniedLogins(roles, t)
 			}
+			row.DeniedCommands = e.deniedCommands(roles, Request{Target: t, Login: login})
 			rows = append(rows, row)
 		}
 	}
@@ -126,6 +130,19 @@ func optionNames(r config.Role) []string {
 		if x.on {
 			out = append(out, x.name)
 		}
+	}
+	return out
+}
+
+// deniedCommands lists the deny.commands patterns of roles that apply to req.
+func (e *Engine) deniedCommands(roles []string, req Request) []string {
+	var out []string
+	for _, name := range roles {
+		d := e.roles[name].Deny
+		if (hasSelector(d) && !selects(d, req.Target)) || (len(d.Logins) > 0 && !matchLogin(d.Logins, req.Login)) {
+			continue
+		}
+		out = append(out, d.Commands...)
 	}
 	return out
 }

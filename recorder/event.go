@@ -16,6 +16,7 @@ const (
 	EventSessionEnd      = "session.end"       // session channel ended
 	EventSessionDenied   = "session.denied"    // policy refused a session
 	EventCommand         = "command"           // exec request or reconstructed command
+	EventCommandWarn     = "command.warn"      // an exec request matched a warn.commands rule and ran
 	EventFile            = "file"              // sftp/scp file operation
 	EventForwardStart    = "forward.start"     // port forward opened
 	EventForwardEnd      = "forward.end"       // port forward closed

@@ -100,6 +100,9 @@ func explainCommand(w io.Writer, e *policy.Engine, d policy.Decision, req policy
 	} else {
 		fmt.Fprintf(w, "command: %q parsed as argv %q\n", req.Command, argv)
 	}
+	for _, warn := range d.Warnings {
+		fmt.Fprintf(w, "warn: %s\n", warn)
+	}
 	switch {
 	case d.Command != nil:
 		fmt.Fprintf(w, "matched: rule %q of role %s\nforce-command: %s\n", d.Command.Rule, d.Command.Role, d.Command.ForceCommand)
@@ -210,13 +213,17 @@ func runPolicyAccess(args []string, stdout, stderr io.Writer) error {
 		targets = append(targets, policy.Target{Name: t.Name, Kind: t.Kind, Labels: t.Labels})
 	}
 	w := csv.NewWriter(stdout)
-	w.Write([]string{"subject", "target", "login", "role", "commands", "options", "except_logins"})
+	w.Write([]string{"subject", "target", "login", "role", "commands", "options", "except_logins", "denied_commands"})
 	for _, r := range policy.New(cfg).Access(targets) {
 		cmds := ""
 		if len(r.Commands) > 0 {
 			cmds = fmt.Sprintf("%q", r.Commands)
 		}
-		w.Write([]string{r.Subject, r.Target, r.Login, r.Role, cmds, strings.Join(r.Options, " "), strings.Join(r.ExceptLogins, " ")})
+		denied := ""
+		if len(r.DeniedCommands) > 0 {
+			denied = fmt.Sprintf("%q", r.DeniedCommands)
+		}
+		w.Write([]string{r.Subject, r.Target, r.Login, r.Role, cmds, strings.Join(r.Options, " "), strings.Join(r.ExceptLogins, " "), denied})
 	}
 	w.Flush()
 	return w.Error()

@@ -55,6 +55,19 @@ command: "ls; id" not parsed: command refused: ';' is shell syntax (command list
 commands: not restricted (a role allowing this has no command rules); no force-command
 options: sftp=true port_forwarding=false max_session_ttl=0s idle_timeout=0s session_mfa=false
 `},
+		{"deny command", []string{"--user", "gus", "--target", "db-1", "--login", "root", "--command", "cd /srv && rm -rf data"}, 1,
+			`DENY: role guard denies the command "rm -rf data" (rule "rm -rf")
+roles of gus: dba, guard
+command: "cd /srv && rm -rf data" not parsed: command refused: '&' is shell syntax (background or command list) at byte 8; only plain arguments are allowed
+`},
+		{"warn command", []string{"--user", "gus", "--target", "db-1", "--login", "postgres", "--command", "psql -c 'select 1'"}, 0,
+			`ALLOW: allowed by role dba
+roles of gus: dba, guard
+command: "psql -c 'select 1'" parsed as argv ["psql" "-c" "select 1"]
+warn: role guard warns on the command "psql -c 'select 1'" (rule "psql *")
+commands: not restricted (a role allowing this has no command rules); no force-command
+options: sftp=true port_forwarding=false max_session_ttl=0s idle_timeout=0s session_mfa=false
+`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

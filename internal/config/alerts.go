@@ -55,6 +55,7 @@ var AlertEvents = map[string]string{
 	"session.denied":   "a session was refused (policy, target unreachable, recording failure)",
 	"command":          "a command ran in a session",
 	"command.denied":   "a command was refused by policy (session.denied naming a command, or command.denied)",
+	"command.warn":     "an exec request matched a warn.commands rule (it ran)",
 	"file":             "a file transfer operation",
 	"forward.start":    "a port forward was opened",
 	"forward.denied":   "a port forward was refused",

@@ -271,3 +271,71 @@ func TestTargetEnforcesForceCommand(t *testing.T) {
 		t.Fatal("the target ran the requested command instead of the forced one")
 	}
 }
+
+// TestDenyCommandsStopExecLines: gina holds viewer (any command on db-1 as
+// root) and guard (deny "rm -rf", "shutdown"; warn "echo warn-me *"). Each
+// way of hiding rm -rf in an exec line is refused with its one-line reason
+// and the file stays; other commands run; a warn rule lets its command run,
+// audits command.warn and fires the webhook.
+func TestDenyCommandsStopExecLines(t *testing.T) {
+	secret := []byte("0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e")
+	rv := startReceiver(t, secret)
+	secretFile := filepath.Join(t.TempDir(), "alert-secret")
+	os.WriteFile(secretFile, secret, 0o600)
+	w := newWorldWith(t, "", fmt.Sprintf(`alerts:
+  - name: warned
+    events: [command.warn]
+    webhook: "%s/warn"
+    secret_file: %s
+`, rv.url, secretFile))
+	gina := w.newUser("gina", time.Hour)
+	victim := filepath.Join(w.dir, "victim")
+	os.MkdirAll(filepath.Join(victim, "x"), 0o755)
+	x := filepath.Join(victim, "x")
+	denied := func(part string) string {
+		return fmt.Sprintf("gatehouse: access denied: role guard denies the command %q (rule \"rm -rf\")\r\n", part)
+	}
+	computed := func(line string) string {
+		return fmt.Sprintf("gatehouse: access denied: role guard denies commands it cannot see: %q computes its program name ($(...), backticks or a variable)\r\n", line)
+	}
+	tests := []struct{ name, cmd, want string }{
+		{"plain", "rm -rf " + x, denied("rm -rf " + x)},
+		{"after true;", "true; rm -rf " + x, denied("rm -rf " + x)},
+		{"after &&", "ls && rm -rf " + x, denied("rm -rf " + x)},
+		{"in a pipe", "echo y | rm -rf " + x, denied("rm -rf " + x)},
+		{"in backticks", "echo `rm -rf " + x + "`", denied("rm -rf " + x)},
+		{"computed program", "$(echo rm) -rf " + x, computed("$(echo rm) -rf " + x)},
+		{"sh -c", "sh -c 'rm -rf " + x + "'", denied("sh -c 'rm -rf " + x + "'")},
+		{"quoted letters", "r''m -rf " + x, denied("r''m -rf " + x)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := gina.direct("root", "db-1", tt.cmd)
+			if r.code != 1 || r.stderr != tt.want {
+				t.Fatalf("want %q, got %s", tt.want, r)
+			}
+			if _, err := os.Stat(x); err != nil {
+				t.Fatalf("the deny did not hold: %v", err)
+			}
+		})
+	}
+	if r := gina.direct("root", "db-1", "ls "+victim); r.code != 0 || r.stdout != "x\n" {
+		t.Fatalf("an ordinary command: %s", r)
+	}
+	if r := gina.direct("root", "db-1", "echo warn-me now"); r.code != 0 || r.stdout != "warn-me now\n" || r.stderr != "" {
+		t.Fatalf("a warned command must run: %s", r)
+	}
+	evs, _ := w.app.Audit.Query(context.Background(), recorder.Filter{Type: recorder.EventCommandWarn, User: "gina"})
+	if len(evs) != 1 || evs[0].Reason != `role guard warns on the command "echo warn-me now" (rule "echo warn-me *")` ||
+		evs[0].Details["command"] != "echo warn-me now" {
+		t.Fatalf("command.warn events: %+v", evs)
+	}
+	waitFor(t, "the warn webhook", func() bool {
+		for _, a := range rv.seen("/warn", 200) {
+			if a.signatureOK && strings.Contains(string(a.body), "echo warn-me now") {
+				return true
+			}
+		}
+		return false
+	})
+}

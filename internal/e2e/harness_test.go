@@ -104,6 +104,11 @@ roles:
       logins: [root]
       commands: ["echo *", "ls %[1]s/probe *", "printenv SSH_ORIGINAL_COMMAND", "shell:echo piped | tr a-z A-Z"]
     options: {sftp: true, port_forwarding: true, agent_forwarding: true}
+  - name: guard
+    deny:
+      commands: ["rm -rf", "shutdown"]
+    warn:
+      commands: ["echo warn-me *"]
 bindings:
   - user: alice
     roles: [dba, payments]
@@ -117,6 +122,8 @@ bindings:
     roles: [sensitive]
   - user: rita
     roles: [runner]
+  - user: gina
+    roles: [viewer, guard]
 `
 
 // newWorld starts sshd trusting the gateway's session CA, and the gateway.
