@@ -217,6 +217,9 @@ func (k *keyState) checkHead(ctx context.Context, tx *sql.Tx, lastID int64, tr t
 	if h.Size != lastID {
 		return Head{}, nil, fmt.Errorf("%w: the signed head covers %d events, the table ends at %d", ErrAuditTampered, h.Size, lastID)
 	}
+	if h.Size == 0 { // a checkpoint of the empty log: no tree to compare
+		return h, frontHashes{}, nil
+	}
 	root, front, err := rootAndFrontier(h.Size, tr)
 	if err != nil {
 		return Head{}, nil, fmt.Errorf("%w: Merkle tree: %v", ErrAuditTampered, err)
