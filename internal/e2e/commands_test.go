@@ -12,6 +12,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/gatehouse/gatehouse/auth"
+	"github.com/gatehouse/gatehouse/internal/testenv"
 	"github.com/gatehouse/gatehouse/recorder"
 )
 
@@ -149,6 +150,7 @@ func TestAllowedCommandsRun(t *testing.T) {
 // opens no shell, no sftp (scp/rsync over sftp) and no forwarding, although
 // the same role sets sftp and port_forwarding.
 func TestCommandRoleGetsNoShellSFTPOrForwarding(t *testing.T) {
+	testenv.RequireBinary(t, "rsync", "apt-get install rsync")
 	w := newWorld(t, "")
 	rita := w.newUser("rita", time.Hour)
 	want := "gatehouse: access denied: role runner allows only listed commands on db-1, not a shell or subsystem"
@@ -169,6 +171,17 @@ func TestCommandRoleGetsNoShellSFTPOrForwarding(t *testing.T) {
 	}
 	if _, err := os.Stat(dst); !os.IsNotExist(err) {
 		t.Fatal("scp wrote the file")
+	}
+	// Legacy scp and rsync run their server side as exec commands: not listed, so refused.
+	if r := rita.run("scp", "-O", "-P", w.port, src, "root@db-1@127.0.0.1:"+dst); r.code == 0 ||
+		!strings.Contains(r.stderr, fmt.Sprintf("role runner allows only listed commands on db-1; %q is not one of them", "scp -t "+dst)) {
+		t.Fatalf("scp -O: %s", r)
+	}
+	if r := rita.run("rsync", src, "db-1:"+dst); r.code == 0 || !strings.Contains(r.stderr, "role runner allows only listed commands on db-1") {
+		t.Fatalf("rsync: %s", r)
+	}
+	if _, err := os.Stat(dst); !os.IsNotExist(err) {
+		t.Fatal("a transfer over exec wrote the file")
 	}
 	// ssh -W asks for a direct-tcpip channel: refused like -L.
 	r := rita.run("ssh", "-p", w.port, "-W", w.sshd.Addr, "root@db-1@127.0.0.1")
@@ -338,4 +351,38 @@ func TestDenyCommandsStopExecLines(t *testing.T) {
 		}
 		return false
 	})
+}
+
+// TestSFTPFalseDoesNotStopExecTransfers proves what docs/policy.md says
+// options.sftp: false does not stop: bob (viewer: a shell on db-1, no sftp)
+// is refused sftp and scp, yet `scp -O`, rsync and `cat >` over exec write
+// files, because only allow.commands limits exec requests.
+func TestSFTPFalseDoesNotStopExecTransfers(t *testing.T) {
+	testenv.RequireBinary(t, "rsync", "apt-get install rsync")
+	w := newWorld(t, "")
+	bob := w.newUser("bob", time.Hour)
+	src := filepath.Join(w.dir, "src")
+	os.WriteFile(src, []byte("data\n"), 0o644)
+	if r := bob.run("scp", "-P", w.port, src, "root@db-1@127.0.0.1:"+src+".sftp"); r.code == 0 ||
+		!strings.Contains(r.stderr, "file transfer (sftp/scp) to db-1 is not allowed by your roles") {
+		t.Fatalf("scp over sftp: %s", r)
+	}
+	for name, run := range map[string]func() result{
+		"scp -O": func() result { return bob.run("scp", "-O", "-P", w.port, src, "root@db-1@127.0.0.1:"+src+".scp-O") },
+		"rsync":  func() result { return bob.run("rsync", src, "db-1:"+src+".rsync") },
+	} {
+		if r := run(); r.code != 0 {
+			t.Fatalf("%s: %s", name, r)
+		}
+	}
+	c := bob.cmd(context.Background(), "ssh", "-p", w.port, "root@db-1@127.0.0.1", "cat > "+src+".cat")
+	c.Stdin = strings.NewReader("data\n")
+	if out, err := c.CombinedOutput(); err != nil {
+		t.Fatalf("cat >: %v %s", err, out)
+	}
+	for _, ext := range []string{".scp-O", ".rsync", ".cat"} {
+		if b, err := os.ReadFile(src + ext); err != nil || string(b) != "data\n" {
+			t.Fatalf("%s: %q %v", ext, b, err)
+		}
+	}
 }
