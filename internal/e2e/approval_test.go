@@ -462,7 +462,7 @@ func enrolDave(t *testing.T, iw *idpWorld) string {
 // auth.failure events are rate-limited per source, and one summary event
 // counts the ones not written.
 func TestFailedLoginFloodIsBoundedInAuditLog(t *testing.T) {
-	w := newWorld(t, "")
+	w := newWorldWith(t, "", opsConfig)
 	ctx := context.Background()
 	dbFiles := func() (n int64) {
 		for _, f := range []string{"gatehouse.db", "gatehouse.db-wal"} {
@@ -528,6 +528,16 @@ func TestFailedLoginFloodIsBoundedInAuditLog(t *testing.T) {
 	}
 	if grew := dbFiles() - before; grew > 2<<20 {
 		t.Fatalf("the database grew by %d bytes", grew)
+	}
+	// The metric still counts every refused login, summarised or not.
+	failures := 0.0
+	for name, v := range scrape(t, w) {
+		if strings.HasPrefix(name, "gatehouse_auth_failures_total{") {
+			failures += v
+		}
+	}
+	if failures != logins {
+		t.Fatalf("gatehouse_auth_failures_total sums to %v, want %d", failures, logins)
 	}
 	t.Logf("%d events written (%d bytes), %d summarised; database grew %d bytes", written, size, suppressed, dbFiles()-before)
 }

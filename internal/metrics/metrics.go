@@ -138,7 +138,11 @@ func (m *Metrics) ObserveEvent(ev recorder.Event) {
 		m.refusals.WithLabelValues(RefusalClass(ev.Reason)).Inc()
 	case recorder.EventAuthFailure:
 		method, _ := ev.Details["method"].(string)
-		m.authFailures.WithLabelValues(boundedMethod(method)).Inc()
+		n := 1
+		if s, ok := ev.Details["suppressed"].(int); ok && s > 0 { // the gateway's summary of rate-limited events
+			n = s
+		}
+		m.authFailures.WithLabelValues(boundedMethod(method)).Add(float64(n))
 	case recorder.EventMFAFailure:
 		m.authFailures.WithLabelValues("totp").Inc()
 	case recorder.EventCertIssued:
