@@ -50,7 +50,7 @@ func (s *Server) home(w http.ResponseWriter, r *http.Request) {
 	d["CertTTL"] = s.opts.Policy.CertTTL(ws.id.User, ws.id.Groups, cfg.Certs.UserTTL, cfg.Certs.MaxUserTTL)
 	d["PublicURL"], d["SSHHost"], d["SSHPort"] = s.publicURL(), host, port
 	d["Certs"] = s.userCerts(r, ws.id.User)
-	d["HostCA"] = "@cert-authority * " + strings.TrimSpace(string(ssh.MarshalAuthorizedKey(s.opts.Authority.HostCAPublicKey())))
+	d["HostCA"] = s.opts.Config.KnownHostsCALine(s.opts.Authority.HostCAPublicKey(), s.opts.SSHAddr)
 	s.render(w, "home.html", d)
 }
 
@@ -323,7 +323,7 @@ func (s *Server) cliCert(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(CertResponse{User: ws.id.User, Roles: s.opts.Policy.Roles(ws.id.User, ws.id.Groups),
 		Targets: targets, Certificate: string(ssh.MarshalAuthorizedKey(cert)),
-		HostCA:      "@cert-authority * " + strings.TrimSpace(string(ssh.MarshalAuthorizedKey(s.opts.Authority.HostCAPublicKey()))),
+		HostCA:      s.opts.Config.KnownHostsCALine(s.opts.Authority.HostCAPublicKey(), s.opts.SSHAddr),
 		ValidBefore: time.Unix(int64(cert.ValidBefore), 0).UTC(), SSHAddr: s.opts.SSHAddr})
 }
 

@@ -50,7 +50,7 @@ func runCAPublic(args []string, stdout, stderr io.Writer) error {
 	fs, cfg := newFlags("ca public", stderr)
 	target := fs.Bool("target", false, "print the session CA: the one line for targets' TrustedUserCAKeys")
 	user := fs.Bool("user", false, "print the user CA (trusted by the gateway only; for the record, never for targets)")
-	host := fs.Bool("host", false, "print the host CA as a known_hosts @cert-authority line (for clients)")
+	host := fs.Bool("host", false, "print the host CA as a known_hosts @cert-authority line for the gateway's names and the configured targets (for clients)")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
@@ -69,7 +69,7 @@ func runCAPublic(args []string, stdout, stderr io.Writer) error {
 	case *user:
 		fmt.Fprintf(stdout, "%s gatehouse-user-ca\n", authorizedLine(a.UserCAPublicKey()))
 	default:
-		fmt.Fprintf(stdout, "@cert-authority * %s gatehouse-host-ca\n", authorizedLine(a.HostCAPublicKey()))
+		fmt.Fprintln(stdout, env.cfg.KnownHostsCALine(a.HostCAPublicKey(), ""))
 	}
 	return nil
 }

@@ -340,7 +340,7 @@ func writeDemoClient(dir string, a *app.App, login string) (string, error) {
 		return "", err
 	}
 	kh := filepath.Join(dir, "client", "known_hosts")
-	if err := os.WriteFile(kh, []byte("@cert-authority * "+string(ssh.MarshalAuthorizedKey(a.Authority.HostCAPublicKey()))), 0o644); err != nil {
+	if err := os.WriteFile(kh, []byte(a.Config.KnownHostsCALine(a.Authority.HostCAPublicKey(), a.SSHAddr())+"\n"), 0o644); err != nil {
 		return "", err
 	}
 	host, port, _ := net.SplitHostPort(a.SSHAddr())

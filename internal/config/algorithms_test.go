@@ -96,3 +96,35 @@ func TestPinnedHostKeyTypeMustBeAllowed(t *testing.T) {
 		t.Fatalf("ECDSA listed explicitly: %v", err)
 	}
 }
+
+func TestKnownHostsCALine(t *testing.T) {
+	const key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDmFZZzLTqJ3S86a9dHuEfGXzpsXEWJh4ZvOiiRCe8+B"
+	k, err := ParseAuthorizedKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	targets := "targets:\n  - {name: db-1, address: \"10.0.0.5:22\", host_key: \"" + key + "\"}\n  - {name: web-1, kind: docker}\n"
+	tests := []struct {
+		name, yaml, sshAddr, want string
+	}{
+		{"public url and port", "web: {public_url: \"https://GW.example.com:8443\"}\nssh: {listen: \"0.0.0.0:2222\"}\n" + targets, "",
+			"@cert-authority gw.example.com,[gw.example.com]:2222,db-1,web-1 " + key + " gatehouse-host-ca"},
+		{"port 22", "web: {public_url: \"https://gw.example.com\"}\nssh: {listen: \"0.0.0.0:22\"}\n" + targets, "",
+			"@cert-authority gw.example.com,db-1,web-1 " + key + " gatehouse-host-ca"},
+		{"listener's real port", "web: {listen: \"127.0.0.1:0\"}\nssh: {listen: \"127.0.0.1:0\"}\n", "127.0.0.1:41234",
+			"@cert-authority 127.0.0.1,[127.0.0.1]:41234 " + key + " gatehouse-host-ca"},
+		{"nothing specific", "ssh: {listen: \"0.0.0.0:2222\"}\n", "",
+			"@cert-authority localhost,[localhost]:2222,127.0.0.1,[127.0.0.1]:2222 " + key + " gatehouse-host-ca"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse("f.yaml", []byte(tt.yaml))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := c.KnownHostsCALine(k, tt.sshAddr); got != tt.want {
+				t.Fatalf("\n got: %s\nwant: %s", got, tt.want)
+			}
+		})
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -156,6 +157,12 @@ func TestWebLoginCLILoginAndApprovedPlainSSH(t *testing.T) {
 		if st, err := stCmd.CombinedOutput(); err != nil || !strings.Contains(string(st), "User:       "+testenv.OIDCUser) ||
 			!strings.Contains(string(st), "Roles:      admins, dba") || !strings.Contains(string(st), ", valid until") {
 			t.Fatalf("status: %v\n%s", err, st)
+		}
+		// known_hosts trusts the host CA for the gateway and the targets only, never "*".
+		_, gwPort, _ := net.SplitHostPort(iw.app.SSHAddr())
+		if kh, _ := os.ReadFile(filepath.Join(home, "known_hosts")); !strings.HasPrefix(string(kh), "@cert-authority 127.0.0.1,[127.0.0.1]:"+gwPort+",db-1,") ||
+			strings.Contains(string(kh), "*") {
+			t.Fatalf("known_hosts written by gatehouse login: %q", kh)
 		}
 		sshCfg := filepath.Join(home, "ssh_config")
 		os.WriteFile(sshCfg, append(cfgOut, []byte("Host *\n  BatchMode yes\n")...), 0o644)

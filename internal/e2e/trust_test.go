@@ -257,3 +257,44 @@ func TestCertificateValiditySpanRefused(t *testing.T) {
 		t.Fatalf("a certificate of exactly max_user_ttl: %s", r)
 	}
 }
+
+// TestScopedHostCA: `ca public --host` prints the host CA scoped to the
+// gateway's names and the configured targets, never "*"; a client holding
+// only the line the running gateway hands out reaches the gateway and, via
+// ProxyJump, db-1, but the host CA vouches for no other name — not even
+// "localhost", which the gateway's own host certificate carries.
+func TestScopedHostCA(t *testing.T) {
+	w := newWorld(t, "")
+	caKey := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(w.app.Authority.HostCAPublicKey())))
+	var targets []string // the harness's targets: db-1, dead-1, wrongkey-1, ...
+	for _, tc := range w.app.Config.Targets {
+		targets = append(targets, tc.Name)
+	}
+	names := strings.Join(targets, ",")
+	if !strings.HasPrefix(names, "db-1,dead-1,wrongkey-1,") {
+		t.Fatalf("harness targets changed: %s", names)
+	}
+	got := w.cli(t, gatehouseBinary(t), "ca", "public", "--host")
+	want := "@cert-authority 127.0.0.1," + names + " " + caKey + " gatehouse-host-ca\n"
+	if got != want {
+		t.Fatalf("ca public --host\n got: %q\nwant: %q", got, want)
+	}
+	line := w.app.Config.KnownHostsCALine(w.app.Authority.HostCAPublicKey(), w.app.SSHAddr())
+	if want := "@cert-authority 127.0.0.1,[127.0.0.1]:" + w.port + "," + names + " " + caKey + " gatehouse-host-ca"; line != want {
+		t.Fatalf("line for the running gateway\n got: %q\nwant: %q", line, want)
+	}
+	if err := os.WriteFile(w.kh, []byte(line+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	alice := w.newUser("alice", time.Hour)
+	if r := alice.direct("root", "db-1", "echo direct"); r.code != 0 || r.stdout != "direct\n" {
+		t.Fatalf("direct with the scoped line: %s", r)
+	}
+	if r := alice.run("ssh", "db-1", "echo jumped"); r.code != 0 || r.stdout != "jumped\n" {
+		t.Fatalf("ProxyJump with the scoped line: %s", r)
+	}
+	r := alice.run("ssh", "-p", w.port, "root@db-1@localhost", "echo pwned")
+	if r.code != 255 || !strings.Contains(r.stderr, "Host key verification failed") || r.stdout != "" {
+		t.Fatalf("the host CA vouched for a name outside its scope: %s", r)
+	}
+}
