@@ -129,6 +129,10 @@ func TestAllowedCommandsRun(t *testing.T) {
 			}
 		})
 	}
+	// With a terminal (ssh -t) the forced command runs in a pty.
+	if r := rita.run("ssh", "-tt", "-p", w.port, "root@db-1@127.0.0.1", "echo in a tty"); r.code != 0 || !strings.Contains(r.stdout, "in a tty\r\n") {
+		t.Fatalf("command with a pty: %s", r)
+	}
 	// A user without a command restriction gets a certificate without
 	// force-command: the variable is unset there.
 	alice := w.newUser("alice", time.Hour)
@@ -384,5 +388,32 @@ func TestSFTPFalseDoesNotStopExecTransfers(t *testing.T) {
 		if b, err := os.ReadFile(src + ext); err != nil || string(b) != "data\n" {
 			t.Fatalf("%s: %q %v", ext, b, err)
 		}
+	}
+}
+
+// TestContainerCommandRules: containers have no sshd to enforce a
+// certificate, so the gateway runs the canonical rendering of the approved
+// command itself; escapes are refused and run nothing inside the container.
+func TestContainerCommandRules(t *testing.T) {
+	d := testenv.RequireDocker(t)
+	w := newWorld(t, "")
+	rita := w.newUser("rita", time.Hour)
+	alice := w.newUser("alice", time.Hour)
+	pay := fmt.Sprintf("pay-cmd-%d", time.Now().UnixNano())
+	d.RunContainer(t, pay, map[string]string{"team": "payments"})
+	box := "docker:" + pay
+	if r := rita.direct("root", box, "echo 'a;b' c"); r.code != 0 || r.stdout != "a;b c\n" {
+		t.Fatalf("allowed command in the container: %s", r)
+	}
+	for _, cmd := range []string{"echo hi; touch /tmp/pwned", "echo $(touch /tmp/pwned)", "echo `touch /tmp/pwned`", "echo hi > /tmp/pwned"} {
+		if r := rita.direct("root", box, cmd); r.code != 1 || !strings.HasPrefix(r.stderr, "gatehouse: access denied: command refused: ") {
+			t.Fatalf("%q in the container: %s", cmd, r)
+		}
+	}
+	if r := rita.direct("root", box); r.code != 1 || !strings.Contains(r.stderr, "role box-runner allows only listed commands on "+box+", not a shell or subsystem") {
+		t.Fatalf("shell in the container: %s", r)
+	}
+	if r := alice.direct("root", box, "test -e /tmp/pwned; echo $?"); r.code != 0 || r.stdout != "1\n" {
+		t.Fatalf("an escape ran in the container: %s", r)
 	}
 }

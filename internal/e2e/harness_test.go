@@ -104,6 +104,11 @@ roles:
       logins: [root]
       commands: ["echo *", "ls %[1]s/probe *", "printenv SSH_ORIGINAL_COMMAND", "shell:echo piped | tr a-z A-Z"]
     options: {sftp: true, port_forwarding: true, agent_forwarding: true}
+  - name: box-runner
+    allow:
+      container_labels: {team: payments}
+      logins: [root]
+      commands: ["echo *"]
   - name: guard
     deny:
       commands: ["rm -rf", "shutdown"]
@@ -121,7 +126,7 @@ bindings:
   - user: dave
     roles: [sensitive]
   - user: rita
-    roles: [runner]
+    roles: [runner, box-runner]
   - user: gina
     roles: [viewer, guard]
 `
