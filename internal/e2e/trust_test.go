@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -296,5 +297,59 @@ func TestScopedHostCA(t *testing.T) {
 	r := alice.run("ssh", "-p", w.port, "root@db-1@localhost", "echo pwned")
 	if r.code != 255 || !strings.Contains(r.stderr, "Host key verification failed") || r.stdout != "" {
 		t.Fatalf("the host CA vouched for a name outside its scope: %s", r)
+	}
+}
+
+// TestSessionCAMigrationWarns: a data directory from before the session CA
+// (user CA stored, no session CA) gets one when the gateway starts, with a
+// WARN line telling the operator to move targets to `ca public --target`;
+// the user CA is kept (certificates people hold stay valid), and the next
+// start says nothing.
+func TestSessionCAMigrationWarns(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "gatehouse.yaml")
+	yaml := fmt.Sprintf("data_dir: %s/data\nssh: {listen: \"127.0.0.1:0\"}\nweb: {listen: \"127.0.0.1:0\"}\n", dir)
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := app.OpenEnv(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := auth.LoadAuthority(context.Background(), env.Secrets, env.DB.DB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.DB.DB.Exec(`DELETE FROM secrets WHERE name = 'ca/session'`); err != nil { // as before the split
+		t.Fatal(err)
+	}
+	env.Close()
+	start := func() (*app.App, string) {
+		var logs syncBuffer
+		gw, err := app.Start(cfg, slog.New(slog.NewTextHandler(&logs, nil)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		gw.Close(ctx)
+		return gw, logs.String()
+	}
+	gw, logs := start()
+	if !strings.Contains(logs, "level=WARN") || !strings.Contains(logs, "set each target's TrustedUserCAKeys to the output of 'gatehouse ca public --target'") {
+		t.Fatalf("no migration warning in the log:\n%s", logs)
+	}
+	if string(gw.Authority.UserCAPublicKey().Marshal()) != string(old.UserCAPublicKey().Marshal()) {
+		t.Fatal("the migration replaced the user CA")
+	}
+	if string(gw.Authority.SessionCAPublicKey().Marshal()) == string(old.UserCAPublicKey().Marshal()) {
+		t.Fatal("the new session CA is the user CA")
+	}
+	if _, logs := start(); strings.Contains(logs, "session CA") {
+		t.Fatalf("the second start warned again:\n%s", logs)
 	}
 }
