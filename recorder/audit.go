@@ -93,12 +93,42 @@ func OpenAuditLog(db *store.DB, sec *secrets.Store, opts AuditOptions) (*AuditLo
 			return nil, err
 		}
 	}
+	if err := l.checkStored(ctx); err != nil {
+		stream.close()
+		return nil, err
+	}
 	if err := l.checkpointIfBehind(ctx); err != nil {
 		stream.close()
 		return nil, err
 	}
 	go l.run()
 	return l, nil
+}
+
+// checkStored checks the stored log against its signed head before this
+// writer signs anything (so a changed log is refused at start, not at the
+// first session) and keeps the head and its frontier for the appends.
+func (l *AuditLog) checkStored(ctx context.Context) error {
+	k := l.keys
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	tx, err := l.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return fmt.Errorf("recorder: audit: %w", err)
+	}
+	defer tx.Rollback()
+	var last int64
+	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(id), 0) FROM audit_events`).Scan(&last); err != nil {
+		return fmt.Errorf("recorder: audit: %w", err)
+	}
+	h, front, err := k.checkHead(ctx, tx, last, &treeReader{ctx: ctx, tx: tx}, true)
+	if err != nil {
+		return err
+	}
+	if h.Note != nil {
+		k.head, k.front = h, front
+	}
+	return nil
 }
 
 // VerifierKey is the public key text an auditor needs to check checkpoints

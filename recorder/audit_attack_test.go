@@ -352,3 +352,21 @@ func TestCheckpointFileCreated0600(t *testing.T) {
 	}
 	_ = e
 }
+
+// A writer opened on a rewritten log refuses at once, even when the newest
+// checkpoint covers every event (nothing to catch up).
+func TestAuditOpenRefusesRewrittenLog(t *testing.T) {
+	e, _ := history(t)
+	if _, err := e.log.Checkpoint(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	rewriteWithoutKey(t, e, func(ev *Event) {
+		if ev.ID == 3 {
+			ev.Reason = "nothing happened"
+		}
+	}, `DELETE FROM audit_checkpoints`)
+	_, err := OpenAuditLog(e.db, e.sec, AuditOptions{CheckpointInterval: -1})
+	if !errors.Is(err, ErrAuditTampered) || !strings.Contains(err.Error(), "the stored events no longer match the signed head") {
+		t.Fatalf("open over a rewrite: %v", err)
+	}
+}

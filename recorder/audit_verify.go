@@ -187,6 +187,7 @@ type verification struct {
 	used         map[string]bool
 	seqs         map[int64]bool // numbers of the stored checkpoints
 	legacy       int64          // distinct stored notes without a number
+	boundaryKept bool           // a checkpoint of exactly base events was found
 }
 
 var errStop = errors.New("stop")
@@ -316,53 +317,15 @@ func (v *verification) checkpoints() error {
 	if err != nil {
 		return err
 	}
-	boundaryKept := false
-	check := func(where string, msg []byte) (Checkpoint, error) {
-		cp, err := parseCheckpoint(msg, v.opts.Keys)
-		if err != nil {
-			return cp, v.bad(0, "%s does not verify: %v", where, err)
-		}
-		if err := v.keyInTime(cp.KeyID, cp.Time, where); err != nil {
-			return cp, err
-		}
-		if cp.Size > v.last {
-			return cp, v.bad(v.last+1, "log truncated: the checkpoint signed at %s covers %d events, only %d remain",
-				stamp(cp.Time), cp.Size, v.last)
-		}
-		switch {
-		case cp.Size < v.base || cp.Size == 0:
-			// Covers pruned events only: its signature is all that can be checked.
-		case cp.Size == v.base:
-			if cp.Root != v.boundaryRoot {
-				return cp, v.bad(0, "the Merkle tree hashes kept for pruned events 1..%d no longer match the checkpoint signed at %s (rewritten)", v.base, stamp(cp.Time))
-			}
-			boundaryKept = true
-		default:
-			root, err := tlog.TreeHash(cp.Size, v.tree)
-			if err != nil {
-				return cp, err
-			}
-			if root != cp.Root {
-				return cp, v.bad(0, "events 1..%d no longer match the checkpoint signed at %s (history rewritten; %s)", cp.Size, stamp(cp.Time), where)
-			}
-			v.matched = max(v.matched, cp.Size)
-		}
-		if v.rep.Latest == nil || cp.Size > v.rep.Latest.Size || (cp.Size == v.rep.Latest.Size && cp.Time.After(v.rep.Latest.Time)) {
-			c := cp
-			v.rep.Latest = &c
-		}
-		v.rep.Checkpoints++
-		return cp, nil
-	}
 	v.seqs = map[int64]bool{}
 	legacy := map[string]bool{}
 	for i, msg := range stored {
-		cp, err := check(fmt.Sprintf("checkpoint %d of %d in the database", i+1, len(stored)), msg)
+		cp, err := v.checkpoint(fmt.Sprintf("checkpoint %d of %d in the database", i+1, len(stored)), msg)
 		if err != nil {
 			return err
 		}
-		if seq := cp.Seq; seq > 0 {
-			v.seqs[seq] = true
+		if cp.Seq > 0 {
+			v.seqs[cp.Seq] = true
 		} else {
 			legacy[string(msg)] = true
 		}
@@ -371,14 +334,63 @@ func (v *verification) checkpoints() error {
 	v.legacy = int64(len(legacy))
 	extra := SplitCheckpoints(v.opts.Extra)
 	for i, msg := range extra {
-		if _, err := check(fmt.Sprintf("checkpoint %d of %d in %s", i+1, len(extra), v.opts.ExtraName), msg); err != nil {
+		if _, err := v.checkpoint(fmt.Sprintf("checkpoint %d of %d in %s", i+1, len(extra), v.opts.ExtraName), msg); err != nil {
 			return err
 		}
 		v.rep.ExtraCheckpoints++
 	}
-	if v.base > 0 && !boundaryKept {
+	if v.base > 0 && !v.boundaryKept {
 		return v.bad(v.base+1, "events 1..%d are gone and no signed checkpoint of exactly %d events is kept at the boundary (deleted)", v.base, v.base)
 	}
+	return nil
+}
+
+// checkpoint checks one checkpoint note (where names it in reports)
+// against the keys and the recomputed tree.
+func (v *verification) checkpoint(where string, msg []byte) (Checkpoint, error) {
+	cp, err := parseCheckpoint(msg, v.opts.Keys)
+	if err != nil {
+		return cp, v.bad(0, "%s does not verify: %v", where, err)
+	}
+	if err := v.keyInTime(cp.KeyID, cp.Time, where); err != nil {
+		return cp, err
+	}
+	if err := v.checkpointRoot(where, cp); err != nil {
+		return cp, err
+	}
+	if l := v.rep.Latest; l == nil || cp.Size > l.Size || (cp.Size == l.Size && cp.Time.After(l.Time)) {
+		c := cp
+		v.rep.Latest = &c
+	}
+	v.rep.Checkpoints++
+	return cp, nil
+}
+
+// checkpointRoot compares a checkpoint with the events it covers: all of
+// them recomputed, the kept boundary hashes after a prune, or (covering only
+// pruned events) nothing left to compare.
+func (v *verification) checkpointRoot(where string, cp Checkpoint) error {
+	switch {
+	case cp.Size > v.last:
+		return v.bad(v.last+1, "log truncated: the checkpoint signed at %s covers %d events, only %d remain",
+			stamp(cp.Time), cp.Size, v.last)
+	case cp.Size < v.base || cp.Size == 0:
+		return nil
+	case cp.Size == v.base:
+		if cp.Root != v.boundaryRoot {
+			return v.bad(0, "the Merkle tree hashes kept for pruned events 1..%d no longer match the checkpoint signed at %s (rewritten)", v.base, stamp(cp.Time))
+		}
+		v.boundaryKept = true
+		return nil
+	}
+	root, err := tlog.TreeHash(cp.Size, v.tree)
+	if err != nil {
+		return err
+	}
+	if root != cp.Root {
+		return v.bad(0, "events 1..%d no longer match the checkpoint signed at %s (history rewritten; %s)", cp.Size, stamp(cp.Time), where)
+	}
+	v.matched = max(v.matched, cp.Size)
 	return nil
 }
 

@@ -255,26 +255,52 @@ func ApplyRetention(ctx context.Context, ret Retention, audit *AuditLog, recs *R
 	return out, nil
 }
 
-// RetentionLoop applies ret once at start and then every day until ctx
-// ends. Failures are logged (and retried the next day); a log that does not
+// RetentionRun applies a retention policy on a schedule.
+type RetentionRun struct {
+	Retention
+	Audit      *AuditLog
+	Recordings *Recordings // nil: recordings are not pruned
+	// Every is the time between runs; zero means 24h.
+	Every time.Duration
+	// Now returns the current time; nil means time.Now.
+	Now func() time.Time
+	// Logger; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Loop applies the policy once at start and then every r.Every until ctx
+// ends. Failures are logged and retried at the next run; a log that does not
 // verify is never pruned.
-func RetentionLoop(ctx context.Context, ret Retention, audit *AuditLog, recs *Recordings, log *slog.Logger) {
-	t := time.NewTicker(24 * time.Hour)
+func (r RetentionRun) Loop(ctx context.Context) {
+	if r.Every <= 0 {
+		r.Every = 24 * time.Hour
+	}
+	if r.Now == nil {
+		r.Now = time.Now
+	}
+	if r.Logger == nil {
+		r.Logger = slog.Default()
+	}
+	t := time.NewTicker(r.Every)
 	defer t.Stop()
 	for {
-		res, err := ApplyRetention(ctx, ret, audit, recs, time.Now(), "gatehouse retention")
-		for _, r := range res {
-			if r.Count > 0 {
-				log.Info("retention applied", "result", r.String())
-			}
-		}
-		if err != nil && ctx.Err() == nil {
-			log.Error("retention failed; nothing more pruned", "err", err)
-		}
+		r.once(ctx)
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
+	}
+}
+
+func (r RetentionRun) once(ctx context.Context) {
+	res, err := ApplyRetention(ctx, r.Retention, r.Audit, r.Recordings, r.Now(), "gatehouse retention")
+	for _, p := range res {
+		if p.Count > 0 {
+			r.Logger.Info("retention applied", "result", p.String())
+		}
+	}
+	if err != nil && ctx.Err() == nil {
+		r.Logger.Error("retention failed; nothing more pruned until the next run", "err", err)
 	}
 }

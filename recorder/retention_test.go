@@ -205,3 +205,39 @@ func TestRecordingRetentionKeepsRowWhenFileStays(t *testing.T) {
 }
 
 func storedIndex(n int64) int64 { return tlog.StoredHashIndex(0, n) }
+
+// The gateway's schedule prunes at start with its clock, and stops with
+// its context.
+func TestRetentionRunPrunesAtStart(t *testing.T) {
+	e := newAuditEnv(t)
+	days(t, e, 3)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		RetentionRun{Retention: Retention{Audit: 48 * time.Hour}, Audit: e.log, Every: time.Hour,
+			Now: func() time.Time { return e.now }}.Loop(ctx)
+		close(done)
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		evs, err := e.log.Query(context.Background(), Filter{Type: EventPrune})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(evs) == 1 {
+			if evs[0].Details["last_id"] != int64(18) || evs[0].User != "gatehouse retention" {
+				t.Fatalf("prune event %+v", evs[0])
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no prune event within 30s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	if rep := e.verify(t, nil); !rep.OK || rep.Pruned != 18 {
+		t.Fatalf("after the scheduled prune: %s", rep)
+	}
+}

@@ -123,7 +123,7 @@ func Start(cfg *config.Config, log *slog.Logger) (*App, error) {
 	if ret := RetentionOf(cfg); ret.Audit > 0 || ret.Recordings > 0 {
 		ctx, cancel := context.WithCancel(context.Background())
 		a.stopRetention = cancel
-		go recorder.RetentionLoop(ctx, ret, a.Audit, a.Recs, a.Log)
+		go recorder.RetentionRun{Retention: ret, Audit: a.Audit, Recordings: a.Recs, Logger: a.Log}.Loop(ctx)
 	}
 	return a, nil
 }
