@@ -30,6 +30,11 @@ const MaxCommandLen = 8192
 // ShellRulePrefix marks a rule that allows one exact shell command line.
 const ShellRulePrefix = "shell:"
 
+// GlobRulePrefix marks a rule whose pattern words may be matched by
+// unquoted globs in the request, which the target's shell then expands
+// ("glob:ls /var/log/*.log" allows `ls /var/log/app*.log`).
+const GlobRulePrefix = "glob:"
+
 // ErrCommandSyntax is wrapped by every *SyntaxError.
 var ErrCommandSyntax = errors.New("policy: command refused")
 
@@ -223,6 +228,7 @@ type CommandRule struct {
 	Shell string // for a shell: rule, the one command line it allows
 	words []word // argument patterns: exact, or a glob for one argument
 	rest  bool   // a final lone * : any further plain arguments
+	globs bool   // request globs may match pattern words (glob: rules)
 }
 
 // ParseCommandRule parses an allow.commands entry. The first word must be
@@ -236,11 +242,12 @@ func ParseCommandRule(s string) (CommandRule, error) {
 		}
 		return CommandRule{Text: s, Shell: sh}, nil
 	}
-	ws, err := tokenize(s)
+	body, globs := strings.CutPrefix(s, GlobRulePrefix)
+	ws, err := tokenize(body)
 	if err != nil {
 		return CommandRule{}, fmt.Errorf("policy: command rule %q: %s (use %q for one exact shell command line)", s, err.(*SyntaxError).Why, ShellRulePrefix+s)
 	}
-	r := CommandRule{Text: s, words: ws}
+	r := CommandRule{Text: s, words: ws, globs: globs}
 	if last := ws[len(ws)-1]; len(ws) > 1 && last.glob && last.text == "*" {
 		r.words, r.rest = ws[:len(ws)-1], true
 	}
@@ -292,9 +299,10 @@ type CommandMatch struct {
 
 // parsedCommand is an exec request parsed once per decision.
 type parsedCommand struct {
-	line string
-	argv []string
-	err  error
+	line  string
+	argv  []string
+	err   error
+	words []word // set when the only fault is unquoted globs (for glob: rules)
 }
 
 func parseCommand(line string) parsedCommand {
@@ -302,7 +310,13 @@ func parseCommand(line string) parsedCommand {
 		return parsedCommand{}
 	}
 	argv, err := Tokenize(line)
-	return parsedCommand{line: line, argv: argv, err: err}
+	pc := parsedCommand{line: line, argv: argv, err: err}
+	if err != nil {
+		if ws, werr := tokenize(line); werr == nil {
+			pc.words = ws
+		}
+	}
+	return pc
 }
 
 // matchRules finds the first rule of role that allows the command, or says
@@ -317,6 +331,9 @@ func matchRules(role, target string, rules []CommandRule, pc parsedCommand) (*Co
 		}
 	}
 	if pc.err != nil {
+		if m := matchGlobRules(role, rules, pc.words); m != nil {
+			return m, ""
+		}
 		return nil, pc.err.(*SyntaxError).Reason()
 	}
 	for _, r := range rules {
@@ -344,4 +361,76 @@ func (e *Engine) CommandRules(user string, groups []string, t Target, login stri
 		}
 	}
 	return out
+}
+
+// globWordChars may appear in a word passed unquoted to the target's shell.
+const globWordChars = safeChars + "*?[]"
+
+// matchGlobRules tries the glob: rules against a request whose only fault
+// is unquoted globs: each glob word must stand where the rule has a pattern
+// and match it as text; the rendering leaves those words unquoted so the
+// target's shell expands them (within the pattern's directory: * does not
+// match /).
+func matchGlobRules(role string, rules []CommandRule, ws []word) *CommandMatch {
+	if ws == nil {
+		return nil
+	}
+	for _, r := range rules {
+		if r.globs && r.matchWords(ws) {
+			argv := make([]string, len(ws))
+			for i, w := range ws {
+				argv[i] = w.text
+			}
+			return &CommandMatch{Role: role, Rule: r.Text, Argv: argv, ForceCommand: renderWords(ws)}
+		}
+	}
+	return nil
+}
+
+// matchWords is Match for words that may be globs.
+func (r CommandRule) matchWords(ws []word) bool {
+	if len(ws) < len(r.words) || (!r.rest && len(ws) != len(r.words)) {
+		return false
+	}
+	for i, w := range ws {
+		if !w.glob {
+			continue
+		}
+		if i >= len(r.words) || !r.words[i].glob || r.words[i].text == "*" || !plainGlob(w.text) {
+			return false
+		}
+	}
+	argv := make([]string, len(ws))
+	for i, w := range ws {
+		argv[i] = w.text
+	}
+	return r.Match(argv)
+}
+
+// plainGlob reports whether a request glob may go to the target's shell: only
+// plain characters, and no path component that starts with a dot (.* can
+// expand to .. in some shells).
+func plainGlob(w string) bool {
+	if strings.Trim(w, globWordChars) != "" {
+		return false
+	}
+	for _, c := range strings.Split(w, "/") {
+		if strings.HasPrefix(c, ".") {
+			return false
+		}
+	}
+	return true
+}
+
+// renderWords is Render leaving glob words unquoted.
+func renderWords(ws []word) string {
+	parts := make([]string, len(ws))
+	for i, w := range ws {
+		if w.glob {
+			parts[i] = w.text
+		} else {
+			parts[i] = Render([]string{w.text})
+		}
+	}
+	return strings.Join(parts, " ")
 }

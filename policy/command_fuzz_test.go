@@ -67,7 +67,7 @@ func unquotedMeta(s string) bool {
 // allowed command under a rule "echo *" has a force-command that parses to
 // echo and its arguments, and a shell rule allows its line only.
 func FuzzCheckCommand(f *testing.F) {
-	for _, s := range []string{"echo hi", "echo hi; id", "echo $(id)", "journalctl -u app | tail -n 5", "ls", ""} {
+	for _, s := range []string{"echo hi", "echo hi; id", "echo $(id)", "journalctl -u app | tail -n 5", "ls", "", "ls /srv/*.txt -l", "ls /srv/../*.txt"} {
 		f.Add(s)
 	}
 	e := New(mustParse(f, commandConfig))
@@ -83,6 +83,18 @@ func FuzzCheckCommand(f *testing.F) {
 		if fc == "journalctl -u app | tail -n 5" {
 			if cmd != fc {
 				t.Fatalf("shell rule allowed %q", cmd)
+			}
+			return
+		}
+		if strings.HasPrefix(d.Command.Rule, GlobRulePrefix) {
+			ws, err := tokenize(fc)
+			if err != nil || ws[0].text != "ls" || ws[1].text == "" {
+				t.Fatalf("glob rule allowed %q as %q (%v)", cmd, fc, err)
+			}
+			for _, w := range ws {
+				if w.glob && (!plainGlob(w.text) || !strings.HasPrefix(w.text, "/srv/")) {
+					t.Fatalf("glob rule let %q through in %q", w.text, cmd)
+				}
 			}
 			return
 		}

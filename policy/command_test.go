@@ -169,7 +169,7 @@ roles:
     allow:
       targets: {names: [db-1]}
       logins: [root]
-      commands: ["systemctl status *", "shell:journalctl -u app | tail -n 5", "echo *"]
+      commands: ["systemctl status *", "shell:journalctl -u app | tail -n 5", "echo *", "glob:ls /srv/*.txt *"]
   - name: dba
     allow:
       targets: {names: [db-1]}
@@ -227,5 +227,39 @@ bindings: [{user: oscar, roles: [ops]}]
 	}
 	if !New(c).RequireSessionMFA("oscar", nil, Target{Name: "db-1"}, "root") {
 		t.Fatal("a role limited to commands must still ask for its session MFA")
+	}
+}
+
+func TestGlobRules(t *testing.T) {
+	e := New(mustParse(t, `
+roles:
+  - name: logs
+    allow:
+      targets: {names: [db-1]}
+      logins: [root]
+      commands: ["glob:ls -l /var/log/*.log", "glob:cat * /var/log/app/*", "tail -n 10 /var/log/*.log"]
+bindings: [{user: u, roles: [logs]}]
+`))
+	tests := []struct{ cmd, force, reason string }{
+		{"ls -l /var/log/app*.log", "ls -l /var/log/app*.log", ""},
+		{"ls -l /var/log/*.log", "ls -l /var/log/*.log", ""},
+		{"ls -l '/var/log/a b.log'", "ls -l '/var/log/a b.log'", ""},
+		{"ls -l /var/log/*", "", "argument \"/var/log/*\" is a glob"},
+		{"ls -l /var/log/../*.log", "", "is a glob"},
+		{"ls -l /var/log/.*.log", "", "is a glob"},
+		{"ls -l /var/log/x/*.log", "", "is a glob"},
+		{"ls -l /var/log/*.log /etc/*", "", "is a glob"},
+		{"cat /etc/* /var/log/app/x", "", "is a glob"},
+		{"tail -n 10 /var/log/*.log", "", "is a glob"},
+		{"ls -l /var/log/*.log; id", "", "';' is shell syntax"},
+	}
+	for _, tt := range tests {
+		d := e.Check(Request{User: "u", Target: Target{Name: "db-1"}, Login: "root", Command: tt.cmd})
+		if tt.reason == "" && (!d.Allowed || d.ForceCommand() != tt.force) {
+			t.Errorf("%q: (%v, %q, %q), want force-command %q", tt.cmd, d.Allowed, d.ForceCommand(), d.Reason, tt.force)
+		}
+		if tt.reason != "" && (d.Allowed || !strings.Contains(d.Reason, tt.reason)) {
+			t.Errorf("%q: (%v, %q), want a refusal containing %q", tt.cmd, d.Allowed, d.Reason, tt.reason)
+		}
 	}
 }

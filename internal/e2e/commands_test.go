@@ -129,6 +129,20 @@ func TestAllowedCommandsRun(t *testing.T) {
 			}
 		})
 	}
+	// A glob: rule lets the target's shell expand a glob that matches its
+	// pattern; other globs stay refused.
+	logs := filepath.Join(w.dir, "logs")
+	os.Mkdir(logs, 0o755)
+	for _, f := range []string{"a.log", "b.log", "c.txt"} {
+		os.WriteFile(filepath.Join(logs, f), nil, 0o644)
+	}
+	if r := rita.direct("root", "db-1", "ls "+logs+"/*.log"); r.code != 0 || r.stdout != logs+"/a.log\n"+logs+"/b.log\n" {
+		t.Fatalf("glob rule: %s", r)
+	}
+	want := fmt.Sprintf("gatehouse: access denied: command refused: argument %q is a glob the target's shell would expand (quote it to mean it literally) at byte %d; only plain arguments are allowed\r\n", logs+"/*", len("ls "+logs+"/"))
+	if r := rita.direct("root", "db-1", "ls "+logs+"/*"); r.code != 1 || r.stderr != want {
+		t.Fatalf("a glob outside the rule's pattern: want %q, got %s", want, r)
+	}
 	// With a terminal (ssh -t) the forced command runs in a pty.
 	if r := rita.run("ssh", "-tt", "-p", w.port, "root@db-1@127.0.0.1", "echo in a tty"); r.code != 0 || !strings.Contains(r.stdout, "in a tty\r\n") {
 		t.Fatalf("command with a pty: %s", r)
