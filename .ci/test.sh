@@ -58,13 +58,14 @@ install_packages() {
   have /usr/lib/postgresql/15/bin/postgres || need+=(postgresql)
   have psql || need+=(postgresql-client)
   have ssh-audit || need+=(ssh-audit)
+  have softhsm2-util || need+=(softhsm2)
   if [ ${#need[@]} -eq 0 ]; then echo "all present"; return; fi
   [ "$(id -u)" = 0 ] || die "missing ${need[*]} and not root: run as root or apt-get install them"
   echo "installing: ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q
   apt-get install -y -q --no-install-recommends openssh-server openssh-client rsync docker.io \
-    chromium busybox-static ssh-audit ca-certificates postgresql postgresql-client
+    chromium busybox-static ssh-audit ca-certificates postgresql postgresql-client softhsm2
 }
 
 start_docker() {

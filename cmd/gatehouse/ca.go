@@ -11,6 +11,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/gatehouse/gatehouse/auth"
+	"github.com/gatehouse/gatehouse/internal/app"
 )
 
 func init() {
@@ -34,7 +35,8 @@ func loadAuthority(cfgPath string) (*appEnv, *auth.Authority, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	a, err := auth.LoadAuthority(context.Background(), env.secrets, env.db.DB)
+	// The token (ca.pkcs11) stays open until the command exits.
+	a, _, err := app.LoadAuthority(context.Background(), &app.Env{Config: env.cfg, DB: env.db, Secrets: env.secrets})
 	if err != nil {
 		env.Close()
 		return nil, nil, err

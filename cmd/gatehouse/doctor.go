@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gatehouse/gatehouse/auth"
 	"github.com/gatehouse/gatehouse/internal/app"
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/recorder"
@@ -79,10 +78,11 @@ func runDoctor(args []string, stdout, stderr io.Writer) error {
 		if !ok {
 			return fmt.Errorf("no target %q in %s", *target, env.cfg.Path())
 		}
-		authority, err := auth.LoadAuthority(context.Background(), env.secrets, env.db.DB)
+		authority, closeCA, err := app.LoadAuthority(context.Background(), &app.Env{Config: env.cfg, DB: env.db, Secrets: env.secrets})
 		if err != nil {
 			return err
 		}
+		defer closeCA()
 		tf := probeTarget(context.Background(), t, *login, authority, env.cfg.SSH.TargetDialTimeout)
 		findings = append(findings, tf...)
 		auditDoctor(env, t.Name, tf)

@@ -76,6 +76,7 @@ type App struct {
 
 	sshAddr, webAddr, opsAddr string
 	ops                       *metrics.Server
+	closeCA                   func() // releases the CA keys' token (ca.pkcs11)
 	errc                      chan error
 	stopRetention             context.CancelFunc // nil when no retention is configured
 }
@@ -164,7 +165,7 @@ func (a *App) open() error {
 	ctx := context.Background()
 	cfg := a.Config
 	var err error
-	if a.Authority, err = auth.LoadAuthority(ctx, a.Env.Secrets, a.Env.DB.DB); err != nil {
+	if a.Authority, a.closeCA, err = LoadAuthority(ctx, a.Env); err != nil {
 		return err
 	}
 	a.Authority.MaxUserCertTTL = cfg.Certs.MaxUserTTL
@@ -313,6 +314,9 @@ func (a *App) Close(ctx context.Context) error {
 	}
 	if a.Audit != nil {
 		errs = append(errs, a.Audit.Close())
+	}
+	if a.closeCA != nil {
+		a.closeCA()
 	}
 	errs = append(errs, a.Env.Close())
 	return errors.Join(errs...)

@@ -41,6 +41,7 @@ type Config struct {
 	Recording Recording `yaml:"recording"`
 	Audit     Audit     `yaml:"audit"`
 	Metrics   Metrics   `yaml:"metrics"`
+	CA        CA        `yaml:"ca"`
 	Alerts    []Alert   `yaml:"alerts"`
 	Retention Retention `yaml:"retention"`
 	Targets   []Target  `yaml:"targets"`
@@ -493,6 +494,7 @@ func (c *Config) validate() error {
 		}
 	}
 	add(c.validateAlerts())
+	add(c.validateCA())
 	if s := c.Audit.Stream; s != "" && s != "stdout" && s != "syslog" && !strings.HasPrefix(s, "file:") {
 		add(c.fail("audit.stream", "%q: want stdout, syslog or file:/path", s))
 	}

@@ -144,7 +144,8 @@ func newWorldWith(t *testing.T, sshdExtra, gwExtra string) *world {
 	w := &world{t: t, dir: t.TempDir()}
 	// Create the CA first: the target must trust it before the gateway runs.
 	dataCfg := fmt.Sprintf("data_dir: %s/data\n", w.dir)
-	cfg0, err := config.Parse("bootstrap.yaml", []byte(dataCfg))
+	// gwExtra may move the CAs (ca.pkcs11): the bootstrap loads them the same way.
+	cfg0, err := config.Parse("bootstrap.yaml", []byte(dataCfg+gwExtra))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,12 +153,13 @@ func newWorldWith(t *testing.T, sshdExtra, gwExtra string) *world {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := auth.LoadAuthority(context.Background(), env.Secrets, env.DB.DB)
+	a, closeCA, err := app.LoadAuthority(context.Background(), env)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// The target trusts the session CA only, as docs/targets.md says.
 	sessionCA := a.SessionCAPublicKey()
+	closeCA()
 	env.Close()
 	w.sshd = testenv.StartSSHD(t, testenv.SSHDOptions{SessionCA: sessionCA,
 		ExtraConfig: "MaxStartups 200\nMaxSessions 200\nAcceptEnv *\n" + sshdExtra})

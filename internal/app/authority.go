@@ -1,0 +1,46 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/gatehouse/gatehouse/auth"
+	"github.com/gatehouse/gatehouse/internal/hsm"
+	"golang.org/x/crypto/ssh"
+)
+
+// LoadAuthority loads the CAs of env, with their keys on the PKCS#11 token
+// when ca.pkcs11 is configured (generated there on first use). close
+// releases the token; call it when the Authority is no longer used.
+func LoadAuthority(ctx context.Context, env *Env) (a *auth.Authority, close func(), err error) {
+	a, err = auth.LoadAuthority(ctx, env.Secrets, env.DB.DB)
+	if err != nil {
+		return nil, nil, err
+	}
+	p := env.Config.CA.PKCS11
+	if p.Module == "" {
+		return a, func() {}, nil
+	}
+	pin, err := os.ReadFile(p.PinFile)
+	if err != nil {
+		return nil, nil, fmt.Errorf("ca.pkcs11.pin_file: %w", err)
+	}
+	tok, err := hsm.Open(hsm.Config{Module: p.Module, TokenLabel: p.TokenLabel, Pin: strings.TrimSpace(string(pin))})
+	if err != nil {
+		return nil, nil, err
+	}
+	var s auth.CASigners
+	for _, k := range []struct {
+		ca  string
+		dst *ssh.Signer
+	}{{"user", &s.User}, {"session", &s.Session}, {"host", &s.Host}} {
+		if *k.dst, err = tok.Signer(hsm.KeyLabel(k.ca), true); err != nil {
+			tok.Close()
+			return nil, nil, err
+		}
+	}
+	a.UseCASigners(s)
+	return a, func() { tok.Close() }, nil
+}
