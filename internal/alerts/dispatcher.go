@@ -338,9 +338,11 @@ func (d *Dispatcher) attempt(ctx context.Context, dl delivery) {
 		return
 	}
 	err := d.post(ctx, r, dl)
-	if ctx.Err() != nil {
-		return // shutting down: the attempt does not count, the row stays queued
+	if err != nil && ctx.Err() != nil {
+		return // cut short by shutdown: the attempt does not count, the row stays queued
 	}
+	// A finished attempt is recorded even if shutdown began meanwhile.
+	ctx = context.WithoutCancel(ctx)
 	dl.attempts++
 	switch {
 	case err == nil:
