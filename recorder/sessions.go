@@ -250,7 +250,7 @@ func (s *SessionStore) List(ctx context.Context, f SessionFilter) ([]SessionRow,
 // and the scan stops at the page size.
 const (
 	// searchIndexMaxRows is the most commands the index path reads.
-	searchIndexMaxRows = 2_000
+	searchIndexMaxRows = 1_000
 	// searchMaxTrigrams bounds the trigram counts for a long text.
 	searchMaxTrigrams = 48
 )

@@ -33,14 +33,17 @@ import (
 )
 
 var (
-	flagN        = flag.Int("n", 30, "session setups per mode (median reported)")
-	flagBytes    = flag.Int64("bytes", 1<<30, "bytes of exec output per throughput run")
-	flagEcho     = flag.Int("echo", 300, "keystrokes per echo measurement")
-	flagIdle     = flag.Int("idle", 200, "idle interactive sessions for the memory measurement (0 skips)")
-	flagGH       = flag.String("gatehouse", "", "path to the gatehouse binary (default: build it)")
-	flagCipher   = flag.String("cipher", "chacha20-poly1305@openssh.com", "client cipher for every mode")
-	flagKeep     = flag.Bool("keep", false, "keep the temporary directory")
-	flagSkipBulk = flag.Bool("skip-bulk", false, "skip the throughput runs")
+	flagN           = flag.Int("n", 30, "session setups per mode (median reported)")
+	flagBytes       = flag.Int64("bytes", 1<<30, "bytes of exec output per throughput run")
+	flagEcho        = flag.Int("echo", 300, "keystrokes per echo measurement")
+	flagIdle        = flag.Int("idle", 2000, "idle interactive sessions for the memory measurement (0 skips)")
+	flagRateTime    = flag.Duration("rate-time", 10*time.Second, "how long to open sessions for the session rate (0 skips)")
+	flagRateClients = flag.Int("rate-clients", 16, "parallel clients for the session rate")
+	flagSearch      = flag.Int("search", 100_000, "sessions for the command search measurement (0 skips)")
+	flagGH          = flag.String("gatehouse", "", "path to the gatehouse binary (default: build it)")
+	flagCipher      = flag.String("cipher", "chacha20-poly1305@openssh.com", "client cipher for every mode")
+	flagKeep        = flag.Bool("keep", false, "keep the temporary directory")
+	flagSkipBulk    = flag.Bool("skip-bulk", false, "skip the throughput runs")
 )
 
 func main() {
@@ -52,18 +55,23 @@ func main() {
 }
 
 type env struct {
-	dir       string
-	gh        string
-	target    *sshd // the host everyone reaches
-	jump      *sshd // a plain OpenSSH jump host
-	gwAddr    string
-	gwProc    *exec.Cmd
-	clientCfg string
+	dir        string
+	gh         string
+	target     *sshd     // the host everyone reaches
+	goTarget   *goTarget // a cheap in-process target for the session rate and idle sessions
+	jump       *sshd     // a plain OpenSSH jump host
+	gwAddr     string
+	gwProc     *exec.Cmd
+	clientCfg  string
+	hostCALine string
 }
 
 func run() error {
 	if os.Geteuid() != 0 {
 		return errors.New("run as root (it starts sshd)")
+	}
+	if err := raiseFileLimit(); err != nil {
+		return fmt.Errorf("raise the open file limit: %w", err)
 	}
 	dir, err := os.MkdirTemp("", "sshbench-")
 	if err != nil {
@@ -83,11 +91,6 @@ func run() error {
 		{"Gatehouse direct", "gwdirect"},
 		{"Gatehouse ProxyJump", "gwjump"},
 	}
-	type result struct {
-		setup    time.Duration
-		mbps     float64
-		p50, p99 time.Duration
-	}
 	res := map[string]*result{}
 	for _, m := range modes {
 		r := &result{}
@@ -105,10 +108,29 @@ func run() error {
 		}
 		fmt.Fprintf(os.Stderr, "%-20s setup %v  %.0f MB/s  echo p50 %v p99 %v\n", m.name, r.setup, r.mbps, r.p50, r.p99)
 	}
-	var perSession float64
+	if res["directkex"] == nil {
+		res["directkex"] = &result{}
+	}
+	if res["directkex"].setup, err = e.setupTime("directkex"); err != nil {
+		return fmt.Errorf("OpenSSH direct (curve25519) setup: %w", err)
+	}
+	for _, h := range []string{"direct", "directkex", "gwdirect"} {
+		fmt.Fprintf(os.Stderr, "key exchange %-10s %s\n", h, e.kex(h))
+	}
+	x := extras{}
+	if *flagRateTime > 0 {
+		if x.rate, x.cpuPerSession, x.cpuShare, err = e.sessionRate(); err != nil {
+			return fmt.Errorf("session rate: %w", err)
+		}
+	}
 	if *flagIdle > 0 {
-		if perSession, err = e.idleMemory(*flagIdle); err != nil {
+		if x.perSession, err = e.idleMemory(*flagIdle); err != nil {
 			return fmt.Errorf("idle memory: %w", err)
+		}
+	}
+	if *flagSearch > 0 {
+		if x.searchSel, x.searchCommon, err = e.commandSearch(*flagSearch); err != nil {
+			return fmt.Errorf("command search: %w", err)
 		}
 	}
 	d, j := res["direct"], res["viajump"]
@@ -120,10 +142,77 @@ func run() error {
 			ms(r.setup), ms(r.setup)/ms(d.setup), ms(r.setup)/ms(j.setup), r.mbps, ratio(r.mbps, d.mbps), ratio(r.mbps, j.mbps),
 			r.p50.Microseconds(), r.p99.Microseconds(), float64(r.p50)/float64(j.p50))
 	}
-	if *flagIdle > 0 {
-		fmt.Printf("\nGatehouse memory per idle interactive recorded session (%d sessions): %.1f KiB\n", *flagIdle, perSession/1024)
-	}
+	fmt.Printf("| OpenSSH direct, curve25519 | %.1f ms | %.2f | %.2f | | | | | | |\n", ms(res["directkex"].setup),
+		ms(res["directkex"].setup)/ms(d.setup), ms(res["directkex"].setup)/ms(j.setup))
+	fmt.Println()
+	printGoals(res["gwdirect"], res["gwjump"], j, res["directkex"], x)
 	return nil
+}
+
+// result is one mode's figures.
+type result struct {
+	setup    time.Duration
+	mbps     float64
+	p50, p99 time.Duration
+}
+
+// extras are the gateway-only figures.
+type extras struct {
+	rate                    float64
+	cpuPerSession           time.Duration
+	cpuShare                float64
+	perSession              float64 // bytes
+	searchSel, searchCommon time.Duration
+}
+
+// printGoals prints the issue's table: each figure, its ratio, its goal.
+func printGoals(gd, gj, jump, directKex *result, x extras) {
+	verdict := func(ok bool) string {
+		if ok {
+			return "met"
+		}
+		return "**not met**"
+	}
+	fmt.Printf("| figure | Gatehouse | OpenSSH | ratio | goal | verdict |\n|---|---|---|---|---|---|\n")
+	if !*flagSkipBulk {
+		r := ratio(gd.mbps, jump.mbps)
+		fmt.Printf("| bulk, `login@target@gw`, %s, recorded | %.0f MB/s | %.0f MB/s (`-J`) | %.2f× | ≥ 1.2× | %s |\n", *flagCipher, gd.mbps, jump.mbps, r, verdict(r >= 1.2))
+		r = ratio(gj.mbps, jump.mbps)
+		fmt.Printf("| bulk, Gatehouse as `-J` host | %.0f MB/s | %.0f MB/s (`-J`) | %.2f× | ≥ 1.0× | %s |\n", gj.mbps, jump.mbps, r, verdict(r >= 1.0))
+	}
+	p50 := float64(gd.p50) / float64(jump.p50)
+	p99 := float64(gd.p99) / float64(jump.p99)
+	fmt.Printf("| echo p50 / p99, `login@target@gw` | %d / %d µs | %d / %d µs (`-J`) | %.2f× / %.2f× | p50 ≤ 1.0×, p99 ≤ 1.2× | %s |\n",
+		gd.p50.Microseconds(), gd.p99.Microseconds(), jump.p50.Microseconds(), jump.p99.Microseconds(), p50, p99, verdict(p50 <= 1.0 && p99 <= 1.2))
+	p50 = float64(gj.p50) / float64(jump.p50)
+	p99 = float64(gj.p99) / float64(jump.p99)
+	fmt.Printf("| echo p50 / p99, Gatehouse as `-J` host | %d / %d µs | %d / %d µs (`-J`) | %.2f× / %.2f× | p50 ≤ 1.0×, p99 ≤ 1.2× | %s |\n",
+		gj.p50.Microseconds(), gj.p99.Microseconds(), jump.p50.Microseconds(), jump.p99.Microseconds(), p50, p99, verdict(p50 <= 1.0 && p99 <= 1.2))
+	r := ms(gd.setup) / ms(directKex.setup)
+	fmt.Printf("| setup, curve25519 both sides | %.1f ms | %.1f ms (direct, curve25519 forced) | %.2f× | ≤ 1.15× | %s |\n", ms(gd.setup), ms(directKex.setup), r, verdict(r <= 1.15))
+	if *flagRateTime > 0 {
+		fmt.Printf("| new recorded sessions per second, gateway alone (Go target, %d clients) | %.0f/s, gateway CPU %.1f ms per session (%.0f%% of one core) | | | ≥ 200/s | %s |\n",
+			*flagRateClients, x.rate, float64(x.cpuPerSession)/1e6, x.cpuShare*100, verdict(x.rate >= 200))
+	}
+	if *flagIdle > 0 {
+		fmt.Printf("| gateway memory per idle interactive recorded session | %.1f KiB at %d | | | ≤ 100 KiB at 2,000 | %s |\n",
+			x.perSession/1024, *flagIdle, verdict(x.perSession <= 100*1024 && *flagIdle >= 2000))
+	}
+	if *flagSearch > 0 {
+		fmt.Printf("| \"command contains\" over %d sessions (selective / every session matches) | %.1f / %.1f ms | | | ≤ 10 ms | %s |\n",
+			*flagSearch, ms(x.searchSel), ms(x.searchCommon), verdict(x.searchSel <= 10*time.Millisecond && x.searchCommon <= 10*time.Millisecond))
+	}
+}
+
+// kex is the key exchange the client negotiates with host.
+func (e *env) kex(host string) string {
+	out, _ := e.ssh("-v", "-o", "LogLevel=DEBUG1", host, "true").CombinedOutput()
+	for _, line := range strings.Split(string(out), "\n") {
+		if _, a, ok := strings.Cut(line, "kex: algorithm: "); ok {
+			return strings.TrimSpace(a)
+		}
+	}
+	return "?"
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
@@ -221,7 +310,7 @@ func (e *env) setup() error {
 	}
 	e.gwAddr = gwAddr
 	// First pass: create the CAs so the target can trust the session CA.
-	cfg := fmt.Sprintf("data_dir: %s/data\nssh: {listen: %q}\nweb: {listen: \"127.0.0.1:0\"}\n", e.dir, gwAddr)
+	cfg := fmt.Sprintf("data_dir: %s/data\nssh: {listen: %q, max_unauthenticated_per_ip: 1000}\nweb: {listen: \"127.0.0.1:0\"}\n", e.dir, gwAddr)
 	os.WriteFile(filepath.Join(e.dir, "gatehouse.yaml"), []byte(cfg), 0o600)
 	ca, err := e.gatehouse("ca", "public", "--target")
 	if err != nil {
@@ -235,18 +324,24 @@ func (e *env) setup() error {
 	if e.jump, err = startSSHD(e.dir, "jump", authKeys); err != nil {
 		return err
 	}
+	if e.goTarget, err = startGoTarget(ca); err != nil {
+		return err
+	}
 	cfg += fmt.Sprintf(`targets:
   - name: bench
     address: %q
     host_key: %q
+  - name: fast
+    address: %q
+    host_key: %q
 roles:
   - name: bench
-    allow: {targets: {names: [bench]}, logins: [root]}
+    allow: {targets: {names: [bench, fast]}, logins: [root]}
     options: {sftp: true}
 bindings:
   - user: bench
     roles: [bench]
-`, e.target.addr, e.target.hostPub)
+`, e.target.addr, e.target.hostPub, e.goTarget.addr(), e.goTarget.hostPub)
 	os.WriteFile(filepath.Join(e.dir, "gatehouse.yaml"), []byte(cfg), 0o600)
 	if _, err := e.gatehouse("admin", "issue-cert", "--user", "bench", "--pubkey", key+".pub"); err != nil {
 		return err
@@ -263,6 +358,7 @@ bindings:
 	if err := waitPort(gwAddr); err != nil {
 		return err
 	}
+	e.hostCALine = strings.TrimSpace(hostCA)
 	return e.writeClientConfig(key, hostCA)
 }
 
@@ -276,6 +372,10 @@ func (e *env) writeClientConfig(key, hostCA string) error {
 	conf := fmt.Sprintf(`Host direct
   HostName %[1]s
   Port %[2]s
+Host directkex
+  HostName %[1]s
+  Port %[2]s
+  KexAlgorithms curve25519-sha256
 Host viajump
   HostName %[1]s
   Port %[2]s
@@ -312,6 +412,9 @@ func (e *env) teardown() {
 			p.Process.Signal(os.Interrupt)
 			p.Wait()
 		}
+	}
+	if e.goTarget != nil {
+		e.goTarget.close()
 	}
 	for _, s := range []*sshd{e.target, e.jump} {
 		if s != nil {
@@ -425,45 +528,6 @@ func waitFor(ctx context.Context, r *bufio.Reader, s string) error {
 	case <-ctx.Done():
 		return fmt.Errorf("timeout waiting for %q", s)
 	}
-}
-
-// idleMemory opens n interactive recorded sessions through the gateway and
-// reports the gateway's resident memory growth per session.
-func (e *env) idleMemory(n int) (float64, error) {
-	before, err := rss(e.gwProc.Process.Pid)
-	if err != nil {
-		return 0, err
-	}
-	var cmds []*exec.Cmd
-	var ptys []*os.File
-	defer func() {
-		for i, c := range cmds {
-			c.Process.Kill()
-			c.Wait()
-			ptys[i].Close()
-		}
-	}()
-	for i := 0; i < n; i++ {
-		cmd := e.ssh("-tt", "gwdirect", "echo IDLE; exec sleep 600")
-		f, err := pty.StartWithSize(cmd, &pty.Winsize{Cols: 80, Rows: 24})
-		if err != nil {
-			return 0, err
-		}
-		cmds, ptys = append(cmds, cmd), append(ptys, f)
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		err = waitFor(ctx, bufio.NewReader(f), "IDLE")
-		cancel()
-		if err != nil {
-			return 0, fmt.Errorf("session %d: %w", i, err)
-		}
-	}
-	time.Sleep(2 * time.Second)
-	after, err := rss(e.gwProc.Process.Pid)
-	if err != nil {
-		return 0, err
-	}
-	fmt.Fprintf(os.Stderr, "gateway RSS %d KiB -> %d KiB with %d idle sessions\n", before/1024, after/1024, n)
-	return float64(after-before) / float64(n), nil
 }
 
 func rss(pid int) (int64, error) {

@@ -1,0 +1,52 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"github.com/gatehouse/gatehouse/bench"
+	"github.com/gatehouse/gatehouse/internal/store"
+	"github.com/gatehouse/gatehouse/recorder"
+)
+
+// commandSearch fills a fresh database with n sessions (3 commands each)
+// and times the sessions page's "command contains" query: median of 20, for
+// a selective text and for one every session matches.
+func (e *env) commandSearch(n int) (selective, common time.Duration, err error) {
+	db, err := store.Open(filepath.Join(e.dir, "search", "gatehouse.db"))
+	if err != nil {
+		return 0, 0, err
+	}
+	defer db.Close()
+	t0 := time.Now()
+	if err := bench.InsertSessions(db.DB, n); err != nil {
+		return 0, 0, err
+	}
+	fmt.Fprintf(os.Stderr, "command search: %d sessions written in %v\n", n, time.Since(t0).Round(time.Millisecond))
+	ss := recorder.NewSessionStore(db.DB)
+	time1 := func(text string) (time.Duration, error) {
+		var ds []time.Duration
+		for i := 0; i < 20; i++ {
+			start := time.Now()
+			rows, err := ss.List(context.Background(), recorder.SessionFilter{Command: text, Limit: 50})
+			if err != nil {
+				return 0, err
+			}
+			if len(rows) == 0 {
+				return 0, fmt.Errorf("no session has a command containing %q", text)
+			}
+			ds = append(ds, time.Since(start))
+		}
+		sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+		return ds[len(ds)/2], nil
+	}
+	if selective, err = time1("service-313-2"); err != nil {
+		return 0, 0, err
+	}
+	common, err = time1("systemctl")
+	return selective, common, err
+}
