@@ -40,6 +40,8 @@ var (
 	flagRateTime    = flag.Duration("rate-time", 10*time.Second, "how long to open sessions for the session rate (0 skips)")
 	flagRateClients = flag.Int("rate-clients", 16, "parallel clients for the session rate")
 	flagSearch      = flag.Int("search", 100_000, "sessions for the command search measurement (0 skips)")
+	flagFidelity    = flag.Bool("fidelity", true, "run the command fidelity corpus")
+	flagOnly        = flag.String("only", "", "run only this part: fidelity")
 	flagGH          = flag.String("gatehouse", "", "path to the gatehouse binary (default: build it)")
 	flagCipher      = flag.String("cipher", "chacha20-poly1305@openssh.com", "client cipher for every mode")
 	flagKeep        = flag.Bool("keep", false, "keep the temporary directory")
@@ -85,6 +87,9 @@ func run() error {
 		return err
 	}
 	defer e.teardown()
+	if *flagOnly == "fidelity" {
+		return e.printFidelity()
+	}
 	modes := []struct{ name, host string }{
 		{"OpenSSH direct", "direct"},
 		{"OpenSSH ProxyJump", "viajump"},
@@ -133,6 +138,14 @@ func run() error {
 			return fmt.Errorf("command search: %w", err)
 		}
 	}
+	var fid *fidelityResult
+	if *flagFidelity {
+		r, err := e.fidelityResult()
+		if err != nil {
+			return err
+		}
+		fid = &r
+	}
 	d, j := res["direct"], res["viajump"]
 	fmt.Printf("| mode | setup (median of %d) | × direct | × ProxyJump | throughput %d MB | × direct | × ProxyJump | echo p50 | echo p99 | p50 × ProxyJump |\n", *flagN, *flagBytes/1e6)
 	fmt.Println("|---|---|---|---|---|---|---|---|---|---|")
@@ -146,6 +159,41 @@ func run() error {
 		ms(res["directkex"].setup)/ms(d.setup), ms(res["directkex"].setup)/ms(j.setup))
 	fmt.Println()
 	printGoals(res["gwdirect"], res["gwjump"], j, res["directkex"], x)
+	if fid != nil {
+		fid.print()
+	}
+	return nil
+}
+
+type fidelityResult struct{ exact, total, spurious, leaked int }
+
+func (e *env) fidelityResult() (fidelityResult, error) {
+	var r fidelityResult
+	var err error
+	r.exact, r.total, r.spurious, r.leaked, err = e.fidelity()
+	if err != nil {
+		return r, fmt.Errorf("fidelity: %w", err)
+	}
+	return r, nil
+}
+
+func (r fidelityResult) print() {
+	pct := 100 * float64(r.exact) / float64(r.total)
+	ok := "met"
+	if pct < 98 || r.leaked > 0 {
+		ok = "**not met**"
+	}
+	fmt.Printf("| command fidelity (%d cases of real typing into bash) | %.1f%% exact (%d of %d), %d spurious, %d secrets captured | | | ≥ 98%%, 0 secrets | %s |\n",
+		len(fidelityCorpus), pct, r.exact, r.total, r.spurious, r.leaked, ok)
+}
+
+func (e *env) printFidelity() error {
+	r, err := e.fidelityResult()
+	if err != nil {
+		return err
+	}
+	fmt.Printf("| figure | Gatehouse | OpenSSH | ratio | goal | verdict |\n|---|---|---|---|---|---|\n")
+	r.print()
 	return nil
 }
 

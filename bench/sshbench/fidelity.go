@@ -1,0 +1,279 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/creack/pty"
+
+	"github.com/gatehouse/gatehouse/internal/store"
+)
+
+// The command fidelity corpus: real typing into a real bash in a pty
+// (`ssh -tt` through the gateway to the target sshd), compared with what
+// bash itself ran (its history file, written after every command). Each
+// case is its own session; the reconstructed commands are read from the
+// gateway's database when the session has ended.
+
+// key is one step of typing: text typed a key at a time (escape sequences
+// whole), or pasted in one write; then the driver waits for the output to
+// settle.
+type key struct {
+	text  string
+	paste bool
+	wait  time.Duration // extra settle time (full-screen programs)
+}
+
+func typed(s string) key { return key{text: s} }
+
+// fidelityCase is a scripted session; secrets must never appear in a
+// reconstructed command.
+type fidelityCase struct {
+	name    string
+	keys    []key
+	secrets []string
+}
+
+const longArg = "0123456789abcdefghijklmnopqrstuvwxyz-0123456789abcdefghijklmnopqrstuvwxyz-0123456789ABCDEFGHIJ"
+
+var fidelityCorpus = []fidelityCase{
+	{name: "plain", keys: []key{typed("echo hello\r"), typed("ls /\r"), typed("pwd\r"), typed("true && echo ok\r")}},
+	{name: "tab completion", keys: []key{typed("ls /etc/hostn\t\r"), typed("cat /etc/os-rel\t\r"), typed("ech\t hi\r"),
+		typed("ls /usr/sha\t\r")}},
+	{name: "history arrows", keys: []key{typed("echo first-one\r"), typed("echo second-two\r"), typed("\x1b[A\x1b[A\r"),
+		typed("\x1b[A\x1b[A\x1b[B\r")}},
+	{name: "ctrl-r", keys: []key{typed("echo alpha-123\r"), typed("echo beta-456\r"), typed("\x12alpha\r"),
+		typed("\x12beta\x1b[C xtra\r")}},
+	{name: "line editing", keys: []key{typed("echo helo\x7f\x7flo wrld\x1b[D\x1b[D\x1b[Do\r"), typed("cho test\x01e\r"),
+		typed("echo foo bar\x17baz\r"), typed("garbage here\x15echo clean\r"), typed("echo end\x01\x1b[Cx\x05!\r"),
+		typed("echo abc\x1b[D\x1b[D\x1b[3~\r")}},
+	{name: "ctrl-c", keys: []key{typed("echo abandoned\x03"), typed("echo after\r"), typed("sleep 5\r"), typed("\x03"),
+		typed("echo later\r")}},
+	{name: "wrapping", keys: []key{typed("echo " + longArg + "\r"), typed("echo " + longArg + longArg + "\r"),
+		typed("seq 40\r"), typed("echo " + longArg + " end\r"), typed("echo short\r")}},
+	{name: "wrapping edited", keys: []key{typed("echo " + longArg + "XYZ\x7f\x7f\x7f\r"),
+		typed("echo " + longArg + "\x01\x1b[C\x1b[C\x1b[C\x1b[C\x1b[C# \r")}},
+	{name: "pasted block", keys: []key{{text: "echo p1\recho p2\recho p3\r", paste: true},
+		{text: "\x1b[200~echo b1 && echo b2\x1b[201~", paste: true}, typed("\r")}},
+	{name: "full-screen", keys: []key{typed("vim -u NONE /tmp/gh-fidelity.txt\r"), {text: "ihello\x1b:q!\r", wait: 500 * time.Millisecond},
+		typed("less /etc/services\r"), {text: "/http\rq", wait: 500 * time.Millisecond}, typed("echo after-less\r"),
+		typed("top -b -n 1 | head -3\r")}},
+	{name: "password prompts", secrets: []string{"hunter2-secret", "s3cr3t-second"}, keys: []key{
+		typed("read -r -s -p 'Password: ' pw; echo\r"), typed("hunter2-secret\r"),
+		typed("stty -echo; read -r x; stty echo\r"), typed("s3cr3t-second\r"), typed("echo done\r")}},
+	{name: "clear and unicode", keys: []key{typed("echo héllo wörld\r"), typed("\x0c"), typed("echo after clear\r"),
+		typed("printf '%s\\n' a b c\r")}},
+}
+
+// fidelity runs the corpus and returns exact commands, expected commands,
+// spurious ones and secrets captured, printing each miss.
+func (e *env) fidelity() (exact, total, spurious, leaked int, err error) {
+	db, err := store.Open(filepath.Join(e.dir, "data", "gatehouse.db"))
+	if err != nil {
+		return 0, 0, 0, 0, err
+	}
+	defer db.Close()
+	for i, c := range fidelityCorpus {
+		got, want, err := e.runCase(db.DB, i, c)
+		if err != nil {
+			return 0, 0, 0, 0, fmt.Errorf("case %q: %w", c.name, err)
+		}
+		n := lcs(got, want)
+		exact, total, spurious = exact+n, total+len(want), spurious+len(got)-n
+		if n != len(want) || len(got) != n {
+			fmt.Fprintf(os.Stderr, "fidelity %q:\n  bash ran      %q\n  reconstructed %q\n", c.name, want, got)
+		}
+		for _, s := range c.secrets {
+			for _, g := range got {
+				if strings.Contains(g, s) {
+					leaked++
+					fmt.Fprintf(os.Stderr, "fidelity %q: SECRET captured in %q\n", c.name, g)
+				}
+			}
+		}
+	}
+	return exact, total, spurious, leaked, nil
+}
+
+func (e *env) runCase(db *sql.DB, i int, c fidelityCase) (got, want []string, err error) {
+	hist := filepath.Join(e.dir, fmt.Sprintf("fidelity-%d.hist", i))
+	rc := filepath.Join(e.dir, fmt.Sprintf("fidelity-%d.rc", i))
+	os.WriteFile(rc, []byte("PS1='\\u@\\h:\\w\\$ '\nHISTFILE="+hist+"\nHISTSIZE=10000\nHISTFILESIZE=10000\nunset HISTCONTROL HISTIGNORE\n"+
+		"shopt -s histappend\nPROMPT_COMMAND='history -a'\nexport TERM=xterm-256color\n"), 0o644)
+	os.WriteFile(hist, nil, 0o644)
+	remote := "exec bash --rcfile " + rc + " -i"
+	cmd := e.ssh("-tt", "gwdirect", remote)
+	cmd.Env = append(cmd.Env, "TERM=xterm-256color")
+	f, err := pty.StartWithSize(cmd, &pty.Winsize{Cols: 80, Rows: 24})
+	if err != nil {
+		return nil, nil, err
+	}
+	out := &settleBuffer{}
+	go out.drain(f)
+	if err := out.settle(10 * time.Second); err != nil {
+		cmd.Process.Kill()
+		return nil, nil, err
+	}
+	for _, k := range c.keys {
+		if k.paste {
+			f.Write([]byte(k.text))
+		} else {
+			for _, tok := range keyTokens(k.text) {
+				f.Write([]byte(tok))
+				time.Sleep(15 * time.Millisecond)
+			}
+		}
+		time.Sleep(k.wait)
+		if err := out.settle(10 * time.Second); err != nil {
+			cmd.Process.Kill()
+			return nil, nil, err
+		}
+	}
+	f.Write([]byte("exit\r"))
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		cmd.Process.Kill()
+		<-done
+	}
+	f.Close()
+	if got, err = sessionCommands(db, remote); err != nil {
+		return nil, nil, err
+	}
+	b, _ := os.ReadFile(hist)
+	for _, line := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
+		if line != "" && line != "exit" {
+			want = append(want, line)
+		}
+	}
+	if len(got) > 0 && got[len(got)-1] == "exit" {
+		got = got[:len(got)-1]
+	}
+	return got, want, nil
+}
+
+// sessionCommands waits for the session running remote to end and returns
+// its reconstructed commands.
+func sessionCommands(db *sql.DB, remote string) ([]string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for {
+		var ended sql.NullInt64
+		var rec string
+		err := db.QueryRowContext(ctx, `SELECT end_at, recording_id FROM sessions WHERE command = ? ORDER BY start_at DESC LIMIT 1`, remote).Scan(&ended, &rec)
+		if err == nil && ended.Valid {
+			rows, err := db.QueryContext(ctx, `SELECT text FROM recording_commands WHERE recording_id = ? AND source = 'screen' ORDER BY seq`, rec)
+			if err != nil {
+				return nil, err
+			}
+			defer rows.Close()
+			var out []string
+			for rows.Next() {
+				var t string
+				rows.Scan(&t)
+				out = append(out, t)
+			}
+			return out, rows.Err()
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("session %q did not end: %v", remote, err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// keyTokens splits typing into keys: an escape sequence is one key.
+func keyTokens(s string) []string {
+	var out []string
+	for len(s) > 0 {
+		n := 1
+		if s[0] == 0x1b && len(s) > 2 && (s[1] == '[' || s[1] == 'O') {
+			n = 2
+			for n < len(s) && !(s[n] >= 0x40 && s[n] <= 0x7e) {
+				n++
+			}
+			n++
+		} else if s[0] >= 0x80 {
+			for n < len(s) && s[n]&0xc0 == 0x80 {
+				n++
+			}
+		}
+		n = min(n, len(s))
+		out = append(out, s[:n])
+		s = s[n:]
+	}
+	return out
+}
+
+// settleBuffer collects a pty's output and tells when it has been quiet.
+type settleBuffer struct {
+	mu   sync.Mutex
+	buf  bytes.Buffer
+	last time.Time
+	err  error
+}
+
+func (b *settleBuffer) drain(f *os.File) {
+	p := make([]byte, 4096)
+	for {
+		n, err := f.Read(p)
+		b.mu.Lock()
+		b.buf.Write(p[:n])
+		b.last = time.Now()
+		if err != nil {
+			b.err = err
+			b.mu.Unlock()
+			return
+		}
+		b.mu.Unlock()
+	}
+}
+
+// settle waits until no output has arrived for 300 ms.
+func (b *settleBuffer) settle(limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+		b.mu.Lock()
+		quiet, err, any := time.Since(b.last) > 300*time.Millisecond, b.err, b.buf.Len() > 0
+		b.mu.Unlock()
+		if err != nil {
+			return fmt.Errorf("session output: %v", err)
+		}
+		if quiet && any {
+			return nil
+		}
+	}
+	return fmt.Errorf("output never settled: %q", b.buf.String())
+}
+
+// lcs is the length of the longest common subsequence of a and b.
+func lcs(a, b []string) int {
+	dp := make([][]int, len(a)+1)
+	for i := range dp {
+		dp[i] = make([]int, len(b)+1)
+	}
+	for i := 1; i <= len(a); i++ {
+		for j := 1; j <= len(b); j++ {
+			switch {
+			case a[i-1] == b[j-1]:
+				dp[i][j] = dp[i-1][j-1] + 1
+			case dp[i-1][j] >= dp[i][j-1]:
+				dp[i][j] = dp[i-1][j]
+			default:
+				dp[i][j] = dp[i][j-1]
+			}
+		}
+	}
+	return dp[len(a)][len(b)]
+}
