@@ -139,15 +139,21 @@ type reconstructor struct {
 	start time.Time
 	cmds  []Command
 
-	atPrompt         bool // a command line is being typed
-	promptX, promptY int
+	atPrompt         bool   // a command line is being typed
+	promptX, promptY int    // where typing started; the scrollback is emptied then
 	typed            int    // keystrokes since the prompt
 	enterAt          uint64 // time of a pressed Enter whose echo has not arrived
 	enterPending     bool
+	outputAfterEnter bool // output came after that Enter, without a newline
 }
+
+// scrollbackRows is the emulator's scrollback: it holds the start of a
+// command line that wrapped and scrolled off the top of the screen.
+const scrollbackRows = 256
 
 func newReconstructor(cols, rows int, start time.Time) *reconstructor {
 	em := vt.NewEmulator(cols, rows)
+	em.SetScrollbackSize(scrollbackRows)
 	// The emulator answers terminal queries into a pipe; drain it so it
 	// never blocks.
 	go io.Copy(io.Discard, em)
@@ -182,11 +188,15 @@ func (rc *reconstructor) event(ev castEvent) error {
 // is read just before the echoed newline.
 func (rc *reconstructor) output(p []byte) {
 	if rc.enterPending {
-		if i := bytesIndexAny(p, "\n"); i >= 0 {
-			rc.em.Write(p[:i])
-			rc.commit()
-			p = p[i:]
+		i := bytesIndexAny(p, "\n")
+		if i < 0 {
+			rc.outputAfterEnter = rc.outputAfterEnter || len(p) > 0
+			rc.em.Write(p)
+			return
 		}
+		rc.em.Write(p[:i])
+		rc.commit()
+		p = p[i:]
 	}
 	rc.em.Write(p)
 }
@@ -206,7 +216,7 @@ func (rc *reconstructor) commit() {
 		rc.cmds = append(rc.cmds, Command{Time: rc.start.Add(time.Duration(t) * time.Microsecond),
 			Offset: time.Duration(t) * time.Microsecond, Source: "screen", Text: text})
 	}
-	rc.enterPending, rc.atPrompt, rc.typed = false, false, 0
+	rc.enterPending, rc.outputAfterEnter, rc.atPrompt, rc.typed = false, false, false, 0
 }
 
 func parseSize(s string) (int, int, bool) {
@@ -218,9 +228,16 @@ func parseSize(s string) (int, int, bool) {
 
 func (rc *reconstructor) key(b byte, t uint64) {
 	if rc.enterPending {
-		// Typed ahead before the echo came: nothing more will be echoed
-		// for that line (a password prompt reads as empty and is dropped).
-		rc.commit()
+		if rc.outputAfterEnter {
+			// The program answered the Enter without echoing a newline:
+			// the line was read with echo off (a password prompt), and
+			// what is on the screen now is not what was typed. Drop it.
+			rc.enterPending, rc.outputAfterEnter, rc.atPrompt, rc.typed = false, false, false, 0
+		} else {
+			// Typed ahead before any answer: the line is as it was
+			// echoed (a line never echoed reads as empty and is dropped).
+			rc.commit()
+		}
 	}
 	if rc.em.IsAltScreen() {
 		// Full-screen programs (vim, less, top): not a command line.
@@ -236,45 +253,82 @@ func (rc *reconstructor) key(b byte, t uint64) {
 			return
 		}
 		rc.atPrompt, rc.typed = false, 0
-	case 0x03, 0x04: // Ctrl-C abandons the line; Ctrl-D ends input
+	case 0x03, 0x04, 0x0c:
+		// Ctrl-C abandons the line; Ctrl-D ends input; Ctrl-L redraws
+		// the prompt at the top: the next key finds it again.
 		rc.atPrompt, rc.typed = false, 0
 	default:
 		if !rc.atPrompt {
 			pos := rc.em.CursorPosition()
 			rc.atPrompt, rc.promptX, rc.promptY = true, pos.X, pos.Y
+			rc.em.ClearScrollback()
 		}
 		rc.typed++
 	}
 }
 
 // lineText reads the command line from the prompt position to the end of
-// the (possibly wrapped) line the cursor is on. Nothing echoed (a password
+// the (possibly wrapped) line. Rows that scrolled off the top while it was
+// typed are read back from the scrollback (emptied when typing started, so
+// its length is how far the screen scrolled); the line continues past the
+// cursor's row while a row is filled to its last column (the cursor may
+// have been moved back into a wrapped line). Nothing echoed (a password
 // prompt) reads as "".
 func (rc *reconstructor) lineText() string {
 	cur := rc.em.CursorPosition()
 	w, h := rc.em.Width(), rc.em.Height()
-	y0 := rc.promptY
-	if cur.Y < y0 { // the screen scrolled under a long line
-		y0 = cur.Y
+	scrolled := rc.em.ScrollbackLen()
+	y0 := rc.promptY - scrolled // virtual row: negative rows are in the scrollback
+	x0 := rc.promptX
+	if cur.Y < y0 { // cleared or moved above the prompt: read the cursor's row
+		y0, x0 = cur.Y, 0
 	}
-	last := max(cur.Y, y0)
+	last := cur.Y
+	for last+1 < h && rc.cellAt(w-1, last, scrolled) != "" {
+		last++
+	}
 	var sb strings.Builder
-	for y := y0; y <= last && y < h; y++ {
-		x0 := 0
-		if y == rc.promptY && y == y0 {
-			x0 = rc.promptX
+	for y := y0; y <= last; y++ {
+		x := 0
+		if y == y0 {
+			x = x0
 		}
-		for x := x0; x < w; x++ {
-			c := rc.em.CellAt(x, y)
-			switch {
-			case c == nil || c.Content == "":
-				if c == nil || c.Width != 0 {
-					sb.WriteByte(' ')
-				}
-			default:
-				sb.WriteString(c.Content)
-			}
+		for ; x < w; x++ {
+			sb.WriteString(rc.cellText(x, y, scrolled))
 		}
 	}
 	return strings.TrimSpace(sb.String())
+}
+
+// cellAt is the content of virtual row y's cell x ("" when empty).
+func (rc *reconstructor) cellAt(x, y, scrolled int) string {
+	content, _, _ := rc.cell(x, y, scrolled)
+	return content
+}
+
+// cellText is what cell x of virtual row y reads as: its content, a space
+// when empty, nothing for the second half of a wide character.
+func (rc *reconstructor) cellText(x, y, scrolled int) string {
+	content, width, ok := rc.cell(x, y, scrolled)
+	switch {
+	case !ok:
+		return " "
+	case content == "" && width == 0:
+		return ""
+	case content == "":
+		return " "
+	}
+	return content
+}
+
+// cell reads cell x of virtual row y: negative rows are in the scrollback.
+func (rc *reconstructor) cell(x, y, scrolled int) (content string, width int, ok bool) {
+	c := rc.em.ScrollbackCellAt(x, scrolled+y)
+	if y >= 0 {
+		c = rc.em.CellAt(x, y)
+	}
+	if c == nil {
+		return "", 0, false
+	}
+	return c.Content, c.Width, true
 }

@@ -151,7 +151,9 @@ func (e *env) runCase(db *sql.DB, i int, c fidelityCase) (got, want []string, er
 	}
 	b, _ := os.ReadFile(hist)
 	for _, line := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
-		if line != "" && line != "exit" {
+		// History keeps a trailing space (after tab completion) that no
+		// screen shows.
+		if line = strings.TrimSpace(line); line != "" && line != "exit" {
 			want = append(want, line)
 		}
 	}
