@@ -79,7 +79,9 @@ func (s *Server) handle(nc net.Conn) {
 	}
 	ctx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
-	hc, hctx, finish := s.startHandshake(ctx, nc) // deadline, lifted while an approval waits
+	// Large reads while streaming (see bufConn), deadline, lifted while an
+	// approval waits.
+	hc, hctx, finish := s.startHandshake(ctx, newBufConn(nc))
 	sc, chans, reqs, err := s.handshake(hctx, hc, s.hostNames(), false)
 	finish()
 	if err != nil {

@@ -127,7 +127,7 @@ func (s *Server) dialSSH(ctx context.Context, c *clientConn, t config.Target, le
 			MACs: algs.MACs},
 		HostKeyAlgorithms: targetHostKeyAlgorithms(t, algs.HostKeys),
 	}
-	conn, chans, reqs, err := ssh.NewClientConn(nc, t.Address, ccfg)
+	conn, chans, reqs, err := ssh.NewClientConn(newBufConn(nc), t.Address, ccfg)
 	if err != nil {
 		nc.Close()
 		return nil, handshakeError(t, c.addr.Login, err)
