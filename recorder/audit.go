@@ -73,7 +73,7 @@ func OpenAuditLog(db *store.DB, sec *secrets.Store, opts AuditOptions) (*AuditLo
 		opts.Logger = slog.Default()
 	}
 	ctx := context.Background()
-	f, adopted, err := ensureKeyFile(ctx, db.DB, sec, opts.Now())
+	f, origin, err := ensureKeyFile(ctx, db.DB, sec, opts.Now())
 	if err != nil {
 		return nil, err
 	}
@@ -87,13 +87,17 @@ func OpenAuditLog(db *store.DB, sec *secrets.Store, opts AuditOptions) (*AuditLo
 	}
 	l := &AuditLog{db: db, opts: opts, log: opts.Logger, keys: keys, stream: stream,
 		reqs: make(chan *appendReq, 1024), quit: make(chan struct{}), done: make(chan struct{})}
-	if adopted {
-		if err := l.adoptLegacy(ctx, f); err != nil {
-			stream.close()
-			return nil, err
-		}
+	switch origin {
+	case keyAdopted:
+		err = l.adoptLegacy(ctx, f)
+	case keyCreated:
+		err = l.signFirstHead(ctx) // the genesis head: from now on a missing head is a deletion
 	}
-	if err := l.checkStored(ctx); err != nil {
+	if err != nil {
+		stream.close()
+		return nil, err
+	}
+	if err := l.checkStored(ctx, origin); err != nil {
 		stream.close()
 		return nil, err
 	}
@@ -108,7 +112,7 @@ func OpenAuditLog(db *store.DB, sec *secrets.Store, opts AuditOptions) (*AuditLo
 // checkStored checks the stored log against its signed head before this
 // writer signs anything (so a changed log is refused at start, not at the
 // first session) and keeps the head and its frontier for the appends.
-func (l *AuditLog) checkStored(ctx context.Context) error {
+func (l *AuditLog) checkStored(ctx context.Context, origin keyOrigin) error {
 	k := l.keys
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -124,6 +128,10 @@ func (l *AuditLog) checkStored(ctx context.Context) error {
 	h, front, err := k.checkHead(ctx, tx, last, &treeReader{ctx: ctx, tx: tx}, true)
 	if err != nil {
 		return err
+	}
+	if h.Note == nil && origin == keyExisting {
+		// A writer signs a head as soon as it creates the key.
+		return fmt.Errorf("%w: the signed head is missing although the signing key exists: the log was emptied or its head deleted", ErrAuditTampered)
 	}
 	if h.Note != nil {
 		k.head, k.front = h, front

@@ -370,3 +370,38 @@ func TestAuditOpenRefusesRewrittenLog(t *testing.T) {
 		t.Fatalf("open over a rewrite: %v", err)
 	}
 }
+
+// Emptying the whole log (events, tree, checkpoints, head) but leaving the
+// keys: verify fails and no writer starts a new chain over it.
+func TestAuditAttackEmptiedLog(t *testing.T) {
+	e, file := history(t)
+	os.Remove(file)
+	mustExec(t, e, `DELETE FROM audit_events; DELETE FROM audit_tree; DELETE FROM audit_checkpoints; DELETE FROM audit_head`)
+	opts, err := VerifyOptionsFor(context.Background(), e.sec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Verify(context.Background(), e.db.DB, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "FAILED: the signed head is missing (deleted): the log is empty although its signing key exists (emptied?)"; rep.String() != want {
+		t.Fatalf("report = %s\nwant      %s", rep, want)
+	}
+	if _, err := OpenAuditLog(e.db, e.sec, AuditOptions{CheckpointInterval: -1}); !errors.Is(err, ErrAuditTampered) {
+		t.Fatalf("open over an emptied log: %v", err)
+	}
+}
+
+// A new log has a signed head from the start, so an empty log verifies.
+func TestAuditFreshLogHasGenesisHead(t *testing.T) {
+	e := newAuditEnv(t)
+	opts, err := VerifyOptionsFor(context.Background(), e.sec)
+	if err != nil || !opts.RequireHead || len(opts.Keys) != 1 {
+		t.Fatalf("options %+v, %v", opts, err)
+	}
+	rep, err := Verify(context.Background(), e.db.DB, opts)
+	if err != nil || !rep.OK || rep.Head == nil || rep.Head.Size != 0 || rep.String() != "OK: the audit log is empty; its signed head (key "+opts.Keys[0].ID+") says so" {
+		t.Fatalf("fresh log: %s (%v)", rep, err)
+	}
+}

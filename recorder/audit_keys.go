@@ -211,33 +211,54 @@ func logIsEmpty(ctx context.Context, db *sql.DB) (bool, error) {
 	return n == 0, nil
 }
 
+// keyOrigin says where a writer's key file came from.
+type keyOrigin int
+
+const (
+	keyExisting keyOrigin = iota // the sealed key list
+	keyAdopted                   // the single key of an earlier version
+	keyCreated                   // created now, for an empty log
+)
+
 // ensureKeyFile returns the key file for a writer: the sealed one; the
-// legacy key adopted (adopted true); or a fresh key, but only for an empty
-// log — a log with events and no key was tampered with, and a new key would
-// launder it.
-func ensureKeyFile(ctx context.Context, db *sql.DB, sec *secrets.Store, now time.Time) (f auditKeyFile, adopted bool, err error) {
+// legacy key to adopt; or a fresh key, but only for an empty log — a log with
+// events and no key was tampered with, and a new key would launder it.
+func ensureKeyFile(ctx context.Context, db *sql.DB, sec *secrets.Store, now time.Time) (auditKeyFile, keyOrigin, error) {
 	f, _, legacy, err := readKeyFile(ctx, sec)
 	switch {
 	case err == nil && !legacy:
-		return f, false, nil
+		return f, keyExisting, nil
 	case err == nil && legacy:
-		return f, true, nil
+		return f, keyAdopted, nil
 	case !errors.Is(err, ErrNoAuditKey):
-		return f, false, err
+		return f, keyExisting, err
 	}
 	empty, err := logIsEmpty(ctx, db)
 	if err != nil {
-		return f, false, err
+		return f, keyExisting, err
 	}
 	if !empty {
-		return f, false, fmt.Errorf("%w, but the audit log holds events or checkpoints: the database was changed "+
+		return f, keyExisting, fmt.Errorf("%w, but the audit log holds events or checkpoints: the database was changed "+
 			"without the master key (run 'gatehouse audit verify')", ErrNoAuditKey)
 	}
-	f, err = newKeyFile(nil, now)
-	if err != nil {
-		return f, false, err
+	if f, err = newKeyFile(nil, now); err != nil {
+		return f, keyCreated, err
 	}
-	return f, false, storeKeyFile(ctx, sec, f)
+	return f, keyCreated, storeKeyFile(ctx, sec, f)
+}
+
+// VerifyOptionsFor returns the keys to verify with, read without writing
+// anything. Once the sealed key list exists, a writer has signed a head, so
+// verify then requires one even for an empty log (an emptied log fails).
+func VerifyOptionsFor(ctx context.Context, sec *secrets.Store) (VerifyOptions, error) {
+	f, _, legacy, err := readKeyFile(ctx, sec)
+	if errors.Is(err, ErrNoAuditKey) {
+		return VerifyOptions{}, nil
+	}
+	if err != nil {
+		return VerifyOptions{}, err
+	}
+	return VerifyOptions{Keys: AuditKeys(f.Keys), RequireHead: !legacy}, nil
 }
 
 func storeKeyFile(ctx context.Context, sec *secrets.Store, f auditKeyFile) error {

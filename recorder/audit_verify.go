@@ -30,6 +30,11 @@ type VerifyOptions struct {
 	// checkpoint. Zero means 5m; negative disables the check.
 	Interval time.Duration
 
+	// RequireHead fails a log without a signed head even when it is empty:
+	// set once the sealed key list exists (VerifyOptionsFor), since writers
+	// sign a head as soon as they create the key.
+	RequireHead bool
+
 	// allowNoHead accepts a log without a signed head (adopting a log
 	// written by an earlier version).
 	allowNoHead bool
@@ -61,7 +66,10 @@ func (r VerifyReport) String() string {
 		return "FAILED: " + r.Problem
 	}
 	last := r.Pruned + r.Events
-	if last == 0 && r.Head == nil {
+	if last == 0 {
+		if r.Head != nil {
+			return fmt.Sprintf("OK: the audit log is empty; its signed head (key %s) says so", r.Head.KeyID)
+		}
 		return "OK: the audit log is empty"
 	}
 	var b strings.Builder
@@ -415,8 +423,11 @@ func (v *verification) head() error {
 	var msg string
 	err := v.db.QueryRowContext(v.ctx, `SELECT note FROM audit_head WHERE id = 1`).Scan(&msg)
 	if errors.Is(err, sql.ErrNoRows) {
-		if v.last == 0 && v.rep.StoredCheckpoints == 0 || v.opts.allowNoHead {
+		if v.last == 0 && v.rep.StoredCheckpoints == 0 && !v.opts.RequireHead || v.opts.allowNoHead {
 			return nil
+		}
+		if v.last == 0 {
+			return v.bad(0, "the signed head is missing (deleted): the log is empty although its signing key exists (emptied?)")
 		}
 		return v.bad(0, "the signed head is missing (deleted): nothing signed states how many events the log holds or covers the %s events after the newest checkpoint",
 			commas(v.last-v.matched))
@@ -541,7 +552,7 @@ func storedCheckpoints(ctx context.Context, db *sql.DB) ([][]byte, error) {
 // Verify checks this log with its keys, its checkpoint interval and its
 // configured checkpoint file, if it exists.
 func (l *AuditLog) Verify(ctx context.Context) (VerifyReport, error) {
-	opts := VerifyOptions{Keys: l.Keys(), Interval: l.opts.CheckpointInterval}
+	opts := VerifyOptions{Keys: l.Keys(), Interval: l.opts.CheckpointInterval, RequireHead: true}
 	if p := l.opts.CheckpointFile; p != "" {
 		b, err := os.ReadFile(p)
 		if err != nil && !errors.Is(err, os.ErrNotExist) {

@@ -115,11 +115,11 @@ func runAuditVerify(args []string, stdout, stderr io.Writer) error {
 	}
 	defer env.Close()
 	ctx := context.Background()
-	opts := recorder.VerifyOptions{Interval: env.cfg.Audit.CheckpointInterval}
-	opts.Keys, err = recorder.AuditPublicKeys(ctx, env.secrets)
-	if err != nil && !errors.Is(err, recorder.ErrNoAuditKey) {
+	opts, err := recorder.VerifyOptionsFor(ctx, env.secrets)
+	if err != nil {
 		return err
 	}
+	opts.Interval = env.cfg.Audit.CheckpointInterval
 	path := *cpFile
 	if path == "" && !*skipFile {
 		path = env.cfg.Audit.CheckpointFile
