@@ -241,10 +241,21 @@ func ensureKeyFile(ctx context.Context, db *sql.DB, sec *secrets.Store, now time
 		return f, keyExisting, fmt.Errorf("%w, but the audit log holds events or checkpoints: the database was changed "+
 			"without the master key (run 'gatehouse audit verify')", ErrNoAuditKey)
 	}
-	if f, err = newKeyFile(nil, now); err != nil {
-		return f, keyCreated, err
+	// Two writers starting at once on an empty log agree on one key.
+	raw, err := sec.GetOrCreate(ctx, auditKeysSecret, func() ([]byte, error) {
+		nf, err := newKeyFile(nil, now)
+		if err != nil {
+			return nil, err
+		}
+		return json.Marshal(nf)
+	})
+	if err != nil {
+		return f, keyCreated, fmt.Errorf("recorder: audit keys: %w", err)
 	}
-	return f, keyCreated, storeKeyFile(ctx, sec, f)
+	if err := json.Unmarshal(raw, &f); err != nil || len(f.Keys) == 0 {
+		return f, keyCreated, fmt.Errorf("recorder: audit keys: malformed sealed value")
+	}
+	return f, keyCreated, nil
 }
 
 // VerifyOptionsFor returns the keys to verify with, read without writing
