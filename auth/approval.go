@@ -359,10 +359,3 @@ func (a *Approvals) KnownUser(keyFingerprint string) (string, bool) {
 	u, ok := a.known[keyFingerprint]
 	return u, ok
 }
-
-// PendingCount returns the number of codes waiting for approval.
-func (a *Approvals) PendingCount() int {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return len(a.pending)
-}

@@ -70,8 +70,8 @@ func TestApprovalDiesWithItsConnection(t *testing.T) {
 	if _, err := a.Lookup("ZZZZ-ZZZZ"); !errors.Is(err, ErrApprovalUnknown) {
 		t.Fatalf("lookup unknown: %v", err)
 	}
-	if a.PendingCount() != 0 {
-		t.Fatalf("pending %d", a.PendingCount())
+	if a.Pending() != 0 {
+		t.Fatalf("pending %d", a.Pending())
 	}
 }
 
@@ -104,7 +104,7 @@ func TestApprovalsCappedPerSourceAndInTotal(t *testing.T) {
 	}
 	cancel() // the connections close: their codes die and free the caps
 	deadline := time.Now().Add(10 * time.Second)
-	for a.PendingCount() != 0 && time.Now().Before(deadline) {
+	for a.Pending() != 0 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	if err := begin("127.0.0.2:3000"); err != nil {

@@ -409,10 +409,10 @@ func TestApprovalFloodDoesNotStopARealUser(t *testing.T) {
 	}
 	wg.Wait()
 	t.Logf("flood: %d logins, %d got a code, %d refused by the cap", min(started.Load(), total), codes.Load(), capped.Load())
-	if n := iw.app.Approvals.PendingCount(); n > 20 {
+	if n := iw.app.Approvals.Pending(); n > 20 {
 		t.Fatalf("%d codes pending during the flood", n)
 	}
-	waitFor(t, "the flood's codes to die with their connections", func() bool { return iw.app.Approvals.PendingCount() == 0 })
+	waitFor(t, "the flood's codes to die with their connections", func() bool { return iw.app.Approvals.Pending() == 0 })
 }
 
 // TestUnattendedSSHDoesNotLockTOTP: an ssh with nobody at the keyboard sends
