@@ -36,7 +36,8 @@ func (s *SessionStore) Stats(ctx context.Context, since time.Time, top int) (Ses
 	var st SessionStats
 	from := since.UnixNano()
 	rows, err := s.db.QueryContext(ctx, `SELECT start_at / ?, CASE WHEN kind LIKE 'subsystem:%' THEN 'file transfer'
-		WHEN kind = 'exec' THEN 'exec' WHEN kind = 'shell' THEN 'shell' ELSE kind END, COUNT(*)
+		WHEN kind = 'exec' AND EXISTS (SELECT 1 FROM recording_commands rc
+		WHERE rc.recording_id = sessions.recording_id AND rc.source = 'stdin') THEN 'shell' WHEN kind = 'exec' THEN 'exec' WHEN kind = 'shell' THEN 'shell' ELSE kind END, COUNT(*)
 		FROM sessions WHERE start_at >= ? GROUP BY 1, 2 ORDER BY 1, 2`, dayNanos, from)
 	if err != nil {
 		return st, fmt.Errorf("recorder: session stats: %w", err)

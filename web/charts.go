@@ -67,7 +67,7 @@ func dayBars(label string, first, last time.Time, data []recorder.DayCount, form
 			fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s"><title>%s %s: %s</title></rect>`,
 				x, y, slot*0.7, bh, seriesColors[si%len(seriesColors)], d.Format("Jan 2"), esc(s), esc(format(n)))
 		}
-		if i%2 == 0 || len(days) <= 8 {
+		if (len(days)-1-i)%2 == 0 || len(days) <= 8 {
 			fmt.Fprintf(&b, `<text x="%.1f" y="%d" class="tick" text-anchor="middle">%s</text>`, x+slot*0.35, h-bottom+16, d.Format("Jan 2"))
 		}
 	}

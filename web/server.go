@@ -173,7 +173,9 @@ func (s *Server) render(w http.ResponseWriter, name string, data map[string]any)
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, status int, userMsg string, detail error) {
 	s.log.Warn("web request failed", "path", r.URL.Path, "remote", r.RemoteAddr, "status", status, "err", detail)
 	w.WriteHeader(status)
-	s.render(w, "error.html", map[string]any{"Title": "Error", "Error": userMsg})
+	d := s.base(s.session(r), "Error")
+	d["Error"] = userMsg
+	s.render(w, "error.html", d)
 }
 
 // localPath accepts only same-site paths as login destinations (no

@@ -29,7 +29,7 @@ import (
 // temporary directory, or the directory named by GATEHOUSE_SCREENSHOTS
 // (relative to the repository root) when refreshing docs/screenshots:
 //
-//	GATEHOUSE_SCREENSHOTS=docs/screenshots go test ./internal/e2e -run 'TestWeb|TestScreenshots'
+//	GATEHOUSE_SCREENSHOTS=docs/screenshots go test ./internal/e2e -run TestScreenshots
 var screenshotDir = func() string {
 	if d := os.Getenv("GATEHOUSE_SCREENSHOTS"); d != "" {
 		if !filepath.IsAbs(d) {
@@ -87,8 +87,6 @@ func (iw *idpWorld) browserLogin(t *testing.T, secret string) string {
 		chromedp.SendKeys("#password", testenv.OIDCPassword), chromedp.Click(`button[type="submit"]`),
 		chromedp.WaitVisible("#code"))
 	if secret == "" {
-		os.MkdirAll(screenshotDir, 0o755)
-		testenv.Screenshot(t, b, filepath.Join(screenshotDir, "totp-enrol.png"))
 		s, err := chromedp.Run(b, chromedp.Text("#secret"))
 		if err != nil {
 			t.Fatal(err)
@@ -105,13 +103,11 @@ func TestWebLoginCLILoginAndApprovedPlainSSH(t *testing.T) {
 	b := iw.browser
 	secret := iw.browserLogin(t, "")
 	testenv.Step(t, b, "recovery codes shown", chromedp.WaitVisible("#recovery-codes"))
-	testenv.Screenshot(t, b, filepath.Join(screenshotDir, "recovery-codes.png"))
 	testenv.Step(t, b, "continue", chromedp.Click("#continue"), chromedp.WaitVisible("main h1"))
 	home, _ := chromedp.Run(b, chromedp.Text("main"))
 	if !strings.Contains(home, "Signed in as "+testenv.OIDCUser) || !strings.Contains(home, "dba") {
 		t.Fatalf("home page: %q", home)
 	}
-	testenv.Screenshot(t, b, filepath.Join(screenshotDir, "home.png"))
 	_ = secret
 
 	t.Run("gatehouse login then plain ssh", func(t *testing.T) {
@@ -182,7 +178,6 @@ func TestWebLoginCLILoginAndApprovedPlainSSH(t *testing.T) {
 		if !strings.Contains(certs, fmt.Sprint(cert.Serial)) {
 			t.Fatalf("home page certificates: %q", certs)
 		}
-		testenv.Screenshot(t, b, filepath.Join(screenshotDir, "home.png"))
 	})
 
 	t.Run("plain ssh approved in the browser", func(t *testing.T) {
@@ -211,7 +206,6 @@ func TestWebLoginCLILoginAndApprovedPlainSSH(t *testing.T) {
 		if shown != m[2] {
 			t.Fatalf("page shows code %q, terminal %q", shown, m[2])
 		}
-		testenv.Screenshot(t, b, filepath.Join(screenshotDir, "approve.png"))
 		testenv.Step(t, b, "approve", chromedp.Click("#approve"), chromedp.WaitVisible("#approved"))
 		if err := c.Wait(); err != nil || out.String() != "approved-ok\n" {
 			t.Fatalf("approved ssh: %v %q %q", err, out.String(), errb.String())

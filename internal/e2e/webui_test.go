@@ -66,14 +66,12 @@ func TestWebUIReplayLiveAndAudit(t *testing.T) {
 	if !strings.Contains(rows, "root@db-1") || strings.Count(rows, "\n") > 1 && !strings.Contains(rows, "alice") {
 		t.Fatalf("search results: %q", rows)
 	}
-	testenv.Screenshot(t, b, filepath.Join(screenshotDir, "sessions.png"))
 	testenv.Step(t, b, "open the replay", chromedp.Click("#sessions tbody a"), chromedp.WaitVisible("#commands"),
 		chromedp.WaitVisible(".ap-player"))
 	cmds, _ := chromedp.Run(b, chromedp.Text("#commands"))
 	if !strings.Contains(cmds, "echo unique-marker-$((20+3))") || !strings.Contains(cmds, "sleep 1; echo second-$((1+1))") {
 		t.Fatalf("command list: %q", cmds)
 	}
-	testenv.Screenshot(t, b, filepath.Join(screenshotDir, "replay.png"))
 	// Clicking a command marker moves the player to that command (the
 	// player's API is asynchronous: the time lands in a global).
 	var at float64
@@ -85,7 +83,6 @@ func TestWebUIReplayLiveAndAudit(t *testing.T) {
 		at = v
 		return err == nil && v > 0.5
 	})
-	testenv.Screenshot(t, b, filepath.Join(screenshotDir, "replay.png"))
 	title, _ := chromedp.Run(b, chromedp.Title())
 	if dialogs.Load() != 0 || strings.Contains(title, "pwned") {
 		t.Fatalf("terminal output executed: %d dialogs, title %q", dialogs.Load(), title)
@@ -114,7 +111,6 @@ func TestWebUIReplayLiveAndAudit(t *testing.T) {
 		txt, _ := chromedp.Run(b, chromedp.Evaluate[string](`(function(){var b=window.gatehouseTerm.buffer.active,s="";for(var i=0;i<b.length;i++){s+=b.getLine(i).translateToString(true)+"\n"}return s})()`))
 		return strings.Contains(txt, "live-42")
 	})
-	testenv.Screenshot(t, b, filepath.Join(screenshotDir, "live.png"))
 	testenv.Step(t, b, "terminate", chromedp.SendKeys("#terminate-message", "maintenance window"), chromedp.Click("#terminate"),
 		chromedp.WaitVisible("#commands"))
 	live.Expect(t, "gatehouse: session ended: maintenance window (test-user2)", 15*time.Second)
@@ -126,7 +122,6 @@ func TestWebUIReplayLiveAndAudit(t *testing.T) {
 	if !strings.HasPrefix(vr, "OK:") {
 		t.Fatalf("verify: %q", vr)
 	}
-	testenv.Screenshot(t, b, filepath.Join(screenshotDir, "audit.png"))
 	cookies, _ := chromedp.Run(b, chromedp.Evaluate[string](`document.cookie`)) // HttpOnly: must be empty
 	if strings.Contains(cookies, "gh_session") {
 		t.Fatal("the session cookie is readable by scripts")
@@ -138,11 +133,9 @@ func TestWebUIReplayLiveAndAudit(t *testing.T) {
 	}
 	for _, p := range []string{"/admin/targets", "/admin/policy", "/admin/users"} {
 		testenv.Step(t, b, "open "+p, chromedp.Navigate(iw.webURL+p), chromedp.WaitVisible("main h1"))
-		testenv.Screenshot(t, b, filepath.Join(screenshotDir, strings.TrimPrefix(strings.ReplaceAll(p, "/", "-"), "-")+".png"))
 	}
 	// Phone-sized screen.
 	testenv.Step(t, b, "narrow", chromedp.EmulateViewport(390, 844), chromedp.Navigate(iw.webURL+"/sessions"), chromedp.WaitVisible("#sessions"))
-	testenv.Screenshot(t, b, filepath.Join(screenshotDir, "sessions-phone.png"))
 }
 
 // fetchWithBrowserSession downloads a URL with the browser's cookies (the

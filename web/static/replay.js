@@ -5,7 +5,7 @@
   var el = document.getElementById("player");
   if (!el) { return; }
   var opts = { idleTimeLimit: 2, speed: 1, fit: "width", controls: true, preload: true };
-  if (el.dataset.poster) { opts.poster = el.dataset.poster; }
+  if (el.dataset.finalFrame) { opts.poster = el.dataset.finalFrame; }
   var player = AsciinemaPlayer.create(el.dataset.src, el, opts);
   window.gatehousePlayer = player;
   document.querySelectorAll("button.marker").forEach(function (b) {
