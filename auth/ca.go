@@ -158,6 +158,10 @@ type UserCertRequest struct {
 	Now time.Time
 }
 
+// MaxSessionCertTTL caps per-session certificates: they only have to outlive
+// the target's authentication.
+const MaxSessionCertTTL = 15 * time.Minute
+
 // DefaultMaxUserCertTTL is the default certificates.max_user_ttl.
 const DefaultMaxUserCertTTL = 24 * time.Hour
 
@@ -253,6 +257,9 @@ type SessionCert struct {
 func (a *Authority) MintSessionCert(ctx context.Context, req SessionCertRequest) (*SessionCert, error) {
 	if req.Login == "" || req.SourceAddress == "" {
 		return nil, errors.New("auth: session certificate needs a login and a source address")
+	}
+	if req.TTL <= 0 || req.TTL > MaxSessionCertTTL {
+		return nil, fmt.Errorf("auth: session certificate TTL %s: want more than 0 and at most %s", req.TTL, MaxSessionCertTTL)
 	}
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -277,5 +278,16 @@ func TestIssueUserCertRespectsMax(t *testing.T) {
 	a.MaxUserCertTTL = time.Hour // lowered after issue: the gateway refuses it
 	if _, _, err := a.CheckUserCert(c, loopback); !errors.Is(err, ErrCertTooLong) {
 		t.Fatalf("after lowering the maximum: %v", err)
+	}
+}
+
+func TestMintSessionCertTTLBounds(t *testing.T) {
+	a, _ := newAuthority(t)
+	for _, ttl := range []time.Duration{0, -time.Minute, time.Hour} {
+		_, err := a.MintSessionCert(context.Background(), SessionCertRequest{User: "alice", SessionID: "s1", Login: "root",
+			SourceAddress: "127.0.0.1", TTL: ttl})
+		if err == nil || !strings.Contains(err.Error(), "want more than 0 and at most 15m0s") {
+			t.Errorf("TTL %s: err = %v", ttl, err)
+		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 )
@@ -34,6 +35,10 @@ var (
 		ssh.CertAlgoRSASHA512v01, ssh.CertAlgoRSASHA256v01, ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256,
 	}
 )
+
+// MaxSessionTTL caps certificates.session_ttl: per-session certificates
+// live minutes, not hours.
+const MaxSessionTTL = 15 * time.Minute
 
 // DefaultLoginPattern is the grammar of target logins (the part before the
 // first '@'): lower case only, so "ROOT" cannot slip past a deny on "root"
@@ -80,6 +85,9 @@ func (c *Config) validateSSHAlgorithms() error {
 	}
 	if !slices.Contains(c.SSH.HostKeyTypes, ssh.KeyAlgoED25519) && !slices.Contains(c.SSH.HostKeyTypes, ssh.CertAlgoED25519v01) {
 		return c.fail("ssh.host_key_types", "must include %s or %s: the gateway's host key is Ed25519", ssh.KeyAlgoED25519, ssh.CertAlgoED25519v01)
+	}
+	if t := c.Certs.SessionTTL; t <= 0 || t > MaxSessionTTL {
+		return c.fail("certificates.session_ttl", "%s: want more than 0 and at most %s (a per-session certificate only has to outlive the target's authentication)", t, MaxSessionTTL)
 	}
 	if err := c.checkPinnedKeyTypes(); err != nil {
 		return err

@@ -53,6 +53,10 @@ func TestAlgorithmErrors(t *testing.T) {
 			`config: f.yaml:2: ssh.host_key_types: must include ssh-ed25519 or ssh-ed25519-cert-v01@openssh.com: the gateway's host key is Ed25519`},
 		{"bad login pattern", "ssh:\n  login_pattern: \"^[a-z$\"\n",
 			"config: f.yaml:2: ssh.login_pattern: not a regular expression: error parsing regexp: missing closing ]: `[a-z$`"},
+		{"hour-long session certificates", "certificates:\n  session_ttl: 1h\n",
+			`config: f.yaml:2: certificates.session_ttl: 1h0m0s: want more than 0 and at most 15m0s (a per-session certificate only has to outlive the target's authentication)`},
+		{"negative session_ttl", "certificates:\n  session_ttl: -1m\n",
+			`config: f.yaml:2: certificates.session_ttl: -1m0s: want more than 0 and at most 15m0s (a per-session certificate only has to outlive the target's authentication)`},
 		{"unanchored login pattern", "ssh:\n  login_pattern: \"[a-z]+\"\n",
 			`config: f.yaml:2: ssh.login_pattern: "[a-z]+" must be anchored with ^ and $ (it must match the whole login)`},
 	}
