@@ -9,6 +9,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 
@@ -17,9 +18,6 @@ import (
 	"github.com/gatehouse/gatehouse/policy"
 	"github.com/gatehouse/gatehouse/recorder"
 )
-
-// errShutdown is the cause given to sessions ended by a gateway shutdown.
-var errShutdown = errors.New("the gateway is shutting down")
 
 // clientConn is one authenticated client connection (outer, or the inner
 // connection of a ProxyJump).
@@ -42,9 +40,12 @@ type clientConn struct {
 	backendErr  error
 	certSerial  uint64
 
+	served chan struct{} // closed when serve returns
+
 	// mu protects the following.
 	mu       sync.Mutex
 	sessions map[*session]struct{}
+	inner    map[*clientConn]struct{} // ProxyJump connections carried by this one
 	nSession int
 	wg       sync.WaitGroup
 }
@@ -124,7 +125,7 @@ func (s *Server) newClientConn(ctx context.Context, cancel context.CancelCauseFu
 		return nil, err
 	}
 	c := &clientConn{s: s, sc: sc, pr: pr, addr: addr, id: newID(), remote: remote, ctx: ctx, cancel: cancel,
-		sessions: map[*session]struct{}{}, mode: "menu"}
+		sessions: map[*session]struct{}{}, inner: map[*clientConn]struct{}{}, served: make(chan struct{}), mode: "menu"}
 	if addr.Direct() {
 		c.mode = "direct"
 		c.resolved, c.resolveErr = s.resolve(ctx, addr.Target)
@@ -180,13 +181,16 @@ func (s *Server) defaultDockerHost() (config.Target, bool) {
 
 // serve dispatches the connection's channels until it closes.
 func (c *clientConn) serve(chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request) {
+	defer close(c.served)
 	if !c.s.track(c, true) {
 		c.sc.Close()
 		return
 	}
 	defer c.s.track(c, false)
 	go c.globalRequests(reqs)
-	stop := context.AfterFunc(c.ctx, func() { c.sc.Close() })
+	// A cancelled connection (lock, shutdown) lets its sessions tell their
+	// users and seal first, for a bounded time, then hangs up.
+	stop := context.AfterFunc(c.ctx, c.closeAfterSessions)
 	defer stop()
 	if c.mode == "direct" && c.resolveErr == nil && c.check("").Allowed {
 		// Reach the target while the client opens its channel.
@@ -199,13 +203,51 @@ func (c *clientConn) serve(chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request
 			c.dispatch(nc)
 		}()
 	}
-	c.cancel(nil)
+	c.cancel(errDisconnected)
 	c.wg.Wait()
-	// Wait for a dial still in flight (Do returns once it has), then close.
+	c.closeBackend()
+}
+
+// liveSessions is the number of sessions on this connection.
+func (c *clientConn) liveSessions() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.sessions)
+}
+
+// closeBackend closes the target connection once any dial in flight has
+// returned; the target then sees what it sees when an OpenSSH client
+// vanishes.
+func (c *clientConn) closeBackend() {
 	c.backendOnce.Do(func() {})
 	if c.backend != nil {
 		c.backend.Close()
 	}
+}
+
+// closeAfterSessions closes the client connection once every session (and
+// every ProxyJump connection inside it) has ended, or after connTeardown.
+func (c *clientConn) closeAfterSessions() {
+	c.mu.Lock()
+	var waits []<-chan struct{}
+	for s := range c.sessions {
+		waits = append(waits, s.finished)
+	}
+	for in := range c.inner {
+		waits = append(waits, in.served)
+	}
+	c.mu.Unlock()
+	t := time.NewTimer(connTeardown)
+	defer t.Stop()
+	for _, w := range waits {
+		select {
+		case <-w:
+		case <-t.C:
+			c.sc.Close()
+			return
+		}
+	}
+	c.sc.Close()
 }
 
 func (c *clientConn) dispatch(nc ssh.NewChannel) {
@@ -247,23 +289,14 @@ func (c *clientConn) check(command string) policy.Decision {
 		Target: c.resolved.pol, Login: c.addr.Login, Command: command})
 }
 
-// notifyShutdown tells every live session that the gateway is going down.
+// notifyShutdown tells every live session that the gateway is going down,
+// without waiting for any client.
 func (c *clientConn) notifyShutdown() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for s := range c.sessions {
-		s.notice("gatehouse: " + errShutdown.Error() + "; this session will end soon")
+		s.noticeAsync("gatehouse: " + errShutdown.reason + "; this session will end soon")
 	}
-}
-
-// close ends the connection with cause, telling its sessions why.
-func (c *clientConn) close(cause error) {
-	c.mu.Lock()
-	for s := range c.sessions {
-		s.end(cause)
-	}
-	c.mu.Unlock()
-	c.cancel(cause)
 }
 
 // audit appends an event about this connection, filling in who and from where.

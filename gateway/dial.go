@@ -105,7 +105,14 @@ func (s *Server) dialSSH(ctx context.Context, c *clientConn, t config.Target, le
 		tc.SetNoDelay(true)
 	}
 	local := nc.LocalAddr().(*net.TCPAddr).IP.String()
-	sc, err := s.cfg.Authority.MintSessionCert(ctx, auth.SessionCertRequest{
+	// Past the TCP connect, the target is reachable: minting (a database
+	// write) and the SSH handshake are bounded by the connection's own
+	// handshake budget, not by the dial timeout, so a busy database or a
+	// loaded target slows a session down rather than refusing it.
+	budget := max(s.cfg.HandshakeTimeout, s.cfg.TargetDialTimeout)
+	mctx, mcancel := context.WithTimeout(c.ctx, budget)
+	defer mcancel()
+	sc, err := s.cfg.Authority.MintSessionCert(mctx, auth.SessionCertRequest{
 		User: c.pr.User, SessionID: leg.sessionID, Login: c.addr.Login, SourceAddress: local, TTL: s.cfg.SessionCertTTL,
 		PTY: true, PortForward: leg.portForward, AgentForward: leg.agentForward, ForceCommand: leg.forceCommand,
 	})
@@ -114,7 +121,7 @@ func (s *Server) dialSSH(ctx context.Context, c *clientConn, t config.Target, le
 		return nil, fmt.Errorf("cannot mint a session certificate: %v", err)
 	}
 	leg.certSerial = sc.Cert.Serial
-	if dl, ok := ctx.Deadline(); ok {
+	if dl, ok := mctx.Deadline(); ok {
 		nc.SetDeadline(dl)
 	}
 	algs := s.algorithms()

@@ -54,7 +54,16 @@ func (c *clientConn) proxyJump(nc ssh.NewChannel) {
 	ctx, cancel := context.WithCancelCause(c.ctx)
 	defer cancel(nil)
 	inner := &clientConn{s: c.s, sc: sc, pr: pr, addr: Address{Login: sc.User(), Target: name}, mode: "proxyjump",
-		id: newID(), remote: c.remote, ctx: ctx, cancel: cancel, resolved: rt, sessions: map[*session]struct{}{}}
+		id: newID(), remote: c.remote, ctx: ctx, cancel: cancel, resolved: rt, sessions: map[*session]struct{}{},
+		inner: map[*clientConn]struct{}{}, served: make(chan struct{})}
+	c.mu.Lock()
+	c.inner[inner] = struct{}{}
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.inner, inner)
+		c.mu.Unlock()
+	}()
 	inner.serve(chans, greqs)
 }
 

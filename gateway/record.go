@@ -53,7 +53,7 @@ func (s *session) startRecording() error {
 		KeyFingerprint: c.pr.Fingerprint, UserCertSerial: c.pr.Serial, Target: c.addr.Target,
 		TargetKind: c.resolved.cfg.Kind, Login: c.addr.Login, Mode: c.mode, Kind: s.kind, Command: s.command,
 		SessionCertSerial: s.certSerial, Start: info.Start, RecordingID: rec.ID()}
-	if err := c.s.cfg.Sessions.Start(c.ctx, s.row); err != nil {
+	if err := c.s.cfg.Sessions.Start(s.ctx, s.row); err != nil {
 		c.s.log.Error("session refused: session row", "session", s.id, "err", err)
 		rec.Close("session row could not be written")
 		return errNotRecorded
@@ -110,17 +110,17 @@ func (s *session) finish(cause error) {
 func (s *session) doFinish(cause error) {
 	c := s.c
 	s.mu.Lock()
-	if cause == nil {
-		cause = s.endCause
-	}
 	exit, signal := s.exitStatus, s.exitSignal
 	s.mu.Unlock()
 	reason := "exited"
 	switch {
-	case cause != nil && cause != errClientClosed:
+	case cause == nil:
+	case errors.Is(cause, errDisconnected):
+		if exit == nil {
+			reason = errDisconnected.reason
+		}
+	default:
 		reason = cause.Error()
-	case cause == errClientClosed && exit == nil:
-		reason = "client disconnected"
 	}
 	s.recMu.Lock()
 	if s.tap != nil {

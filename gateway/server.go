@@ -8,6 +8,7 @@ import (
 	"net"
 	"regexp"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -112,7 +113,8 @@ type Config struct {
 	Logger *slog.Logger // nil means slog.Default()
 
 	HandshakeTimeout  time.Duration // zero means 30s
-	MaxUnauthPerIP    int           // zero means 10
+	MaxUnauthPerIP    int           // per source IP (per /64 for IPv6); zero means 10
+	MaxUnauth         int           // in total; zero means 500
 	TargetDialTimeout time.Duration // zero means 10s
 	SessionCertTTL    time.Duration // zero means 2m
 	// Ciphers, KeyExchanges, MACs and HostKeyAlgorithms are the SSH
@@ -142,10 +144,12 @@ type Server struct {
 	// mu protects the following.
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
-	conns     map[*clientConn]struct{}
-	unauth    map[string]int // per-IP count of connections not yet authenticated
+	raw       map[net.Conn]struct{}    // every accepted connection, from accept to close
+	conns     map[*clientConn]struct{} // authenticated connections
+	unauth    map[string]int           // per-source count of connections not yet authenticated
+	nUnauth   int                      // their total
 	closed    bool
-	wg        sync.WaitGroup
+	wg        sync.WaitGroup // one per accepted connection
 	lockQuit  chan struct{}
 
 	// authCtx ends when the server shuts down: logins waiting for a browser
@@ -171,12 +175,15 @@ func NewServer(cfg Config) (*Server, error) {
 	if cfg.MaxUnauthPerIP <= 0 {
 		cfg.MaxUnauthPerIP = 10
 	}
+	if cfg.MaxUnauth <= 0 {
+		cfg.MaxUnauth = 500
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
 	s := &Server{
 		cfg: cfg, log: cfg.Logger, targets: map[string]config.Target{},
-		listeners: map[net.Listener]struct{}{}, conns: map[*clientConn]struct{}{}, unauth: map[string]int{},
+		listeners: map[net.Listener]struct{}{}, raw: map[net.Conn]struct{}{}, conns: map[*clientConn]struct{}{}, unauth: map[string]int{},
 	}
 	for _, t := range cfg.Targets {
 		s.targets[t.Name] = t
@@ -229,27 +236,31 @@ func (s *Server) lockError(user string) error {
 }
 
 // TerminateUser ends every live session of user with reason and returns how
-// many it ended.
+// many it ended. The sessions tell their users and end their processes on
+// their own goroutines; nothing here waits for a client.
 func (s *Server) TerminateUser(user, reason string) int {
-	s.mu.Lock()
-	var conns []*clientConn
-	for c := range s.conns {
-		if c.pr.User == user {
-			conns = append(conns, c)
-		}
-	}
-	s.mu.Unlock()
 	n := 0
-	for _, c := range conns {
-		c.mu.Lock()
-		for ss := range c.sessions {
-			ss.end(errors.New(reason))
-			n++
+	for _, c := range s.liveConns() {
+		if c.pr.User != user {
+			continue
 		}
+		c.mu.Lock()
+		n += len(c.sessions)
 		c.mu.Unlock()
-		c.cancel(errors.New(reason))
+		c.cancel(revoked(reason))
 	}
 	return n
+}
+
+// liveConns returns the authenticated connections.
+func (s *Server) liveConns() []*clientConn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	conns := make([]*clientConn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	return conns
 }
 
 func (s *Server) now() time.Time {
@@ -259,7 +270,9 @@ func (s *Server) now() time.Time {
 	return time.Now()
 }
 
-// Serve accepts connections on ln until Shutdown or Close.
+// Serve accepts connections on ln until Shutdown or Close. Temporary accept
+// errors (out of file descriptors, for one) are retried with a backoff; the
+// gateway never exits because of load.
 func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Lock()
 	if s.closed {
@@ -280,21 +293,58 @@ func (s *Server) Serve(ln net.Listener) error {
 			if s.isClosed() {
 				return ErrServerClosed
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				time.Sleep(backoff)
-				continue
+			if !temporaryAcceptError(err) {
+				return fmt.Errorf("gateway: accept: %w", err)
 			}
-			return fmt.Errorf("gateway: accept: %w", err)
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			s.log.Warn("ssh accept failed, retrying", "err", err, "backoff", backoff)
+			time.Sleep(backoff)
+			continue
 		}
 		backoff = 0
-		s.wg.Add(1)
+		if !s.adopt(nc) {
+			nc.Close()
+			return ErrServerClosed
+		}
 		go func() {
 			defer s.wg.Done()
+			defer s.forgetRaw(nc)
 			s.handle(nc)
 		}()
 	}
+}
+
+// temporaryAcceptError reports whether an accept error will pass by itself:
+// descriptor or memory exhaustion, a connection aborted before it was
+// accepted, a timeout.
+func temporaryAcceptError(err error) bool {
+	for _, e := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM,
+		syscall.ECONNABORTED, syscall.ECONNRESET, syscall.EINTR, syscall.EAGAIN, syscall.EPROTO, syscall.EPERM} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// adopt tracks a connection from accept; it reports false once the server
+// is closed.
+func (s *Server) adopt(nc net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.raw[nc] = struct{}{}
+	s.wg.Add(1)
+	return true
+}
+
+func (s *Server) forgetRaw(nc net.Conn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.raw, nc)
 }
 
 func (s *Server) isClosed() bool {
@@ -303,22 +353,37 @@ func (s *Server) isClosed() bool {
 	return s.closed
 }
 
-// admit counts an unauthenticated connection from ip, refusing it past the
-// per-IP limit. release must be called once it authenticates or ends.
-func (s *Server) admit(ip string) (release func(), ok bool) {
+// unauthKey is the source an unauthenticated connection is counted
+// against: the IPv4 address, or the /64 of an IPv6 address (one host
+// commonly holds a whole /64).
+func unauthKey(host string) string {
+	ip := net.ParseIP(host)
+	if ip == nil || ip.To4() != nil {
+		return host
+	}
+	return ip.Mask(net.CIDRMask(64, 128)).String() + "/64"
+}
+
+// admit counts an unauthenticated connection from host, refusing it past the
+// per-source limit or the total limit. release must be called once it
+// authenticates or ends.
+func (s *Server) admit(host string) (release func(), ok bool) {
+	key := unauthKey(host)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed || s.unauth[ip] >= s.cfg.MaxUnauthPerIP {
+	if s.closed || s.unauth[key] >= s.cfg.MaxUnauthPerIP || s.nUnauth >= s.cfg.MaxUnauth {
 		return nil, false
 	}
-	s.unauth[ip]++
+	s.unauth[key]++
+	s.nUnauth++
 	var once sync.Once
 	return func() {
 		once.Do(func() {
 			s.mu.Lock()
 			defer s.mu.Unlock()
-			if s.unauth[ip]--; s.unauth[ip] <= 0 {
-				delete(s.unauth, ip)
+			s.nUnauth--
+			if s.unauth[key]--; s.unauth[key] <= 0 {
+				delete(s.unauth, key)
 			}
 		})
 	}, true
@@ -338,11 +403,18 @@ func (s *Server) track(c *clientConn, add bool) bool {
 	return true
 }
 
-// Shutdown stops accepting, tells every live session the gateway is shutting
-// down, waits for sessions to end until ctx is done, then closes the rest.
+// shutdownSeal is how long Shutdown, at its deadline, lets ended sessions
+// tell their users and seal their recordings before it closes every
+// connection.
+const shutdownSeal = 300 * time.Millisecond
+
+// Shutdown stops accepting, tells every live session the gateway is
+// shutting down, and waits for connections to end until ctx is done. At the
+// deadline it ends every session (each tells its user why), gives them
+// shutdownSeal to seal, closes every connection and returns ctx.Err() — the
+// net/http.Server contract. It returns nil if everything ended in time.
 func (s *Server) Shutdown(ctx context.Context) error {
-	conns := s.closeListeners()
-	for _, c := range conns {
+	for _, c := range s.closeListeners() {
 		c.notifyShutdown()
 	}
 	done := make(chan struct{})
@@ -354,21 +426,41 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-done:
 		return nil
 	case <-ctx.Done():
-		for _, c := range conns {
-			c.close(errShutdown)
-		}
-		<-done
+	}
+	for _, c := range s.liveConns() {
+		c.cancel(errShutdown)
+	}
+	if waitOr(done, shutdownSeal) {
 		return ctx.Err()
 	}
+	s.closeRaw()
+	waitOr(done, shutdownSeal)
+	return ctx.Err()
 }
 
-// Close closes all listeners and connections at once.
+// Close closes all listeners and connections at once and waits for their
+// goroutines, bounded by connTeardown.
 func (s *Server) Close() error {
-	for _, c := range s.closeListeners() {
-		c.close(errShutdown)
+	s.closeListeners()
+	for _, c := range s.liveConns() {
+		c.cancel(errShutdown)
 	}
-	s.wg.Wait()
+	s.closeRaw()
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	waitOr(done, connTeardown)
 	return nil
+}
+
+func (s *Server) closeRaw() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for nc := range s.raw {
+		nc.Close()
+	}
 }
 
 func (s *Server) closeListeners() []*clientConn {
@@ -404,13 +496,7 @@ func (s *Server) hostSigner(ctx context.Context, principals []string) (ssh.Signe
 // Terminate ends the live session with this id, telling the user why. It
 // reports whether the session was found.
 func (s *Server) Terminate(sessionID, reason string) bool {
-	s.mu.Lock()
-	conns := make([]*clientConn, 0, len(s.conns))
-	for c := range s.conns {
-		conns = append(conns, c)
-	}
-	s.mu.Unlock()
-	for _, c := range conns {
+	for _, c := range s.liveConns() {
 		c.mu.Lock()
 		var found *session
 		for ss := range c.sessions {
@@ -420,7 +506,7 @@ func (s *Server) Terminate(sessionID, reason string) bool {
 		}
 		c.mu.Unlock()
 		if found != nil {
-			found.end(errors.New(reason))
+			found.cancel(revoked(reason))
 			return true
 		}
 	}

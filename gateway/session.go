@@ -18,16 +18,34 @@ import (
 )
 
 // session relays one SSH session channel between the client and the target,
-// through the recorder. Lifecycle: the client's setup requests (pty-req, env)
-// are validated and held; at shell/exec/subsystem the policy decides, the
-// recording and the session row are written, the target channel is opened
-// and the held requests replayed; then data and requests flow both ways until
-// the target closes the channel or the session is ended.
+// through the recorder.
+//
+// Lifecycle: the target's own session channel is opened first and the
+// client's channel accepted only then (a refusal is passed back as a refused
+// open, so ControlMaster falls back as with OpenSSH). The client's setup
+// requests (pty-req, env) are validated and held; at shell/exec/subsystem the
+// policy decides, the recording and the session row are written and the held
+// requests replayed; then data and requests flow both ways until the target
+// closes the channel or the session's context is cancelled.
+//
+// The session has one life: ctx. Everything that ends a session — the client
+// going away, a lock, a terminate, the TTL, the idle timeout, a shutdown, the
+// target dying, a failed recording — cancels ctx with an *endCause, whose
+// text is what the user sees and the audit records. The run goroutine alone
+// then tears down, within bounded time (see teardown).
 type session struct {
 	c   *clientConn
 	id  string
 	ch  ssh.Channel
-	tch ssh.Channel
+	tch ssh.Channel // nil until the target accepted a channel
+
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	// wmu serialises writes, CloseWrite and exit requests on ch: x/crypto
+	// channels race when stdout, stderr and a notice write concurrently
+	// with CloseWrite. It is the session's own lock, never held while
+	// waiting on another session.
+	wmu sync.Mutex
 
 	// Setup state, touched only by the request loop before start.
 	pty     *ptyRequest
@@ -36,6 +54,7 @@ type session struct {
 	started atomic.Bool // set once tch and the recording exist; read by other goroutines
 	kind    string
 	command string
+	treqs   <-chan *ssh.Request
 
 	// own is this session's own target connection when its command is
 	// restricted (see dialCommand); nil when it shares the connection's.
@@ -55,10 +74,9 @@ type session struct {
 	mu         sync.Mutex
 	exitStatus *int
 	exitSignal string
-	endCause   error
-	ended      chan struct{}
-	endOnce    sync.Once
+
 	tdone      chan struct{} // closed when the target channel's requests end
+	finished   chan struct{} // closed when the session has been sealed (or never started)
 	finishOnce sync.Once
 }
 
@@ -91,6 +109,8 @@ func envAllowed(name string) bool {
 	switch name {
 	case "LANG", "LANGUAGE", "TZ", "COLORTERM", "TERM_PROGRAM", "TERM_PROGRAM_VERSION", "EDITOR", "VISUAL", "PAGER":
 		return true
+	case "GIT_PROTOCOL": // git protocol v2 negotiation (git over ssh)
+		return true
 	}
 	return strings.HasPrefix(name, "LC_") || strings.HasPrefix(name, "GIT_AUTHOR_") || strings.HasPrefix(name, "GIT_COMMITTER_")
 }
@@ -103,7 +123,8 @@ func (c *clientConn) newSession() *session {
 	if c.nSession > 1 {
 		id = fmt.Sprintf("%s-%d", c.id, c.nSession)
 	}
-	s := &session{c: c, id: id, ended: make(chan struct{}), tdone: make(chan struct{})}
+	ctx, cancel := context.WithCancelCause(c.ctx)
+	s := &session{c: c, id: id, ctx: ctx, cancel: cancel, tdone: make(chan struct{}), finished: make(chan struct{})}
 	c.sessions[s] = struct{}{}
 	return s
 }
@@ -114,33 +135,76 @@ func (c *clientConn) forget(s *session) {
 	delete(c.sessions, s)
 }
 
-// session serves one client session channel.
+// session serves one client session channel: the target's channel is opened
+// first, and a refusal there is passed back as a refused open.
 func (c *clientConn) session(nc ssh.NewChannel) {
-	ch, reqs, err := nc.Accept()
-	if err != nil {
-		return
-	}
 	s := c.newSession()
 	defer c.forget(s)
+	if oe := s.openTarget(); oe != nil {
+		s.abandon()
+		nc.Reject(oe.Reason, oe.Message)
+		return
+	}
+	ch, reqs, err := nc.Accept()
+	if err != nil {
+		s.abandon()
+		return
+	}
 	s.ch = ch
 	s.touch()
 	s.serve(reqs)
 }
 
+// openTarget opens the target's session channel before the client's channel
+// is accepted. It returns a refusal only when the target itself refused the
+// open (its MaxSessions, for example); a policy refusal or an unreachable
+// target is reported on the accepted channel at shell/exec time instead,
+// in one line the user can read.
+func (s *session) openTarget() *ssh.OpenChannelError {
+	c := s.c
+	if c.resolveErr != nil || !c.check("").Allowed {
+		return nil
+	}
+	backend, err := c.dialBackend()
+	if err != nil {
+		return nil
+	}
+	tch, treqs, err := backend.OpenChannel("session", nil)
+	if err != nil {
+		var oe *ssh.OpenChannelError
+		if errors.As(err, &oe) {
+			return oe
+		}
+		return &ssh.OpenChannelError{Reason: ssh.ConnectionFailed,
+			Message: fmt.Sprintf("gatehouse: cannot open a session on %s: %v", c.addr.Target, err)}
+	}
+	s.tch, s.treqs = tch, treqs
+	return nil
+}
+
+// abandon releases a session that never ran.
+func (s *session) abandon() {
+	s.cancel(errDisconnected)
+	if s.tch != nil {
+		s.tch.Close()
+	}
+	close(s.finished)
+}
+
 func (s *session) touch() { s.lastActive.Store(time.Now().UnixNano()) }
 
-// serve handles client requests until the client closes the channel or the
-// session has ended and been torn down.
+// serve handles client requests until the client closes the channel or goes
+// away, then cancels the session's context and waits for run to seal it.
 func (s *session) serve(reqs <-chan *ssh.Request) {
-	done := make(chan struct{})
-	defer func() {
-		s.end(errClientClosed)
-		if s.started.Load() {
-			<-done
+	runDone := make(chan struct{})
+	// Ended before it started (a lock during setup): hang up the client.
+	stop := context.AfterFunc(s.ctx, func() {
+		if !s.started.Load() {
+			s.ch.Close()
 		}
-		s.ch.Close()
-		s.closeOwn()
-	}()
+	})
+	defer stop()
+	defer s.closeOwn()
 	for r := range reqs {
 		if s.started.Load() {
 			s.inSession(r)
@@ -148,14 +212,22 @@ func (s *session) serve(reqs <-chan *ssh.Request) {
 		}
 		if s.setup(r) {
 			go func() {
-				defer close(done)
+				defer close(runDone)
 				s.run()
 			}()
 		}
 	}
+	s.cancel(errDisconnected)
+	if s.started.Load() {
+		<-runDone
+		return
+	}
+	if s.tch != nil {
+		s.tch.Close()
+	}
+	s.ch.Close()
+	close(s.finished)
 }
-
-var errClientClosed = errors.New("client closed the session")
 
 // setup handles a request before the session has started. It reports whether
 // the session was started.
@@ -259,6 +331,8 @@ func (s *session) authorize() (string, bool) {
 
 // refuse tells the client why in one line and ends the channel with status 1.
 func (s *session) refuse(msg string) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
 	fmt.Fprintf(s.ch.Stderr(), "gatehouse: %s\r\n", msg)
 	s.ch.SendRequest("exit-status", false, ssh.Marshal(exitStatusMsg{1}))
 	s.ch.CloseWrite()
@@ -266,23 +340,38 @@ func (s *session) refuse(msg string) {
 }
 
 // begin writes the session row, starts the recording and the audit event,
-// then opens the target channel — all before the first byte is relayed.
+// then (if openTarget did not already) opens the target channel — all before
+// the first byte is relayed.
 func (s *session) begin() error {
 	c := s.c
-	backend, err := s.targetConn()
-	if err != nil {
-		return err
+	if s.tch != nil && s.decision.ForceCommand() != "" {
+		// A restricted command never runs on the shared connection.
+		s.tch.Close()
+		s.tch, s.treqs = nil, nil
+	}
+	backend := c.backend
+	if s.tch == nil {
+		b, err := s.targetConn()
+		if err != nil {
+			return err
+		}
+		backend = b
+	} else {
+		s.certSerial = c.certSerial
 	}
 	if err := s.startRecording(); err != nil {
 		return err
 	}
-	tch, treqs, err := backend.OpenChannel("session", nil)
-	if err != nil {
-		s.finish(fmt.Errorf("cannot open a session on %s: %v", c.addr.Target, err))
-		return fmt.Errorf("cannot open a session on %s: %s", c.addr.Target, openErrMessage(err))
+	if s.tch == nil {
+		tch, treqs, err := backend.OpenChannel("session", nil)
+		if err != nil {
+			s.finish(fmt.Errorf("cannot open a session on %s: %v", c.addr.Target, err))
+			return fmt.Errorf("cannot open a session on %s: %s", c.addr.Target, openErrMessage(err))
+		}
+		s.tch, s.treqs = tch, treqs
 	}
-	s.tch = tch
-	go s.targetRequests(treqs)
+	tch := s.tch
+	go s.targetRequests(s.treqs)
 	if err := s.replaySetup(); err != nil {
 		tch.Close()
 		s.finish(err)
@@ -369,52 +458,96 @@ func openErrMessage(err error) string {
 	return err.Error()
 }
 
-// run relays data until the target side is done, then seals the session.
+// run relays data until the target side is done or the session's context
+// is cancelled, then answers the client and seals the session.
 func (s *session) run() {
-	c := s.c
-	var out sync.WaitGroup
-	out.Add(2)
-	go func() {
-		defer out.Done()
-		s.copyOut(s.ch, s.tch)
-	}()
-	go func() {
-		defer out.Done()
-		s.copyOut(s.ch.Stderr(), s.tch.Stderr())
-	}()
-	go s.copyIn()
+	relayDone := s.relay()
 	disarm := s.arm()
 	defer disarm()
-	out.Wait()
+	var cause error
 	select {
-	case <-s.tdone:
-	case <-s.ended:
-		// Ended by the gateway: give the target a moment to confirm.
-		select {
-		case <-s.tdone:
-		case <-time.After(3 * time.Second):
+	case <-relayDone:
+		if s.ctx.Err() == nil && !s.hasExit() {
+			lost := s.lost()
+			s.cancel(lost)
+			s.notice(lost.notice)
+			cause = lost
 		}
+	case <-s.ctx.Done():
+		cause = context.Cause(s.ctx)
+		s.teardown(cause, relayDone)
 	}
-	s.mu.Lock()
-	noExit := s.exitStatus == nil && s.exitSignal == ""
-	lost := noExit && s.endCause == nil
-	s.mu.Unlock()
-	if lost {
-		s.notice(fmt.Sprintf("gatehouse: the connection to %s was lost", c.addr.Target))
-		s.endWith(fmt.Errorf("connection to %s lost", c.addr.Target))
-	}
-	if noExit {
-		// Ended by the gateway or lost: never let it look like success.
-		s.setExit(255)
-		s.ch.SendRequest("exit-status", false, ssh.Marshal(exitStatusMsg{255}))
-	}
-	s.ch.CloseWrite()
-	s.endWith(nil)
+	s.answer(cause)
 	// The client has its output and exit status: let it go before the
 	// recording is sealed (sealing reconstructs commands, which takes a
 	// moment for long sessions).
 	s.ch.Close()
-	s.finish(nil)
+	s.finish(cause)
+	close(s.finished)
+}
+
+// relay starts copying both ways; the returned channel is closed once the
+// target has sent all its output and closed its channel.
+func (s *session) relay() <-chan struct{} {
+	var out sync.WaitGroup
+	out.Add(2)
+	go func() {
+		defer out.Done()
+		s.copyOut(clientWriter{s, 0}, s.tch)
+	}()
+	go func() {
+		defer out.Done()
+		s.copyOut(clientWriter{s, 1}, s.tch.Stderr())
+	}()
+	go s.copyIn()
+	done := make(chan struct{})
+	go func() {
+		out.Wait()
+		<-s.tdone
+		close(done)
+	}()
+	return done
+}
+
+func (s *session) hasExit() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.exitStatus != nil || s.exitSignal != ""
+}
+
+// answer sends the client its exit status — 255 when the session did not
+// exit by itself, so an ended session never looks like success — and EOF.
+// Nothing is sent to a client that has gone.
+func (s *session) answer(cause error) {
+	if errors.Is(cause, errDisconnected) {
+		return
+	}
+	noExit := !s.hasExit()
+	if noExit {
+		s.setExit(255)
+	}
+	s.writeClient(clientWriteGrace, func() {
+		if noExit {
+			s.ch.SendRequest("exit-status", false, ssh.Marshal(exitStatusMsg{255}))
+		}
+		s.ch.CloseWrite()
+	})
+}
+
+// clientWriter writes to the client's stdout (ext 0) or stderr (ext 1)
+// under the session's write lock.
+type clientWriter struct {
+	s   *session
+	ext uint32
+}
+
+func (w clientWriter) Write(p []byte) (int, error) {
+	w.s.wmu.Lock()
+	defer w.s.wmu.Unlock()
+	if w.ext == 0 {
+		return w.s.ch.Write(p)
+	}
+	return w.s.ch.Stderr().Write(p)
 }
 
 // copyOut copies target output to the client and the recording.
@@ -427,7 +560,9 @@ func (s *session) copyOut(dst io.Writer, src io.Reader) {
 			s.bytesOut.Add(int64(n))
 			s.recordOutput(buf.b[:n])
 			if _, werr := dst.Write(buf.b[:n]); werr != nil {
-				s.tch.Close()
+				// The client is gone: end as OpenSSH does when a client
+				// vanishes (no signal to the target).
+				s.cancel(errDisconnected)
 				return
 			}
 			buf.grow(n)
@@ -466,7 +601,8 @@ func (s *session) recordOutput(p []byte) {
 	s.rec.Output(p)
 }
 
-// copyIn copies client input to the target and the recording.
+// copyIn copies client input to the target and the recording. The client's
+// EOF is passed on as EOF, exactly as an OpenSSH client sends it.
 func (s *session) copyIn() {
 	buf := newRelayBuf()
 	for {
@@ -498,9 +634,9 @@ func (s *session) copyIn() {
 func (s *session) targetRequests(reqs <-chan *ssh.Request) {
 	defer close(s.tdone)
 	for r := range reqs {
-		if s.isEnded() && (r.Type == "exit-status" || r.Type == "exit-signal") {
-			// The gateway ended the session; the target's verdict on the
-			// killed command is not the user's exit status.
+		if s.ctx.Err() != nil && (r.Type == "exit-status" || r.Type == "exit-signal") {
+			// The session was ended; the target's verdict on the ended
+			// command is not the user's exit status.
 			continue
 		}
 		switch r.Type {
@@ -552,92 +688,5 @@ func (s *session) inSession(r *ssh.Request) {
 	ok, _ := s.tch.SendRequest(r.Type, r.WantReply, r.Payload)
 	if r.WantReply {
 		r.Reply(ok, nil)
-	}
-}
-
-// notice writes a one-line message to the client's stderr.
-func (s *session) notice(msg string) {
-	fmt.Fprintf(s.ch.Stderr(), "\r\n%s\r\n", msg)
-}
-
-// end ends the session with cause (shutdown, recording failure, limit).
-func (s *session) end(cause error) {
-	if !s.started.Load() {
-		return
-	}
-	if cause != errClientClosed {
-		s.notice("gatehouse: session ended: " + cause.Error())
-	}
-	s.endWith(cause)
-	if s.tch != nil {
-		// sshd keeps a command running after its channel closes; ask it to
-		// kill the command first so an ended session really ends.
-		s.tch.SendRequest("signal", false, ssh.Marshal(struct{ Signal string }{"KILL"}))
-		s.tch.Close()
-	}
-}
-
-// isEnded reports whether the gateway has ended the session.
-func (s *session) isEnded() bool {
-	select {
-	case <-s.ended:
-		return true
-	default:
-		return false
-	}
-}
-
-func (s *session) endWith(cause error) {
-	s.endOnce.Do(func() {
-		s.mu.Lock()
-		s.endCause = cause
-		s.mu.Unlock()
-		close(s.ended)
-	})
-}
-
-// arm ends the session on recording failure, session TTL, idle timeout or
-// connection end — with timers and callbacks rather than a goroutine per
-// session. disarm stops them.
-func (s *session) arm() (disarm func()) {
-	opts := s.decision.Options
-	var stops []func() bool
-	if opts.MaxSessionTTL > 0 {
-		t := time.AfterFunc(opts.MaxSessionTTL, func() {
-			s.end(fmt.Errorf("maximum session length %s reached", opts.MaxSessionTTL))
-		})
-		stops = append(stops, t.Stop)
-	}
-	if idle := opts.IdleTimeout; idle > 0 {
-		var mu sync.Mutex
-		var t *time.Timer
-		mu.Lock()
-		t = time.AfterFunc(idle, func() {
-			if left := idle - time.Since(time.Unix(0, s.lastActive.Load())); left > 0 {
-				mu.Lock()
-				t.Reset(left)
-				mu.Unlock()
-				return
-			}
-			s.end(fmt.Errorf("idle for %s", idle))
-		})
-		mu.Unlock()
-		stops = append(stops, func() bool { mu.Lock(); defer mu.Unlock(); return t.Stop() })
-	}
-	stops = append(stops, context.AfterFunc(s.c.ctx, func() { s.end(context.Cause(s.c.ctx)) }))
-	s.rec.OnFail(func() {
-		if s.isEnded() {
-			return
-		}
-		if s.c.s.cfg.RecordingFailOpen {
-			s.c.s.log.Error("recording failed, session continues (recording.fail_open)", "session", s.id, "err", s.rec.Err())
-			return
-		}
-		s.end(fmt.Errorf("the recording could not be written (%v)", s.rec.Err()))
-	})
-	return func() {
-		for _, stop := range stops {
-			stop()
-		}
 	}
 }

@@ -200,6 +200,7 @@ func (a *App) open() error {
 		Sessions: a.Sessions, Recorder: recordingsAdapter{a.Recs}, RecordingFailOpen: cfg.Recording.FailOpen,
 		NewFileTap: newFileTap, Docker: newDockerDialer(a.Log), Approver: approver, Locks: a.Locks, Logger: a.Log,
 		HandshakeTimeout: cfg.SSH.HandshakeTimeout, MaxUnauthPerIP: cfg.SSH.MaxUnauthenticatedPerIP,
+		MaxUnauth:         cfg.SSH.MaxUnauthenticated,
 		TargetDialTimeout: cfg.SSH.TargetDialTimeout, SessionCertTTL: cfg.Certs.SessionTTL,
 		Ciphers: cfg.SSH.Ciphers, KeyExchanges: cfg.SSH.KeyExchanges, MACs: cfg.SSH.MACs,
 		HostKeyAlgorithms: cfg.SSH.HostKeyTypes, LoginPattern: cfg.SSH.LoginRE(), HostNames: hostNames(cfg),

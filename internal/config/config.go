@@ -64,6 +64,10 @@ type SSH struct {
 	// MaxUnauthenticatedPerIP bounds concurrent not-yet-authenticated
 	// connections from one IP. Zero means 10.
 	MaxUnauthenticatedPerIP int `yaml:"max_unauthenticated_per_ip"`
+	// MaxUnauthenticated bounds concurrent not-yet-authenticated
+	// connections in total; past it new connections are closed at once.
+	// Zero means 500.
+	MaxUnauthenticated int `yaml:"max_unauthenticated"`
 	// TargetDialTimeout bounds connecting to a target. Zero means 10s.
 	TargetDialTimeout time.Duration `yaml:"target_dial_timeout"`
 	// ShutdownGrace is how long SIGTERM waits for live sessions before
@@ -407,6 +411,9 @@ func (c *Config) applyDefaults() {
 		c.SSH.MaxUnauthenticatedPerIP = 10
 	}
 	c.SSH.applyAlgorithmDefaults()
+	if c.SSH.MaxUnauthenticated == 0 {
+		c.SSH.MaxUnauthenticated = 500
+	}
 	if c.Web.Listen == "" {
 		c.Web.Listen = "0.0.0.0:8443"
 	}
@@ -475,7 +482,7 @@ func (c *Config) validate() error {
 			add(c.fail(l.key, "%q is not host:port", l.addr))
 		}
 	}
-	if c.SSH.HandshakeTimeout < 0 || c.SSH.TargetDialTimeout < 0 || c.SSH.MaxUnauthenticatedPerIP < 0 {
+	if c.SSH.HandshakeTimeout < 0 || c.SSH.TargetDialTimeout < 0 || c.SSH.MaxUnauthenticatedPerIP < 0 || c.SSH.MaxUnauthenticated < 0 {
 		add(c.fail("ssh", "timeouts and limits must not be negative"))
 	}
 	if c.Certs.MaxPendingApprovalsPerIP < 0 || c.Certs.MaxPendingApprovals < 0 {

@@ -376,11 +376,12 @@ func TestPortForwardAllowedAndRefused(t *testing.T) {
 func TestEnvAllowList(t *testing.T) {
 	w := newWorld(t, "")
 	alice := w.newUser("alice", time.Hour)
-	c := alice.cmd(context.Background(), "ssh", "-o", "SendEnv=LC_GATEHOUSE LD_PRELOAD", "-p", w.port, "root@db-1@127.0.0.1",
-		`echo "lc=$LC_GATEHOUSE ld=$LD_PRELOAD"`)
-	c.Env = append(c.Env, "LC_GATEHOUSE=kept", "LD_PRELOAD=/tmp/evil.so")
+	c := alice.cmd(context.Background(), "ssh", "-o", "SendEnv=LC_GATEHOUSE LD_PRELOAD GIT_PROTOCOL", "-p", w.port, "root@db-1@127.0.0.1",
+		`echo "lc=$LC_GATEHOUSE ld=$LD_PRELOAD git=$GIT_PROTOCOL"`)
+	// GIT_PROTOCOL is how git asks for protocol v2 over ssh.
+	c.Env = append(c.Env, "LC_GATEHOUSE=kept", "LD_PRELOAD=/tmp/evil.so", "GIT_PROTOCOL=version=2")
 	out, err := c.Output()
-	if err != nil || string(out) != "lc=kept ld=\n" {
+	if err != nil || string(out) != "lc=kept ld= git=version=2\n" {
 		t.Fatalf("env: %q %v", out, err)
 	}
 }

@@ -107,6 +107,9 @@ AllowTcpForwarding yes
 AllowAgentForwarding yes
 Subsystem sftp /usr/lib/openssh/sftp-server
 `)
+	// OpenSSH's default MaxStartups 10:30:100 drops concurrent handshakes
+	// at random; tests run many at once.
+	conf.WriteString("MaxStartups 1000\n")
 	conf.WriteString(opts.ExtraConfig)
 	d.config = filepath.Join(d.Dir, "sshd_config")
 	d.logFile = filepath.Join(d.Dir, "sshd.log")
