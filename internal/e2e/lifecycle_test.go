@@ -21,6 +21,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/gatehouse/gatehouse/internal/testenv"
+	"github.com/gatehouse/gatehouse/recorder"
 )
 
 // marker returns a unique "sleep N.NNNNNN" command, findable in /proc.
@@ -121,7 +122,7 @@ func TestTerminateAndLockEndTheTargetProcess(t *testing.T) {
 			}()
 			waitFor(t, "the target's process to end", func() bool { return !running(m) })
 			gone := time.Since(start)
-			s := lastSession(t, w)
+			s := endedSession(t, w, m)
 			t.Logf("%s: target process gone after %v, end row %v after the request", how, gone, s.End.Sub(start).Round(time.Millisecond))
 			if how == "terminate" && gone > 5*time.Second {
 				t.Errorf("the target's process outlived the terminate by %v", gone)
@@ -135,6 +136,21 @@ func TestTerminateAndLockEndTheTargetProcess(t *testing.T) {
 			}
 		})
 	}
+}
+
+// endedSession waits for the end row of the session whose command mentions
+// marker m.
+func endedSession(t *testing.T, w *world, m string) recorder.Session {
+	t.Helper()
+	var id string
+	waitFor(t, "the session's end row", func() bool {
+		return w.app.Env.DB.QueryRow(`SELECT id FROM sessions WHERE end_at IS NOT NULL AND command LIKE ?`, "%"+m+"%").Scan(&id) == nil
+	})
+	s, err := w.app.Sessions.Get(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 // directClient lets the tests reach the same sshd without the gateway, to
@@ -386,7 +402,7 @@ func TestShutdownHonoursItsDeadline(t *testing.T) {
 	if !strings.Contains(errb.String(), "gatehouse: session ended: the gateway is shutting down") {
 		t.Fatalf("client stderr %q", errb.String())
 	}
-	s := lastSession(t, w)
+	s := endedSession(t, w, m)
 	if s.EndReason != "the gateway is shutting down" {
 		t.Fatalf("end reason %q", s.EndReason)
 	}
