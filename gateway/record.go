@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
@@ -146,10 +147,32 @@ func (s *session) doFinish(cause error) {
 	if signal != "" {
 		d["exit_signal"] = signal
 	}
+	addStreams(d, s.rec.Streams())
 	if s.command != "" {
 		d["command"] = s.command
 	}
 	c.audit(recorder.Event{Type: recorder.EventSessionEnd, SessionID: s.id, Reason: reason, Details: d})
 	c.s.log.Info("session ended", "session", s.id, "user", c.pr.User, "target", c.addr.Target, "login", c.addr.Login,
 		"reason", strings.TrimSpace(reason), "bytes_in", r.BytesIn, "bytes_out", r.BytesOut)
+}
+
+// addStreams puts the raw streams of a session without a terminal into the
+// session.end details: every stream's length and SHA-256, and a note for
+// each stream whose bytes the recording holds only in part.
+func addStreams(d map[string]any, streams map[string]StreamSummary) {
+	if len(streams) == 0 {
+		return
+	}
+	var notes []string
+	for name, ss := range streams {
+		// Audit details are flat: stdout_bytes, stdout_stored, stdout_sha256.
+		d[name+"_bytes"], d[name+"_stored"], d[name+"_sha256"] = ss.Bytes, ss.Stored, ss.SHA256
+		if ss.Stored < ss.Bytes {
+			notes = append(notes, fmt.Sprintf("%s: %d of %d bytes stored (recording.stream_full_bytes); length, timing and SHA-256 kept for all", name, ss.Stored, ss.Bytes))
+		}
+	}
+	if len(notes) > 0 {
+		sort.Strings(notes)
+		d["recording_note"] = strings.Join(notes, "; ")
+	}
 }

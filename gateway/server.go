@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"regexp"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -52,6 +53,7 @@ type RecordingInfo struct {
 type Recording interface {
 	ID() string
 	Output(p []byte) error
+	Stderr(p []byte) error // the stderr stream; with a terminal there is none
 	Input(p []byte) error
 	Resize(cols, rows int) error
 	Exec(cmd string)
@@ -61,6 +63,17 @@ type Recording interface {
 	Err() error
 	// Close seals the recording; complete is false if anything was lost.
 	Close(reason string) (sha256 string, complete bool, err error)
+	// Streams, after Close, describes the raw streams of a session
+	// without a terminal by name (stdout, stderr, stdin); nil otherwise.
+	Streams() map[string]StreamSummary
+}
+
+// StreamSummary describes one raw stream of a session without a terminal:
+// every byte that passed is counted and hashed; past
+// recording.stream_full_bytes only a prefix (Stored) is kept.
+type StreamSummary struct {
+	Bytes, Stored int64
+	SHA256        string
 }
 
 // DockerDialer reaches containers; nil refuses docker targets.
@@ -193,7 +206,26 @@ func NewServer(cfg Config) (*Server, error) {
 		s.lockQuit = make(chan struct{})
 		go s.watchLocks()
 	}
+	go s.warmHostCerts()
 	return s, nil
+}
+
+// warmHostCerts signs the host certificates the gateway presents (its own
+// and, for ProxyJump, one per target name) before the first client needs
+// them: signing records the certificate in the database, which must not
+// hold up a client's banner when the database is busy.
+func (s *Server) warmHostCerts() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	names := [][]string{s.hostNames()}
+	for name := range s.targets {
+		names = append(names, []string{strings.ToLower(name)})
+	}
+	for _, n := range names {
+		if _, err := s.hostSigner(ctx, n); err != nil {
+			s.log.Warn("host certificate not signed ahead of use", "principals", n, "err", err)
+		}
+	}
 }
 
 // lockPoll is how soon a lock made elsewhere (the CLI, another gateway on

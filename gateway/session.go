@@ -493,11 +493,11 @@ func (s *session) relay() <-chan struct{} {
 	out.Add(2)
 	go func() {
 		defer out.Done()
-		s.copyOut(clientWriter{s, 0}, s.tch)
+		s.copyOut(clientWriter{s, 0}, s.tch, s.recordOutput)
 	}()
 	go func() {
 		defer out.Done()
-		s.copyOut(clientWriter{s, 1}, s.tch.Stderr())
+		s.copyOut(clientWriter{s, 1}, s.tch.Stderr(), s.recordStderr)
 	}()
 	go s.copyIn()
 	done := make(chan struct{})
@@ -551,14 +551,14 @@ func (w clientWriter) Write(p []byte) (int, error) {
 }
 
 // copyOut copies target output to the client and the recording.
-func (s *session) copyOut(dst io.Writer, src io.Reader) {
+func (s *session) copyOut(dst io.Writer, src io.Reader, record func([]byte)) {
 	buf := newRelayBuf()
 	for {
 		n, err := src.Read(buf.b)
 		if n > 0 {
 			s.touch()
 			s.bytesOut.Add(int64(n))
-			s.recordOutput(buf.b[:n])
+			record(buf.b[:n])
 			if _, werr := dst.Write(buf.b[:n]); werr != nil {
 				// The client is gone: end as OpenSSH does when a client
 				// vanishes (no signal to the target).
@@ -588,6 +588,15 @@ func newRelayBuf() *relayBuf { return &relayBuf{b: make([]byte, relayBufMin)} }
 func (r *relayBuf) grow(n int) {
 	if n == len(r.b) && len(r.b) < relayBufMax {
 		r.b = make([]byte, 2*len(r.b))
+	}
+}
+
+// recordStderr records the target's stderr (sftp has none worth parsing).
+func (s *session) recordStderr(p []byte) {
+	s.recMu.Lock()
+	defer s.recMu.Unlock()
+	if s.tap == nil {
+		s.rec.Stderr(p)
 	}
 }
 

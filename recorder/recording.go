@@ -3,11 +3,13 @@ package recorder
 import (
 	"crypto/cipher"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -20,8 +22,16 @@ import (
 
 // RecordingOptions configures Recordings.
 type RecordingOptions struct {
-	// MaxBytes ends a session whose recording grows past it; <= 0 is unlimited.
+	// MaxBytes ends a session whose stored recording (output and input
+	// alike) grows past it; <= 0 is unlimited. With StreamFullBytes set it
+	// applies to terminal sessions only.
 	MaxBytes int64
+	// StreamFullBytes: in a session without a terminal, once a stream
+	// (stdout, stderr, stdin) has passed this many bytes the recording keeps
+	// the stream's SHA-256, length and timing but no longer its bytes, and
+	// the session goes on. <= 0 stores every byte (and MaxBytes applies).
+	// Sessions with a terminal always store everything.
+	StreamFullBytes int64
 	// FlushInterval bounds the loss on a crash; zero means 1s.
 	FlushInterval time.Duration
 	// OnFlush, if set, is told the size and duration of every write of
@@ -82,6 +92,8 @@ type Summary struct {
 	Complete bool
 	Reason   string
 	Commands []Command
+	// Streams (sessions without a terminal) by name: stdout, stderr, stdin.
+	Streams map[string]StreamSummary
 }
 
 // ErrQuota is the failure cause when a recording exceeds MaxBytes.
@@ -160,7 +172,29 @@ type Recording struct {
 	subs   map[chan []byte]struct{}
 	onFail []func()
 	lastT  uint64
+	// streams are the raw streams of a session without a terminal (nil
+	// for a terminal session), indexed by event type.
+	streams map[byte]*rawStream
 }
+
+// rawStream tracks one stream of a session without a terminal.
+type rawStream struct {
+	bytes, stored int64
+	hash          hash.Hash
+}
+
+// streamNames name the raw streams by event type.
+var streamNames = map[byte]string{'o': "stdout", 'e': "stderr", 'i': "stdin"}
+
+// StreamSummary describes one raw stream of a session without a terminal.
+type StreamSummary struct {
+	Bytes  int64  `json:"bytes"`  // all bytes that passed
+	Stored int64  `json:"stored"` // bytes kept in the recording (a prefix)
+	SHA256 string `json:"sha256"` // of all bytes that passed
+}
+
+// Full reports whether bytes passed that the recording does not hold.
+func (s StreamSummary) Full() bool { return s.Stored < s.Bytes }
 
 // flushSize is the buffered payload size that triggers an immediate write.
 const flushSize = 256 << 10
@@ -216,6 +250,12 @@ func (r *Recordings) Start(info SessionInfo) (*Recording, error) {
 		return nil, fmt.Errorf("recorder: create recording: %w", err)
 	}
 	rec := &Recording{r: r, id: id, info: info, start: info.Start, f: f, aead: aead, failed: make(chan struct{})}
+	if !info.Interactive {
+		rec.streams = map[byte]*rawStream{}
+		for typ := range streamNames {
+			rec.streams[typ] = &rawStream{hash: sha256.New()}
+		}
+	}
 	if err := rec.writeHead(); err != nil {
 		f.Close()
 		os.Remove(f.Name())
@@ -284,21 +324,41 @@ func (rec *Recording) add(typ byte, data []byte) error {
 	if rec.err != nil || rec.closed {
 		return rec.err
 	}
-	if typ == 'o' {
-		rec.bytes += int64(len(data))
-		if max := rec.r.opts.MaxBytes; max > 0 && rec.bytes > max {
-			rec.fail(ErrQuota)
-			return ErrQuota
-		}
-	}
 	if len(rec.buf) == 0 {
 		rec.buf = append(rec.buf, recEvents)
 	}
 	t := rec.since()
+	if rs := rec.streams[typ]; rs != nil {
+		rs.hash.Write(data)
+		rs.bytes += int64(len(data))
+		if full := rec.r.opts.StreamFullBytes; full > 0 && rs.stored >= full {
+			// Full: keep the timing and length, not the bytes.
+			rec.buf = appendEvent(rec.buf, recElided, t, binary.AppendUvarint([]byte{typ}, uint64(len(data))))
+			return rec.flushIfFull()
+		}
+		rs.stored += int64(len(data))
+	}
+	if typ == 'o' || typ == 'e' || typ == 'i' {
+		// Uploads count the same as downloads. Without a terminal, full
+		// streams bound what is stored, so the quota ends only terminal
+		// sessions (or everything when streams are never full).
+		rec.bytes += int64(len(data))
+		quota := rec.streams == nil || rec.r.opts.StreamFullBytes <= 0
+		if max := rec.r.opts.MaxBytes; quota && max > 0 && rec.bytes > max {
+			rec.fail(ErrQuota)
+			return ErrQuota
+		}
+	}
 	rec.buf = appendEvent(rec.buf, typ, t, data)
 	if len(rec.subs) > 0 && typ != 'i' {
-		rec.publish(typ, t, data)
+		rec.publish(outputType(typ), t, data)
 	}
+	return rec.flushIfFull()
+}
+
+// flushIfFull writes the buffered events once they reach flushSize. Caller
+// holds mu.
+func (rec *Recording) flushIfFull() error {
 	if len(rec.buf) >= flushSize {
 		return rec.flushLocked()
 	}
@@ -346,8 +406,12 @@ func (rec *Recording) fail(err error) {
 	}
 }
 
-// Output records terminal output (stdout and stderr as the user saw them).
+// Output records terminal output (stdout; with a terminal, everything the
+// user saw).
 func (rec *Recording) Output(p []byte) error { return rec.add('o', p) }
+
+// Stderr records the session's stderr stream (shown as output in asciicast).
+func (rec *Recording) Stderr(p []byte) error { return rec.add('e', p) }
 
 // Input records keystrokes (a separate stream, shown only to roles allowed
 // to see input).
@@ -391,9 +455,10 @@ func (rec *Recording) Err() error {
 
 // recFinalJSON is the seal record.
 type recFinalJSON struct {
-	Reason   string `json:"reason"`
-	Complete bool   `json:"complete"`
-	End      int64  `json:"end"`
+	Reason   string                   `json:"reason"`
+	Complete bool                     `json:"complete"`
+	End      int64                    `json:"end"`
+	Streams  map[string]StreamSummary `json:"streams,omitempty"`
 }
 
 // Close seals the recording: the last events, a final record, fsync, the
@@ -410,7 +475,8 @@ func (rec *Recording) Close(reason string) (Summary, error) {
 	if !complete {
 		reason = fmt.Sprintf("%s (recording incomplete: %v)", reason, rec.err)
 	}
-	fb, _ := json.Marshal(recFinalJSON{Reason: reason, Complete: complete, End: rec.r.opts.Now().UnixNano()})
+	streams := rec.streamSummaries()
+	fb, _ := json.Marshal(recFinalJSON{Reason: reason, Complete: complete, End: rec.r.opts.Now().UnixNano(), Streams: streams})
 	werr := rec.writeRecord(append([]byte{recFinal}, fb...))
 	if werr == nil {
 		werr = rec.f.Sync()
@@ -437,7 +503,7 @@ func (rec *Recording) Close(reason string) (Summary, error) {
 		complete = false
 		reason = fmt.Sprintf("%s (seal failed: %v)", reason, werr)
 	}
-	s := Summary{ID: rec.id, SHA256: sum, Bytes: bytes, Complete: complete, Reason: reason}
+	s := Summary{ID: rec.id, SHA256: sum, Bytes: bytes, Complete: complete, Reason: reason, Streams: streams}
 	if err := rec.r.finishRow(rec.id, s); err != nil {
 		return s, err
 	}
@@ -448,6 +514,22 @@ func (rec *Recording) Close(reason string) (Summary, error) {
 		s.Commands = rec.r.stdinCommands(rec.id, rec.info.OnCommand)
 	}
 	return s, werr
+}
+
+// streamSummaries describes the raw streams that carried data. Caller
+// holds mu.
+func (rec *Recording) streamSummaries() map[string]StreamSummary {
+	var out map[string]StreamSummary
+	for typ, rs := range rec.streams {
+		if rs.bytes == 0 {
+			continue
+		}
+		if out == nil {
+			out = map[string]StreamSummary{}
+		}
+		out[streamNames[typ]] = StreamSummary{Bytes: rs.bytes, Stored: rs.stored, SHA256: hex.EncodeToString(rs.hash.Sum(nil))}
+	}
+	return out
 }
 
 func (r *Recordings) finishRow(id string, s Summary) error {

@@ -19,7 +19,11 @@ import (
 //
 // Each record's plaintext starts with a kind byte: 'H' (header JSON, always
 // record 0), 'E' (events), 'F' (final: seal JSON, always last). Events are
-// [type byte 'o'|'i'|'r'|'m'][uvarint µs since start][uvarint len][data].
+// [type byte 'o'|'e'|'i'|'r'|'m'|'x'][uvarint µs since start][uvarint len][data]:
+// 'o' output (stdout), 'e' stderr (sessions without a terminal), 'i' input,
+// 'r' resize, 'm' marker, and 'x' bytes that passed but were not stored
+// (data: the stream's type byte, then the uvarint count) once a stream of a
+// session without a terminal was full (RecordingOptions.StreamFullBytes).
 // Records are written as they are sealed (at least every second), so a crash
 // loses at most the open record; a torn tail fails authentication and is cut
 // off when the recording is recovered. Counter nonces make dropped or
@@ -31,6 +35,18 @@ const (
 	recEvents = 'E'
 	recFinal  = 'F'
 )
+
+// recElided is the event type of stream bytes that were not stored.
+const recElided = 'x'
+
+// outputType is the asciicast event type of a recorded event: stderr is
+// output to a viewer.
+func outputType(typ byte) byte {
+	if typ == 'e' {
+		return 'o'
+	}
+	return typ
+}
 
 // maxRecord bounds one record so a corrupt length cannot exhaust memory.
 const maxRecord = 4 << 20
@@ -127,7 +143,7 @@ func appendEvent(b []byte, typ byte, t uint64, data []byte) []byte {
 func decodeEvents(p []byte, fn func(castEvent) error) error {
 	for len(p) > 0 {
 		typ := p[0]
-		if typ != 'o' && typ != 'i' && typ != 'r' && typ != 'm' {
+		if typ != 'o' && typ != 'e' && typ != 'i' && typ != 'r' && typ != 'm' && typ != recElided {
 			return fmt.Errorf("%w: unknown event type %q", ErrRecordingCorrupt, typ)
 		}
 		t, n := binary.Uvarint(p[1:])

@@ -12,6 +12,7 @@ func FuzzDecodeEvents(f *testing.F) {
 	f.Add(appendEvent(appendEvent(nil, 'o', 5, []byte("hello")), 'r', 9, []byte("80x24")))
 	f.Add([]byte{'o', 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})
 	f.Add([]byte{'i', 1, 200, 1, 'x'})
+	f.Add(appendEvent(appendEvent(nil, 'e', 1, []byte("err")), recElided, 2, []byte{'o', 0x80, 0x80, 0x01}))
 	f.Fuzz(func(t *testing.T, p []byte) {
 		var total int
 		decodeEvents(p, func(ev castEvent) error {

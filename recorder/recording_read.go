@@ -97,6 +97,12 @@ func (r *Recordings) key(m recRow) ([]byte, error) {
 // readEvents decrypts recording m and calls fn for the header JSON and each
 // event. A sealed recording must end with its final record.
 func (r *Recordings) readEvents(m recRow, header func([]byte), fn func(castEvent) error) error {
+	return r.readRecords(m, header, fn, nil)
+}
+
+// readRecords is readEvents that also hands the final record's JSON to
+// final (if not nil).
+func (r *Recordings) readRecords(m recRow, header func([]byte), fn func(castEvent) error, final func([]byte)) error {
 	key, err := r.key(m)
 	if err != nil {
 		return err
@@ -134,6 +140,9 @@ func (r *Recordings) readEvents(m recRow, header func([]byte), fn func(castEvent
 				return err
 			}
 		case pt[0] == recFinal:
+			if final != nil {
+				final(pt[1:])
+			}
 			if _, err := rr.next(); err != io.EOF {
 				return fmt.Errorf("%w: data after the final record", ErrRecordingCorrupt)
 			}
@@ -172,7 +181,7 @@ func (r *Recordings) OpenCast(ctx context.Context, id string, withInput bool) (i
 			enc.line('m', uint64(screen[0].Offset.Microseconds()), []byte(screen[0].Text))
 			screen = screen[1:]
 		}
-		if ev.Type == 'i' && !withInput {
+		if (ev.Type == 'i' && !withInput) || ev.Type == recElided {
 			return nil
 		}
 		enc.line(ev.Type, ev.T, ev.Data)
@@ -199,7 +208,7 @@ func newCastEncoder(w *bytes.Buffer) *castEncoder {
 }
 
 func (e *castEncoder) line(typ byte, t uint64, data []byte) {
-	if typ == 'o' || typ == 'i' {
+	if typ == 'o' || typ == 'e' || typ == 'i' {
 		data = append(e.carry[typ], data...)
 		cut := len(data)
 		for i := 1; i <= 3 && i <= len(data); i++ {
@@ -213,7 +222,7 @@ func (e *castEncoder) line(typ byte, t uint64, data []byte) {
 		e.carry[typ] = append([]byte(nil), data[cut:]...)
 		data = data[:cut]
 	}
-	e.w.Write(castLine(nil, typ, t, data))
+	e.w.Write(castLine(nil, outputType(typ), t, data))
 }
 
 // castLine formats one asciicast v2 event line.
@@ -332,7 +341,7 @@ func (r *Recordings) sealTorn(m recRow) (string, int64, error) {
 		}
 		if len(pt) > 0 && pt[0] == recEvents {
 			decodeEvents(pt[1:], func(ev castEvent) error {
-				if ev.Type == 'o' {
+				if ev.Type == 'o' || ev.Type == 'e' || ev.Type == 'i' {
 					bytes += int64(len(ev.Data))
 				}
 				return nil
@@ -372,4 +381,57 @@ func fileSHA256(path string) (string, error) {
 		return "", err
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// RawStreams is what ExportRaw found in a recording.
+type RawStreams struct {
+	// Written is the number of bytes written per stream (stdout, stderr,
+	// stdin): exactly the bytes the recording holds.
+	Written map[string]int64
+	// Sealed is the seal's account of each stream (all bytes that passed,
+	// how many were stored, the SHA-256 of all of them); empty for a
+	// recording sealed after a crash or made before raw streams existed.
+	Sealed map[string]StreamSummary
+	// Interactive recordings hold a terminal's output; their streams are
+	// what the terminal showed.
+	Interactive bool
+}
+
+// ExportRaw writes the exact recorded bytes of each stream to the writer
+// open returns for its name ("stdout", "stderr", "stdin"; stdin only when
+// withInput). Nothing is decoded or replaced: binary output comes back as
+// it passed. It never writes a stream the recording does not hold.
+func (r *Recordings) ExportRaw(ctx context.Context, id string, withInput bool, open func(stream string) (io.Writer, error)) (RawStreams, error) {
+	out := RawStreams{Written: map[string]int64{}}
+	m, err := r.row(ctx, id)
+	if err != nil {
+		return out, err
+	}
+	out.Interactive = m.Interactive
+	writers := map[byte]io.Writer{}
+	err = r.readRecords(m, func([]byte) {}, func(ev castEvent) error {
+		name, ok := streamNames[ev.Type]
+		if !ok || (ev.Type == 'i' && !withInput) || len(ev.Data) == 0 {
+			return nil
+		}
+		w := writers[ev.Type]
+		if w == nil {
+			var err error
+			if w, err = open(name); err != nil {
+				return err
+			}
+			writers[ev.Type] = w
+		}
+		if _, err := w.Write(ev.Data); err != nil {
+			return fmt.Errorf("recorder: export %s: %w", name, err)
+		}
+		out.Written[name] += int64(len(ev.Data))
+		return nil
+	}, func(fb []byte) {
+		var f recFinalJSON
+		if json.Unmarshal(fb, &f) == nil {
+			out.Sealed = f.Streams
+		}
+	})
+	return out, err
 }

@@ -2,7 +2,10 @@ package recorder
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
@@ -421,4 +424,50 @@ func TestShellReadsStdin(t *testing.T) {
 			t.Errorf("ShellReadsStdin(%q) = %v, want %v", tc.cmd, got, tc.want)
 		}
 	}
+}
+
+// TestStreamFull: without a terminal, a stream past StreamFullBytes keeps
+// its length and SHA-256 but stores only a prefix, the quota does not end
+// the session, and ExportRaw gives back exactly the stored bytes; with a
+// terminal, input counts against the quota like output.
+func TestStreamFull(t *testing.T) {
+	r, _, _ := newRecordings(t, RecordingOptions{MaxBytes: 1000, StreamFullBytes: 1000})
+	rec, _ := r.Start(SessionInfo{SessionID: "s", User: "u", Target: "t", Login: "l", Command: "cat"})
+	all := make([]byte, 0, 5000)
+	for i := 0; i < 10; i++ {
+		chunk := bytes.Repeat([]byte{byte(i), 0xff, 0x00}, 150) // not UTF-8
+		all = append(all, chunk...)
+		if err := rec.Output(chunk); err != nil {
+			t.Fatalf("chunk %d: %v", i, err)
+		}
+	}
+	rec.Stderr([]byte("warning\n"))
+	sum, err := rec.Close("exited")
+	if err != nil || !sum.Complete {
+		t.Fatalf("close: %+v %v", sum, err)
+	}
+	want := sha256.Sum256(all)
+	so := sum.Streams["stdout"]
+	if so.Bytes != int64(len(all)) || so.Stored != 1350 || so.SHA256 != hex.EncodeToString(want[:]) || !so.Full() {
+		t.Fatalf("stdout summary %+v", so)
+	}
+	got := map[string]*bytes.Buffer{}
+	res, err := r.ExportRaw(context.Background(), rec.ID(), true, func(name string) (io.Writer, error) {
+		got[name] = &bytes.Buffer{}
+		return got[name], nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got["stdout"].Bytes(), all[:1350]) || got["stderr"].String() != "warning\n" || res.Sealed["stdout"] != so {
+		t.Fatalf("raw export: stdout %d bytes, stderr %q, sealed %+v", got["stdout"].Len(), got["stderr"], res.Sealed)
+	}
+
+	term, _ := r.Start(SessionInfo{SessionID: "p", User: "u", Target: "t", Login: "l", Interactive: true})
+	term.Input(make([]byte, 600))
+	term.Input(make([]byte, 600))
+	if !errors.Is(term.Err(), ErrQuota) {
+		t.Fatalf("an upload past the quota: err = %v", term.Err())
+	}
+	term.Close("quota")
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -12,7 +13,7 @@ import (
 )
 
 func init() {
-	register(command{name: "recording", summary: "session recordings: list, export <id> (decrypted .cast for asciinema play)", run: func(args []string, stdout, stderr io.Writer) error {
+	register(command{name: "recording", summary: "session recordings: list, export <id> (decrypted .cast for asciinema play, or --raw streams)", run: func(args []string, stdout, stderr io.Writer) error {
 		return subcommand("recording", args, stdout, stderr, map[string]func([]string, io.Writer, io.Writer) error{
 			"list": runRecordingList, "export": runRecordingExport,
 		})
@@ -69,10 +70,11 @@ func runRecordingList(args []string, stdout, stderr io.Writer) error {
 
 func runRecordingExport(args []string, stdout, stderr io.Writer) error {
 	fs, cfgPath := newFlags("recording export", stderr)
-	out := fs.String("out", "", "output file (default <id>.cast)")
-	withInput := fs.Bool("input", false, "include recorded keystrokes as \"i\" events (may contain passwords)")
+	out := fs.String("out", "", "output file (default <id>.cast); with --raw a directory (default <id>.raw)")
+	withInput := fs.Bool("input", false, "include recorded keystrokes as \"i\" events (may contain passwords); with --raw, write stdin too")
+	raw := fs.Bool("raw", false, "write the exact recorded bytes of each stream (stdout, stderr, stdin) as files instead of asciicast")
 	if err := fs.Parse(reorder(args)); err != nil || fs.NArg() != 1 {
-		fmt.Fprintln(stderr, "usage: gatehouse recording export <id> [--out FILE] [--input]")
+		fmt.Fprintln(stderr, "usage: gatehouse recording export <id> [--out FILE|DIR] [--input] [--raw]")
 		return errUsage
 	}
 	id := fs.Arg(0)
@@ -95,8 +97,11 @@ func runRecordingExport(args []string, stdout, stderr io.Writer) error {
 	// Access to a recording is audited before it is decrypted.
 	if err := l.Append(ctx, recorder.Event{Type: recorder.EventRecordingAccess, User: osUser(), SessionID: meta.SessionID,
 		Target: meta.Target, Login: meta.Login, Reason: "recording export (cli)",
-		Details: map[string]any{"recording": id, "with_input": *withInput, "recorded_user": meta.User}}); err != nil {
+		Details: map[string]any{"recording": id, "with_input": *withInput, "raw": *raw, "recorded_user": meta.User}}); err != nil {
 		return err
+	}
+	if *raw {
+		return exportRaw(ctx, recs, id, *out, *withInput, meta, stdout)
 	}
 	rc, err := recs.OpenCast(ctx, id, *withInput)
 	if err != nil {
@@ -143,4 +148,59 @@ func recordingLabel(cmd, kind string, interactive bool, ncmds int64) string {
 	default:
 		return "(file transfer: operations are in the audit log)"
 	}
+}
+
+// exportRaw writes each recorded stream of a recording to DIR/<stream> and
+// says, per stream, how much the recording holds of what passed.
+func exportRaw(ctx context.Context, recs *recorder.Recordings, id, dir string, withInput bool, meta recorder.RecordingMeta, stdout io.Writer) error {
+	if dir == "" {
+		dir = id + ".raw"
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	var files []*os.File
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}()
+	res, err := recs.ExportRaw(ctx, id, withInput, func(stream string) (io.Writer, error) {
+		f, err := os.OpenFile(filepath.Join(dir, stream), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+		if err == nil {
+			files = append(files, f)
+		}
+		return f, err
+	})
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		if err := f.Close(); err != nil {
+			return err
+		}
+	}
+	files = nil
+	state := "complete"
+	if !meta.Complete {
+		state = "INCOMPLETE: " + meta.Reason
+	}
+	fmt.Fprintf(stdout, "wrote %s (%s)\n", dir, state)
+	if res.Interactive {
+		fmt.Fprintln(stdout, "  a terminal session: stdout is what the terminal showed")
+	}
+	for _, name := range []string{"stdout", "stderr", "stdin"} {
+		n, wrote := res.Written[name]
+		sealed, ok := res.Sealed[name]
+		switch {
+		case ok && sealed.Full():
+			fmt.Fprintf(stdout, "  %s: %d of %d bytes recorded (recording.stream_full_bytes); sha256 of all %d bytes %s\n",
+				name, n, sealed.Bytes, sealed.Bytes, sealed.SHA256)
+		case ok:
+			fmt.Fprintf(stdout, "  %s: %d bytes, sha256 %s\n", name, n, sealed.SHA256)
+		case wrote:
+			fmt.Fprintf(stdout, "  %s: %d bytes\n", name, n)
+		}
+	}
+	return nil
 }

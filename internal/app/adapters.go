@@ -26,15 +26,26 @@ func (a recordingsAdapter) Start(info gateway.RecordingInfo) (gateway.Recording,
 	if err != nil {
 		return nil, err
 	}
-	return recordingAdapter{rec}, nil
+	return &recordingAdapter{Recording: rec}, nil
 }
 
-type recordingAdapter struct{ *recorder.Recording }
+type recordingAdapter struct {
+	*recorder.Recording
+	streams map[string]gateway.StreamSummary
+}
 
-func (r recordingAdapter) Close(reason string) (string, bool, error) {
+func (r *recordingAdapter) Close(reason string) (string, bool, error) {
 	sum, err := r.Recording.Close(reason)
+	for name, ss := range sum.Streams {
+		if r.streams == nil {
+			r.streams = map[string]gateway.StreamSummary{}
+		}
+		r.streams[name] = gateway.StreamSummary{Bytes: ss.Bytes, Stored: ss.Stored, SHA256: ss.SHA256}
+	}
 	return sum.SHA256, sum.Complete, err
 }
+
+func (r *recordingAdapter) Streams() map[string]gateway.StreamSummary { return r.streams }
 
 // newFileTap itemises sftp operations with the recorder's sftp parser.
 func newFileTap(onOp func(gateway.FileOp)) gateway.FileTap {

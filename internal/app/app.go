@@ -176,7 +176,7 @@ func (a *App) open() error {
 		return err
 	}
 	if a.Recs, err = recorder.OpenRecordings(cfg.Recording.Dir, a.Env.DB, a.Env.Secrets.Keyring(), recorder.RecordingOptions{
-		MaxBytes: cfg.Recording.MaxSessionBytes, Logger: a.Log, OnFlush: a.recordingFlushHook(),
+		MaxBytes: cfg.Recording.MaxSessionBytes, StreamFullBytes: cfg.Recording.StreamFullBytes, Logger: a.Log, OnFlush: a.recordingFlushHook(),
 	}); err != nil {
 		return fmt.Errorf("recording.dir: %w", err)
 	}

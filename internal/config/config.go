@@ -167,6 +167,12 @@ type Recording struct {
 	// MaxSessionBytes ends a session whose recording grows past this size.
 	// Zero means 1 GiB; -1 means unlimited.
 	MaxSessionBytes int64 `yaml:"max_session_bytes"`
+	// StreamFullBytes: in a session without a terminal, once a stream
+	// (stdout, stderr, stdin) passes this size the recording keeps its
+	// SHA-256, length and timing but stops storing its bytes; the session
+	// goes on. Zero means 64 MiB; negative stores every byte (then
+	// max_session_bytes ends large transfers).
+	StreamFullBytes int64 `yaml:"stream_full_bytes"`
 	// FailOpen lets sessions continue when recording fails. Zero (false)
 	// means fail closed: the session is refused or ended.
 	FailOpen bool `yaml:"fail_open"`
@@ -447,6 +453,9 @@ func (c *Config) applyDefaults() {
 	def(&c.Certs.ApprovalWindow, 10*time.Minute)
 	if c.Recording.Dir == "" {
 		c.Recording.Dir = filepath.Join(c.DataDir, "recordings")
+	}
+	if c.Recording.StreamFullBytes == 0 {
+		c.Recording.StreamFullBytes = 64 << 20
 	}
 	if c.Recording.MaxSessionBytes == 0 {
 		c.Recording.MaxSessionBytes = 1 << 30

@@ -59,6 +59,18 @@ func killProcs(cmds ...string) {
 	}
 }
 
+// parentOf returns the parent pid of pid.
+func parentOf(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	ppid, _ := strconv.Atoi(f[1])
+	return ppid
+}
+
 // sshdAncestor returns the pid of the nearest "sshd: ..." ancestor of pid:
 // the target's per-connection session process.
 func sshdAncestor(pid int) int {
@@ -207,7 +219,7 @@ func TestClientDisconnectLikeOpenSSH(t *testing.T) {
 			t.Fatal(err)
 		}
 		waitFor(t, "the command", func() bool { return strings.Contains(out.String(), "started") && running(fg) && running(bg) })
-		return killClient(t, c, func() { c.Wait() }, fg, bg, fg)
+		return killClient(t, c, func() { c.Wait() }, fg, false, bg, fg)
 	}
 	// An interactive shell with a background job.
 	shell := func(t *testing.T, start func(args ...string) *exec.Cmd) outcome {
@@ -219,7 +231,7 @@ func TestClientDisconnectLikeOpenSSH(t *testing.T) {
 		term.Send("echo READY$((40+2))\r")
 		term.Expect(t, "READY42", 15*time.Second)
 		waitFor(t, "the background job", func() bool { return running(job) })
-		return killClient(t, c, func() { term.Wait() }, job, job)
+		return killClient(t, c, func() { term.Wait() }, job, true, job)
 	}
 	for name, scenario := range map[string]func(*testing.T, func(...string) *exec.Cmd) outcome{"exec-nohup": noPTY, "shell-bg-job": shell} {
 		t.Run(name, func(t *testing.T) {
@@ -273,10 +285,11 @@ func sortedOutcome(o outcome) string {
 }
 
 // killClient SIGKILLs the client, waits until the target's per-connection
-// sshd process for anchor has gone (the target has seen the disconnect),
+// sshd process for anchor has gone (the target has seen the disconnect) and,
+// with shellToo, the anchor's parent shell,
 // and reports which markers still run (named bg, fg or job by position:
 // markers are given as anchor, then the ones to check).
-func killClient(t *testing.T, c *exec.Cmd, wait func(), anchor string, markers ...string) outcome {
+func killClient(t *testing.T, c *exec.Cmd, wait func(), anchor string, shellToo bool, markers ...string) outcome {
 	t.Helper()
 	pids := procsWith(anchor)
 	if len(pids) != 1 {
@@ -286,9 +299,15 @@ func killClient(t *testing.T, c *exec.Cmd, wait func(), anchor string, markers .
 	if sshd == 0 {
 		t.Fatalf("no sshd ancestor for %q", anchor)
 	}
+	shell := parentOf(pids[0])
 	c.Process.Kill()
 	wait()
 	waitFor(t, "the target to see the client gone", func() bool { return !alive(sshd) })
+	if shellToo {
+		// The shell hangs up after sshd: it passes SIGHUP on to its jobs
+		// before it exits.
+		waitFor(t, "the shell to hang up", func() bool { return !alive(shell) })
+	}
 	names := []string{"bg", "fg"}
 	if len(markers) == 1 {
 		names = []string{"job"}
