@@ -229,7 +229,7 @@ func TestClientDisconnectLikeOpenSSH(t *testing.T) {
 		term := testenv.StartPTY(t, c, 80, 24)
 		term.Send(job + " &\r")
 		term.Send("echo READY$((40+2))\r")
-		term.Expect(t, "READY42", 15*time.Second)
+		term.Expect(t, "READY42", 60*time.Second)
 		waitFor(t, "the background job", func() bool { return running(job) })
 		return killClient(t, c, func() { term.Wait() }, job, true, job)
 	}
