@@ -145,7 +145,8 @@ func newWorldWith(t *testing.T, sshdExtra, gwExtra string) *world {
 	// Create the CA first: the target must trust it before the gateway runs.
 	dataCfg := fmt.Sprintf("data_dir: %s/data\n", w.dir)
 	// gwExtra may move the CAs (ca.pkcs11): the bootstrap loads them the same way.
-	cfg0, err := config.Parse("bootstrap.yaml", []byte(dataCfg+gwExtra))
+	// It follows an ssh section, as in baseConfig, so indented lines extend it.
+	cfg0, err := config.Parse("bootstrap.yaml", []byte(dataCfg+"ssh:\n  listen: \"127.0.0.1:0\"\n"+gwExtra))
 	if err != nil {
 		t.Fatal(err)
 	}
