@@ -56,6 +56,10 @@ type Authority struct {
 	// DefaultMaxUserCertTTL.
 	MaxUserCertTTL time.Duration
 
+	// rot follows CA key rotations (EnableRotation); nil means the keys
+	// never change.
+	rot *rotation
+
 	// mu protects hostCerts.
 	mu        sync.Mutex
 	hostCerts map[string]ssh.Signer // principal list → cert signer
@@ -397,7 +401,7 @@ func (a *Authority) CheckUserCert(key ssh.PublicKey, remote net.Addr) (Identity,
 		// person's credential.
 		return Identity{}, nil, fmt.Errorf("%w (a per-session certificate, signed by the session CA)", ErrForeignCA)
 	}
-	if !bytes.Equal(cert.SignatureKey.Marshal(), a.userCA.PublicKey().Marshal()) {
+	if !a.isUserCA(cert.SignatureKey) {
 		return Identity{}, nil, ErrForeignCA
 	}
 	if len(cert.ValidPrincipals) != 1 || !ValidUserName(cert.ValidPrincipals[0]) {
@@ -415,7 +419,7 @@ func (a *Authority) CheckUserCert(key ssh.PublicKey, remote net.Addr) (Identity,
 	}
 	checker := &ssh.CertChecker{
 		SupportedCriticalOptions: []string{"source-address"},
-		IsUserAuthority:          func(k ssh.PublicKey) bool { return bytes.Equal(k.Marshal(), a.userCA.PublicKey().Marshal()) },
+		IsUserAuthority:          a.isUserCA,
 		Clock:                    a.now,
 	}
 	// CheckCert against the identity the certificate names, not the SSH

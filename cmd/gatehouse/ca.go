@@ -17,7 +17,7 @@ import (
 func init() {
 	register(command{name: "ca", summary: "print the CA public keys targets and clients trust", run: func(args []string, stdout, stderr io.Writer) error {
 		return subcommand("ca", args, stdout, stderr, map[string]func([]string, io.Writer, io.Writer) error{
-			"public": runCAPublic,
+			"public": runCAPublic, "rotate": runCARotate,
 		})
 	}})
 	register(command{name: "admin", summary: "administration: issue-cert (bootstrap / break-glass), lock, unlock", run: func(args []string, stdout, stderr io.Writer) error {
@@ -56,8 +56,8 @@ func runCAPublic(args []string, stdout, stderr io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
-	if n := countTrue(*target, *user, *host); n != 1 {
-		fmt.Fprintln(stderr, "usage: gatehouse ca public --target | --user | --host")
+	if n := countTrue(*target, *user, *host); n > 1 {
+		fmt.Fprintln(stderr, "usage: gatehouse ca public [--target | --user | --host]   (no flag: every CA key with its id and state)")
 		return errUsage
 	}
 	env, a, err := loadAuthority(*cfg)
@@ -65,13 +65,25 @@ func runCAPublic(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer env.Close()
-	switch {
-	case *target:
-		fmt.Fprintf(stdout, "%s gatehouse-session-ca\n", authorizedLine(a.SessionCAPublicKey()))
-	case *user:
-		fmt.Fprintf(stdout, "%s gatehouse-user-ca\n", authorizedLine(a.UserCAPublicKey()))
-	default:
-		fmt.Fprintln(stdout, env.cfg.KnownHostsCALine(a.HostCAPublicKey(), ""))
+	ca := map[bool]string{*target: "session", *user: "user", *host: "host"}[true]
+	if ca == "" {
+		return printCAKeys(a, stdout)
+	}
+	// During a rotation every published key is printed: targets and clients
+	// trust old and new until the old one is retired.
+	keys, err := a.PublishedKeys(context.Background(), ca)
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		switch ca {
+		case "session":
+			fmt.Fprintf(stdout, "%s gatehouse-session-ca\n", authorizedLine(k.Public))
+		case "user":
+			fmt.Fprintf(stdout, "%s gatehouse-user-ca\n", authorizedLine(k.Public))
+		default:
+			fmt.Fprintln(stdout, env.cfg.KnownHostsCALine(k.Public, ""))
+		}
 	}
 	return nil
 }

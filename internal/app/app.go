@@ -76,7 +76,8 @@ type App struct {
 
 	sshAddr, webAddr, opsAddr string
 	ops                       *metrics.Server
-	closeCA                   func() // releases the CA keys' token (ca.pkcs11)
+	closeCA                   func()        // releases the CA keys' token (ca.pkcs11)
+	rotQuit, rotDone          chan struct{} // stop and wait for followRotations
 	errc                      chan error
 	stopRetention             context.CancelFunc // nil when no retention is configured
 }
@@ -121,6 +122,8 @@ func Start(cfg *config.Config, log *slog.Logger) (*App, error) {
 	if a.Alerts != nil {
 		a.Alerts.Start()
 	}
+	a.rotQuit, a.rotDone = make(chan struct{}), make(chan struct{})
+	go a.followRotations(a.rotQuit, a.rotDone)
 	if ret := RetentionOf(cfg); ret.Audit > 0 || ret.Recordings > 0 {
 		ctx, cancel := context.WithCancel(context.Background())
 		a.stopRetention = cancel
@@ -293,6 +296,11 @@ func (a *App) Close(ctx context.Context) error {
 	var errs []error
 	if a.stopRetention != nil {
 		a.stopRetention()
+	}
+	if a.rotQuit != nil {
+		close(a.rotQuit)
+		<-a.rotDone
+		a.rotQuit = nil
 	}
 	if a.ops != nil {
 		a.ops.Shutdown(ctx)

@@ -21,6 +21,10 @@ func LoadAuthority(ctx context.Context, env *Env) (a *auth.Authority, close func
 	}
 	p := env.Config.CA.PKCS11
 	if p.Module == "" {
+		// Sealed keys rotate (gatehouse ca rotate).
+		if err := a.EnableRotation(ctx, env.Secrets); err != nil {
+			return nil, nil, err
+		}
 		return a, func() {}, nil
 	}
 	pin, err := os.ReadFile(p.PinFile)

@@ -117,3 +117,31 @@ func MasterKeyBesideData(cfg *config.Config) bool {
 	rel, err := filepath.Rel(cfg.DataDir, cfg.MasterKeyFile)
 	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
 }
+
+// rotationInterval is how often the gateway checks for a CA key whose
+// overlap is over.
+const rotationInterval = 5 * time.Second
+
+// followRotations switches CA keys when their overlap ends, until quit.
+func (a *App) followRotations(quit <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	t := time.NewTicker(rotationInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-quit:
+			return
+		case <-t.C:
+		}
+		switched, err := a.Authority.ApplyRotations(context.Background())
+		if err != nil {
+			a.Log.Error("CA rotation check failed", "err", err)
+			continue
+		}
+		for _, ca := range switched {
+			a.Log.Info("CA key switched", "ca", ca)
+			a.auditor().Append(context.Background(), recorder.Event{Type: recorder.EventAdminChange, User: "gatehouse",
+				Reason: "the " + ca + " CA now signs with its next key", Details: map[string]any{"ca": ca}})
+		}
+	}
+}
