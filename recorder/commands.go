@@ -145,6 +145,15 @@ type reconstructor struct {
 	enterAt          uint64 // time of a pressed Enter whose echo has not arrived
 	enterPending     bool
 	outputAfterEnter bool // output came after that Enter, without a newline
+
+	// Typing ahead: keys that came after an Enter and before any answer
+	// (a pasted block, a fast typist) belong to lines whose prompt is not
+	// on the screen yet. Those lines are found by the prompt's text.
+	promptText  string   // the screen left of where typing started
+	queued      []uint64 // times of typed-ahead Enters, oldest first
+	aheadKeys   bool     // typed-ahead keys after the last queued Enter
+	byPrompt    bool     // the current line starts after promptText
+	outputSince bool     // output came since the last key
 }
 
 // scrollbackRows is the emulator's scrollback: it holds the start of a
@@ -185,18 +194,24 @@ func (rc *reconstructor) event(ev castEvent) error {
 }
 
 // output applies terminal output; with an Enter pending, the command line
-// is read just before the echoed newline.
+// is read just before the echoed newline, and typed-ahead lines at the
+// newlines after theirs.
 func (rc *reconstructor) output(p []byte) {
-	if rc.enterPending {
+	rc.outputSince = rc.outputSince || len(p) > 0
+	for rc.enterPending || len(rc.queued) > 0 {
 		i := bytesIndexAny(p, "\n")
 		if i < 0 {
-			rc.outputAfterEnter = rc.outputAfterEnter || len(p) > 0
-			rc.em.Write(p)
-			return
+			rc.outputAfterEnter = rc.outputAfterEnter || (rc.enterPending && len(p) > 0)
+			break
 		}
 		rc.em.Write(p[:i])
-		rc.commit()
-		p = p[i:]
+		if rc.enterPending {
+			rc.commit()
+		} else {
+			rc.commitQueued()
+		}
+		rc.em.Write(p[i : i+1])
+		p = p[i+1:]
 	}
 	rc.em.Write(p)
 }
@@ -212,11 +227,36 @@ func bytesIndexAny(p []byte, chars string) int {
 
 func (rc *reconstructor) commit() {
 	if text := rc.lineText(); text != "" {
-		t := rc.enterAt
-		rc.cmds = append(rc.cmds, Command{Time: rc.start.Add(time.Duration(t) * time.Microsecond),
-			Offset: time.Duration(t) * time.Microsecond, Source: "screen", Text: text})
+		rc.add(rc.enterAt, text)
 	}
-	rc.enterPending, rc.outputAfterEnter, rc.atPrompt, rc.typed = false, false, false, 0
+	rc.enterPending, rc.outputAfterEnter, rc.atPrompt, rc.typed, rc.byPrompt = false, false, false, 0, false
+	if rc.aheadKeys && len(rc.queued) == 0 {
+		// A line was begun ahead: it goes on after the next prompt.
+		rc.atPrompt, rc.typed, rc.byPrompt, rc.aheadKeys = true, 1, true, false
+	}
+}
+
+// commitQueued reads the oldest typed-ahead line at a newline, if the
+// cursor's line starts with the prompt (other newlines are output).
+func (rc *reconstructor) commitQueued() {
+	rc.byPrompt = true
+	text, ok := rc.promptLine()
+	rc.byPrompt = false
+	if !ok {
+		return
+	}
+	if text != "" {
+		rc.add(rc.queued[0], text)
+	}
+	rc.queued = rc.queued[1:]
+	if len(rc.queued) == 0 && rc.aheadKeys {
+		rc.atPrompt, rc.typed, rc.byPrompt, rc.aheadKeys = true, 1, true, false
+	}
+}
+
+func (rc *reconstructor) add(t uint64, text string) {
+	off := time.Duration(t) * time.Microsecond
+	rc.cmds = append(rc.cmds, Command{Time: rc.start.Add(off), Offset: off, Source: "screen", Text: text})
 }
 
 func parseSize(s string) (int, int, bool) {
@@ -227,17 +267,27 @@ func parseSize(s string) (int, int, bool) {
 }
 
 func (rc *reconstructor) key(b byte, t uint64) {
-	if rc.enterPending {
-		if rc.outputAfterEnter {
-			// The program answered the Enter without echoing a newline:
-			// the line was read with echo off (a password prompt), and
-			// what is on the screen now is not what was typed. Drop it.
-			rc.enterPending, rc.outputAfterEnter, rc.atPrompt, rc.typed = false, false, false, 0
-		} else {
-			// Typed ahead before any answer: the line is as it was
-			// echoed (a line never echoed reads as empty and is dropped).
-			rc.commit()
+	defer func() { rc.outputSince = false }()
+	switch {
+	case rc.enterPending && rc.outputAfterEnter:
+		// The program answered the Enter without echoing a newline:
+		// the line was read with echo off (a password prompt), and
+		// what is on the screen now is not what was typed. Drop it,
+		// and anything typed ahead of it.
+		rc.enterPending, rc.outputAfterEnter, rc.atPrompt, rc.typed = false, false, false, 0
+		rc.queued, rc.aheadKeys, rc.byPrompt = nil, false, false
+	case (rc.enterPending || len(rc.queued) > 0 || rc.aheadKeys) && !rc.outputSince:
+		// Typed ahead, before any answer.
+		if b == '\r' || b == '\n' {
+			rc.queued, rc.aheadKeys = append(rc.queued, t), false
+		} else if b >= ' ' || b == '\t' {
+			rc.aheadKeys = true
 		}
+		return
+	case len(rc.queued) > 0 || rc.aheadKeys:
+		// Typed-ahead lines whose prompt never came (read by another
+		// program, with echo off): drop them.
+		rc.queued, rc.aheadKeys = nil, false
 	}
 	if rc.em.IsAltScreen() {
 		// Full-screen programs (vim, less, top): not a command line.
@@ -253,15 +303,23 @@ func (rc *reconstructor) key(b byte, t uint64) {
 			return
 		}
 		rc.atPrompt, rc.typed = false, 0
-	case 0x03, 0x04, 0x0c:
-		// Ctrl-C abandons the line; Ctrl-D ends input; Ctrl-L redraws
-		// the prompt at the top: the next key finds it again.
+	case 0x03, 0x04:
+		// Ctrl-C abandons the line; Ctrl-D ends input.
 		rc.atPrompt, rc.typed = false, 0
+	case 0x0c:
+		// Ctrl-L redraws the prompt (and the line) at the top, perhaps
+		// after the next key: the line is found by the prompt's text.
+		if rc.promptText != "" {
+			rc.atPrompt, rc.typed, rc.byPrompt = true, 1, true
+		} else {
+			rc.atPrompt, rc.typed = false, 0
+		}
 	default:
 		if !rc.atPrompt {
 			pos := rc.em.CursorPosition()
 			rc.atPrompt, rc.promptX, rc.promptY = true, pos.X, pos.Y
 			rc.em.ClearScrollback()
+			rc.promptText = rc.rowText(pos.Y, 0, pos.X)
 		}
 		rc.typed++
 	}
@@ -275,6 +333,10 @@ func (rc *reconstructor) key(b byte, t uint64) {
 // have been moved back into a wrapped line). Nothing echoed (a password
 // prompt) reads as "".
 func (rc *reconstructor) lineText() string {
+	if rc.byPrompt {
+		text, _ := rc.promptLine()
+		return text
+	}
 	cur := rc.em.CursorPosition()
 	w, h := rc.em.Width(), rc.em.Height()
 	scrolled := rc.em.ScrollbackLen()
@@ -284,7 +346,7 @@ func (rc *reconstructor) lineText() string {
 		y0, x0 = cur.Y, 0
 	}
 	last := cur.Y
-	for last+1 < h && rc.cellAt(w-1, last, scrolled) != "" {
+	for last+1 < h && rc.filled(w-1, last, scrolled) {
 		last++
 	}
 	var sb strings.Builder
@@ -300,10 +362,11 @@ func (rc *reconstructor) lineText() string {
 	return strings.TrimSpace(sb.String())
 }
 
-// cellAt is the content of virtual row y's cell x ("" when empty).
-func (rc *reconstructor) cellAt(x, y, scrolled int) string {
+// filled reports whether cell x of virtual row y holds a character (a row
+// filled to its last column wraps into the next).
+func (rc *reconstructor) filled(x, y, scrolled int) bool {
 	content, _, _ := rc.cell(x, y, scrolled)
-	return content
+	return content != "" && content != " "
 }
 
 // cellText is what cell x of virtual row y reads as: its content, a space
@@ -331,4 +394,47 @@ func (rc *reconstructor) cell(x, y, scrolled int) (content string, width int, ok
 		return "", 0, false
 	}
 	return c.Content, c.Width, true
+}
+
+// rowText is the text of screen row y from column x0 to x1.
+func (rc *reconstructor) rowText(y, x0, x1 int) string {
+	var sb strings.Builder
+	for x := x0; x < x1; x++ {
+		sb.WriteString(rc.cellText(x, y, 0))
+	}
+	return sb.String()
+}
+
+// promptLine reads the line the cursor is on (with the rows it wrapped
+// from) after the prompt, for a line typed before its prompt was drawn:
+// after promptText, or after the prompt's last mark ("$ ", "# ", "> ")
+// when the prompt changed (a cd). ok is false when no prompt is there.
+func (rc *reconstructor) promptLine() (text string, ok bool) {
+	cur := rc.em.CursorPosition()
+	w := rc.em.Width()
+	y0 := cur.Y
+	for y0 > 0 && rc.filled(w-1, y0-1, 0) {
+		y0--
+	}
+	var sb strings.Builder
+	for y := y0; y <= cur.Y; y++ {
+		sb.WriteString(rc.rowText(y, 0, w))
+	}
+	line := sb.String()
+	if rc.promptText != "" && strings.HasPrefix(line, rc.promptText) {
+		return strings.TrimSpace(line[len(rc.promptText):]), true
+	}
+	mark := strings.TrimLeft(rc.promptText, " ")
+	if len(mark) >= 2 {
+		mark = mark[len(mark)-2:]
+	}
+	if mark == "$ " || mark == "# " || mark == "> " {
+		// A prompt is one word ending in the mark, beginning like the
+		// last one (output lines with "# " in them are not prompts).
+		i := strings.Index(line, mark)
+		if i > 0 && !strings.Contains(line[:i], " ") && len(rc.promptText) >= 3 && strings.HasPrefix(line, rc.promptText[:3]) {
+			return strings.TrimSpace(line[i+len(mark):]), true
+		}
+	}
+	return "", false
 }
