@@ -64,11 +64,11 @@ func asEndCause(err error) *endCause {
 // Teardown bounds: each step waits at most this long for the other side.
 const (
 	clientWriteGrace = time.Second     // a notice or the exit status to a client that does not read
-	signalGrace      = time.Second     // the target to act on HUP before KILL, and on KILL
+	signalGrace      = time.Second     // the target to act on HUP, and on the cleanup command
 	closeGrace       = 2 * time.Second // the target to confirm the channel close
 	// connTeardown bounds how long a cancelled connection waits for its
 	// sessions to tell their users and seal before it is closed.
-	connTeardown = clientWriteGrace*2 + signalGrace*2 + closeGrace + time.Second
+	connTeardown = clientWriteGrace*2 + signalGrace*3 + closeGrace + time.Second
 )
 
 // teardown ends a cancelled session: it tells the user why, ends the
@@ -83,7 +83,13 @@ func (s *session) teardown(cause error, relayDone <-chan struct{}) {
 	}
 	// sshd refuses signals to subsystems (sftp-server ends at EOF).
 	if ec.kill && !strings.HasPrefix(s.kind, "subsystem:") {
-		s.endTargetProcesses(relayDone)
+		// Bounded: a target that stops answering cannot hold the teardown.
+		ended := make(chan struct{})
+		go func() {
+			defer close(ended)
+			s.endTargetProcesses(relayDone)
+		}()
+		waitOr(ended, 3*signalGrace)
 	}
 	s.tch.Close()
 	if !ec.kill {
@@ -144,12 +150,12 @@ func (s *session) endTargetProcesses(relayDone <-chan struct{}) {
 // killByConnection kills every process of this SSH connection on the
 // target — those carrying its SSH_CONNECTION (client address and port are
 // the gateway's, so the value is unique to this connection) — except the
-// shell running it. It needs only a POSIX shell, /proc and kill, and kills
-// only what the login itself may kill.
-const killByConnection = `c="SSH_CONNECTION=$SSH_CONNECTION"; set --; ` +
-	`for e in /proc/[0-9]*/environ; do p=${e#/proc/}; p=${p%/environ}; [ "$p" = "$$" ] && continue; ` +
-	`if tr '\0' '\n' < "$e" 2>/dev/null | grep -qxF -- "$c"; then set -- "$@" "$p"; fi; done; ` +
-	`[ $# -gt 0 ] && kill -KILL "$@" 2>/dev/null; exit 0`
+// shell running it. One grep (GNU grep's -z) reads every environment, so it
+// stays quick on a loaded host; kill is the shell's builtin. It kills only
+// what the login itself may kill.
+const killByConnection = `c="SSH_CONNECTION=$SSH_CONNECTION"; ` +
+	`for p in $(grep -lzxF -- "$c" /proc/[0-9]*/environ 2>/dev/null); do ` +
+	`p=${p#/proc/}; p=${p%/environ}; [ "$p" != "$$" ] && kill -KILL "$p" 2>/dev/null; done; exit 0`
 
 // waitOr reports whether done closed within d.
 func waitOr(done <-chan struct{}, d time.Duration) bool {
