@@ -9,6 +9,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -39,6 +40,9 @@ type clientConn struct {
 	backend     target.Conn
 	backendErr  error
 	certSerial  uint64
+	// commandConns counts the own target connections of command-restricted
+	// sessions (see dialCommand).
+	commandConns atomic.Int32
 
 	served chan struct{} // closed when serve returns
 

@@ -9,6 +9,7 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -57,6 +58,14 @@ func (c *clientConn) dialBackend() (target.Conn, error) {
 // no forwarding, so even a relay that let anything else through would have
 // the target's sshd run that command only. The caller closes it.
 func (c *clientConn) dialCommand(sessionID, force string) (target.Conn, uint64, error) {
+	if c.commandConns.Add(1) > maxCommandConns {
+		c.commandConns.Add(-1)
+		err := fmt.Errorf("too many commands running at once on this connection (at most %d); wait for one to end or open another connection", maxCommandConns)
+		c.audit(recorder.Event{Type: recorder.EventSessionDenied, SessionID: sessionID, Reason: err.Error(),
+			Details: map[string]any{"stage": "connect", "force_command": force}})
+		return nil, 0, err
+	}
+	release := sync.OnceFunc(func() { c.commandConns.Add(-1) })
 	leg := &targetLeg{sessionID: sessionID, forceCommand: force}
 	start := c.s.now()
 	conn, err := c.s.dialTarget(c, leg)
@@ -66,8 +75,26 @@ func (c *clientConn) dialCommand(sessionID, force string) (target.Conn, uint64, 
 	if err != nil {
 		c.s.log.Warn("target unreachable", "conn", c.id, "session", sessionID, "user", c.pr.User, "target", c.addr.Target, "err", err)
 		c.audit(unreachableEvent(c.addr.Target, err))
+		release()
+		return nil, 0, err
 	}
-	return conn, leg.certSerial, err
+	return &countedConn{Conn: conn, release: release}, leg.certSerial, nil
+}
+
+// maxCommandConns caps the target connections one client connection may
+// hold for command-restricted sessions at once (each has its own), as
+// OpenSSH's MaxSessions caps sessions on one connection.
+const maxCommandConns = 10
+
+// countedConn releases its slot in the connection's count when closed.
+type countedConn struct {
+	target.Conn
+	release func()
+}
+
+func (c *countedConn) Close() error {
+	defer c.release()
+	return c.Conn.Close()
 }
 
 // targetLeg is what one connection to a target is minted for.

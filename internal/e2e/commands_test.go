@@ -3,7 +3,9 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -430,4 +432,69 @@ func TestContainerCommandRules(t *testing.T) {
 	if r := alice.direct("root", box, "test -e /tmp/pwned; echo $?"); r.code != 0 || r.stdout != "1\n" {
 		t.Fatalf("an escape ran in the container: %s", r)
 	}
+}
+
+// TestCommandConnectionsAreCapped: each command of a restricted role has its
+// own target connection, so one client connection may hold at most 10 at
+// once (OpenSSH's MaxSessions default); the 11th is refused with a reason and
+// audited, and a slot frees when a command ends.
+func TestCommandConnectionsAreCapped(t *testing.T) {
+	w := newWorld(t, "")
+	rita := w.newUser("rita", time.Hour)
+	sock := filepath.Join(w.dir, "cm")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	master := rita.cmd(ctx, "ssh", "-M", "-S", sock, "-N", "-p", w.port, "root@db-1@127.0.0.1")
+	if err := master.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer master.Wait()
+	defer rita.run("ssh", "-S", sock, "-O", "exit", "x")
+	waitFor(t, "control socket", func() bool { _, err := os.Stat(sock); return err == nil })
+	// Ten commands that each wait for one byte on stdin.
+	var waiting []*exec.Cmd
+	var stdins []io.WriteCloser
+	defer func() {
+		for _, c := range waiting {
+			c.Process.Kill()
+			c.Wait()
+		}
+	}()
+	for i := 0; i < 10; i++ {
+		c := rita.cmd(ctx, "ssh", "-S", sock, "-o", "ControlMaster=no", "-p", w.port, "root@db-1@127.0.0.1", "head -c 1")
+		in, err := c.StdinPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		waiting, stdins = append(waiting, c), append(stdins, in)
+	}
+	waitFor(t, "ten running commands", func() bool {
+		evs, _ := w.app.Audit.Query(context.Background(), recorder.Filter{Type: recorder.EventSessionStart, User: "rita"})
+		return len(evs) == 10
+	})
+	mux := func(cmd string) result {
+		return rita.run("ssh", "-S", sock, "-o", "ControlMaster=no", "-p", w.port, "root@db-1@127.0.0.1", cmd)
+	}
+	want := "gatehouse: too many commands running at once on this connection (at most 10); wait for one to end or open another connection\r\n"
+	if r := mux("echo eleven"); r.code != 1 || r.stderr != want {
+		t.Fatalf("the 11th command: want %q, got %s", want, r)
+	}
+	evs, _ := w.app.Audit.Query(context.Background(), recorder.Filter{Type: recorder.EventSessionDenied, User: "rita", Text: "too many commands"})
+	if len(evs) != 1 {
+		t.Fatalf("refusal audited %d times", len(evs))
+	}
+	// Another connection is not affected.
+	if r := rita.direct("root", "db-1", "echo elsewhere"); r.code != 0 || r.stdout != "elsewhere\n" {
+		t.Fatalf("a second connection: %s", r)
+	}
+	// One command ends: its slot is free again.
+	stdins[0].Write([]byte("x"))
+	if err := waiting[0].Wait(); err != nil {
+		t.Fatalf("the first command: %v", err)
+	}
+	waiting = waiting[1:]
+	waitFor(t, "a free slot", func() bool { return mux("echo again").stdout == "again\n" })
 }

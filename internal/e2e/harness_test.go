@@ -102,7 +102,7 @@ roles:
     allow:
       targets: {names: [db-1]}
       logins: [root]
-      commands: ["echo *", "ls %[1]s/probe *", "printenv SSH_ORIGINAL_COMMAND", "shell:echo piped | tr a-z A-Z", "glob:ls %[1]s/logs/*.log"]
+      commands: ["echo *", "ls %[1]s/probe *", "printenv SSH_ORIGINAL_COMMAND", "shell:echo piped | tr a-z A-Z", "glob:ls %[1]s/logs/*.log", "head -c 1"]
     options: {sftp: true, port_forwarding: true, agent_forwarding: true}
   - name: box-runner
     allow:
