@@ -412,10 +412,11 @@ func (s *session) targetConn() (target.Conn, error) {
 }
 
 // closeOwn closes the session's own target connection, if it has one.
+// s.own is written only before the session starts, so other goroutines may
+// read it; closing twice is harmless.
 func (s *session) closeOwn() {
 	if s.own != nil {
 		s.own.Close()
-		s.own = nil
 	}
 }
 
