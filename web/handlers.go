@@ -50,8 +50,24 @@ func (s *Server) home(w http.ResponseWriter, r *http.Request) {
 	d["CertTTL"] = s.opts.Policy.CertTTL(ws.id.User, ws.id.Groups, cfg.Certs.UserTTL, cfg.Certs.MaxUserTTL)
 	d["PublicURL"], d["SSHHost"], d["SSHPort"] = s.publicURL(), host, port
 	d["Certs"] = s.userCerts(r, ws.id.User)
+	d["Example"] = s.exampleAddress(ws)
 	d["HostCA"] = s.opts.Config.KnownHostsCALine(s.opts.Authority.HostCAPublicKey(), s.opts.SSHAddr)
 	s.render(w, "home.html", d)
+}
+
+// exampleAddress is login@target for the first target the user may reach
+// (for ready-to-paste commands), or "LOGIN@TARGET" when there is none.
+func (s *Server) exampleAddress(ws *websession) string {
+	for _, t := range s.opts.Config.Targets {
+		if t.Kind == "docker" && t.Container == "" {
+			continue
+		}
+		pt := policy.Target{Name: t.Name, Kind: t.Kind, Labels: t.Labels}
+		if logins := s.opts.Policy.Logins(ws.id.User, ws.id.Groups, pt); len(logins) > 0 && logins[0] != "*" {
+			return logins[0] + "@" + t.Name
+		}
+	}
+	return "LOGIN@TARGET"
 }
 
 // login starts the OIDC flow; the state also goes into a cookie, so the
