@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/gatehouse/gatehouse/bench"
 )
 
 // idleMemory opens n interactive recorded sessions (pty and shell) through
@@ -37,7 +39,7 @@ func (e *env) idleMemory(n int) (float64, error) {
 		go func() {
 			defer wg.Done()
 			for range work {
-				c, err := idleSession(e.gwAddr, cfg)
+				c, err := bench.IdleSession(e.gwAddr, cfg)
 				if err != nil {
 					errs <- err
 					continue
@@ -64,33 +66,4 @@ func (e *env) idleMemory(n int) (float64, error) {
 	}
 	fmt.Fprintf(os.Stderr, "gateway RSS %d KiB -> %d KiB with %d idle sessions\n", before/1024, after/1024, n)
 	return float64(after-before) / float64(n), nil
-}
-
-// idleSession opens one interactive session and waits for the prompt.
-func idleSession(addr string, cfg *ssh.ClientConfig) (*ssh.Client, error) {
-	c, err := ssh.Dial("tcp", addr, cfg)
-	if err != nil {
-		return nil, err
-	}
-	s, err := c.NewSession()
-	if err != nil {
-		c.Close()
-		return nil, err
-	}
-	out, err := s.StdoutPipe()
-	if err == nil {
-		err = s.RequestPty("xterm", 24, 80, ssh.TerminalModes{})
-	}
-	if err == nil {
-		err = s.Shell()
-	}
-	if err == nil {
-		buf := make([]byte, 16)
-		_, err = out.Read(buf)
-	}
-	if err != nil {
-		c.Close()
-		return nil, err
-	}
-	return c, nil
 }

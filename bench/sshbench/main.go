@@ -30,6 +30,8 @@ import (
 	"time"
 
 	"github.com/creack/pty"
+
+	"github.com/gatehouse/gatehouse/bench"
 )
 
 var (
@@ -41,7 +43,8 @@ var (
 	flagRateClients = flag.Int("rate-clients", 16, "parallel clients for the session rate")
 	flagSearch      = flag.Int("search", 100_000, "sessions for the command search measurement (0 skips)")
 	flagFidelity    = flag.Bool("fidelity", true, "run the command fidelity corpus")
-	flagOnly        = flag.String("only", "", "run only this part: fidelity")
+	flagGWEnv       = flag.String("gw-env", "", "extra environment for the gateway process, space separated (e.g. GOGC=50 GOMEMLIMIT=256MiB)")
+	flagOnly        = flag.String("only", "", "run only this part: fidelity | idle")
 	flagGH          = flag.String("gatehouse", "", "path to the gatehouse binary (default: build it)")
 	flagCipher      = flag.String("cipher", "chacha20-poly1305@openssh.com", "client cipher for every mode")
 	flagKeep        = flag.Bool("keep", false, "keep the temporary directory")
@@ -59,9 +62,9 @@ func main() {
 type env struct {
 	dir        string
 	gh         string
-	target     *sshd     // the host everyone reaches
-	goTarget   *goTarget // a cheap in-process target for the session rate and idle sessions
-	jump       *sshd     // a plain OpenSSH jump host
+	target     *sshd           // the host everyone reaches
+	goTarget   *bench.GoTarget // a cheap in-process target for the session rate and idle sessions
+	jump       *sshd           // a plain OpenSSH jump host
 	gwAddr     string
 	gwProc     *exec.Cmd
 	clientCfg  string
@@ -87,8 +90,16 @@ func run() error {
 		return err
 	}
 	defer e.teardown()
-	if *flagOnly == "fidelity" {
+	switch *flagOnly {
+	case "fidelity":
 		return e.printFidelity()
+	case "idle":
+		perSession, err := e.idleMemory(*flagIdle)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("gateway memory per idle interactive recorded session: %.1f KiB at %d (gateway env %q)\n", perSession/1024, *flagIdle, *flagGWEnv)
+		return nil
 	}
 	modes := []struct{ name, host string }{
 		{"OpenSSH direct", "direct"},
@@ -372,7 +383,7 @@ func (e *env) setup() error {
 	if e.jump, err = startSSHD(e.dir, "jump", authKeys); err != nil {
 		return err
 	}
-	if e.goTarget, err = startGoTarget(ca); err != nil {
+	if e.goTarget, err = bench.StartGoTarget(ca); err != nil {
 		return err
 	}
 	cfg += fmt.Sprintf(`targets:
@@ -389,7 +400,7 @@ roles:
 bindings:
   - user: bench
     roles: [bench]
-`, e.target.addr, e.target.hostPub, e.goTarget.addr(), e.goTarget.hostPub)
+`, e.target.addr, e.target.hostPub, e.goTarget.Addr(), e.goTarget.HostPub)
 	os.WriteFile(filepath.Join(e.dir, "gatehouse.yaml"), []byte(cfg), 0o600)
 	if _, err := e.gatehouse("admin", "issue-cert", "--user", "bench", "--pubkey", key+".pub"); err != nil {
 		return err
@@ -400,6 +411,7 @@ bindings:
 	}
 	e.gwProc = exec.Command(e.gh, "serve", "--config", filepath.Join(e.dir, "gatehouse.yaml"))
 	e.gwProc.Stderr, _ = os.Create(filepath.Join(e.dir, "gatehouse.log"))
+	e.gwProc.Env = append(os.Environ(), strings.Fields(*flagGWEnv)...)
 	if err := e.gwProc.Start(); err != nil {
 		return err
 	}
@@ -462,7 +474,7 @@ func (e *env) teardown() {
 		}
 	}
 	if e.goTarget != nil {
-		e.goTarget.close()
+		e.goTarget.Close()
 	}
 	for _, s := range []*sshd{e.target, e.jump} {
 		if s != nil {

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bytes"
@@ -12,17 +12,19 @@ import (
 	"golang.org/x/crypto/ssh"
 )
 
-// goTarget is a cheap SSH target in this process (x/crypto/ssh): it trusts
+// GoTarget is a cheap SSH target in this process (x/crypto/ssh): it trusts
 // the gateway's session CA, answers exec at once with exit status 0 and
 // answers a shell with a prompt, then idles until the channel closes. It
 // measures the gateway alone, without a forking sshd behind it.
-type goTarget struct {
+type GoTarget struct {
 	ln      net.Listener
-	hostPub string // authorized_keys line of its host key
+	HostPub string // authorized_keys line of its host key
 	cfg     *ssh.ServerConfig
 }
 
-func startGoTarget(sessionCALine string) (*goTarget, error) {
+// StartGoTarget starts a GoTarget on loopback that trusts the session CA
+// in sessionCALine (authorized_keys form).
+func StartGoTarget(sessionCALine string) (*GoTarget, error) {
 	ca, _, _, _, err := ssh.ParseAuthorizedKey([]byte(sessionCALine))
 	if err != nil {
 		return nil, fmt.Errorf("session CA: %w", err)
@@ -41,15 +43,18 @@ func startGoTarget(sessionCALine string) (*goTarget, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &goTarget{ln: ln, cfg: cfg, hostPub: strings.TrimSpace(string(ssh.MarshalAuthorizedKey(hk.PublicKey())))}
+	t := &GoTarget{ln: ln, cfg: cfg, HostPub: strings.TrimSpace(string(ssh.MarshalAuthorizedKey(hk.PublicKey())))}
 	go t.serve()
 	return t, nil
 }
 
-func (t *goTarget) addr() string { return t.ln.Addr().String() }
-func (t *goTarget) close()       { t.ln.Close() }
+// Addr is the target's address.
+func (t *GoTarget) Addr() string { return t.ln.Addr().String() }
 
-func (t *goTarget) serve() {
+// Close stops accepting connections.
+func (t *GoTarget) Close() { t.ln.Close() }
+
+func (t *GoTarget) serve() {
 	for {
 		c, err := t.ln.Accept()
 		if err != nil {
@@ -59,7 +64,7 @@ func (t *goTarget) serve() {
 	}
 }
 
-func (t *goTarget) conn(c net.Conn) {
+func (t *GoTarget) conn(c net.Conn) {
 	sc, chans, reqs, err := ssh.NewServerConn(c, t.cfg)
 	if err != nil {
 		c.Close()
@@ -109,4 +114,34 @@ func session(ch ssh.Channel, reqs <-chan *ssh.Request) {
 			req.Reply(false, nil)
 		}
 	}
+}
+
+// IdleSession opens one interactive session (pty and shell) and waits for
+// the prompt.
+func IdleSession(addr string, cfg *ssh.ClientConfig) (*ssh.Client, error) {
+	c, err := ssh.Dial("tcp", addr, cfg)
+	if err != nil {
+		return nil, err
+	}
+	s, err := c.NewSession()
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	out, err := s.StdoutPipe()
+	if err == nil {
+		err = s.RequestPty("xterm", 24, 80, ssh.TerminalModes{})
+	}
+	if err == nil {
+		err = s.Shell()
+	}
+	if err == nil {
+		buf := make([]byte, 16)
+		_, err = out.Read(buf)
+	}
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
 }
