@@ -44,7 +44,7 @@ var (
 	flagSearch      = flag.Int("search", 100_000, "sessions for the command search measurement (0 skips)")
 	flagFidelity    = flag.Bool("fidelity", true, "run the command fidelity corpus")
 	flagGWEnv       = flag.String("gw-env", "", "extra environment for the gateway process, space separated (e.g. GOGC=50 GOMEMLIMIT=256MiB)")
-	flagOnly        = flag.String("only", "", "run only this part: fidelity | idle")
+	flagOnly        = flag.String("only", "", "run only this part: fidelity | idle | rate")
 	flagGH          = flag.String("gatehouse", "", "path to the gatehouse binary (default: build it)")
 	flagCipher      = flag.String("cipher", "chacha20-poly1305@openssh.com", "client cipher for every mode")
 	flagKeep        = flag.Bool("keep", false, "keep the temporary directory")
@@ -91,6 +91,13 @@ func run() error {
 	}
 	defer e.teardown()
 	switch *flagOnly {
+	case "rate":
+		rate, cpu, share, err := e.sessionRate()
+		if err != nil {
+			return err
+		}
+		fmt.Printf("new recorded sessions per second: %.0f/s, gateway CPU %.1f ms per session (%.0f%% of one core)\n", rate, float64(cpu)/1e6, share*100)
+		return nil
 	case "fidelity":
 		return e.printFidelity()
 	case "idle":
