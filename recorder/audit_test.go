@@ -16,6 +16,10 @@ import (
 )
 
 type auditEnv struct {
+	// verifyInterval is the checkpoint interval verifyFull checks against
+	// (zero: the log's own).
+	verifyInterval time.Duration
+
 	db  *store.DB
 	sec *secrets.Store
 	log *AuditLog
@@ -24,13 +28,20 @@ type auditEnv struct {
 
 func newAuditEnv(t testing.TB) *auditEnv {
 	t.Helper()
+	return newAuditEnvOpts(t, AuditOptions{CheckpointInterval: -1})
+}
+
+// newAuditEnvOpts opens the log with opts and the env's fake clock.
+func newAuditEnvOpts(t testing.TB, opts AuditOptions) *auditEnv {
+	t.Helper()
 	db, err := store.Open(filepath.Join(t.TempDir(), "gatehouse.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	kr, _ := secrets.NewKeyring(make([]byte, 32))
 	e := &auditEnv{db: db, sec: secrets.NewStore(db.DB, kr), now: time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)}
-	e.log, err = OpenAuditLog(db, e.sec, AuditOptions{CheckpointInterval: -1, Now: func() time.Time { return e.now }})
+	opts.Now = func() time.Time { return e.now }
+	e.log, err = OpenAuditLog(db, e.sec, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -71,7 +71,8 @@ func (l *AuditLog) PruneAudit(ctx context.Context, cutoff time.Time, actor strin
 		Reason: fmt.Sprintf("retention: audit events %d..%d older than %s removed", base+1, k, stamp(cutoff))}); err != nil {
 		return res, err
 	}
-	if err := l.deleteThrough(ctx, k); err != nil {
+	// The prune event is written: finish what it says even if ctx ends now.
+	if err := l.deleteThrough(context.WithoutCancel(ctx), k); err != nil {
 		return res, err
 	}
 	l.log.Info("audit retention: events pruned", "first", base+1, "last", k, "older_than", cutoff)
@@ -167,8 +168,9 @@ func (r *Recordings) Prune(ctx context.Context, audit *AuditLog, cutoff time.Tim
 			Reason: fmt.Sprintf("retention: %d recordings ended before %s removed", len(batch), stamp(cutoff))}); err != nil {
 			return res, err
 		}
+		done := context.WithoutCancel(ctx) // the prune event is written: finish the batch it lists
 		for _, rec := range batch {
-			if err := r.remove(ctx, rec); err != nil {
+			if err := r.remove(done, rec); err != nil {
 				return res, err
 			}
 			res.IDs = append(res.IDs, rec.id)
