@@ -351,7 +351,7 @@ func TestAuditDeletedKeysNotRecreated(t *testing.T) {
 }
 
 func TestCheckpointFileCreated0600(t *testing.T) {
-	e, file := history(t)
+	_, file := history(t)
 	fi, err := os.Stat(file)
 	if err != nil {
 		t.Fatal(err)
@@ -359,7 +359,6 @@ func TestCheckpointFileCreated0600(t *testing.T) {
 	if fi.Mode().Perm() != 0o600 {
 		t.Fatalf("checkpoint file mode %v, want 0600", fi.Mode().Perm())
 	}
-	_ = e
 }
 
 // A writer opened on a rewritten log refuses at once, even when the newest
