@@ -99,9 +99,69 @@ func (r *rotatingSigner) SignWithAlgorithm(rand io.Reader, data []byte, algorith
 	return s.Sign(rand, data)
 }
 
+// KeyStore keeps the private keys of rotating CAs: sealed in the database
+// (SealedKeys) or on a PKCS#11 token.
+type KeyStore interface {
+	// Original names the key the CA had before any rotation.
+	Original(ca string) string
+	// Load returns the signer of the key name.
+	Load(ctx context.Context, name string) (ssh.Signer, error)
+	// Create makes a new key for ca and returns its name.
+	Create(ctx context.Context, ca string) (string, ssh.Signer, error)
+	// Destroy makes the key name unusable for good.
+	Destroy(ctx context.Context, name string) error
+}
+
+// SealedKeys is the KeyStore of Ed25519 keys sealed with the master key.
+type SealedKeys struct{ Secrets *secrets.Store }
+
+// Original is the sealed secret LoadAuthority reads.
+func (k SealedKeys) Original(ca string) string { return "ca/" + ca }
+
+// Load opens a sealed Ed25519 seed.
+func (k SealedKeys) Load(ctx context.Context, name string) (ssh.Signer, error) {
+	seed, err := k.Secrets.Get(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("auth: load %s: %w", name, err)
+	}
+	if len(seed) != ed25519.SeedSize {
+		return nil, fmt.Errorf("auth: %s: stored key has wrong size (retired?)", name)
+	}
+	return ssh.NewSignerFromKey(ed25519.NewKeyFromSeed(seed))
+}
+
+// Create seals a new Ed25519 key.
+func (k SealedKeys) Create(ctx context.Context, ca string) (string, ssh.Signer, error) {
+	seed, err := newEd25519Seed()
+	if err != nil {
+		return "", nil, err
+	}
+	s, err := ssh.NewSignerFromKey(ed25519.NewKeyFromSeed(seed))
+	if err != nil {
+		return "", nil, err
+	}
+	name := "ca/" + ca + "/" + ssh.FingerprintSHA256(s.PublicKey())
+	return name, s, k.Secrets.Put(ctx, name, seed)
+}
+
+// Destroy overwrites the sealed key. The original key's slot (ca/<kind>) is
+// read at every start, so it gets a fresh key nobody trusts.
+func (k SealedKeys) Destroy(ctx context.Context, name string) error {
+	tomb := []byte("retired")
+	for _, ca := range caKinds {
+		if name == k.Original(ca) {
+			var err error
+			if tomb, err = newEd25519Seed(); err != nil {
+				return err
+			}
+		}
+	}
+	return k.Secrets.Put(ctx, name, tomb)
+}
+
 // rotation is the Authority's rotation state.
 type rotation struct {
-	sec     *secrets.Store
+	keys    KeyStore
 	signers map[string]*rotatingSigner
 	// userCAs are the public keys of user CAs whose certificates the gateway
 	// accepts (active and previous).
@@ -112,8 +172,8 @@ type rotation struct {
 // switches that are due and signs with each CA's active key. Call it right
 // after LoadAuthority, before the Authority is shared; then call
 // ApplyRotations periodically.
-func (a *Authority) EnableRotation(ctx context.Context, sec *secrets.Store) error {
-	r := &rotation{sec: sec, signers: map[string]*rotatingSigner{}}
+func (a *Authority) EnableRotation(ctx context.Context, keys KeyStore) error {
+	r := &rotation{keys: keys, signers: map[string]*rotatingSigner{}}
 	orig := map[string]*ssh.Signer{"user": &a.userCA, "session": &a.sessionCA, "host": &a.hostCA}
 	for _, ca := range caKinds {
 		r.signers[ca] = newRotatingSigner(*orig[ca])
@@ -153,7 +213,7 @@ func (a *Authority) ApplyRotations(ctx context.Context) ([]string, error) {
 			if bytes.Equal(rs.PublicKey().Marshal(), k.Public.Marshal()) {
 				continue
 			}
-			s, err := a.loadRotationKey(ctx, k.secret)
+			s, err := a.rot.keys.Load(ctx, k.secret)
 			if err != nil {
 				return nil, err
 			}
@@ -207,17 +267,6 @@ func (a *Authority) switchDue(ctx context.Context) ([]string, error) {
 	return switched, tx.Commit()
 }
 
-func (a *Authority) loadRotationKey(ctx context.Context, name string) (ssh.Signer, error) {
-	seed, err := a.rot.sec.Get(ctx, name)
-	if err != nil {
-		return nil, fmt.Errorf("auth: load %s: %w", name, err)
-	}
-	if len(seed) != ed25519.SeedSize {
-		return nil, fmt.Errorf("auth: %s: stored key has wrong size (retired?)", name)
-	}
-	return ssh.NewSignerFromKey(ed25519.NewKeyFromSeed(seed))
-}
-
 // CAKeys lists the keys of ca, oldest first. A CA that never rotated has
 // one: its original key, active.
 func (a *Authority) CAKeys(ctx context.Context, ca string) ([]CAKey, error) {
@@ -241,7 +290,7 @@ func (a *Authority) CAKeys(ctx context.Context, ca string) ([]CAKey, error) {
 	}
 	if len(out) == 0 {
 		pub := a.originalKey(ca).PublicKey()
-		return []CAKey{{CA: ca, KeyID: ssh.FingerprintSHA256(pub), State: KeyActive, Public: pub, secret: "ca/" + ca}}, nil
+		return []CAKey{{CA: ca, KeyID: ssh.FingerprintSHA256(pub), State: KeyActive, Public: pub, secret: a.rot.keys.Original(ca)}}, nil
 	}
 	for i := range out {
 		if err := a.fillPublic(ctx, &out[i]); err != nil {
@@ -255,7 +304,7 @@ func (a *Authority) fillPublic(ctx context.Context, k *CAKey) error {
 	if k.State == KeyRetired {
 		return nil
 	}
-	s, err := a.loadRotationKey(ctx, k.secret)
+	s, err := a.rot.keys.Load(ctx, k.secret)
 	if err != nil {
 		return err
 	}
@@ -292,7 +341,7 @@ func (a *Authority) PublishedKeys(ctx context.Context, ca string) ([]CAKey, erro
 // rotation.
 func (a *Authority) Rotate(ctx context.Context, ca string, overlap time.Duration) (CAKey, error) {
 	if a.rot == nil {
-		return CAKey{}, errors.New("auth: rotation is not enabled for these CA keys (ca.pkcs11 keys rotate on the token, not yet supported)")
+		return CAKey{}, errors.New("auth: rotation is not enabled for these CA keys")
 	}
 	keys, err := a.CAKeys(ctx, ca)
 	if err != nil {
@@ -303,26 +352,19 @@ func (a *Authority) Rotate(ctx context.Context, ca string, overlap time.Duration
 			return CAKey{}, fmt.Errorf("%w: next key %s starts signing at %s", ErrRotationPending, k.KeyID, k.ActivateAt.Format(time.RFC3339))
 		}
 	}
-	seed, err := newEd25519Seed()
-	if err != nil {
-		return CAKey{}, err
-	}
-	s, err := ssh.NewSignerFromKey(ed25519.NewKeyFromSeed(seed))
+	name, s, err := a.rot.keys.Create(ctx, ca)
 	if err != nil {
 		return CAKey{}, err
 	}
 	now := a.now()
-	k := CAKey{CA: ca, KeyID: ssh.FingerprintSHA256(s.PublicKey()), State: KeyNext, Created: now, ActivateAt: now.Add(overlap), Public: s.PublicKey()}
-	k.secret = "ca/" + ca + "/" + k.KeyID
-	if err := a.rot.sec.Put(ctx, k.secret, seed); err != nil {
-		return CAKey{}, err
-	}
+	k := CAKey{CA: ca, KeyID: ssh.FingerprintSHA256(s.PublicKey()), State: KeyNext, Created: now, ActivateAt: now.Add(overlap),
+		Public: s.PublicKey(), secret: name}
 	tx, err := a.db.BeginTx(ctx, nil)
 	if err != nil {
 		return CAKey{}, fmt.Errorf("auth: rotation: %w", err)
 	}
 	defer tx.Rollback()
-	if len(keys) == 1 && keys[0].secret == "ca/"+ca {
+	if len(keys) == 1 && keys[0].secret == a.rot.keys.Original(ca) {
 		if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO ca_keys(ca, key_id, secret, state, created) VALUES (?, ?, ?, 'active', ?)`,
 			ca, keys[0].KeyID, keys[0].secret, now.Unix()-1); err != nil {
 			return CAKey{}, fmt.Errorf("auth: rotation: %w", err)
@@ -349,15 +391,7 @@ func (a *Authority) Retire(ctx context.Context, ca string) (CAKey, error) {
 		if k.State != KeyPrevious {
 			continue
 		}
-		// Destroy the private key. The original key's slot (ca/<kind>) is
-		// read at every start, so it gets a fresh key nobody trusts.
-		tomb := []byte("retired")
-		if k.secret == "ca/"+ca {
-			if tomb, err = newEd25519Seed(); err != nil {
-				return CAKey{}, err
-			}
-		}
-		if err := a.rot.sec.Put(ctx, k.secret, tomb); err != nil {
+		if err := a.rot.keys.Destroy(ctx, k.secret); err != nil {
 			return CAKey{}, err
 		}
 		if _, err := a.db.ExecContext(ctx, `UPDATE ca_keys SET state = 'retired', retired_at = ? WHERE ca = ? AND key_id = ?`,

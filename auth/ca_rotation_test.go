@@ -31,7 +31,7 @@ func TestUserCARotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	a.Now = func() time.Time { return now }
-	if err := a.EnableRotation(ctx, sec); err != nil {
+	if err := a.EnableRotation(ctx, SealedKeys{Secrets: sec}); err != nil {
 		t.Fatal(err)
 	}
 	oldCA := a.UserCAPublicKey()
@@ -77,7 +77,7 @@ func TestUserCARotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.Now = a.Now
-	if err := b.EnableRotation(ctx, sec); err != nil {
+	if err := b.EnableRotation(ctx, SealedKeys{Secrets: sec}); err != nil {
 		t.Fatal(err)
 	}
 	if !keysEqual(b.UserCAPublicKey(), next.Public) {

@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gatehouse/gatehouse/auth"
 	"github.com/gatehouse/gatehouse/internal/hsm"
@@ -22,7 +24,7 @@ func LoadAuthority(ctx context.Context, env *Env) (a *auth.Authority, close func
 	p := env.Config.CA.PKCS11
 	if p.Module == "" {
 		// Sealed keys rotate (gatehouse ca rotate).
-		if err := a.EnableRotation(ctx, env.Secrets); err != nil {
+		if err := a.EnableRotation(ctx, auth.SealedKeys{Secrets: env.Secrets}); err != nil {
 			return nil, nil, err
 		}
 		return a, func() {}, nil
@@ -46,5 +48,30 @@ func LoadAuthority(ctx context.Context, env *Env) (a *auth.Authority, close func
 		}
 	}
 	a.UseCASigners(s)
+	// Token keys rotate on the token.
+	if err := a.EnableRotation(ctx, tokenKeys{tok}); err != nil {
+		tok.Close()
+		return nil, nil, err
+	}
 	return a, func() { tok.Close() }, nil
+}
+
+// tokenKeys is the auth.KeyStore of CA keys on a PKCS#11 token; a key's name
+// is "pkcs11:" and its label.
+type tokenKeys struct{ tok *hsm.Token }
+
+func (k tokenKeys) Original(ca string) string { return "pkcs11:" + hsm.KeyLabel(ca) }
+
+func (k tokenKeys) Load(ctx context.Context, name string) (ssh.Signer, error) {
+	return k.tok.Signer(strings.TrimPrefix(name, "pkcs11:"), false)
+}
+
+func (k tokenKeys) Create(ctx context.Context, ca string) (string, ssh.Signer, error) {
+	label := hsm.KeyLabel(ca) + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	s, err := k.tok.Signer(label, true)
+	return "pkcs11:" + label, s, err
+}
+
+func (k tokenKeys) Destroy(ctx context.Context, name string) error {
+	return k.tok.Delete(strings.TrimPrefix(name, "pkcs11:"))
 }

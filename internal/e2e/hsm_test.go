@@ -3,13 +3,17 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/gatehouse/gatehouse/auth"
 	"github.com/gatehouse/gatehouse/internal/testenv"
 )
 
@@ -34,4 +38,30 @@ func TestCAKeysInSoftHSM(t *testing.T) {
 	waitFor(t, "sshd to log the session certificate from the token's CA", func() bool {
 		return strings.Contains(w.sshd.Log(), "Accepted certificate ID \"gatehouse:alice session:") && strings.Contains(w.sshd.Log(), want)
 	})
+
+	// Rotation on the token: a next key generated there, trusted by the
+	// target next to the old one, signing after the switch.
+	ctx := context.Background()
+	next, err := a.Rotate(ctx, "session", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	trusted := filepath.Join(w.sshd.Dir, "gatehouse_session_ca.pub")
+	os.WriteFile(trusted, append(ssh.MarshalAuthorizedKey(a.SessionCAPublicKey()), ssh.MarshalAuthorizedKey(next.Public)...), 0o644)
+	waitFor(t, "the switch to the token's next session CA key", func() bool {
+		return string(a.SessionCAPublicKey().Marshal()) == string(next.Public.Marshal())
+	})
+	if r := alice.run("ssh", "db-1", "echo rotated"); r.code != 0 || r.stdout != "rotated\n" {
+		t.Fatalf("session after rotating the token key: %s", r)
+	}
+	if !strings.Contains(w.sshd.Log(), "signed by ECDSA CA "+next.KeyID) {
+		t.Fatalf("sshd did not see the new token key %s:\n%s", next.KeyID, w.sshd.Log())
+	}
+	if _, err := a.Retire(ctx, "session"); err != nil {
+		t.Fatal(err)
+	}
+	keys, _ := a.CAKeys(ctx, "session")
+	if len(keys) != 2 || keys[0].State != auth.KeyRetired || keys[1].State != auth.KeyActive {
+		t.Fatalf("session CA keys after retiring: %+v", keys)
+	}
 }

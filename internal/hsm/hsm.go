@@ -55,3 +55,17 @@ func (t *Token) Signer(label string, create bool) (ssh.Signer, error) {
 	}
 	return s, nil
 }
+
+// Delete destroys the key pair labelled label on the token.
+func (t *Token) Delete(label string) error {
+	ks, err := t.ctx.FindKeyPairs(nil, []byte(label))
+	if err != nil {
+		return fmt.Errorf("hsm: find key %s: %w", label, err)
+	}
+	for _, k := range ks {
+		if err := k.Delete(); err != nil {
+			return fmt.Errorf("hsm: delete key %s: %w", label, err)
+		}
+	}
+	return nil
+}

@@ -22,3 +22,6 @@ func (t *Token) Close() error { return nil }
 
 // Signer fails: PKCS#11 modules need cgo.
 func (t *Token) Signer(label string, create bool) (ssh.Signer, error) { return nil, ErrNoCgo }
+
+// Delete fails: PKCS#11 modules need cgo.
+func (t *Token) Delete(label string) error { return ErrNoCgo }
