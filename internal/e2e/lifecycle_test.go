@@ -6,6 +6,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -20,6 +21,8 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/gatehouse/gatehouse/internal/app"
+	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/testenv"
 	"github.com/gatehouse/gatehouse/recorder"
 )
@@ -496,4 +499,80 @@ func serveProcessLimited(t *testing.T, bin, config string, n int) (*exec.Cmd, st
 	}
 	addr := strings.TrimSpace(strings.TrimPrefix(line, "gatehouse: SSH on "))
 	return cmd, addr[strings.LastIndexByte(addr, ':')+1:]
+}
+
+// restartWith closes the world's gateway and starts it again on the same
+// data with edit applied to its configuration file.
+func (w *world) restartWith(t *testing.T, edit func(string) string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	w.app.Close(ctx)
+	cancel()
+	b, _ := os.ReadFile(w.configFile)
+	edited := edit(string(b))
+	if edited == string(b) {
+		t.Fatal("restartWith: the edit changed nothing")
+	}
+	os.WriteFile(w.configFile, []byte(edited), 0o600)
+	cfg, err := config.Load(w.configFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := app.Start(cfg, slog.New(slog.NewTextHandler(&testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.app = a
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		a.Close(ctx)
+	})
+	_, w.port, _ = net.SplitHostPort(a.SSHAddr())
+}
+
+// TestTTLAndIdleEndTheTargetProcess: a role's max_session_ttl and
+// idle_timeout end the session with the reason, and the command on the
+// target with it.
+func TestTTLAndIdleEndTheTargetProcess(t *testing.T) {
+	w := newWorld(t, "")
+	w.restartWith(t, func(s string) string {
+		s = strings.Replace(s, "    options: {sftp: true, port_forwarding: true}\n",
+			"    options: {sftp: true, port_forwarding: true, max_session_ttl: 3s}\n", 1)
+		return strings.Replace(s, "  - name: viewer\n    allow:\n      targets: {names: [db-1]}\n      logins: [root]\n",
+			"  - name: viewer\n    allow:\n      targets: {names: [db-1]}\n      logins: [root]\n    options: {idle_timeout: 2s}\n", 1)
+	})
+	cases := []struct{ user, command, want string }{
+		{"alice", "while :; do echo tick; sleep 0.5; done & ", "maximum session length 3s reached"},
+		{"bob", "", "idle for 2s"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.user, func(t *testing.T) {
+			u := w.newUser(tc.user, time.Hour)
+			m := marker()
+			defer killProcs(m)
+			c := u.cmd(context.Background(), "ssh", "-p", w.port, "root@db-1@127.0.0.1", "echo started; "+tc.command+m)
+			var out, errb syncBuffer
+			c.Stdout, c.Stderr = &out, &errb
+			if err := c.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer c.Process.Kill()
+			defer func() {
+				if t.Failed() {
+					t.Logf("client stderr %q", errb.String())
+				}
+			}()
+			waitFor(t, "the command on the target", func() bool { return running(m) })
+			waitFor(t, "the target's process to end", func() bool { return !running(m) })
+			s := endedSession(t, w, m)
+			if s.EndReason != tc.want {
+				t.Errorf("end reason %q, want %q", s.EndReason, tc.want)
+			}
+			c.Wait()
+			if !strings.Contains(errb.String(), "gatehouse: session ended: "+tc.want) {
+				t.Errorf("client stderr %q", errb.String())
+			}
+		})
+	}
 }
