@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -62,18 +63,29 @@ func TestInteractiveSessionRecordedWithCommands(t *testing.T) {
 	c := alice.cmd(context.Background(), "ssh", "-tt", "-p", w.port, "root@db-1@127.0.0.1")
 	c.Env = append(c.Env, "TERM=xterm")
 	term := testenv.StartPTY(t, c, 100, 30)
-	term.Expect(t, "# ", 15*time.Second) // root's shell is ready (no type-ahead)
+	term.Expect(t, "# ", 60*time.Second) // root's shell is ready (no type-ahead)
 	term.Send("PS1='rec''$ '\r")         // the echo of this line does not contain the prompt
-	term.Expect(t, "rec$ ", 15*time.Second)
+	// Each step waits for what a person waits for: the command's own output
+	// and the prompt after it. Keys typed before readline is back are
+	// echoed by the tty and redrawn, a different screen; and waiting for a
+	// bare "/usr/share/" would match the login banner.
+	promptAfter := func(n int, marker string) {
+		waitFor(t, fmt.Sprintf("%q (%d) and the prompt after it", marker, n), func() bool {
+			out := term.Output()
+			i := strings.LastIndex(out, marker)
+			return strings.Count(out, marker) >= n && i >= 0 && strings.Contains(out[i:], "rec$ ")
+		})
+	}
+	promptAfter(1, "PS1='rec''$ '")
 	term.Send("echo first-$((40+2))\r")
-	term.Expect(t, "first-42", 15*time.Second)
+	promptAfter(1, "first-42\r\n")
 	term.Resize(120, 40)
 	term.Send("\x1b[A\r") // history recall: the echo again
-	waitFor(t, "the recalled command's output", func() bool { return strings.Count(term.Output(), "first-42") >= 2 })
+	promptAfter(2, "first-42\r\n")
 	term.Send("ls -d /usr/shar\t") // tab completion
-	term.Expect(t, "/usr/share/", 15*time.Second)
+	waitFor(t, "the completed line", func() bool { return strings.Contains(term.Output(), "ls -d /usr/share/") })
 	term.Send("\r")
-	waitFor(t, "ls output", func() bool { return strings.Count(term.Output(), "/usr/share/") >= 2 })
+	promptAfter(2, "/usr/share/\r\n") // the echoed line, then ls's output
 	term.Send("exit\r")
 	term.Wait()
 	s := lastSession(t, w)
