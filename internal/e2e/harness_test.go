@@ -258,7 +258,7 @@ Host *
   UserKnownHostsFile %[4]s
   StrictHostKeyChecking yes
   BatchMode yes
-  ConnectTimeout 10
+  ConnectTimeout 30
 `, w.port, name, u.key, w.kh)
 	os.WriteFile(u.config, []byte(conf), 0o644)
 	return u
@@ -315,9 +315,11 @@ func (u *user) direct(login, target string, args ...string) result {
 
 // waitFor polls cond until it holds or the wait is over (a wait, not a
 // timing assertion).
+// waitFor polls cond until it holds. The deadline is generous on purpose:
+// it only bounds a hung test, and CI machines are small and busy.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.Now().Add(45 * time.Second)
 	for time.Now().Before(deadline) {
 		if cond() {
 			return
