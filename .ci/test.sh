@@ -131,7 +131,7 @@ rest_pkgs=$(grep -vE "$race_pattern" <<<"$all_pkgs" || true)
 
 go_test() {
   [ -n "$*" ] || { echo "no packages"; return 0; }
-  go test -count=1 -timeout 20m "$@"
+  go test -count=1 -timeout 45m "$@"
 }
 
 # go.mod/go.sum must be exactly what `go mod tidy` writes.
