@@ -164,6 +164,7 @@ type Server struct {
 	closed    bool
 	wg        sync.WaitGroup // one per accepted connection
 	lockQuit  chan struct{}
+	grantQuit chan struct{} // stops watchGrants
 
 	// authCtx ends when the server shuts down: logins waiting for a browser
 	// approval end with it (see handshake.go).
@@ -206,6 +207,8 @@ func NewServer(cfg Config) (*Server, error) {
 		s.lockQuit = make(chan struct{})
 		go s.watchLocks()
 	}
+	s.grantQuit = make(chan struct{})
+	go s.watchGrants(s.grantQuit)
 	go s.warmHostCerts()
 	return s, nil
 }
@@ -500,6 +503,9 @@ func (s *Server) closeListeners() []*clientConn {
 	defer s.mu.Unlock()
 	if !s.closed && s.lockQuit != nil {
 		close(s.lockQuit)
+	}
+	if !s.closed {
+		close(s.grantQuit)
 	}
 	s.closed = true
 	s.authStop(errShutdown)

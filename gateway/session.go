@@ -309,7 +309,7 @@ func (s *session) authorize() (string, bool) {
 	if !s.decision.Allowed {
 		c.audit(recorder.Event{Type: recorder.EventSessionDenied, Reason: s.decision.Reason, SessionID: s.id,
 			Details: map[string]any{"kind": s.kind, "command": cmd}})
-		return fmt.Sprintf("access denied: %s", s.decision.Reason), false
+		return fmt.Sprintf("access denied: %s%s", s.decision.Reason, c.requestHint(cmd)), false
 	}
 	for _, w := range s.decision.Warnings {
 		c.audit(recorder.Event{Type: recorder.EventCommandWarn, Reason: w, SessionID: s.id,

@@ -25,6 +25,20 @@ type Engine struct {
 	warnCmds map[string][]guardPattern
 	bindings []config.Binding
 	problems []error // rules that did not parse; they match nothing
+	grants   GrantSource
+}
+
+// GrantSource tells which roles a user holds through approved just-in-time
+// requests right now (see Requests).
+type GrantSource interface {
+	GrantedRoles(user string) []string
+}
+
+// WithGrants returns a copy of e whose decisions include the roles g grants.
+func (e *Engine) WithGrants(g GrantSource) *Engine {
+	c := *e
+	c.grants = g
+	return &c
 }
 
 // New builds an Engine from cfg's roles and bindings. A command rule that
@@ -101,6 +115,9 @@ type Decision struct {
 	// Warnings are the warn.commands rules the exec request matched, one
 	// line each; the request is still allowed.
 	Warnings []string
+	// Granted are the allowing roles held only through an approved
+	// just-in-time request: when that grant ends, so does the access.
+	Granted []string
 }
 
 // ForceCommand is the command the target must be told to run exclusively,
@@ -112,16 +129,27 @@ func (d Decision) ForceCommand() string {
 	return d.Command.ForceCommand
 }
 
-// Roles returns the names of the roles bound to user or any of groups, sorted.
+// Roles returns the names of the roles bound to user or any of groups, and
+// those granted to user by approved requests, sorted.
 func (e *Engine) Roles(user string, groups []string) []string {
-	set := map[string]bool{}
-	for _, b := range e.bindings {
-		if (b.User != "" && b.User == user) || (b.Group != "" && contains(groups, b.Group)) {
-			for _, r := range b.Roles {
+	set := e.boundSet(user, groups)
+	if e.grants != nil {
+		for _, r := range e.grants.GrantedRoles(user) {
+			if _, ok := e.roles[r]; ok {
 				set[r] = true
 			}
 		}
 	}
+	return sortedKeys(set)
+}
+
+// BoundRoles returns the roles bound to user or any of groups by the
+// configuration, without grants.
+func (e *Engine) BoundRoles(user string, groups []string) []string {
+	return sortedKeys(e.boundSet(user, groups))
+}
+
+func sortedKeys(set map[string]bool) []string {
 	out := make([]string, 0, len(set))
 	for r := range set {
 		out = append(out, r)
@@ -130,9 +158,34 @@ func (e *Engine) Roles(user string, groups []string) []string {
 	return out
 }
 
+func (e *Engine) boundSet(user string, groups []string) map[string]bool {
+	set := map[string]bool{}
+	for _, b := range e.bindings {
+		if (b.User != "" && b.User == user) || (b.Group != "" && contains(groups, b.Group)) {
+			for _, r := range b.Roles {
+				set[r] = true
+			}
+		}
+	}
+	return set
+}
+
 // Check decides req.
 func (e *Engine) Check(req Request) Decision {
-	roles := e.Roles(req.User, req.Groups)
+	d := e.check(req, e.Roles(req.User, req.Groups))
+	if d.Allowed {
+		bound := e.boundSet(req.User, req.Groups)
+		for _, r := range d.Roles {
+			if !bound[r] {
+				d.Granted = append(d.Granted, r)
+			}
+		}
+	}
+	return d
+}
+
+// check decides req for a user holding roles.
+func (e *Engine) check(req Request, roles []string) Decision {
 	if len(roles) == 0 {
 		return Decision{Reason: fmt.Sprintf("user %s has no roles", req.User)}
 	}

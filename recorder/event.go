@@ -27,6 +27,10 @@ const (
 	EventExport          = "audit.export"      // audit log exported
 	EventKeyRotated      = "audit.key_rotated" // audit signing key rotated
 	EventPrune           = "audit.prune"       // retention removed old events or recordings
+	EventRequestCreated  = "request.created"   // a just-in-time access request was filed
+	EventRequestApproved = "request.approved"  // a reviewer approved an access request
+	EventRequestDenied   = "request.denied"    // a reviewer denied one, or a self-approval was refused
+	EventRequestExpired  = "request.expired"   // a grant ended, or a request waited too long
 )
 
 // Event is one audit log entry. Time is UTC; the log assigns ID and the

@@ -52,6 +52,8 @@ type Options struct {
 	AuditLog   *recorder.AuditLog
 	Terminator Terminator
 	Locks      *policy.Locks
+	// Requests holds just-in-time access requests; nil hides their pages.
+	Requests *policy.Requests
 	// SSHAddr is the gateway's SSH address, shown in instructions.
 	SSHAddr string
 	Logger  *slog.Logger
@@ -119,6 +121,9 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("POST /api/v1/cert", s.cliCert)
 	if s.opts.Sessions != nil && s.opts.Recordings != nil && s.opts.AuditLog != nil {
 		s.uiRoutes()
+	}
+	if s.opts.Requests != nil {
+		s.requestRoutes()
 	}
 }
 

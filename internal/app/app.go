@@ -71,6 +71,8 @@ type App struct {
 	OIDC      *auth.OIDC // nil when no identity provider is configured
 	Web       *web.Server
 	Locks     *policy.Locks
+	Requests  *policy.Requests   // just-in-time access requests and grants
+	Policy    *policy.Engine     // the configuration's policy with grants
 	Metrics   *metrics.Metrics   // nil when metrics.listen is empty
 	Alerts    *alerts.Dispatcher // nil when no alerts are configured
 
@@ -78,6 +80,7 @@ type App struct {
 	ops                       *metrics.Server
 	closeCA                   func()        // releases the CA keys' token (ca.pkcs11)
 	rotQuit, rotDone          chan struct{} // stop and wait for followRotations
+	reqQuit, reqDone          chan struct{} // stop and wait for expireRequests
 	errc                      chan error
 	stopRetention             context.CancelFunc // nil when no retention is configured
 }
@@ -124,6 +127,8 @@ func Start(cfg *config.Config, log *slog.Logger) (*App, error) {
 	}
 	a.rotQuit, a.rotDone = make(chan struct{}), make(chan struct{})
 	go a.followRotations(a.rotQuit, a.rotDone)
+	a.reqQuit, a.reqDone = make(chan struct{}), make(chan struct{})
+	go a.expireRequests(a.reqQuit, a.reqDone)
 	if ret := RetentionOf(cfg); ret.Audit > 0 || ret.Recordings > 0 {
 		ctx, cancel := context.WithCancel(context.Background())
 		a.stopRetention = cancel
@@ -140,7 +145,7 @@ func (a *App) startWeb() error {
 	}
 	a.webAddr = ln.Addr().String()
 	a.Web, err = web.NewServer(web.Options{Config: a.Config, DB: a.Env.DB, Authority: a.Authority,
-		Policy: policy.New(a.Config), Audit: a.auditor(), OIDC: a.OIDC, TOTP: a.TOTP, Approvals: a.Approvals,
+		Policy: a.Policy, Requests: a.Requests, Audit: a.auditor(), OIDC: a.OIDC, TOTP: a.TOTP, Approvals: a.Approvals,
 		Sessions: a.Sessions, Recordings: a.Recs, AuditLog: a.Audit, Terminator: a.Gateway, Locks: a.Locks,
 		SSHAddr: a.sshAddr, Logger: a.Log})
 	if err != nil {
@@ -191,6 +196,11 @@ func (a *App) open() error {
 		return err
 	}
 	a.Locks = policy.NewLocks(a.Env.DB.DB)
+	a.Requests = policy.NewRequests(a.Env.DB.DB)
+	if err := a.Requests.Refresh(ctx); err != nil {
+		return err
+	}
+	a.Policy = policy.New(cfg).WithGrants(a.Requests)
 	if err := a.openAlerts(); err != nil {
 		return err
 	}
@@ -199,7 +209,7 @@ func (a *App) open() error {
 		approver = approverAdapter{a.Approvals, a.TOTP}
 	}
 	a.Gateway, err = gateway.NewServer(gateway.Config{
-		Authority: a.Authority, Policy: policy.New(cfg), Targets: cfg.Targets, Audit: a.auditor(),
+		Authority: a.Authority, Policy: a.Policy, Targets: cfg.Targets, Audit: a.auditor(),
 		Sessions: a.Sessions, Recorder: recordingsAdapter{a.Recs}, RecordingFailOpen: cfg.Recording.FailOpen,
 		NewFileTap: newFileTap, Docker: newDockerDialer(a.Log), Approver: approver, Locks: a.Locks, Logger: a.Log,
 		HandshakeTimeout: cfg.SSH.HandshakeTimeout, MaxUnauthPerIP: cfg.SSH.MaxUnauthenticatedPerIP,
@@ -301,6 +311,11 @@ func (a *App) Close(ctx context.Context) error {
 		close(a.rotQuit)
 		<-a.rotDone
 		a.rotQuit = nil
+	}
+	if a.reqQuit != nil {
+		close(a.reqQuit)
+		<-a.reqDone
+		a.reqQuit = nil
 	}
 	if a.ops != nil {
 		a.ops.Shutdown(ctx)

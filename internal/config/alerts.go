@@ -66,6 +66,9 @@ var AlertEvents = map[string]string{
 	"recording.access": "a recording was opened or exported",
 	"audit.export":     "the audit log was exported",
 	"request.created":  "an access request was filed (request.created)",
+	"request.approved": "an access request was approved",
+	"request.denied":   "an access request was denied",
+	"request.expired":  "an access grant or request expired",
 }
 
 func (c *Config) validateAlerts() error {

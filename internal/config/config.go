@@ -294,6 +294,19 @@ type RoleOptions struct {
 	// Permissions are web UI permissions: "admin", "auditor". Users always
 	// see their own sessions. Empty grants nothing more.
 	Permissions []string `yaml:"permissions"`
+	// Requestable lets any signed-in user ask for this role for a while
+	// (just-in-time access, docs/policy.md); the grant takes effect once
+	// approved. Zero: the role is only held through bindings.
+	Requestable bool `yaml:"requestable"`
+	// ApprovalsRequired is how many different reviewers must approve a
+	// request for this role. Zero means 1.
+	ApprovalsRequired int `yaml:"approvals_required"`
+	// MaxRequestTTL caps how long a request for this role may ask for.
+	// Zero means 8h.
+	MaxRequestTTL time.Duration `yaml:"max_request_ttl"`
+	// ReviewRequests names the roles whose access requests holders of this
+	// role (through a binding, never through a grant) may approve or deny.
+	ReviewRequests []string `yaml:"review_requests"`
 }
 
 // Binding maps a user or an OIDC group to roles. Exactly one of User, Group.
@@ -578,6 +591,20 @@ func (c *Config) validateRoles() error {
 				if _, err := filepath.Match(p, ""); err != nil {
 					return c.fail(key+".allow.targets.names", "bad pattern %q", p)
 				}
+			}
+		}
+	}
+	for i, r := range c.Roles {
+		key := fmt.Sprintf("roles[%d].options", i)
+		if n := r.Options.ApprovalsRequired; n < 0 || n > 5 {
+			return c.fail(key+".approvals_required", "%d: want 1 to 5", n)
+		}
+		if r.Options.MaxRequestTTL < 0 {
+			return c.fail(key+".max_request_ttl", "must not be negative")
+		}
+		for _, name := range r.Options.ReviewRequests {
+			if !roles[name] {
+				return c.fail(key+".review_requests", "unknown role %q", name)
 			}
 		}
 	}

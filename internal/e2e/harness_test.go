@@ -93,7 +93,17 @@ roles:
       logins: [root]
     options: {require_session_mfa: true}
   - name: admins
-    options: {permissions: [admin, auditor]}
+    options: {permissions: [admin, auditor], review_requests: [oncall, oncall-pair]}
+  - name: oncall
+    allow:
+      targets: {names: [db-1]}
+      logins: [root]
+    options: {requestable: true, max_request_ttl: 2h}
+  - name: oncall-pair
+    allow:
+      targets: {names: [mfa-1]}
+      logins: [root]
+    options: {requestable: true, approvals_required: 2}
   - name: nobody-login
     allow:
       targets: {names: [db-1]}
