@@ -12,6 +12,7 @@ import (
 
 	"filippo.io/age"
 
+	"github.com/gatehouse/gatehouse/internal/app"
 	"github.com/gatehouse/gatehouse/internal/backup"
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/secrets"
@@ -134,5 +135,5 @@ func existingKeyring(cfg *config.Config) (*secrets.Keyring, error) {
 				secrets.EnvMasterKey, cfg.MasterKeyFile)
 		}
 	}
-	return secrets.LoadKeyring(cfg.MasterKeyFile)
+	return app.LoadMasterKey(cfg, false)
 }

@@ -17,7 +17,7 @@ import (
 func init() {
 	register(command{name: "ca", summary: "print the CA public keys targets and clients trust", run: func(args []string, stdout, stderr io.Writer) error {
 		return subcommand("ca", args, stdout, stderr, map[string]func([]string, io.Writer, io.Writer) error{
-			"public": runCAPublic, "rotate": runCARotate,
+			"public": runCAPublic, "rotate": runCARotate, "wrap-master-key": runWrapMasterKey,
 		})
 	}})
 	register(command{name: "admin", summary: "administration: issue-cert (bootstrap / break-glass), lock, unlock", run: func(args []string, stdout, stderr io.Writer) error {

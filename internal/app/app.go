@@ -42,7 +42,7 @@ func OpenEnv(cfg *config.Config) (*Env, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data_dir: %w", err)
 	}
-	kr, err := secrets.LoadKeyringFrom(cfg.MasterKeyFile, MasterKeyBesideData(cfg))
+	kr, err := LoadMasterKey(cfg, MasterKeyBesideData(cfg))
 	if err != nil {
 		return nil, err
 	}

@@ -9,7 +9,9 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/auth"
+	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/hsm"
+	"github.com/gatehouse/gatehouse/internal/secrets"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -29,11 +31,7 @@ func LoadAuthority(ctx context.Context, env *Env) (a *auth.Authority, close func
 		}
 		return a, func() {}, nil
 	}
-	pin, err := os.ReadFile(p.PinFile)
-	if err != nil {
-		return nil, nil, fmt.Errorf("ca.pkcs11.pin_file: %w", err)
-	}
-	tok, err := hsm.Open(hsm.Config{Module: p.Module, TokenLabel: p.TokenLabel, Pin: strings.TrimSpace(string(pin))})
+	tok, err := openToken(p)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -74,4 +72,61 @@ func (k tokenKeys) Create(ctx context.Context, ca string) (string, ssh.Signer, e
 
 func (k tokenKeys) Destroy(ctx context.Context, name string) error {
 	return k.tok.Delete(strings.TrimPrefix(name, "pkcs11:"))
+}
+
+// LoadMasterKey loads the master key of cfg: from GATEHOUSE_MASTER_KEY or
+// the key file, or, with ca.pkcs11.wrap_master_key, from a key file the
+// token's AES key unwraps (the token is closed again afterwards). create
+// allows making a new key when there is none.
+func LoadMasterKey(cfg *config.Config, create bool) (*secrets.Keyring, error) {
+	p := cfg.CA.PKCS11
+	if !p.WrapMasterKey {
+		return secrets.LoadKeyringFrom(cfg.MasterKeyFile, create)
+	}
+	if err := secrets.CheckWrapped(cfg.MasterKeyFile); err != nil {
+		return nil, err
+	}
+	tok, err := openToken(p)
+	if err != nil {
+		return nil, err
+	}
+	defer tok.Close()
+	// A new wrapping key only for a new master key: an existing file was
+	// wrapped by a key that must already be on this token.
+	_, statErr := os.Stat(cfg.MasterKeyFile)
+	wrap, err := tok.WrapAEAD(hsm.MasterWrapLabel, create && os.IsNotExist(statErr))
+	if err != nil {
+		return nil, err
+	}
+	return secrets.LoadWrappedKeyring(cfg.MasterKeyFile, wrap, create)
+}
+
+// WrapMasterKey encrypts cfg's plain master key file (or the key in
+// GATEHOUSE_MASTER_KEY) with the token's wrapping key, in place.
+func WrapMasterKey(cfg *config.Config) error {
+	kr, err := secrets.LoadKeyringFrom(cfg.MasterKeyFile, false)
+	if err != nil {
+		return err
+	}
+	tok, err := openToken(cfg.CA.PKCS11)
+	if err != nil {
+		return err
+	}
+	defer tok.Close()
+	wrap, err := tok.WrapAEAD(hsm.MasterWrapLabel, true)
+	if err != nil {
+		return err
+	}
+	return secrets.WriteWrapped(cfg.MasterKeyFile, kr.Key(), wrap)
+}
+
+func openToken(p config.PKCS11) (*hsm.Token, error) {
+	if p.Module == "" {
+		return nil, fmt.Errorf("ca.pkcs11 is not configured")
+	}
+	pin, err := os.ReadFile(p.PinFile)
+	if err != nil {
+		return nil, fmt.Errorf("ca.pkcs11.pin_file: %w", err)
+	}
+	return hsm.Open(hsm.Config{Module: p.Module, TokenLabel: p.TokenLabel, Pin: strings.TrimSpace(string(pin))})
 }

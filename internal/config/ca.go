@@ -17,12 +17,16 @@ type PKCS11 struct {
 	TokenLabel string `yaml:"token_label"`
 	// PinFile holds the token's user PIN. Required with Module.
 	PinFile string `yaml:"pin_file"`
+	// WrapMasterKey keeps the master key file encrypted by an AES key on
+	// the token (label gatehouse-master-wrap), so the file alone opens
+	// nothing. False means the file holds the plain key.
+	WrapMasterKey bool `yaml:"wrap_master_key"`
 }
 
 func (c *Config) validateCA() error {
 	p := c.CA.PKCS11
 	if p.Module == "" {
-		if p.TokenLabel != "" || p.PinFile != "" {
+		if p.TokenLabel != "" || p.PinFile != "" || p.WrapMasterKey {
 			return c.fail("ca.pkcs11.module", "required when ca.pkcs11 is set")
 		}
 		return nil

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -63,5 +64,59 @@ func TestCAKeysInSoftHSM(t *testing.T) {
 	keys, _ := a.CAKeys(ctx, "session")
 	if len(keys) != 2 || keys[0].State != auth.KeyRetired || keys[1].State != auth.KeyActive {
 		t.Fatalf("session CA keys after retiring: %+v", keys)
+	}
+}
+
+// TestMasterKeyWrappedByToken keeps the master key file wrapped by an AES key
+// on the token: the gateway and the CLI unwrap it through the token, and the
+// file and database without that token open nothing. An install with a plain
+// key is converted in place with `gatehouse ca wrap-master-key`.
+func TestMasterKeyWrappedByToken(t *testing.T) {
+	bin := gatehouseBinary(t)
+	h := testenv.StartSoftHSM(t)
+	pkcs11 := fmt.Sprintf("ca:\n  pkcs11: {module: %q, token_label: %q, pin_file: %q, wrap_master_key: true}\n", h.Module, h.TokenLabel, h.PinFile)
+	w := newWorldWith(t, "", pkcs11)
+	keyFile := filepath.Join(w.dir, "data", "master.key")
+	if b, _ := os.ReadFile(keyFile); !strings.HasPrefix(string(b), "gatehouse-wrapped-v1:") {
+		t.Fatalf("master key file is not wrapped: %q", b)
+	}
+	alice := w.newUser("alice", time.Hour)
+	if r := alice.run("ssh", "db-1", "echo wrapped"); r.code != 0 || r.stdout != "wrapped\n" {
+		t.Fatalf("session with a wrapped master key: %s", r)
+	}
+	w.cli(t, bin, "audit", "verify") // another process unwraps through the token
+
+	// The attacker's copy: the same files in front of another token.
+	testenv.StartSoftHSM(t) // a fresh token with the same label and PIN
+	out, err := exec.Command(bin, "audit", "verify", "--config", w.configFile).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "hsm: no key gatehouse-master-wrap on the token") {
+		t.Fatalf("the wrapped key opened without its token: %v\n%s", err, out)
+	}
+}
+
+// TestWrapMasterKeyConvertsAPlainInstall wraps the plain key of an existing
+// install in place; afterwards the plain reading of the file fails and the
+// configuration with wrap_master_key works.
+func TestWrapMasterKeyConvertsAPlainInstall(t *testing.T) {
+	bin := gatehouseBinary(t)
+	w := newWorld(t, "")
+	h := testenv.StartSoftHSM(t)
+	orig, _ := os.ReadFile(w.configFile)
+	wrapped := filepath.Join(w.dir, "wrapped.yaml")
+	os.WriteFile(wrapped, append(orig, fmt.Sprintf("ca:\n  pkcs11: {module: %q, token_label: %q, pin_file: %q, wrap_master_key: true}\n",
+		h.Module, h.TokenLabel, h.PinFile)...), 0o600)
+	if out, err := exec.Command(bin, "audit", "verify", "--config", wrapped).CombinedOutput(); err == nil ||
+		!strings.Contains(string(out), "is not wrapped; wrap it once with: gatehouse ca wrap-master-key") {
+		t.Fatalf("a plain key under wrap_master_key: %v\n%s", err, out)
+	}
+	if out, err := exec.Command(bin, "ca", "wrap-master-key", "--config", wrapped).CombinedOutput(); err != nil ||
+		!strings.Contains(string(out), "wrapped ") {
+		t.Fatalf("wrap-master-key: %v\n%s", err, out)
+	}
+	if out, err := exec.Command(bin, "audit", "verify", "--config", wrapped).CombinedOutput(); err != nil {
+		t.Fatalf("verify with the wrapped key: %v\n%s", err, out)
+	}
+	if out, err := exec.Command(bin, "audit", "verify", "--config", w.configFile).CombinedOutput(); err == nil {
+		t.Fatalf("the wrapped file still reads as a plain key:\n%s", out)
 	}
 }

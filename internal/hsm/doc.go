@@ -19,3 +19,7 @@ type Config struct {
 // KeyLabel is the token label of the key for a CA ("user", "session",
 // "host").
 func KeyLabel(ca string) string { return "gatehouse-" + ca + "-ca" }
+
+// MasterWrapLabel is the token label of the AES key that wraps the master
+// key when ca.pkcs11.wrap_master_key is set.
+const MasterWrapLabel = "gatehouse-master-wrap"

@@ -3,6 +3,7 @@
 package hsm
 
 import (
+	"crypto/cipher"
 	"crypto/elliptic"
 	"errors"
 	"fmt"
@@ -68,4 +69,31 @@ func (t *Token) Delete(label string) error {
 		}
 	}
 	return nil
+}
+
+// WrapAEAD returns AES-256-GCM under the secret key labelled label on the
+// token, generating it there (sensitive, not extractable) when there is none
+// and create is set. Encryption and decryption run on the token; the key
+// never leaves it.
+func (t *Token) WrapAEAD(label string, create bool) (cipher.AEAD, error) {
+	ks, err := t.ctx.FindKeys(nil, []byte(label))
+	if err != nil {
+		return nil, fmt.Errorf("hsm: find key %s: %w", label, err)
+	}
+	var k *crypto11.SecretKey
+	if len(ks) > 0 {
+		k = ks[0]
+	} else {
+		if !create {
+			return nil, fmt.Errorf("hsm: no key %s on the token (was the master key wrapped by another token?)", label)
+		}
+		if k, err = t.ctx.GenerateSecretKeyWithLabel([]byte(label), []byte(label), 256, crypto11.CipherAES); err != nil {
+			return nil, fmt.Errorf("hsm: generate key %s: %w", label, err)
+		}
+	}
+	a, err := k.NewGCM()
+	if err != nil {
+		return nil, fmt.Errorf("hsm: key %s: %w", label, err)
+	}
+	return a, nil
 }

@@ -3,6 +3,7 @@
 package hsm
 
 import (
+	"crypto/cipher"
 	"errors"
 
 	"golang.org/x/crypto/ssh"
@@ -25,3 +26,6 @@ func (t *Token) Signer(label string, create bool) (ssh.Signer, error) { return n
 
 // Delete fails: PKCS#11 modules need cgo.
 func (t *Token) Delete(label string) error { return ErrNoCgo }
+
+// WrapAEAD fails: PKCS#11 modules need cgo.
+func (t *Token) WrapAEAD(label string, create bool) (cipher.AEAD, error) { return nil, ErrNoCgo }

@@ -62,3 +62,50 @@ func TestTokenKeysSignAndStayOnTheToken(t *testing.T) {
 		t.Fatalf("the private key value was read from the token (%d bytes)", len(v.Value))
 	}
 }
+
+// TestWrapKeyStaysOnTheToken checks the master-key wrapping key: it seals and
+// opens on the token, is sensitive and not extractable, and a different
+// token's key of the same label cannot open what it sealed.
+func TestWrapKeyStaysOnTheToken(t *testing.T) {
+	h := testenv.StartSoftHSM(t)
+	tok, err := Open(Config{Module: h.Module, TokenLabel: h.TokenLabel, Pin: h.Pin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tok.Close()
+	if _, err := tok.WrapAEAD(MasterWrapLabel, false); err == nil {
+		t.Fatal("a missing wrapping key was found without create")
+	}
+	a, err := tok.WrapAEAD(MasterWrapLabel, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nonce := make([]byte, a.NonceSize())
+	rand.Read(nonce)
+	secret := []byte("0123456789abcdef0123456789abcdef")
+	sealed := a.Seal(nil, nonce, secret, []byte("ad"))
+	if bytes.Contains(sealed, secret) {
+		t.Fatal("sealed text contains the plaintext")
+	}
+	again, err := tok.WrapAEAD(MasterWrapLabel, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := again.Open(nil, nonce, sealed, []byte("ad")); err != nil || !bytes.Equal(got, secret) {
+		t.Fatalf("open on the same token: %q %v", got, err)
+	}
+	if _, err := again.Open(nil, nonce, sealed, []byte("other")); err == nil {
+		t.Fatal("opened with the wrong additional data")
+	}
+	k, err := tok.ctx.FindKey(nil, []byte(MasterWrapLabel))
+	if err != nil || k == nil {
+		t.Fatal(err)
+	}
+	attrs, err := tok.ctx.GetAttributes(k, []crypto11.AttributeType{crypto11.CkaSensitive, crypto11.CkaExtractable})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(attrs[crypto11.CkaSensitive].Value, []byte{1}) || !bytes.Equal(attrs[crypto11.CkaExtractable].Value, []byte{0}) {
+		t.Fatalf("wrapping key attributes: sensitive %v extractable %v", attrs[crypto11.CkaSensitive].Value, attrs[crypto11.CkaExtractable].Value)
+	}
+}
