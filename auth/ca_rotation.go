@@ -365,7 +365,7 @@ func (a *Authority) Rotate(ctx context.Context, ca string, overlap time.Duration
 	}
 	defer tx.Rollback()
 	if len(keys) == 1 && keys[0].secret == a.rot.keys.Original(ca) {
-		if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO ca_keys(ca, key_id, secret, state, created) VALUES (?, ?, ?, 'active', ?)`,
+		if _, err := tx.ExecContext(ctx, `INSERT INTO ca_keys(ca, key_id, secret, state, created) VALUES (?, ?, ?, 'active', ?) ON CONFLICT DO NOTHING`,
 			ca, keys[0].KeyID, keys[0].secret, now.Unix()-1); err != nil {
 			return CAKey{}, fmt.Errorf("auth: rotation: %w", err)
 		}

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/gatehouse/gatehouse/internal/store"
 )
 
 // SessionStore writes the start and end row of every session (one session =
@@ -259,6 +261,12 @@ const (
 // contains text" (case-insensitive for ASCII, like LIKE).
 func (s *SessionStore) commandContains(ctx context.Context, text string) (string, []any, error) {
 	like := "%" + escapeLike(text) + "%"
+	if store.IsPostgresDB(s.db) {
+		// PostgreSQL: the pg_trgm GIN index of migration 0006 serves ILIKE
+		// (case-insensitive, as SQLite's LIKE is for ASCII) directly.
+		return `sessions.recording_id IN (SELECT recording_id FROM recording_commands
+			WHERE text ILIKE ? ESCAPE '\')`, []any{like}, nil
+	}
 	scan := `EXISTS (SELECT 1 FROM recording_commands rc WHERE rc.recording_id = sessions.recording_id
 			AND rc.text LIKE ? ESCAPE '\')`
 	grams := trigrams(text)

@@ -87,7 +87,7 @@ func topCounts(ctx context.Context, db *sql.DB, q string, args ...any) ([]Count,
 
 // BytesPerDay sums the size of recordings started each UTC day since since.
 func (r *Recordings) BytesPerDay(ctx context.Context, since time.Time) ([]DayCount, error) {
-	rows, err := r.db.QueryContext(ctx, `SELECT started / ?, SUM(bytes) FROM recordings WHERE started >= ?
+	rows, err := r.db.QueryContext(ctx, `SELECT started / ?, CAST(SUM(bytes) AS BIGINT) FROM recordings WHERE started >= ?
 		GROUP BY 1 ORDER BY 1`, dayNanos, since.UnixNano())
 	if err != nil {
 		return nil, fmt.Errorf("recorder: recording stats: %w", err)

@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/gatehouse/gatehouse/web"
@@ -46,11 +45,19 @@ func OpenEnv(cfg *config.Config) (*Env, error) {
 	if err != nil {
 		return nil, err
 	}
-	db, err := store.Open(filepath.Join(cfg.DataDir, "gatehouse.db"))
+	db, err := store.OpenURL(context.Background(), DatabaseURL(cfg), cfg.DataDir, slog.Default())
 	if err != nil {
 		return nil, err
 	}
 	return &Env{Config: cfg, DB: db, Secrets: secrets.NewStore(db.DB, kr)}, nil
+}
+
+// DatabaseURL is database.url, or GATEHOUSE_DATABASE_URL when set.
+func DatabaseURL(cfg *config.Config) string {
+	if u := os.Getenv("GATEHOUSE_DATABASE_URL"); u != "" {
+		return u
+	}
+	return cfg.Database.URL
 }
 
 // Close closes the database.

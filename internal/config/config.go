@@ -33,6 +33,11 @@ type Config struct {
 	// start. The GATEHOUSE_MASTER_KEY environment variable (base64) wins over both.
 	MasterKeyFile string `yaml:"master_key_file"`
 
+	// Database chooses the engine: empty or sqlite:PATH keeps the SQLite
+	// file in DataDir; postgres://... uses PostgreSQL (several instances may
+	// share it).
+	Database Database `yaml:"database"`
+
 	SSH       SSH       `yaml:"ssh"`
 	Web       Web       `yaml:"web"`
 	OIDC      OIDC      `yaml:"oidc"`
@@ -675,4 +680,14 @@ func (c *Config) Target(name string) (Target, bool) {
 		}
 	}
 	return Target{}, false
+}
+
+// Database is the database section.
+type Database struct {
+	// URL is empty (SQLite at DataDir/gatehouse.db), "sqlite:PATH" or
+	// "postgres://user:password@host:port/db?sslmode=..." (sslmode defaults
+	// to verify-full; anything weaker is logged as a warning at start). The
+	// GATEHOUSE_DATABASE_URL environment variable wins, so the password need
+	// not be in the file.
+	URL string `yaml:"url"`
 }

@@ -35,6 +35,7 @@ type world struct {
 
 	users      int    // client key files written
 	configFile string // the gateway's configuration
+	dbCfg      string // the database section (empty on SQLite; see matrix_test.go)
 }
 
 // baseConfig is the gateway configuration every test starts from; %[1]s is
@@ -153,7 +154,8 @@ func newWorldWith(t *testing.T, sshdExtra, gwExtra string) *world {
 	testenv.RequireBinary(t, "ssh", "apt-get install openssh-client")
 	w := &world{t: t, dir: t.TempDir()}
 	// Create the CA first: the target must trust it before the gateway runs.
-	dataCfg := fmt.Sprintf("data_dir: %s/data\n", w.dir)
+	w.dbCfg = databaseConfig(t)
+	dataCfg := fmt.Sprintf("data_dir: %s/data\n", w.dir) + w.dbCfg
 	// gwExtra may move the CAs (ca.pkcs11): the bootstrap loads them the same way.
 	// It follows an ssh section, as in baseConfig, so indented lines extend it.
 	cfg0, err := config.Parse("bootstrap.yaml", []byte(dataCfg+"ssh:\n  listen: \"127.0.0.1:0\"\n"+gwExtra))
@@ -181,6 +183,7 @@ func newWorldWith(t *testing.T, sshdExtra, gwExtra string) *world {
 	}
 	yaml := fmt.Sprintf(baseConfig, w.dir, w.sshd.Addr, w.sshd.HostKeyLine, closed,
 		strings.TrimSpace(string(ssh.MarshalAuthorizedKey(otherPub))), gwExtra)
+	yaml = w.dbCfg + yaml
 	w.configFile = filepath.Join(w.dir, "gatehouse.yaml")
 	path := w.configFile
 	os.WriteFile(path, []byte(yaml), 0o600)

@@ -1,9 +1,13 @@
-// Package store opens Gatehouse's SQLite database (modernc.org/sqlite, no cgo)
-// in WAL mode and applies the numbered migrations embedded from migrations/.
+// Package store opens Gatehouse's database and applies the numbered
+// migrations embedded for its engine: SQLite (modernc.org/sqlite, no cgo, in
+// WAL mode; migrations/) by default, or PostgreSQL (pgx, a connection pool
+// with TLS verify-full by default; migrations_postgres/, the same numbers in
+// PostgreSQL types) when database.url is postgres://.
 //
-// Every query in Gatehouse goes through prepared statements with placeholders;
-// schema changes happen only through a new numbered migration file, never by
-// editing an applied one.
+// Every query in Gatehouse goes through prepared statements with `?`
+// placeholders; the PostgreSQL engine rewrites them to $n (Rebind). Schema
+// changes happen only through a new numbered migration file for each engine,
+// never by editing an applied one.
 package store
 
 import (
@@ -17,18 +21,37 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
 
-//go:embed migrations/*.sql
+//go:embed migrations/*.sql migrations_postgres/*.sql
 var migrationFS embed.FS
+
+// Engines.
+const (
+	SQLite   = "sqlite"
+	Postgres = "postgres"
+)
 
 // DB is the Gatehouse database.
 type DB struct {
 	*sql.DB
-	path string
+	path   string
+	engine string
 }
+
+// Engine returns SQLite or Postgres.
+func (db *DB) Engine() string {
+	if db.engine == "" {
+		return SQLite
+	}
+	return db.engine
+}
+
+// IsPostgres reports whether db is a PostgreSQL database.
+func (db *DB) IsPostgres() bool { return db.engine == Postgres }
 
 // Open opens (creating if needed) the database file at path and migrates it
 // to the newest schema.
@@ -42,7 +65,7 @@ func Open(path string) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
-	db := &DB{DB: sdb, path: path}
+	db := &DB{DB: sdb, path: path, engine: SQLite}
 	if err := db.migrate(context.Background()); err != nil {
 		sdb.Close()
 		return nil, err
@@ -63,8 +86,12 @@ type migration struct {
 	sql     string
 }
 
-func migrations() ([]migration, error) {
-	entries, err := fs.ReadDir(migrationFS, "migrations")
+func migrations(engine string) ([]migration, error) {
+	dir := "migrations"
+	if engine == Postgres {
+		dir = "migrations_postgres"
+	}
+	entries, err := fs.ReadDir(migrationFS, dir)
 	if err != nil {
 		return nil, err
 	}
@@ -80,7 +107,7 @@ func migrations() ([]migration, error) {
 			return nil, fmt.Errorf("store: migrations %s and %s share number %d", prev, e.Name(), v)
 		}
 		seen[v] = e.Name()
-		b, err := migrationFS.ReadFile("migrations/" + e.Name())
+		b, err := migrationFS.ReadFile(dir + "/" + e.Name())
 		if err != nil {
 			return nil, err
 		}
@@ -90,25 +117,40 @@ func migrations() ([]migration, error) {
 	return ms, nil
 }
 
+// migrationLock is the pg_advisory_lock key held while an instance migrates,
+// so two instances starting together never apply a migration twice.
+const migrationLock = 0x6761746568 // "gateh"
+
 func (db *DB) migrate(ctx context.Context) error {
-	ms, err := migrations()
+	ms, err := migrations(db.Engine())
 	if err != nil {
 		return err
 	}
-	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-		version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)`); err != nil {
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	defer conn.Close()
+	if db.IsPostgres() {
+		if _, err := conn.ExecContext(ctx, `SELECT pg_advisory_lock(?)`, migrationLock); err != nil {
+			return fmt.Errorf("store: migration lock: %w", err)
+		}
+		defer conn.ExecContext(context.Background(), `SELECT pg_advisory_unlock(?)`, migrationLock)
+	}
+	if _, err := conn.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)`); err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
 	for _, m := range ms {
-		if err := db.apply(ctx, m); err != nil {
+		if err := apply(ctx, conn, m); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (db *DB) apply(ctx context.Context, m migration) error {
-	tx, err := db.BeginTx(ctx, nil)
+func apply(ctx context.Context, conn *sql.Conn, m migration) error {
+	tx, err := conn.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
@@ -123,7 +165,7 @@ func (db *DB) apply(ctx context.Context, m migration) error {
 	if _, err := tx.ExecContext(ctx, m.sql); err != nil {
 		return fmt.Errorf("store: migration %s: %w", m.name, err)
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations(version, name, applied_at) VALUES (?, ?, strftime('%s','now'))`, m.version, m.name); err != nil {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations(version, name, applied_at) VALUES (?, ?, ?)`, m.version, m.name, time.Now().Unix()); err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
 	return tx.Commit()
