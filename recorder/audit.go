@@ -201,6 +201,9 @@ func (l *AuditLog) run() {
 		case r := <-l.reqs:
 			l.commit(l.gather(r))
 		case <-tick:
+			if !l.checkpointDue(context.Background()) {
+				continue
+			}
 			if _, err := l.checkpoint(context.Background()); err != nil {
 				l.log.Error("audit checkpoint failed", "err", err)
 			}
@@ -271,6 +274,11 @@ func appendEvents(ctx context.Context, db *sql.DB, evs []*Event, keys *keyState,
 		return Head{}, nil, fmt.Errorf("recorder: audit: %w", err)
 	}
 	defer tx.Rollback()
+	// One appender at a time across instances sharing a PostgreSQL database:
+	// the head read below is then the newest committed one.
+	if err := store.LockTx(ctx, db, tx, store.AuditAppendLock); err != nil {
+		return Head{}, nil, fmt.Errorf("recorder: audit: %w", err)
+	}
 	var lastID int64
 	prev := make([]byte, 32)
 	err = tx.QueryRowContext(ctx, `SELECT id, hash FROM audit_events ORDER BY id DESC LIMIT 1`).Scan(&lastID, &prev)

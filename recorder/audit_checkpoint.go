@@ -16,6 +16,8 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/gatehouse/gatehouse/internal/store"
 )
 
 // checkpointHeader starts the text of every checkpoint note.
@@ -65,6 +67,9 @@ func (l *AuditLog) signCheckpoint(ctx context.Context) (Checkpoint, error) {
 		return Checkpoint{}, fmt.Errorf("recorder: checkpoint: %w", err)
 	}
 	defer tx.Rollback()
+	if err := store.LockTx(ctx, l.db.DB, tx, store.AuditAppendLock); err != nil {
+		return Checkpoint{}, fmt.Errorf("recorder: checkpoint: %w", err)
+	}
 	var size int64
 	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(id), 0) FROM audit_events`).Scan(&size); err != nil {
 		return Checkpoint{}, fmt.Errorf("recorder: checkpoint: %w", err)

@@ -98,3 +98,25 @@ func IsPostgresDB(db *sql.DB) bool {
 	_, ok := db.Driver().(*stdlib.Driver)
 	return ok
 }
+
+// Advisory lock keys (pg_advisory_xact_lock) of the appenders that must be
+// one at a time across every instance sharing a PostgreSQL database.
+const (
+	// AuditAppendLock serialises audit appends and checkpoints: each reads
+	// the chain head and writes the next ids in its transaction.
+	AuditAppendLock = 0x67617564 // "gaud"
+)
+
+// LockTx makes tx the only holder of lock until it commits or rolls back.
+// On PostgreSQL that is a transaction-scoped advisory lock, so appenders on
+// other instances wait for it; on SQLite it does nothing (transactions begin
+// IMMEDIATE there, which already serialises writers of the one file).
+func LockTx(ctx context.Context, db *sql.DB, tx *sql.Tx, lock int64) error {
+	if !IsPostgresDB(db) {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(?)`, lock); err != nil {
+		return fmt.Errorf("store: lock: %w", err)
+	}
+	return nil
+}
