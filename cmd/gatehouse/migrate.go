@@ -88,4 +88,3 @@ func checkMigration(ctx context.Context, dst *store.DB, copied store.CopyCounts,
 	fmt.Fprintln(stdout, "set database.url to the target, keep data_dir's recordings and master key, and start gatehouse serve")
 	return nil
 }
-
