@@ -165,6 +165,14 @@ check "go test -race (concurrent pkgs)" go_test -race $race_pkgs
 # shellcheck disable=SC2086
 check "go test (the rest)" go_test $rest_pkgs
 
+# The same end-to-end flows on the PostgreSQL engine: every world gets a fresh
+# database on a private TLS cluster (GATEHOUSE_TEST_DB=postgres, see
+# internal/e2e/matrix_test.go). internal/store and the multi-instance audit
+# test already ran against PostgreSQL above. The list keeps this run short
+# (~3 min on two cores); widen it as the tests allow.
+pg_e2e='TestExecDirectAndProxyJump|TestRefusalsAreOneLineAndAudited|TestSessionRecordAndTargetLog|TestLockEndsSessionsAndRefusesNewOnes|TestFiftyParallelSessions'
+check "go test e2e (PostgreSQL engine)" env GATEHOUSE_TEST_DB=postgres go test -count=1 -timeout 15m ./internal/e2e/ -run "^($pg_e2e)\$"
+
 vulncheck() {
   if ! go install golang.org/x/vuln/cmd/govulncheck@latest >/tmp/govulncheck-install.log 2>&1; then
     echo "WARNING: govulncheck could not be installed here (no module proxy?); not run"
