@@ -15,7 +15,7 @@ import (
 var copyTables = []string{
 	"secrets", "certificates", "sessions", "audit_events", "audit_tree", "audit_checkpoints", "audit_head",
 	"recordings", "recording_commands", "users", "recovery_codes", "web_sessions", "login_tokens", "locks",
-	"alert_cursor", "alert_deliveries", "ca_keys",
+	"alert_cursor", "alert_deliveries", "ca_keys", "access_requests", "access_approvals",
 }
 
 // notCopied are source tables that stay behind on purpose.
