@@ -22,7 +22,7 @@ func (l *AuditLog) Check(ctx context.Context) error {
 		return errors.New("recorder: audit writer queue is full")
 	}
 	var n int64
-	if err := l.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM (SELECT id FROM audit_events ORDER BY id DESC LIMIT 1)`).Scan(&n); err != nil {
+	if err := l.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM (SELECT id FROM audit_events ORDER BY id DESC LIMIT 1) AS newest`).Scan(&n); err != nil {
 		return fmt.Errorf("recorder: audit log unreadable: %w", err)
 	}
 	return nil

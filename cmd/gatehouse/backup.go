@@ -59,6 +59,9 @@ func runBackup(args []string, stdout, stderr io.Writer) error {
 	}
 	defer env.Close()
 	defer l.Close()
+	if env.db.IsPostgres() {
+		return errors.New("backup: gatehouse backup covers the embedded SQLite database; with database.url on PostgreSQL, back up the database with pg_dump (or your provider's snapshots) and recording.dir and the master key separately")
+	}
 	ctx := context.Background()
 	m, err := backup.Write(ctx, backup.Source{DB: env.db.DB, RecordingsDir: env.cfg.Recording.Dir,
 		Keyring: env.secrets.Keyring(), Recipients: rs}, *out)

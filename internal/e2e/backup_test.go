@@ -15,6 +15,7 @@ import (
 // recording exports, and the audit chain verifies. A tampered copy and a
 // restore over a live install are refused with the reason.
 func TestBackupOnlineAndRestore(t *testing.T) {
+	sqliteOnly(t)
 	bin := gatehouseBinary(t)
 	w := newWorld(t, "")
 	alice := w.newUser("alice", time.Hour)
