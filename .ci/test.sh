@@ -96,9 +96,20 @@ build_test_image() {
   rm -rf "$ctx"
 }
 
+# versitygw, the S3-compatible server the object-storage tests start on
+# loopback (builds in 1-2 minutes; skipped when already installed).
+install_versitygw() {
+  local bin
+  bin="$(go env GOPATH)/bin/versitygw"
+  if [ -x "$bin" ] && go version -m "$bin" 2>/dev/null | grep -qE "^\s+mod\s+github.com/versity/versitygw\s+v1.8.0"; then echo "versitygw v1.8.0 present"; return; fi
+  go install github.com/versity/versitygw/cmd/versitygw@v1.8.0 || die "cannot install versitygw"
+}
+
 step "packages"
 install_packages
 mkdir -p /run/sshd
+step "versitygw"
+install_versitygw
 step "docker engine"
 start_docker
 build_test_image

@@ -29,8 +29,12 @@ func (l *AuditLog) Check(ctx context.Context) error {
 }
 
 // Check reports whether a new recording could be written now: the
-// directory accepts a file. The probe file is removed.
+// directory accepts a file (the probe file is removed), or the object
+// store's bucket answers.
 func (r *Recordings) Check(ctx context.Context) error {
+	if r.s3 != nil {
+		return r.s3.check(ctx)
+	}
 	f, err := os.CreateTemp(r.dir, ".probe-*")
 	if err != nil {
 		return fmt.Errorf("recorder: recordings store not writable: %w", err)

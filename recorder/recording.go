@@ -1,6 +1,7 @@
 package recorder
 
 import (
+	"context"
 	"crypto/cipher"
 	"crypto/rand"
 	"crypto/sha256"
@@ -41,6 +42,18 @@ type RecordingOptions struct {
 	Now func() time.Time
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
+	// S3, if set, stores new recordings in an S3-compatible bucket; nil
+	// keeps them in the directory. Recordings already in the directory
+	// stay readable there.
+	S3 *S3Options
+}
+
+// recSink is where a recording's bytes go while it is written: a local
+// file (*os.File) or segment objects (*segmentWriter).
+type recSink interface {
+	Write(p []byte) (int, error)
+	Sync() error
+	Close() error
 }
 
 // Recordings stores encrypted session recordings in a directory.
@@ -50,6 +63,7 @@ type Recordings struct {
 	kr   *secrets.Keyring
 	opts RecordingOptions
 	log  *slog.Logger
+	s3   *s3Store // nil: new recordings go to dir
 
 	// mu protects live.
 	mu   sync.Mutex
@@ -120,6 +134,11 @@ func OpenRecordings(dir string, db *store.DB, kr *secrets.Keyring, opts Recordin
 	probe.Close()
 	os.Remove(probe.Name())
 	r := &Recordings{dir: dir, db: db, kr: kr, opts: opts, log: opts.Logger, live: map[*Recording]struct{}{}, quit: make(chan struct{})}
+	if opts.S3 != nil {
+		if r.s3, err = openS3Store(context.Background(), *opts.S3, opts.Now); err != nil {
+			return nil, err
+		}
+	}
 	go r.flusher()
 	return r, nil
 }
@@ -160,7 +179,7 @@ type Recording struct {
 
 	// mu protects the following.
 	mu     sync.Mutex
-	f      *os.File
+	f      recSink
 	aead   cipher.AEAD
 	n      uint64 // records written
 	buf    []byte // pending 'E' record payload (starts with the kind byte)
@@ -244,10 +263,9 @@ func (r *Recordings) Start(info SessionInfo) (*Recording, error) {
 	if err != nil {
 		return nil, err
 	}
-	file := id + ".ghrec"
-	f, err := os.OpenFile(filepath.Join(r.dir, file), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	f, file, err := r.create(id)
 	if err != nil {
-		return nil, fmt.Errorf("recorder: create recording: %w", err)
+		return nil, err
 	}
 	rec := &Recording{r: r, id: id, info: info, start: info.Start, f: f, aead: aead, failed: make(chan struct{})}
 	if !info.Interactive {
@@ -257,8 +275,7 @@ func (r *Recordings) Start(info SessionInfo) (*Recording, error) {
 		}
 	}
 	if err := rec.writeHead(); err != nil {
-		f.Close()
-		os.Remove(f.Name())
+		r.discard(f)
 		return nil, err
 	}
 	_, err = r.db.Exec(`INSERT INTO recordings(id, session_id, user_name, target, login, file, wrapped_key, started,
@@ -266,8 +283,7 @@ func (r *Recordings) Start(info SessionInfo) (*Recording, error) {
 		id, info.SessionID, info.User, info.Target, info.Login, file, wrapped, info.Start.UnixNano(), info.Cols, info.Rows,
 		info.Interactive, info.Command)
 	if err != nil {
-		f.Close()
-		os.Remove(f.Name())
+		r.discard(f)
 		return nil, fmt.Errorf("recorder: recording row: %w", err)
 	}
 	r.mu.Lock()
@@ -492,7 +508,7 @@ func (rec *Recording) Close(reason string) (Summary, error) {
 	// Hashing the sealed file here, not while writing, keeps SHA-256 off the
 	// session's hot path (it cost 9% of the relay's CPU); the file is still
 	// in the page cache.
-	sum, herr := fileSHA256(filepath.Join(rec.r.dir, rec.id+".ghrec"))
+	sum, herr := rec.sum()
 	if werr == nil {
 		werr = herr
 	}
@@ -611,4 +627,36 @@ func (r *Recordings) Live(sessionID string) *Recording {
 		}
 	}
 	return nil
+}
+
+// create opens a new recording's sink: a file in the directory, or segment
+// objects. file is what the recordings row stores to find it again.
+func (r *Recordings) create(id string) (recSink, string, error) {
+	if r.s3 != nil {
+		return newSegmentWriter(r.s3, id, 0), r.s3.base + id + "/", nil
+	}
+	file := id + ".ghrec"
+	f, err := os.OpenFile(filepath.Join(r.dir, file), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, "", fmt.Errorf("recorder: create recording: %w", err)
+	}
+	return f, file, nil
+}
+
+// discard drops a recording that never got its row: a local file is
+// removed; objects stay (Gatehouse never deletes from the object store)
+// and, without a row, belong to no session.
+func (r *Recordings) discard(f recSink) {
+	f.Close()
+	if lf, ok := f.(*os.File); ok {
+		os.Remove(lf.Name())
+	}
+}
+
+// sum is the SHA-256 of the sealed recording.
+func (rec *Recording) sum() (string, error) {
+	if sw, ok := rec.f.(*segmentWriter); ok {
+		return sw.sum(), nil
+	}
+	return fileSHA256(filepath.Join(rec.r.dir, rec.id+".ghrec"))
 }

@@ -107,9 +107,9 @@ func (r *Recordings) readRecords(m recRow, header func([]byte), fn func(castEven
 	if err != nil {
 		return err
 	}
-	f, err := os.Open(filepath.Join(r.dir, filepath.Base(m.file)))
+	f, err := r.openFile(m)
 	if err != nil {
-		return fmt.Errorf("recorder: recording %s: %w", m.ID, err)
+		return err
 	}
 	defer f.Close()
 	rr, err := newRecordReader(f, key, m.ID)
@@ -323,6 +323,9 @@ func (r *Recordings) sealTorn(m recRow) (string, int64, error) {
 	if err != nil {
 		return "", 0, err
 	}
+	if isS3File(m.file) {
+		return r.sealTornS3(m, key)
+	}
 	path := filepath.Join(r.dir, filepath.Base(m.file))
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
@@ -434,4 +437,71 @@ func (r *Recordings) ExportRaw(ctx context.Context, id string, withInput bool, o
 		}
 	})
 	return out, err
+}
+
+// openFile opens a recording's bytes wherever its row says they are.
+func (r *Recordings) openFile(m recRow) (io.ReadCloser, error) {
+	if isS3File(m.file) {
+		if r.s3 == nil {
+			return nil, fmt.Errorf("recorder: recording %s is in object storage (%s) but recording.s3 is not configured", m.ID, m.file)
+		}
+		rc, _, err := r.s3.open(context.Background(), m.ID)
+		return rc, err
+	}
+	f, err := os.Open(filepath.Join(r.dir, filepath.Base(m.file)))
+	if err != nil {
+		return nil, fmt.Errorf("recorder: recording %s: %w", m.ID, err)
+	}
+	return f, nil
+}
+
+// sealTornS3 is sealTorn for a recording in object storage: its segments
+// are read through (each was one atomic PUT of whole records) and the final
+// record is written as the next segment. Nothing is overwritten or deleted.
+func (r *Recordings) sealTornS3(m recRow, key []byte) (string, int64, error) {
+	if r.s3 == nil {
+		return "", 0, fmt.Errorf("recorder: recording %s is in object storage but recording.s3 is not configured", m.ID)
+	}
+	rc, nseg, err := r.s3.open(context.Background(), m.ID)
+	if err != nil {
+		return "", 0, err
+	}
+	defer rc.Close()
+	h := sha256.New()
+	rr, err := newRecordReader(io.TeeReader(rc, h), key, m.ID)
+	if err != nil {
+		return "", 0, err
+	}
+	var bytes int64
+	for {
+		pt, err := rr.next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			// A segment is one PUT of whole records: a bad one is not a
+			// torn write but damage, and it cannot be cut off.
+			return "", 0, fmt.Errorf("%w: record %d does not authenticate", ErrRecordingCorrupt, rr.n)
+		}
+		if len(pt) > 0 && pt[0] == recEvents {
+			decodeEvents(pt[1:], func(ev castEvent) error {
+				if ev.Type == 'o' || ev.Type == 'e' || ev.Type == 'i' {
+					bytes += int64(len(ev.Data))
+				}
+				return nil
+			})
+		}
+	}
+	aead, err := newAEAD(key)
+	if err != nil {
+		return "", 0, err
+	}
+	sw := newSegmentWriter(r.s3, m.ID, nseg)
+	sw.h = h
+	w := &Recording{id: m.ID, f: sw, aead: aead, n: rr.n}
+	fb, _ := json.Marshal(recFinalJSON{Reason: crashReason, Complete: false, End: r.opts.Now().UnixNano()})
+	if err := w.writeRecord(append([]byte{recFinal}, fb...)); err != nil {
+		return "", 0, err
+	}
+	return sw.sum(), bytes, nil
 }

@@ -159,6 +159,13 @@ type prunedRec struct {
 // and rows. Open recordings are never touched.
 func (r *Recordings) Prune(ctx context.Context, audit *AuditLog, cutoff time.Time, actor string) (PruneResult, error) {
 	res := PruneResult{What: "recordings"}
+	if r.s3 != nil {
+		// Gatehouse holds no delete permission on the bucket (and object
+		// lock forbids it): the bucket's lifecycle rules expire objects.
+		r.log.Warn("recording retention: recordings are in object storage; Gatehouse does not delete them (no delete permission, object lock): nothing pruned, use a bucket lifecycle rule",
+			"bucket", r.s3.o.Bucket, "older_than", cutoff)
+		return res, nil
+	}
 	for {
 		batch, err := r.expired(ctx, cutoff)
 		if err != nil || len(batch) == 0 {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gatehouse/gatehouse/internal/app"
 	"github.com/gatehouse/gatehouse/recorder"
 )
 
@@ -21,7 +22,7 @@ func init() {
 }
 
 func openRecordings(env *appEnv) (*recorder.Recordings, error) {
-	return recorder.OpenRecordings(env.cfg.Recording.Dir, env.db, env.secrets.Keyring(), recorder.RecordingOptions{})
+	return recorder.OpenRecordings(env.cfg.Recording.Dir, env.db, env.secrets.Keyring(), recorder.RecordingOptions{S3: app.RecordingS3(env.cfg.Recording.S3)})
 }
 
 func runRecordingList(args []string, stdout, stderr io.Writer) error {

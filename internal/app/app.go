@@ -192,8 +192,9 @@ func (a *App) open() error {
 	}
 	if a.Recs, err = recorder.OpenRecordings(cfg.Recording.Dir, a.Env.DB, a.Env.Secrets.Keyring(), recorder.RecordingOptions{
 		MaxBytes: cfg.Recording.MaxSessionBytes, StreamFullBytes: cfg.Recording.StreamFullBytes, Logger: a.Log, OnFlush: a.recordingFlushHook(),
+		S3: RecordingS3(cfg.Recording.S3),
 	}); err != nil {
-		return fmt.Errorf("recording.dir: %w", err)
+		return fmt.Errorf("recording: %w", err)
 	}
 	a.Sessions = recorder.NewSessionStore(a.Env.DB.DB)
 	if err := a.recoverCrash(ctx); err != nil {
@@ -356,4 +357,13 @@ func (a *App) Close(ctx context.Context) error {
 // RetentionOf returns the configured retention ages.
 func RetentionOf(cfg *config.Config) recorder.Retention {
 	return recorder.Retention{Audit: cfg.Retention.Audit.Duration(), Recordings: cfg.Retention.Recordings.Duration()}
+}
+
+// RecordingS3 is the recorder's object store options for recording.s3; nil
+// (the local directory) when no bucket is set.
+func RecordingS3(c config.RecordingS3) *recorder.S3Options {
+	if !c.Enabled() {
+		return nil
+	}
+	return &recorder.S3Options{Endpoint: c.Endpoint, Bucket: c.Bucket, Prefix: c.Prefix, Region: c.Region, ObjectLockDays: c.ObjectLockDays}
 }

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -181,7 +182,32 @@ type Recording struct {
 	// FailOpen lets sessions continue when recording fails. Zero (false)
 	// means fail closed: the session is refused or ended.
 	FailOpen bool `yaml:"fail_open"`
+	// S3, if its bucket is set, stores new recordings in an S3-compatible
+	// bucket instead of Dir. Empty keeps the local directory.
+	S3 RecordingS3 `yaml:"s3"`
 }
+
+// RecordingS3 puts recordings in an S3-compatible bucket. Credentials come
+// from the standard AWS chain (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+// shared files, instance role), never from this file.
+type RecordingS3 struct {
+	// Endpoint of an S3-compatible server (https://minio.example:9000);
+	// empty means AWS. When set, requests use path-style addressing.
+	Endpoint string `yaml:"endpoint"`
+	// Bucket holds the recordings; empty means the local directory.
+	Bucket string `yaml:"bucket"`
+	// Prefix is prepended to every object key, e.g. "recordings/".
+	Prefix string `yaml:"prefix"`
+	// Region of the bucket; empty means us-east-1.
+	Region string `yaml:"region"`
+	// ObjectLockDays, when > 0, writes every object under object lock
+	// retention (COMPLIANCE mode) for that many days; the bucket must have
+	// been created with object lock enabled.
+	ObjectLockDays int `yaml:"object_lock_days"`
+}
+
+// Enabled reports whether recordings go to object storage.
+func (s RecordingS3) Enabled() bool { return s.Bucket != "" }
 
 // Audit configures the audit log.
 type Audit struct {
@@ -535,6 +561,7 @@ func (c *Config) validate() error {
 	add(c.validateTargets())
 	add(c.validateRoles())
 	add(c.validateRetention())
+	add(c.validateRecordingS3())
 	if len(errs) > 0 {
 		return errs[0] // one line the operator can act on; fix, rerun
 	}
@@ -690,4 +717,27 @@ type Database struct {
 	// GATEHOUSE_DATABASE_URL environment variable wins, so the password need
 	// not be in the file.
 	URL string `yaml:"url"`
+}
+
+func (c *Config) validateRecordingS3() error {
+	s := c.Recording.S3
+	if !s.Enabled() {
+		if s.Endpoint != "" || s.Prefix != "" || s.ObjectLockDays != 0 {
+			return c.fail("recording.s3.bucket", "required when other recording.s3 keys are set")
+		}
+		return nil
+	}
+	if s.ObjectLockDays < 0 {
+		return c.fail("recording.s3.object_lock_days", "must not be negative")
+	}
+	if s.Endpoint != "" {
+		u, err := url.Parse(s.Endpoint)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return c.fail("recording.s3.endpoint", "%q is not an http(s) URL", s.Endpoint)
+		}
+	}
+	if strings.HasPrefix(s.Prefix, "/") {
+		return c.fail("recording.s3.prefix", "%q must not start with /", s.Prefix)
+	}
+	return nil
 }
