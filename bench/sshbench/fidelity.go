@@ -117,7 +117,7 @@ func (e *env) runCase(db *sql.DB, i int, c fidelityCase) (got, want []string, er
 	}
 	out := &settleBuffer{}
 	go out.drain(f)
-	if err := out.settle(10 * time.Second); err != nil {
+	if err := out.settle(60 * time.Second); err != nil {
 		cmd.Process.Kill()
 		return nil, nil, err
 	}
