@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"context"
+	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
@@ -185,5 +186,29 @@ func TestPostgresVerifiesCertificate(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), pg.Password) {
 		t.Fatalf("error shows the password: %v", err)
+	}
+}
+
+// An operator-chosen sslmode weaker than verify-full still connects (their
+// call) but is logged as a warning at every open.
+func TestWeakSSLModeWarns(t *testing.T) {
+	url := testenv.SharedPostgres(t).NewDatabase(t)
+	weak := strings.Replace(url, "sslmode=verify-full", "sslmode=require", 1)
+	var logs bytes.Buffer
+	db, err := OpenURL(context.Background(), weak, t.TempDir(), slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if !strings.Contains(logs.String(), "level=WARN") || !strings.Contains(logs.String(), "sslmode=require") {
+		t.Fatalf("no warning for sslmode=require: %q", logs.String())
+	}
+	logs.Reset()
+	if db, err = OpenURL(context.Background(), url, t.TempDir(), slog.New(slog.NewTextHandler(&logs, nil))); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if logs.Len() != 0 {
+		t.Fatalf("verify-full logged %q", logs.String())
 	}
 }
