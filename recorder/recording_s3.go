@@ -115,7 +115,10 @@ func (st *s3Store) put(id string, seq int, data []byte) error {
 	defer cancel()
 	in := &s3.PutObjectInput{Bucket: aws.String(st.o.Bucket), Key: aws.String(st.segKey(id, seq)),
 		Body: bytes.NewReader(data), ContentLength: aws.Int64(int64(len(data))),
-		ContentType: aws.String("application/octet-stream")}
+		ContentType: aws.String("application/octet-stream"),
+		// Never overwrite: a second writer of the same recording (a live
+		// instance and one that sealed it as crashed) fails instead.
+		IfNoneMatch: aws.String("*")}
 	if d := st.o.ObjectLockDays; d > 0 {
 		in.ObjectLockMode = types.ObjectLockModeCompliance
 		in.ObjectLockRetainUntilDate = aws.Time(st.now().Add(time.Duration(d) * 24 * time.Hour))
