@@ -181,7 +181,7 @@ check "go test (the rest)" go_test $rest_pkgs
 # internal/e2e/matrix_test.go). internal/store and the multi-instance audit
 # test already ran against PostgreSQL above. The list keeps this run short
 # (47 s here, ~3 min on a loaded machine); widen it as the tests allow.
-pg_e2e='TestInstancesShareLocks|TestInstancesShareTOTPSteps|TestHealthAndReadiness|TestExecDirectAndProxyJump|TestRefusalsAreOneLineAndAudited|TestSessionRecordAndTargetLog|TestLockEndsSessionsAndRefusesNewOnes|TestFiftyParallelSessions'
+pg_e2e='TestPostgresRestartedUnderLoad|TestInstancesShareLocks|TestInstancesShareTOTPSteps|TestHealthAndReadiness|TestExecDirectAndProxyJump|TestRefusalsAreOneLineAndAudited|TestSessionRecordAndTargetLog|TestLockEndsSessionsAndRefusesNewOnes|TestFiftyParallelSessions'
 check "go test e2e (PostgreSQL engine)" env GATEHOUSE_TEST_DB=postgres go test -count=1 -timeout 15m ./internal/e2e/ -run "^($pg_e2e)\$"
 
 vulncheck() {

@@ -15,6 +15,7 @@ import (
 	"github.com/gatehouse/gatehouse/auth"
 	"github.com/gatehouse/gatehouse/internal/app"
 	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/testenv"
 	"github.com/gatehouse/gatehouse/recorder"
 )
 
@@ -119,5 +120,50 @@ func TestInstancesShareTOTPSteps(t *testing.T) {
 	}
 	if err := wb.app.TOTP.Verify(ctx, "dave", code); err == nil {
 		t.Fatal("B accepted the code A had just used")
+	}
+}
+
+// TestPostgresRestartedUnderLoad restarts PostgreSQL (an immediate stop, as
+// a crash) while a session runs: the session either finishes or fails with
+// a message, never runs on unrecorded; new sessions work again once the
+// database is back, and the audit log verifies.
+func TestPostgresRestartedUnderLoad(t *testing.T) {
+	if !onPostgres() {
+		t.Skip("restarts PostgreSQL; this run uses SQLite (set GATEHOUSE_TEST_DB=postgres)")
+	}
+	pg := testenv.StartPostgres(t)
+	worldPostgres = pg
+	w := newWorld(t, "")
+	worldPostgres = nil
+	bin := gatehouseBinary(t)
+	alice := w.newUser("alice", time.Hour)
+	c := alice.cmd(context.Background(), "ssh", "-p", w.port, "root@db-1@127.0.0.1", "echo started; sleep 4; echo finished")
+	var out, errb syncBuffer
+	c.Stdout, c.Stderr = &out, &errb
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "session start", func() bool { return strings.Contains(out.String(), "started") })
+	restarted := time.Now()
+	pg.Restart(t)
+	t.Logf("PostgreSQL stopped and started in %v", time.Since(restarted).Round(100*time.Millisecond))
+	err := c.Wait()
+	switch {
+	case err == nil && strings.Contains(out.String(), "finished"):
+		t.Logf("the in-flight session finished")
+	case err != nil && strings.Contains(errb.String(), "gatehouse"):
+		t.Logf("the in-flight session failed closed: %q", errb.String())
+	default:
+		t.Fatalf("in-flight session: err %v stdout %q stderr %q", err, out.String(), errb.String())
+	}
+	var back time.Duration
+	waitFor(t, "a new session after the restart", func() bool {
+		r := alice.direct("root", "db-1", "echo back")
+		back = time.Since(restarted)
+		return r.code == 0 && r.stdout == "back\n"
+	})
+	t.Logf("new sessions worked again %v after the restart began", back.Round(100*time.Millisecond))
+	if out := w.cli(t, bin, "audit", "verify"); !strings.Contains(out, "OK") {
+		t.Fatalf("audit verify: %s", out)
 	}
 }

@@ -30,8 +30,16 @@ func databaseConfig(t *testing.T) string {
 	if !onPostgres() {
 		return ""
 	}
-	return fmt.Sprintf("database:\n  url: %q\n", testenv.SharedPostgres(t).NewDatabase(t))
+	pg := worldPostgres
+	if pg == nil {
+		pg = testenv.SharedPostgres(t)
+	}
+	return fmt.Sprintf("database:\n  url: %q\n", pg.NewDatabase(t))
 }
+
+// worldPostgres, when set, is the cluster new worlds use instead of the
+// shared one (a test that restarts PostgreSQL has its own).
+var worldPostgres *testenv.Postgres
 
 // sqliteOnly skips a test of the embedded engine's own files (backup of the
 // SQLite file, its WAL) in the PostgreSQL run, saying so.
