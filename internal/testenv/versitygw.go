@@ -140,7 +140,7 @@ func (g *VersityGW) Env() []string {
 
 // SetEnv points this process's AWS credential chain at the server for the
 // test (t.Setenv: not for parallel tests).
-func (g *VersityGW) SetEnv(t *testing.T) {
+func (g *VersityGW) SetEnv(t testing.TB) {
 	t.Helper()
 	for _, kv := range g.Env() {
 		for i := 0; i < len(kv); i++ {
