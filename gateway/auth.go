@@ -232,7 +232,7 @@ func sessionMFATarget(meta ssh.ConnMetadata, innerTarget string) (login, target 
 // target asks for a fresh TOTP code for every session.
 func (s *Server) requiresSessionMFA(pr principal, login, tname string) bool {
 	pt := policy.Target{Name: tname}
-	if t, ok := s.targets[tname]; ok {
+	if t, ok := s.target(tname); ok {
 		pt = policy.Target{Name: t.Name, Kind: t.Kind, Labels: t.Labels}
 	}
 	return s.cfg.Policy.RequireSessionMFA(pr.User, pr.Groups, pt, login)

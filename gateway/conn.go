@@ -147,7 +147,7 @@ func (s *Server) resolve(ctx context.Context, name string) (resolvedTarget, erro
 		rt := resolvedTarget{cfg: host, container: cname, pol: policy.Target{Name: name, Kind: "docker", Labels: host.Labels}}
 		return s.withContainerLabels(ctx, rt)
 	}
-	t, ok := s.targets[name]
+	t, ok := s.target(name)
 	if !ok {
 		return resolvedTarget{}, fmt.Errorf("unknown target %q (ssh to the gateway without a target to list yours)", name)
 	}
@@ -175,7 +175,7 @@ func (s *Server) withContainerLabels(ctx context.Context, rt resolvedTarget) (re
 }
 
 func (s *Server) defaultDockerHost() (config.Target, bool) {
-	for _, t := range s.cfg.Targets {
+	for _, t := range s.targetList() {
 		if t.Kind == "docker" && t.Container == "" {
 			return t, true
 		}

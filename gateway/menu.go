@@ -41,7 +41,7 @@ func (c *clientConn) menu(nc ssh.NewChannel) {
 func (c *clientConn) writeMenu(w io.Writer) {
 	type row struct{ name, logins, labels, login string }
 	var rows []row
-	for _, t := range c.s.cfg.Targets {
+	for _, t := range c.s.targetList() {
 		pt := policy.Target{Name: t.Name, Kind: t.Kind, Labels: t.Labels}
 		if t.Kind == "docker" && t.Container == "" {
 			pt.Name = "docker:*"

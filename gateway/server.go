@@ -150,9 +150,13 @@ type Config struct {
 
 // Server is the SSH gateway.
 type Server struct {
-	cfg     Config
-	log     *slog.Logger
-	targets map[string]config.Target
+	cfg Config
+	log *slog.Logger
+
+	// tmu protects targets and targetsList (replaced by SetTargets).
+	tmu         sync.RWMutex
+	targets     map[string]config.Target
+	targetsList []config.Target
 
 	// mu protects the following.
 	mu        sync.Mutex
@@ -196,12 +200,10 @@ func NewServer(cfg Config) (*Server, error) {
 		cfg.Logger = slog.Default()
 	}
 	s := &Server{
-		cfg: cfg, log: cfg.Logger, targets: map[string]config.Target{},
+		cfg: cfg, log: cfg.Logger,
 		listeners: map[net.Listener]struct{}{}, raw: map[net.Conn]struct{}{}, conns: map[*clientConn]struct{}{}, unauth: map[string]int{},
 	}
-	for _, t := range cfg.Targets {
-		s.targets[t.Name] = t
-	}
+	s.SetTargets(cfg.Targets)
 	s.authCtx, s.authStop = context.WithCancelCause(context.Background())
 	if cfg.Locks != nil {
 		s.lockQuit = make(chan struct{})
@@ -221,7 +223,8 @@ func (s *Server) warmHostCerts() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	names := [][]string{s.hostNames()}
-	for name := range s.targets {
+	for _, t := range s.targetList() {
+		name := t.Name
 		names = append(names, []string{strings.ToLower(name)})
 	}
 	for _, n := range names {
@@ -549,4 +552,31 @@ func (s *Server) Terminate(sessionID, reason string) bool {
 		}
 	}
 	return false
+}
+
+// SetTargets replaces the configured targets (a configuration reload): new
+// connections resolve against them; live sessions keep their target.
+func (s *Server) SetTargets(targets []config.Target) {
+	m := make(map[string]config.Target, len(targets))
+	for _, t := range targets {
+		m[t.Name] = t
+	}
+	s.tmu.Lock()
+	s.targets, s.targetsList = m, append([]config.Target(nil), targets...)
+	s.tmu.Unlock()
+}
+
+// target returns the configured target called name.
+func (s *Server) target(name string) (config.Target, bool) {
+	s.tmu.RLock()
+	defer s.tmu.RUnlock()
+	t, ok := s.targets[name]
+	return t, ok
+}
+
+// targetList returns the configured targets in configuration order.
+func (s *Server) targetList() []config.Target {
+	s.tmu.RLock()
+	defer s.tmu.RUnlock()
+	return s.targetsList
 }

@@ -29,7 +29,7 @@ type AccessRow struct {
 // from their identity provider at login, so they appear under the group).
 // Targets are matched by name and labels; container-label rules, which are
 // resolved when a container is addressed, are not listed.
-func (e *Engine) Access(targets []Target) []AccessRow {
+func (e *ruleSet) Access(targets []Target) []AccessRow {
 	var rows []AccessRow
 	for _, s := range e.subjects() {
 		var roles []string
@@ -50,7 +50,7 @@ func (e *Engine) Access(targets []Target) []AccessRow {
 }
 
 // subjects returns "user:X" and "group:Y" for every binding, deduplicated.
-func (e *Engine) subjects() []string {
+func (e *ruleSet) subjects() []string {
 	set := map[string]bool{}
 	for _, b := range e.bindings {
 		if b.User != "" {
@@ -69,7 +69,7 @@ func (e *Engine) subjects() []string {
 }
 
 // accessTo lists the rows of one subject (holding roles) on target t.
-func (e *Engine) accessTo(subject string, roles []string, t Target) []AccessRow {
+func (e *ruleSet) accessTo(subject string, roles []string, t Target) []AccessRow {
 	var rows []AccessRow
 	for _, name := range roles {
 		r := e.roles[name]
@@ -92,7 +92,7 @@ func (e *Engine) accessTo(subject string, roles []string, t Target) []AccessRow 
 	return rows
 }
 
-func (e *Engine) anyDenies(roles []string, req Request) bool {
+func (e *ruleSet) anyDenies(roles []string, req Request) bool {
 	for _, name := range roles {
 		if denies(e.roles[name].Deny, req) {
 			return true
@@ -102,7 +102,7 @@ func (e *Engine) anyDenies(roles []string, req Request) bool {
 }
 
 // deniedLogins are the logins deny rules of roles refuse on t.
-func (e *Engine) deniedLogins(roles []string, t Target) []string {
+func (e *ruleSet) deniedLogins(roles []string, t Target) []string {
 	set := map[string]bool{}
 	for _, name := range roles {
 		d := e.roles[name].Deny
@@ -135,7 +135,7 @@ func optionNames(r config.Role) []string {
 }
 
 // deniedCommands lists the deny.commands patterns of roles that apply to req.
-func (e *Engine) deniedCommands(roles []string, req Request) []string {
+func (e *ruleSet) deniedCommands(roles []string, req Request) []string {
 	var out []string
 	for _, name := range roles {
 		d := e.roles[name].Deny

@@ -352,7 +352,7 @@ type RoleCommands struct {
 
 // CommandRules returns, for each of the user's roles that allows login on t,
 // its command rules (for policy explain).
-func (e *Engine) CommandRules(user string, groups []string, t Target, login string) []RoleCommands {
+func (e *ruleSet) CommandRules(user string, groups []string, t Target, login string) []RoleCommands {
 	var out []RoleCommands
 	for _, name := range e.Roles(user, groups) {
 		r := e.roles[name]

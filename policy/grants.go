@@ -11,7 +11,7 @@ type Grant struct {
 // Grants returns the logins user may use on t ("*" means any) after deny
 // rules of every bound role, each with the roles whose allow rules grant it
 // (for the access matrix of the web UI). It agrees with Logins.
-func (e *Engine) Grants(user string, groups []string, t Target) []Grant {
+func (e *ruleSet) Grants(user string, groups []string, t Target) []Grant {
 	roles := e.Roles(user, groups)
 	via := map[string][]string{}
 	for _, name := range roles {

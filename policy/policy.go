@@ -11,14 +11,21 @@ import (
 	"path"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/config"
 )
 
-// Engine evaluates roles and bindings from the configuration. It is immutable
-// and safe for concurrent use; a configuration reload builds a new Engine.
+// Engine evaluates roles and bindings from the configuration. It is safe
+// for concurrent use; Replace swaps in the rules of a reloaded
+// configuration at once (each decision uses one set of rules throughout).
 type Engine struct {
+	cur atomic.Pointer[ruleSet]
+}
+
+// ruleSet is one configuration's rules, immutable.
+type ruleSet struct {
 	roles    map[string]config.Role
 	commands map[string][]CommandRule // parsed allow.commands per role
 	denyCmds map[string][]guardPattern
@@ -34,17 +41,32 @@ type GrantSource interface {
 	GrantedRoles(user string) []string
 }
 
-// WithGrants returns a copy of e whose decisions include the roles g grants.
+// WithGrants returns an Engine with e's rules whose decisions include the
+// roles g grants (and keep including them across Replace).
 func (e *Engine) WithGrants(g GrantSource) *Engine {
-	c := *e
+	c := *e.cur.Load()
 	c.grants = g
-	return &c
+	out := &Engine{}
+	out.cur.Store(&c)
+	return out
+}
+
+// Replace makes cfg's roles and bindings the rules of every later decision.
+// The caller validates cfg first (Validate).
+func (e *Engine) Replace(cfg *config.Config) {
+	e.cur.Store(newRuleSet(cfg, e.cur.Load().grants))
 }
 
 // New builds an Engine from cfg's roles and bindings. A command rule that
 // does not parse matches nothing (fail closed); Validate reports it.
 func New(cfg *config.Config) *Engine {
-	e := &Engine{roles: map[string]config.Role{}, commands: map[string][]CommandRule{}, bindings: cfg.Bindings,
+	e := &Engine{}
+	e.cur.Store(newRuleSet(cfg, nil))
+	return e
+}
+
+func newRuleSet(cfg *config.Config, grants GrantSource) *ruleSet {
+	e := &ruleSet{grants: grants, roles: map[string]config.Role{}, commands: map[string][]CommandRule{}, bindings: cfg.Bindings,
 		denyCmds: map[string][]guardPattern{}, warnCmds: map[string][]guardPattern{}}
 	for _, r := range cfg.Roles {
 		e.roles[r.Name] = r
@@ -64,7 +86,7 @@ func New(cfg *config.Config) *Engine {
 
 // guardPatterns parses deny or warn command patterns. A bad deny pattern
 // is kept as "*" so that it refuses every command (fail closed) until fixed.
-func (e *Engine) guardPatterns(role, kind string, texts []string) []guardPattern {
+func (e *ruleSet) guardPatterns(role, kind string, texts []string) []guardPattern {
 	var out []guardPattern
 	for _, text := range texts {
 		p, err := parseGuardPattern(text)
@@ -82,7 +104,7 @@ func (e *Engine) guardPatterns(role, kind string, texts []string) []guardPattern
 
 // Validate reports the rules of cfg that policy cannot use.
 func Validate(cfg *config.Config) error {
-	return errors.Join(New(cfg).problems...)
+	return errors.Join(newRuleSet(cfg, nil).problems...)
 }
 
 // Target is what policy knows about a target.
@@ -131,7 +153,7 @@ func (d Decision) ForceCommand() string {
 
 // Roles returns the names of the roles bound to user or any of groups, and
 // those granted to user by approved requests, sorted.
-func (e *Engine) Roles(user string, groups []string) []string {
+func (e *ruleSet) Roles(user string, groups []string) []string {
 	set := e.boundSet(user, groups)
 	if e.grants != nil {
 		for _, r := range e.grants.GrantedRoles(user) {
@@ -145,7 +167,7 @@ func (e *Engine) Roles(user string, groups []string) []string {
 
 // BoundRoles returns the roles bound to user or any of groups by the
 // configuration, without grants.
-func (e *Engine) BoundRoles(user string, groups []string) []string {
+func (e *ruleSet) BoundRoles(user string, groups []string) []string {
 	return sortedKeys(e.boundSet(user, groups))
 }
 
@@ -158,7 +180,7 @@ func sortedKeys(set map[string]bool) []string {
 	return out
 }
 
-func (e *Engine) boundSet(user string, groups []string) map[string]bool {
+func (e *ruleSet) boundSet(user string, groups []string) map[string]bool {
 	set := map[string]bool{}
 	for _, b := range e.bindings {
 		if (b.User != "" && b.User == user) || (b.Group != "" && contains(groups, b.Group)) {
@@ -171,7 +193,7 @@ func (e *Engine) boundSet(user string, groups []string) map[string]bool {
 }
 
 // Check decides req.
-func (e *Engine) Check(req Request) Decision {
+func (e *ruleSet) Check(req Request) Decision {
 	d := e.check(req, e.Roles(req.User, req.Groups))
 	if d.Allowed {
 		bound := e.boundSet(req.User, req.Groups)
@@ -185,7 +207,7 @@ func (e *Engine) Check(req Request) Decision {
 }
 
 // check decides req for a user holding roles.
-func (e *Engine) check(req Request, roles []string) Decision {
+func (e *ruleSet) check(req Request, roles []string) Decision {
 	if len(roles) == 0 {
 		return Decision{Reason: fmt.Sprintf("user %s has no roles", req.User)}
 	}
@@ -249,7 +271,7 @@ func (e *Engine) check(req Request, roles []string) Decision {
 
 // Logins returns the logins user may use on t ("*" means any), after deny
 // rules of every bound role.
-func (e *Engine) Logins(user string, groups []string, t Target) []string {
+func (e *ruleSet) Logins(user string, groups []string, t Target) []string {
 	roles := e.Roles(user, groups)
 	set := map[string]bool{}
 	for _, name := range roles {
@@ -275,7 +297,7 @@ func (e *Engine) Logins(user string, groups []string, t Target) []string {
 
 // CertTTL returns the user certificate lifetime: the smallest cert_ttl of the
 // user's roles, else def; never more than max.
-func (e *Engine) CertTTL(user string, groups []string, def, max time.Duration) time.Duration {
+func (e *ruleSet) CertTTL(user string, groups []string, def, max time.Duration) time.Duration {
 	ttl := def
 	for _, name := range e.Roles(user, groups) {
 		if t := e.roles[name].Options.CertTTL; t > 0 && t < ttl {
@@ -295,7 +317,7 @@ type Permissions struct {
 }
 
 // Permissions returns the web permissions granted by the user's roles.
-func (e *Engine) Permissions(user string, groups []string) Permissions {
+func (e *ruleSet) Permissions(user string, groups []string) Permissions {
 	var p Permissions
 	for _, name := range e.Roles(user, groups) {
 		for _, perm := range e.roles[name].Options.Permissions {
@@ -310,7 +332,7 @@ func (e *Engine) Permissions(user string, groups []string) Permissions {
 // shell or for any of its listed commands — asks for a fresh TOTP code per
 // session. It is asked before the command is known, so a role limited to
 // commands counts too.
-func (e *Engine) RequireSessionMFA(user string, groups []string, t Target, login string) bool {
+func (e *ruleSet) RequireSessionMFA(user string, groups []string, t Target, login string) bool {
 	roles := e.Roles(user, groups)
 	for _, name := range roles {
 		if denies(e.roles[name].Deny, Request{Target: t, Login: login}) {
@@ -372,7 +394,7 @@ func selects(r config.Rules, t Target) bool {
 
 // guardHit checks an exec request's parts against a role's deny or warn
 // command patterns, where the rule's targets and logins (if any) apply.
-func (e *Engine) guardHit(role string, pats []guardPattern, r config.Rules, req Request, parts []CommandPart) *guardHit {
+func (e *ruleSet) guardHit(role string, pats []guardPattern, r config.Rules, req Request, parts []CommandPart) *guardHit {
 	if len(pats) == 0 || len(parts) == 0 {
 		return nil
 	}

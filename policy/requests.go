@@ -71,13 +71,13 @@ type AccessRequest struct {
 }
 
 // Requestable returns the role if it can be requested.
-func (e *Engine) Requestable(role string) (config.Role, bool) {
+func (e *ruleSet) Requestable(role string) (config.Role, bool) {
 	r, ok := e.roles[role]
 	return r, ok && r.Options.Requestable
 }
 
 // RequestableRoles returns the names of the requestable roles, sorted.
-func (e *Engine) RequestableRoles() []string {
+func (e *ruleSet) RequestableRoles() []string {
 	var out []string
 	for name, r := range e.roles {
 		if r.Options.Requestable {
@@ -89,7 +89,7 @@ func (e *Engine) RequestableRoles() []string {
 }
 
 // ApprovalsRequired is how many reviewers must approve a request for role.
-func (e *Engine) ApprovalsRequired(role string) int {
+func (e *ruleSet) ApprovalsRequired(role string) int {
 	if n := e.roles[role].Options.ApprovalsRequired; n > 0 {
 		return n
 	}
@@ -97,7 +97,7 @@ func (e *Engine) ApprovalsRequired(role string) int {
 }
 
 // MaxRequestTTL is the longest duration a request for role may ask for.
-func (e *Engine) MaxRequestTTL(role string) time.Duration {
+func (e *ruleSet) MaxRequestTTL(role string) time.Duration {
 	if d := e.roles[role].Options.MaxRequestTTL; d > 0 {
 		return d
 	}
@@ -107,7 +107,7 @@ func (e *Engine) MaxRequestTTL(role string) time.Duration {
 // CanReview reports whether a user (through roles bound by the
 // configuration; a grant never makes a reviewer) may review requests for
 // role, and which bound role allows it.
-func (e *Engine) CanReview(user string, groups []string, role string) (string, bool) {
+func (e *ruleSet) CanReview(user string, groups []string, role string) (string, bool) {
 	for _, name := range e.BoundRoles(user, groups) {
 		if contains(e.roles[name].Options.ReviewRequests, role) {
 			return name, true
@@ -118,7 +118,7 @@ func (e *Engine) CanReview(user string, groups []string, role string) (string, b
 
 // RequestHint returns a requestable role that would allow req (the user's
 // deny rules still apply), or "" when none would.
-func (e *Engine) RequestHint(req Request) string {
+func (e *ruleSet) RequestHint(req Request) string {
 	have := e.Roles(req.User, req.Groups)
 	for _, name := range e.RequestableRoles() {
 		if contains(have, name) {

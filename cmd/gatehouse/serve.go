@@ -42,14 +42,22 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "gatehouse: SSH on %s\n", a.SSHAddr())
 	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
-	select {
-	case s := <-sig:
-		log.Info("shutting down", "signal", s.String())
-	case err := <-a.Err():
-		log.Error("server failed", "err", err)
-		a.Close(context.Background())
-		return err
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+wait:
+	for {
+		select {
+		case s := <-sig:
+			if s == syscall.SIGHUP {
+				a.Reload("SIGHUP") // logs and audits either way
+				continue
+			}
+			log.Info("shutting down", "signal", s.String())
+			break wait
+		case err := <-a.Err():
+			log.Error("server failed", "err", err)
+			a.Close(context.Background())
+			return err
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.SSH.ShutdownGrace)
 	defer cancel()

@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 
 	"github.com/gatehouse/gatehouse/web"
 
@@ -85,9 +86,12 @@ type App struct {
 
 	sshAddr, webAddr, opsAddr string
 	ops                       *metrics.Server
-	closeCA                   func()        // releases the CA keys' token (ca.pkcs11)
-	rotQuit, rotDone          chan struct{} // stop and wait for followRotations
-	reqQuit, reqDone          chan struct{} // stop and wait for expireRequests
+	closeCA                   func()         // releases the CA keys' token (ca.pkcs11)
+	rotQuit, rotDone          chan struct{}  // stop and wait for followRotations
+	reqQuit, reqDone          chan struct{}  // stop and wait for expireRequests
+	watchQuit, watchDone      chan struct{}  // stop and wait for watchConfig (nil: not watching)
+	reloadMu                  sync.Mutex     // one Reload at a time
+	active                    *config.Config // roles, bindings and targets in force (Reload)
 	errc                      chan error
 	stopRetention             context.CancelFunc // nil when no retention is configured
 }
@@ -102,7 +106,7 @@ func Start(cfg *config.Config, log *slog.Logger) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &App{Config: cfg, Env: env, Log: log, errc: make(chan error, 3)}
+	a := &App{Config: cfg, Env: env, Log: log, errc: make(chan error, 3), active: cfg}
 	if cfg.Metrics.Listen != "" {
 		a.Metrics = metrics.New()
 	}
@@ -136,6 +140,10 @@ func Start(cfg *config.Config, log *slog.Logger) (*App, error) {
 	go a.followRotations(a.rotQuit, a.rotDone)
 	a.reqQuit, a.reqDone = make(chan struct{}), make(chan struct{})
 	go a.expireRequests(a.reqQuit, a.reqDone)
+	if cfg.WatchConfig > 0 && cfg.Path() != "" {
+		a.watchQuit, a.watchDone = make(chan struct{}), make(chan struct{})
+		go a.watchConfig(cfg.WatchConfig, a.watchQuit, a.watchDone)
+	}
 	if ret := RetentionOf(cfg); ret.Audit > 0 || ret.Recordings > 0 {
 		ctx, cancel := context.WithCancel(context.Background())
 		a.stopRetention = cancel
@@ -319,6 +327,11 @@ func (a *App) Close(ctx context.Context) error {
 		close(a.rotQuit)
 		<-a.rotDone
 		a.rotQuit = nil
+	}
+	if a.watchQuit != nil {
+		close(a.watchQuit)
+		<-a.watchDone
+		a.watchQuit = nil
 	}
 	if a.reqQuit != nil {
 		close(a.reqQuit)

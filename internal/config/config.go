@@ -33,6 +33,10 @@ type Config struct {
 	// recordings at rest. Empty means DataDir/master.key, created 0600 on first
 	// start. The GATEHOUSE_MASTER_KEY environment variable (base64) wins over both.
 	MasterKeyFile string `yaml:"master_key_file"`
+	// WatchConfig is how often `gatehouse serve` checks the configuration
+	// file's modification time and reloads roles, bindings and targets
+	// when it changed. Zero: only on SIGHUP.
+	WatchConfig time.Duration `yaml:"watch_config"`
 
 	// Database chooses the engine: empty or sqlite:PATH keeps the SQLite
 	// file in DataDir; postgres://... uses PostgreSQL (several instances may
