@@ -117,8 +117,15 @@ func (e *ruleSet) CanReview(user string, groups []string, role string) (string, 
 }
 
 // RequestHint returns a requestable role that would allow req (the user's
-// deny rules still apply), or "" when none would.
+// deny rules still apply), or "" when none would. A user whose roles
+// already allow the login on the target (a command refusal) gets no hint:
+// the refusal itself says what to change.
 func (e *ruleSet) RequestHint(req Request) string {
+	for _, l := range e.Logins(req.User, req.Groups, req.Target) {
+		if l == "*" || l == req.Login {
+			return ""
+		}
+	}
 	have := e.Roles(req.User, req.Groups)
 	for _, name := range e.RequestableRoles() {
 		if contains(have, name) {

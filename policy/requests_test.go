@@ -56,6 +56,11 @@ func TestRequests(t *testing.T) {
 	if got := e.RequestHint(Request{User: "erin", Target: Target{Name: "db-secret"}, Login: "postgres"}); got != "" {
 		t.Fatalf("a hint for a login a bound deny rule refuses: %q", got)
 	}
+	// alice may already log in as deploy on web-1: a command refusal there
+	// gets no hint.
+	if got := e.RequestHint(Request{User: "alice", Target: Target{Name: "web-1"}, Login: "deploy", Command: "x"}); got != "" {
+		t.Fatalf("a hint for a login alice already has: %q", got)
+	}
 	if _, err := q.Create(ctx, e, "alice", "dev", time.Hour, "x"); err == nil {
 		t.Fatal("a role that is not requestable was requested")
 	}

@@ -179,15 +179,17 @@ func TestJITRequestApproveExpire(t *testing.T) {
 			return len(evs) > 0
 		})
 	}
-	evs, _ := iw.app.Audit.Query(context.Background(), recorder.Filter{Type: recorder.EventRequestExpired, User: jitUser})
-	var sessionEnd, grantEnd bool
-	for _, ev := range evs {
-		sessionEnd = sessionEnd || (ev.SessionID != "" && strings.Contains(ev.Reason, "grant for role oncall expired"))
-		grantEnd = grantEnd || ev.Reason == "access grant for role oncall expired"
-	}
-	if !sessionEnd || !grantEnd {
-		t.Fatalf("request.expired events: %+v", evs)
-	}
+	// One event for the session the grant's end ended, one for the grant.
+	var evs []recorder.StoredEvent
+	waitFor(t, "request.expired for the session and for the grant", func() bool {
+		evs, _ = iw.app.Audit.Query(context.Background(), recorder.Filter{Type: recorder.EventRequestExpired, User: jitUser})
+		var sessionEnd, grantEnd bool
+		for _, ev := range evs {
+			sessionEnd = sessionEnd || (ev.SessionID != "" && strings.Contains(ev.Reason, "grant for role oncall expired"))
+			grantEnd = grantEnd || ev.Reason == "access grant for role oncall expired"
+		}
+		return sessionEnd && grantEnd
+	})
 	denied, _ := iw.app.Audit.Query(context.Background(), recorder.Filter{Type: recorder.EventRequestDenied, User: jitUser})
 	if len(denied) != 1 || !strings.Contains(denied[0].Reason, "you cannot approve or deny your own access request") {
 		t.Fatalf("the self-approval attempt is not audited: %+v", denied)
