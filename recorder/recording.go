@@ -160,9 +160,7 @@ func (r *Recordings) flusher() {
 				live = append(live, rec)
 			}
 			r.mu.Unlock()
-			for _, rec := range live {
-				rec.flushIfDirty()
-			}
+			r.flushAll(live)
 		case <-r.quit:
 			return
 		}
@@ -659,4 +657,32 @@ func (rec *Recording) sum() (string, error) {
 		return sw.sum(), nil
 	}
 	return fileSHA256(filepath.Join(rec.r.dir, rec.id+".ghrec"))
+}
+
+// s3FlushConcurrency bounds the segment PUTs the flusher has in flight:
+// one slow PUT must not hold back every other session's flush (the bound
+// on what a crash loses).
+const s3FlushConcurrency = 32
+
+// flushAll writes each recording's buffered events: one after the other to
+// local files, up to s3FlushConcurrency at once to object storage. It
+// returns when all are written.
+func (r *Recordings) flushAll(live []*Recording) {
+	if r.s3 == nil {
+		for _, rec := range live {
+			rec.flushIfDirty()
+		}
+		return
+	}
+	sem := make(chan struct{}, s3FlushConcurrency)
+	var wg sync.WaitGroup
+	for _, rec := range live {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			rec.flushIfDirty()
+		}()
+	}
+	wg.Wait()
 }
