@@ -164,6 +164,7 @@ type Server struct {
 	raw       map[net.Conn]struct{}    // every accepted connection, from accept to close
 	conns     map[*clientConn]struct{} // authenticated connections
 	unauth    map[string]int           // per-source count of connections not yet authenticated
+	perUser   map[string]int           // sessions authorized and not yet over, per user (max_sessions)
 	nUnauth   int                      // their total
 	closed    bool
 	wg        sync.WaitGroup // one per accepted connection
@@ -201,7 +202,7 @@ func NewServer(cfg Config) (*Server, error) {
 	}
 	s := &Server{
 		cfg: cfg, log: cfg.Logger,
-		listeners: map[net.Listener]struct{}{}, raw: map[net.Conn]struct{}{}, conns: map[*clientConn]struct{}{}, unauth: map[string]int{},
+		listeners: map[net.Listener]struct{}{}, raw: map[net.Conn]struct{}{}, conns: map[*clientConn]struct{}{}, unauth: map[string]int{}, perUser: map[string]int{},
 	}
 	s.SetTargets(cfg.Targets)
 	s.authCtx, s.authStop = context.WithCancelCause(context.Background())

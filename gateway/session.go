@@ -65,6 +65,7 @@ type session struct {
 	recMu    sync.Mutex // serialises recorder writes from stdout and stderr
 	tap      FileTap
 	decision policy.Decision
+	counted  bool // holds one of its user's max_sessions slots (request loop only)
 	row      recorder.Session
 
 	bytesIn, bytesOut atomic.Int64
@@ -140,6 +141,11 @@ func (c *clientConn) forget(s *session) {
 func (c *clientConn) session(nc ssh.NewChannel) {
 	s := c.newSession()
 	defer c.forget(s)
+	defer func() {
+		if s.counted {
+			c.s.releaseSession(c.pr.User)
+		}
+	}()
 	if oe := s.openTarget(); oe != nil {
 		s.abandon()
 		nc.Reject(oe.Reason, oe.Message)
@@ -326,6 +332,12 @@ func (s *session) authorize() (string, bool) {
 			return reason, false
 		}
 	}
+	if msg, ok := c.s.reserveSession(c.pr.User, c.s.cfg.Policy.MaxSessions(c.pr.User, c.pr.Groups)); !ok {
+		c.audit(recorder.Event{Type: recorder.EventSessionDenied, Reason: msg, SessionID: s.id,
+			Details: map[string]any{"kind": s.kind, "command": cmd}})
+		return msg, false
+	}
+	s.counted = true
 	return "", true
 }
 

@@ -73,3 +73,8 @@ func (e *Engine) CanReview(user string, groups []string, role string) (string, b
 
 // RequestHint: see ruleSet.RequestHint.
 func (e *Engine) RequestHint(req Request) string { return e.cur.Load().RequestHint(req) }
+
+// MaxSessions: see ruleSet.MaxSessions.
+func (e *Engine) MaxSessions(user string, groups []string) int {
+	return e.cur.Load().MaxSessions(user, groups)
+}

@@ -310,6 +310,20 @@ func (e *ruleSet) CertTTL(user string, groups []string, def, max time.Duration) 
 	return ttl
 }
 
+// MaxSessions is how many sessions user may have open at once: the
+// smallest non-zero options.max_sessions of all the user's roles (bound or
+// granted), so a role that limits is never lifted by another; 0 means no
+// limit.
+func (e *ruleSet) MaxSessions(user string, groups []string) int {
+	max := 0
+	for _, name := range e.Roles(user, groups) {
+		if n := e.roles[name].Options.MaxSessions; n > 0 && (max == 0 || n < max) {
+			max = n
+		}
+	}
+	return max
+}
+
 // Permissions are the web UI permissions beyond seeing one's own sessions.
 type Permissions struct {
 	Admin   bool

@@ -333,6 +333,10 @@ type RoleOptions struct {
 	// (just-in-time access, docs/policy.md); the grant takes effect once
 	// approved. Zero: the role is only held through bindings.
 	Requestable bool `yaml:"requestable"`
+	// MaxSessions caps the sessions a user holding this role has open at
+	// once through this gateway, all targets together. Of the user's roles
+	// the smallest non-zero value applies. Zero: no cap from this role.
+	MaxSessions int `yaml:"max_sessions"`
 	// ApprovalsRequired is how many different reviewers must approve a
 	// request for this role. Zero means 1.
 	ApprovalsRequired int `yaml:"approvals_required"`
@@ -634,6 +638,9 @@ func (c *Config) validateRoles() error {
 		key := fmt.Sprintf("roles[%d].options", i)
 		if n := r.Options.ApprovalsRequired; n < 0 || n > 5 {
 			return c.fail(key+".approvals_required", "%d: want 1 to 5", n)
+		}
+		if r.Options.MaxSessions < 0 {
+			return c.fail(key+".max_sessions", "must not be negative")
 		}
 		if r.Options.MaxRequestTTL < 0 {
 			return c.fail(key+".max_request_ttl", "must not be negative")

@@ -100,6 +100,8 @@ roles:
       targets: {names: [db-1]}
       logins: [root]
     options: {requestable: true, max_request_ttl: 2h}
+  - name: one-session
+    options: {max_sessions: 1}
   - name: oncall-pair
     allow:
       targets: {names: [mfa-1]}
@@ -140,6 +142,8 @@ bindings:
     roles: [runner, box-runner]
   - user: gina
     roles: [viewer, guard]
+  - user: lina
+    roles: [viewer, one-session]
 `
 
 // newWorld starts sshd trusting the gateway's session CA, and the gateway.
