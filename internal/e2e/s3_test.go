@@ -186,3 +186,46 @@ func castHolds(t *testing.T, w *world, bin, recID, text string) bool {
 	b, _ := os.ReadFile(out)
 	return strings.Contains(string(b), text)
 }
+
+// TestS3StoreDownEndsLiveSession: the object store goes away while a
+// session is printing; the session is ended with the same line as a full
+// disk (never continues unrecorded), and the recording row says why.
+func TestS3StoreDownEndsLiveSession(t *testing.T) {
+	w, gw := s3World(t)
+	alice := w.newUser("alice", time.Hour)
+	done := make(chan result, 1)
+	go func() {
+		done <- alice.direct("root", "db-1", "for i in $(seq 3000); do echo tick-$i; sleep 0.1; done; echo finished")
+	}()
+	var recID string
+	waitFor(t, "the live session's recording objects", func() bool {
+		var id string
+		if w.app.Env.DB.QueryRow(`SELECT id FROM recordings WHERE ended IS NULL`).Scan(&id) != nil {
+			return false
+		}
+		recID = id
+		return len(recordingObjects(t, gw, id)) >= 2
+	})
+	gw.Stop()
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(120 * time.Second):
+		t.Fatal("the session went on with the object store down")
+	}
+	if r.code == 0 || strings.Contains(r.stdout, "finished") ||
+		!strings.Contains(r.stderr, "gatehouse: session ended: the recording could not be written") {
+		t.Fatalf("session with the store gone: %s", r)
+	}
+	// The seal itself cannot reach the store either; the row is finished
+	// once its write has failed (retries bounded by the request timeout).
+	waitFor(t, "the recording row to be finished", func() bool {
+		m, err := w.app.Recs.Meta(context.Background(), recID)
+		return err == nil && !m.Ended.IsZero()
+	})
+	meta, err := w.app.Recs.Meta(context.Background(), recID)
+	if err != nil || meta.Complete || !strings.Contains(meta.Reason, "recording incomplete") || !strings.Contains(meta.Reason, "object store") {
+		t.Fatalf("recording meta %+v err %v", meta, err)
+	}
+	t.Logf("reason: %s", meta.Reason)
+}
