@@ -27,7 +27,8 @@ const (
 	permMFA     = "gatehouse.mfa"
 	permSerial  = "gatehouse.serial"
 	permFP      = "gatehouse.fingerprint"
-	permVia     = "gatehouse.via" // certificate | approval
+	permVia     = "gatehouse.via"     // certificate | approval
+	permExpires = "gatehouse.expires" // the user certificate's ValidBefore (unix seconds)
 	permPlain   = "gatehouse.plainkey"
 )
 
@@ -37,6 +38,9 @@ type principal struct {
 	Serial      uint64 // user certificate serial (0 for browser approvals)
 	Fingerprint string
 	Via         string
+	// Expires is the user certificate's end (ValidBefore); sessions end
+	// then. Zero for browser approvals (no certificate).
+	Expires time.Time
 }
 
 func identityPerms(id auth.Identity, serial uint64, fp, via string, critical map[string]string) *ssh.Permissions {
@@ -62,6 +66,9 @@ func principalFrom(p *ssh.Permissions) (principal, error) {
 		pr.Groups = strings.Split(g, ",")
 	}
 	pr.Serial, _ = strconv.ParseUint(e[permSerial], 10, 64)
+	if v, err := strconv.ParseInt(e[permExpires], 10, 64); err == nil && v > 0 {
+		pr.Expires = time.Unix(v, 0)
+	}
 	if m := e[permMFA]; m != "" {
 		pr.MFAAt, _ = time.Parse(time.RFC3339, m)
 	}
@@ -162,7 +169,11 @@ func (s *Server) publicKey(meta ssh.ConnMetadata, key ssh.PublicKey, st *authSta
 		st.locked = err
 		return nil, lockBanner(err)
 	}
-	return identityPerms(id, cert.Serial, fp, "certificate", cert.CriticalOptions), nil
+	perms := identityPerms(id, cert.Serial, fp, "certificate", cert.CriticalOptions)
+	if cert.ValidBefore < uint64(1)<<62 {
+		perms.Extensions[permExpires] = strconv.FormatUint(cert.ValidBefore, 10)
+	}
+	return perms, nil
 }
 
 // approvalRequest describes what a plain-key login asks for.

@@ -230,6 +230,7 @@ func (s *session) arm() (disarm func()) {
 		mu.Unlock()
 		stops = append(stops, func() bool { mu.Lock(); defer mu.Unlock(); return t.Stop() })
 	}
+	stops = append(stops, s.armCertExpiry()...)
 	s.rec.OnFail(func() {
 		if s.ctx.Err() != nil {
 			return
@@ -245,4 +246,28 @@ func (s *session) arm() (disarm func()) {
 			stop()
 		}
 	}
+}
+
+// certWarning is how long before the user certificate ends the user is told
+// that the session will end with it.
+const certWarning = time.Minute
+
+// armCertExpiry warns the user a minute before their certificate ends and
+// ends the session when it does.
+func (s *session) armCertExpiry() []func() bool {
+	exp := s.c.pr.Expires
+	if exp.IsZero() {
+		return nil
+	}
+	var stops []func() bool
+	now := s.c.s.now()
+	if warn := exp.Add(-certWarning).Sub(now); warn > 0 {
+		t := time.AfterFunc(warn, func() {
+			s.notice(fmt.Sprintf("gatehouse: your certificate expires at %s UTC; this session ends then (run gatehouse login for a new one)",
+				exp.UTC().Format("15:04:05")))
+		})
+		stops = append(stops, t.Stop)
+	}
+	t := time.AfterFunc(exp.Sub(now), func() { s.cancel(revoked("your certificate expired")) })
+	return append(stops, t.Stop)
 }

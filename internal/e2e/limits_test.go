@@ -38,3 +38,34 @@ func TestMaxSessionsPerUser(t *testing.T) {
 		return r.code == 0 && r.stdout == "second\n"
 	})
 }
+
+// TestCertificateExpiryEndsSession: a session outlives nothing: a minute
+// before the user certificate ends the user is warned in one line, and when
+// it ends the session ends with the reason.
+func TestCertificateExpiryEndsSession(t *testing.T) {
+	w := newWorld(t, "")
+	bob := w.newUser("bob", 75*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	c := bob.cmd(ctx, "ssh", "-p", w.port, "root@db-1@127.0.0.1", "echo started; sleep 600")
+	var out, errb syncBuffer
+	c.Stdout, c.Stderr = &out, &errb
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the session", func() bool { return strings.Contains(out.String(), "started") })
+	waitFor(t, "the expiry warning", func() bool {
+		return strings.Contains(errb.String(), "gatehouse: your certificate expires at ") &&
+			strings.Contains(errb.String(), "UTC; this session ends then (run gatehouse login for a new one)")
+	})
+	if strings.Contains(errb.String(), "session ended") {
+		t.Fatalf("ended at the warning: %q", errb.String())
+	}
+	err := c.Wait()
+	if ctx.Err() != nil {
+		t.Fatalf("the session outlived its certificate: %q", errb.String())
+	}
+	if err == nil || !strings.Contains(errb.String(), "gatehouse: session ended: your certificate expired") {
+		t.Fatalf("session end: %v %q", err, errb.String())
+	}
+}
