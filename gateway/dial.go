@@ -351,7 +351,7 @@ func (c *clientConn) serveAgent(chans <-chan ssh.NewChannel) {
 				return
 			}
 			go ssh.DiscardRequests(treqs)
-			pipeBoth(tch, cch)
+			pipeBoth(tch, cch, nil)
 		}()
 	}
 }

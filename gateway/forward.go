@@ -65,7 +65,15 @@ func (c *clientConn) forward(nc ssh.NewChannel) {
 		return
 	}
 	start := time.Now()
-	in, out := pipeBoth(ch, tch)
+	var last atomic.Int64
+	last.Store(start.UnixNano())
+	touch := func() { last.Store(time.Now().UnixNano()) }
+	idleEnded, disarm := armForwardIdle(d.Options.IdleTimeout, &last, func() { ch.Close(); tch.Close() })
+	in, out := pipeBoth(ch, tch, touch)
+	disarm()
+	if idleEnded.Load() {
+		details["reason"] = fmt.Sprintf("idle for %s", d.Options.IdleTimeout)
+	}
 	details["bytes_in"], details["bytes_out"] = in, out
 	details["duration_ms"] = time.Since(start).Milliseconds()
 	c.audit(recorder.Event{Type: recorder.EventForwardEnd, Details: details})
@@ -73,12 +81,17 @@ func (c *clientConn) forward(nc ssh.NewChannel) {
 
 // pipeBoth copies a↔b until both directions end, half-closing each side at
 // EOF, and returns the bytes copied a→b and b→a.
-func pipeBoth(a, b ssh.Channel) (ab, ba int64) {
+// touch (may be nil) is called on every chunk either way.
+func pipeBoth(a, b ssh.Channel, touch func()) (ab, ba int64) {
 	var wg sync.WaitGroup
 	var n1, n2 atomic.Int64
 	cp := func(dst, src ssh.Channel, n *atomic.Int64) {
 		defer wg.Done()
-		k, _ := io.Copy(dst, src)
+		var r io.Reader = src
+		if touch != nil {
+			r = activityReader{src, touch}
+		}
+		k, _ := io.Copy(dst, r)
 		n.Store(k)
 		dst.CloseWrite()
 	}
@@ -89,4 +102,43 @@ func pipeBoth(a, b ssh.Channel) (ab, ba int64) {
 	a.Close()
 	b.Close()
 	return n1.Load(), n2.Load()
+}
+
+// activityReader calls touch whenever data passes.
+type activityReader struct {
+	r     io.Reader
+	touch func()
+}
+
+func (a activityReader) Read(p []byte) (int, error) {
+	n, err := a.r.Read(p)
+	if n > 0 {
+		a.touch()
+	}
+	return n, err
+}
+
+// armForwardIdle calls end once no data passed either way (last, unix
+// nanos) for idle — options.idle_timeout applies to forwarded traffic as to
+// sessions. Zero idle arms nothing. ended reports whether it fired.
+func armForwardIdle(idle time.Duration, last *atomic.Int64, end func()) (ended *atomic.Bool, disarm func()) {
+	ended = new(atomic.Bool)
+	if idle <= 0 {
+		return ended, func() {}
+	}
+	var mu sync.Mutex
+	var t *time.Timer
+	mu.Lock()
+	defer mu.Unlock()
+	t = time.AfterFunc(idle, func() {
+		if left := idle - time.Since(time.Unix(0, last.Load())); left > 0 {
+			mu.Lock()
+			t.Reset(left)
+			mu.Unlock()
+			return
+		}
+		ended.Store(true)
+		end()
+	})
+	return ended, func() { mu.Lock(); defer mu.Unlock(); t.Stop() }
 }

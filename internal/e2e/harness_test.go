@@ -100,6 +100,11 @@ roles:
       targets: {names: [db-1]}
       logins: [root]
     options: {requestable: true, max_request_ttl: 2h}
+  - name: forward-idle
+    allow:
+      targets: {names: [db-1]}
+      logins: [root]
+    options: {port_forwarding: true, idle_timeout: 3s}
   - name: one-session
     options: {max_sessions: 1}
   - name: oncall-pair
@@ -142,6 +147,8 @@ bindings:
     roles: [runner, box-runner]
   - user: gina
     roles: [viewer, guard]
+  - user: fiona
+    roles: [forward-idle]
   - user: lina
     roles: [viewer, one-session]
 `

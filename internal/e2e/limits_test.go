@@ -1,7 +1,10 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
+	"io"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -67,5 +70,48 @@ func TestCertificateExpiryEndsSession(t *testing.T) {
 	}
 	if err == nil || !strings.Contains(errb.String(), "gatehouse: session ended: your certificate expired") {
 		t.Fatalf("session end: %v %q", err, errb.String())
+	}
+}
+
+// TestIdleTimeoutClosesForwards: options.idle_timeout closes a port
+// forward that carried nothing for that long (ssh -N has no session to time
+// out), and forward.end says why.
+func TestIdleTimeoutClosesForwards(t *testing.T) {
+	w := newWorld(t, "")
+	fiona := w.newUser("fiona", time.Hour)
+	local := freePort(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c := fiona.cmd(ctx, "ssh", "-N", "-o", "ExitOnForwardFailure=yes", "-L", "127.0.0.1:"+local+":"+w.sshd.Addr,
+		"-p", w.port, "root@db-1@127.0.0.1")
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cancel(); c.Wait() }()
+	var conn net.Conn
+	waitFor(t, "the forward's local port", func() bool {
+		var err error
+		conn, err = net.Dial("tcp", "127.0.0.1:"+local)
+		return err == nil
+	})
+	defer conn.Close()
+	// The target's sshd greets through the forward, then both sides wait.
+	br := bufio.NewReader(conn)
+	conn.SetReadDeadline(time.Now().Add(45 * time.Second))
+	if line, err := br.ReadString('\n'); err != nil || !strings.HasPrefix(line, "SSH-2.0-") {
+		t.Fatalf("through the forward: %q %v", line, err)
+	}
+	// Nothing passes: the gateway closes the forward (EOF here), well
+	// before sshd's own LoginGraceTime (120 s) would.
+	if _, err := br.ReadString('\n'); err != io.EOF {
+		t.Fatalf("the idle forward was not closed: %v", err)
+	}
+	var ends []recorder.StoredEvent
+	waitFor(t, "forward.end", func() bool {
+		ends, _ = w.app.Audit.Query(context.Background(), recorder.Filter{Type: recorder.EventForwardEnd, User: "fiona"})
+		return len(ends) == 1
+	})
+	if got := ends[0].Details["reason"]; got != "idle for 3s" {
+		t.Fatalf("forward.end reason %v (details %v)", got, ends[0].Details)
 	}
 }
