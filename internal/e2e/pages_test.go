@@ -251,6 +251,11 @@ func TestScreenshots(t *testing.T) {
 	testenv.Step(t, b, "verify", chromedp.Navigate(iw.webURL+"/audit?verify=1"), chromedp.WaitVisible("#verify-result"))
 	pc.check("audit-verify")
 
+	// Request access (pre-filled as `gatehouse request` opens it).
+	testenv.Step(t, b, "request access", chromedp.Navigate(iw.webURL+"/requests?role=oncall&for=1h&reason=incident"),
+		chromedp.WaitVisible("#request-form"))
+	pc.check("requests")
+
 	for _, p := range []string{"/admin/targets", "/admin/policy", "/admin/users"} {
 		testenv.Step(t, b, "open "+p, chromedp.Navigate(iw.webURL+p), chromedp.WaitVisible("main h1"))
 		pc.check(strings.TrimPrefix(strings.ReplaceAll(p, "/", "-"), "-"))
