@@ -75,6 +75,17 @@ func (s *Server) requireAdminPost(w http.ResponseWriter, r *http.Request, what s
 }
 
 // requireViewer is requireVerified plus permissions.
+// requireAuditor is requireViewer for pages only admins and auditors see;
+// anyone else gets 404, as for another user's session.
+func (s *Server) requireAuditor(w http.ResponseWriter, r *http.Request) (viewer, bool) {
+	v, ok := s.requireViewer(w, r)
+	if ok && !v.seesAll() {
+		notFound(w)
+		return viewer{}, false
+	}
+	return v, ok
+}
+
 func (s *Server) requireViewer(w http.ResponseWriter, r *http.Request) (viewer, bool) {
 	ws := s.requireVerified(w, r)
 	if ws == nil {
@@ -390,12 +401,8 @@ func auditFilterQuery(r *http.Request) url.Values {
 }
 
 func (s *Server) auditPage(w http.ResponseWriter, r *http.Request) {
-	v, ok := s.requireViewer(w, r)
+	v, ok := s.requireAuditor(w, r)
 	if !ok {
-		return
-	}
-	if !v.seesAll() {
-		notFound(w)
 		return
 	}
 	f := s.auditFilter(r, v)
@@ -445,12 +452,8 @@ func fields(m map[string]any) []field {
 // auditExport streams the same signed bundle as `gatehouse audit export`,
 // as a zip.
 func (s *Server) auditExport(w http.ResponseWriter, r *http.Request) {
-	v, ok := s.requireViewer(w, r)
+	v, ok := s.requireAuditor(w, r)
 	if !ok {
-		return
-	}
-	if !v.seesAll() {
-		notFound(w)
 		return
 	}
 	format := r.URL.Query().Get("format")
@@ -496,12 +499,8 @@ type targetRow struct {
 }
 
 func (s *Server) targetsPage(w http.ResponseWriter, r *http.Request) {
-	v, ok := s.requireViewer(w, r)
+	v, ok := s.requireAuditor(w, r)
 	if !ok {
-		return
-	}
-	if !v.seesAll() {
-		notFound(w)
 		return
 	}
 	var rows []targetRow
@@ -545,12 +544,8 @@ type roleRow struct {
 }
 
 func (s *Server) policyPage(w http.ResponseWriter, r *http.Request) {
-	v, ok := s.requireViewer(w, r)
+	v, ok := s.requireAuditor(w, r)
 	if !ok {
-		return
-	}
-	if !v.seesAll() {
-		notFound(w)
 		return
 	}
 	var targets []policy.Target
@@ -647,12 +642,8 @@ type userRow struct {
 }
 
 func (s *Server) usersPage(w http.ResponseWriter, r *http.Request) {
-	v, ok := s.requireViewer(w, r)
+	v, ok := s.requireAuditor(w, r)
 	if !ok {
-		return
-	}
-	if !v.seesAll() {
-		notFound(w)
 		return
 	}
 	rows, err := s.opts.DB.QueryContext(r.Context(), `SELECT user_name, issuer, subject, totp_secret IS NOT NULL, totp_locked_until
