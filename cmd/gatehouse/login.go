@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -134,7 +135,14 @@ func browserLogin(base string, noBrowser bool, timeout time.Duration, stdout io.
 		}
 	})}
 	go srv.Serve(ln)
-	defer srv.Close()
+	defer func() {
+		// Shutdown, not Close: the callback's handler hands over the token
+		// before it returns, and closing then would cut the page the
+		// browser is still receiving (ERR_EMPTY_RESPONSE).
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	}()
 	select {
 	case t := <-got:
 		return t, nil
