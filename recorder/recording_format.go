@@ -89,19 +89,33 @@ func newRecordReader(r io.Reader, key []byte, id string) (*recordReader, error) 
 	}
 	br := bufio.NewReaderSize(r, 64<<10)
 	magic := make([]byte, len(recMagic))
-	if _, err := io.ReadFull(br, magic); err != nil || string(magic) != recMagic {
+	if _, err := io.ReadFull(br, magic); err != nil && !isShortRead(err) {
+		return nil, fmt.Errorf("recorder: read recording: %w", err)
+	} else if err != nil || string(magic) != recMagic {
 		return nil, fmt.Errorf("%w: not a Gatehouse recording", ErrRecordingCorrupt)
 	}
 	return &recordReader{r: br, aead: aead, ad: []byte(id), off: int64(len(recMagic))}, nil
 }
 
+// isShortRead tells the end of the bytes (a torn or missing tail) from a
+// failure to read them (a store that is down or refuses access): only the
+// first may be judged as the recording's content.
+func isShortRead(err error) bool {
+	return err == io.EOF || err == io.ErrUnexpectedEOF
+}
+
 // next returns the next record's plaintext; io.EOF at a clean end,
-// errTornTail for an incomplete or unauthentic last record.
+// errTornTail for an incomplete or unauthentic last record, and any other
+// read error as it is — a store that fails mid-read must not make a
+// recording look torn (recovery would seal it short).
 func (rr *recordReader) next() ([]byte, error) {
 	var lb [4]byte
 	if _, err := io.ReadFull(rr.r, lb[:]); err != nil {
 		if err == io.EOF {
 			return nil, io.EOF
+		}
+		if !isShortRead(err) {
+			return nil, fmt.Errorf("recorder: read recording: %w", err)
 		}
 		return nil, errTornTail
 	}
@@ -114,6 +128,9 @@ func (rr *recordReader) next() ([]byte, error) {
 	}
 	ct := rr.buf[:l]
 	if _, err := io.ReadFull(rr.r, ct); err != nil {
+		if !isShortRead(err) {
+			return nil, fmt.Errorf("recorder: read recording: %w", err)
+		}
 		return nil, errTornTail
 	}
 	pt, err := rr.aead.Open(nil, recNonce(rr.n), ct, rr.ad)

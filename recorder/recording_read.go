@@ -125,6 +125,9 @@ func (r *Recordings) readRecords(m recRow, header func([]byte), fn func(castEven
 			}
 			return nil
 		}
+		if err != nil && err != errTornTail {
+			return err // the store failed to read, not the recording: say so
+		}
 		if err != nil {
 			return fmt.Errorf("%w: record %d does not authenticate", ErrRecordingCorrupt, i)
 		}
@@ -143,7 +146,9 @@ func (r *Recordings) readRecords(m recRow, header func([]byte), fn func(castEven
 			if final != nil {
 				final(pt[1:])
 			}
-			if _, err := rr.next(); err != io.EOF {
+			if _, err := rr.next(); err != io.EOF && err != errTornTail && err != nil {
+				return err
+			} else if err != io.EOF {
 				return fmt.Errorf("%w: data after the final record", ErrRecordingCorrupt)
 			}
 			return nil
@@ -339,8 +344,11 @@ func (r *Recordings) sealTorn(m recRow) (string, int64, error) {
 	var bytes int64
 	for {
 		pt, err := rr.next()
-		if err != nil {
+		if err == io.EOF || err == errTornTail {
 			break
+		}
+		if err != nil {
+			return "", 0, err // never cut a file short because a read failed
 		}
 		if len(pt) > 0 && pt[0] == recEvents {
 			decodeEvents(pt[1:], func(ev castEvent) error {
@@ -477,6 +485,9 @@ func (r *Recordings) sealTornS3(m recRow, key []byte) (string, int64, error) {
 		pt, err := rr.next()
 		if err == io.EOF {
 			break
+		}
+		if err != nil && err != errTornTail {
+			return "", 0, err // the store failed: retry later, judge nothing
 		}
 		if err != nil {
 			// A segment is one PUT of whole records: a bad one is not a

@@ -15,6 +15,7 @@ import (
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go"
 )
 
 // S3Options puts recordings in an S3-compatible bucket instead of the
@@ -86,6 +87,10 @@ func openS3Store(ctx context.Context, o S3Options, now func() time.Time) (*s3Sto
 		cctx, cancel := context.WithTimeout(ctx, o.Timeout)
 		defer cancel()
 		lc, err := c.GetObjectLockConfiguration(cctx, &s3.GetObjectLockConfigurationInput{Bucket: aws.String(o.Bucket)})
+		var ae smithy.APIError
+		if errors.As(err, &ae) && ae.ErrorCode() == "AccessDenied" {
+			return nil, fmt.Errorf("recorder: recording.s3.object_lock_days is set but these credentials may not read bucket %s's object lock configuration (grant s3:GetBucketObjectLockConfiguration, see docs/recordings.md): %v", o.Bucket, err)
+		}
 		if err != nil || lc.ObjectLockConfiguration == nil || lc.ObjectLockConfiguration.ObjectLockEnabled != types.ObjectLockEnabledEnabled {
 			return nil, fmt.Errorf("recorder: recording.s3.object_lock_days is set but bucket %s does not have object lock enabled (create it with object lock): %v", o.Bucket, err)
 		}
@@ -98,6 +103,11 @@ func (st *s3Store) check(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, st.o.Timeout)
 	defer cancel()
 	if _, err := st.c.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(st.o.Bucket)}); err != nil {
+		// HEAD answers carry no error body, so a refusal is only its status.
+		var hs interface{ HTTPStatusCode() int }
+		if errors.As(err, &hs) && hs.HTTPStatusCode() == 403 {
+			return fmt.Errorf("recorder: object store bucket %s refuses these credentials (AccessDenied: grant s3:ListBucket, see docs/recordings.md): %w", st.o.Bucket, err)
+		}
 		return fmt.Errorf("recorder: object store bucket %s unreachable: %w", st.o.Bucket, err)
 	}
 	return nil

@@ -25,6 +25,10 @@ type VersityGW struct {
 	Endpoint             string // http://127.0.0.1:PORT
 	AccessKey, SecretKey string
 	Root, VersionDir     string
+	// IAMDir, when set before Start (StartVersityGWIAM), runs versitygw's
+	// internal IAM there, so accounts besides root exist and bucket
+	// policies decide what they may do.
+	IAMDir string
 
 	addr string
 	bin  string
@@ -61,12 +65,30 @@ func trimNL(b []byte) []byte {
 // StartVersityGW starts a server for one test and stops it at cleanup.
 func StartVersityGW(t testing.TB) *VersityGW {
 	t.Helper()
+	return startVersityGW(t, false)
+}
+
+// StartVersityGWIAM starts a server with its internal IAM service, so the
+// test can create non-root accounts (CreateUser) whose access comes only
+// from bucket policies.
+func StartVersityGWIAM(t testing.TB) *VersityGW {
+	t.Helper()
+	return startVersityGW(t, true)
+}
+
+func startVersityGW(t testing.TB, iam bool) *VersityGW {
+	t.Helper()
 	bin := VersityGWPath()
 	Require(t, "versitygw", VersityGWInstall, bin != "")
 	dir := t.TempDir()
 	g := &VersityGW{AccessKey: "gatehouse-test-ak", SecretKey: "gatehouse-test-secret-key-0123456789",
 		Root: filepath.Join(dir, "root"), VersionDir: filepath.Join(dir, "versions"), bin: bin, t: t}
-	for _, d := range []string{g.Root, g.VersionDir} {
+	dirs := []string{g.Root, g.VersionDir}
+	if iam {
+		g.IAMDir = filepath.Join(dir, "iam")
+		dirs = append(dirs, g.IAMDir)
+	}
+	for _, d := range dirs {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			t.Fatal(err)
 		}
@@ -91,8 +113,12 @@ func (g *VersityGW) Start() {
 	if err != nil {
 		g.t.Fatal(err)
 	}
-	g.cmd = exec.Command(g.bin, "--access", g.AccessKey, "--secret", g.SecretKey, "--port", g.addr,
-		"posix", "--versioning-dir", g.VersionDir, g.Root)
+	args := []string{"--access", g.AccessKey, "--secret", g.SecretKey, "--port", g.addr}
+	if g.IAMDir != "" {
+		args = append(args, "--iam-dir", g.IAMDir)
+	}
+	args = append(args, "posix", "--versioning-dir", g.VersionDir, g.Root)
+	g.cmd = exec.Command(g.bin, args...)
 	g.cmd.Stdout, g.cmd.Stderr = log, log
 	g.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := g.cmd.Start(); err != nil {
@@ -156,11 +182,30 @@ func (g *VersityGW) SetEnv(t testing.TB) {
 func (g *VersityGW) String() string { return fmt.Sprintf("versitygw at %s", g.Endpoint) }
 
 // Client is an S3 client with the server's root credentials (path-style).
-func (g *VersityGW) Client() *s3.Client {
+func (g *VersityGW) Client() *s3.Client { return g.ClientAs(g.AccessKey, g.SecretKey) }
+
+// ClientAs is an S3 client with another account's credentials.
+func (g *VersityGW) ClientAs(access, secret string) *s3.Client {
 	return s3.New(s3.Options{Region: "us-east-1", BaseEndpoint: aws.String(g.Endpoint), UsePathStyle: true,
 		Credentials: aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
-			return aws.Credentials{AccessKeyID: g.AccessKey, SecretAccessKey: g.SecretKey}, nil
+			return aws.Credentials{AccessKeyID: access, SecretAccessKey: secret}, nil
 		})})
+}
+
+// CreateUser adds an account with role "user" through versitygw's own admin
+// command (the server must have been started with StartVersityGWIAM). Such an
+// account owns no bucket; what it may do in another account's bucket is
+// whatever that bucket's policy grants it.
+func (g *VersityGW) CreateUser(t testing.TB, access, secret string) {
+	t.Helper()
+	if g.IAMDir == "" {
+		t.Fatal("testenv: CreateUser needs StartVersityGWIAM")
+	}
+	out, err := exec.Command(g.bin, "admin", "-a", g.AccessKey, "-s", g.SecretKey, "-er", g.Endpoint,
+		"create-user", "-a", access, "-s", secret, "-r", "user").CombinedOutput()
+	if err != nil {
+		t.Fatalf("testenv: versitygw admin create-user %s: %v: %s", access, err, out)
+	}
 }
 
 // CreateBucket creates a bucket, with object lock enabled (and so
