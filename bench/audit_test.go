@@ -15,7 +15,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/internal/secrets"
 	"github.com/gatehouse/gatehouse/internal/store"
-	"github.com/gatehouse/gatehouse/recorder"
+	"github.com/gatehouse/gatehouse/recorder/audit"
 )
 
 const million = 1_000_000
@@ -37,13 +37,13 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func openLog(tb testing.TB, dir string) (*store.DB, *recorder.AuditLog) {
+func openLog(tb testing.TB, dir string) (*store.DB, *audit.Log) {
 	db, err := store.Open(filepath.Join(dir, "gatehouse.db"))
 	if err != nil {
 		tb.Fatal(err)
 	}
 	kr, _ := secrets.NewKeyring(make([]byte, 32))
-	l, err := recorder.OpenAuditLog(db, secrets.NewStore(db.DB, kr), recorder.AuditOptions{CheckpointInterval: -1})
+	l, err := audit.Open(db, secrets.NewStore(db.DB, kr), audit.Options{CheckpointInterval: -1})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -52,7 +52,7 @@ func openLog(tb testing.TB, dir string) (*store.DB, *recorder.AuditLog) {
 
 // appendMany appends n events from many goroutines (group commit) and
 // returns the elapsed time.
-func appendMany(tb testing.TB, l *recorder.AuditLog, n int) time.Duration {
+func appendMany(tb testing.TB, l *audit.Log, n int) time.Duration {
 	const workers = 256
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -63,7 +63,7 @@ func appendMany(tb testing.TB, l *recorder.AuditLog, n int) time.Duration {
 			defer wg.Done()
 			for i := 0; i < per; i++ {
 				k := w*per + i
-				err := l.Append(context.Background(), recorder.Event{Type: recorder.EventCommand,
+				err := l.Append(context.Background(), audit.Event{Type: audit.EventCommand,
 					User: fmt.Sprintf("user%03d", k%500), Target: fmt.Sprintf("db-%02d", k%40), Login: "root",
 					SessionID: fmt.Sprintf("s%06d", k/20), ClientAddr: "10.1.2.3:5555",
 					Details: map[string]any{"command": fmt.Sprintf("ls -la /srv/%d", k), "source": "screen"}})
@@ -92,7 +92,7 @@ func bigLog(tb testing.TB) string {
 			bigTemp = true
 		}
 		db, l := openLog(tb, bigDir)
-		if evs, err := l.Query(context.Background(), recorder.Filter{Limit: 1, Desc: true}); err != nil || len(evs) == 0 || evs[0].ID < million-256 {
+		if evs, err := l.Query(context.Background(), audit.Filter{Limit: 1, Desc: true}); err != nil || len(evs) == 0 || evs[0].ID < million-256 {
 			d := appendMany(tb, l, million)
 			tb.Logf("built %d events in %v (%.0f events/s)", million, d, million/d.Seconds())
 		}
@@ -122,7 +122,7 @@ func BenchmarkExportCSV1M(b *testing.B) {
 	defer l.Close()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		m, err := l.Export(context.Background(), recorder.ExportOptions{Format: "csv", Dir: filepath.Join(b.TempDir(), "x")})
+		m, err := l.Export(context.Background(), audit.ExportOptions{Format: "csv", Dir: filepath.Join(b.TempDir(), "x")})
 		if err != nil || m.Count < million-256 {
 			b.Fatalf("export %d events: %v", m.Count, err)
 		}
@@ -135,7 +135,7 @@ func BenchmarkVerify1M(b *testing.B) {
 	defer db.Close()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		rep, err := recorder.VerifyChain(context.Background(), db.DB, bigVKey, nil)
+		rep, err := audit.VerifyChain(context.Background(), db.DB, bigVKey, nil)
 		if err != nil || !rep.OK || rep.Events < million-256 {
 			b.Fatalf("verify: %v %s", err, rep)
 		}
@@ -147,10 +147,10 @@ func BenchmarkQueryFiltered1M(b *testing.B) {
 	db, l := openLog(b, dir)
 	defer db.Close()
 	defer l.Close()
-	filters := map[string]recorder.Filter{
+	filters := map[string]audit.Filter{
 		"user":        {User: "user123", Limit: 100, Desc: true},
 		"target+time": {Target: "db-07", Since: time.Now().Add(-time.Hour), Limit: 100, Desc: true},
-		"type":        {Type: recorder.EventCommand, Limit: 100, Desc: true},
+		"type":        {Type: audit.EventCommand, Limit: 100, Desc: true},
 		"session":     {SessionID: "s012345"},
 	}
 	for name, f := range filters {

@@ -13,7 +13,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/gatehouse/gatehouse/auth"
-	"github.com/gatehouse/gatehouse/recorder"
+	"github.com/gatehouse/gatehouse/recorder/audit"
 )
 
 // Unauthenticated clients choose the user name, client version and (through
@@ -115,7 +115,7 @@ func (s *Server) authLog(meta ssh.ConnMetadata, method string, err error) {
 	if !ok {
 		return
 	}
-	ev := recorder.Event{Type: recorder.EventAuthFailure, ClientAddr: remote, ClientVersion: version, Reason: reason,
+	ev := audit.Event{Type: audit.EventAuthFailure, ClientAddr: remote, ClientVersion: version, Reason: reason,
 		Details: map[string]any{"ssh_user": user, "method": method}}
 	if aerr := s.cfg.Audit.Append(context.Background(), ev); aerr != nil {
 		s.log.Error("audit append failed", "err", aerr)
@@ -131,7 +131,7 @@ func (s *Server) writeDropped(dropped map[string]int, start time.Time) {
 	sort.Strings(srcs)
 	for _, src := range srcs {
 		n := dropped[src]
-		ev := recorder.Event{Type: recorder.EventAuthFailure, ClientAddr: src,
+		ev := audit.Event{Type: audit.EventAuthFailure, ClientAddr: src,
 			Reason: fmt.Sprintf("%d more refused logins from %s not logged one by one (rate limit)", n, src),
 			Details: map[string]any{"suppressed": n, "source": src, "window_start": start.UTC().Format(time.RFC3339),
 				"window_seconds": int64(failureWindow / time.Second)}}

@@ -17,7 +17,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/target"
 	"github.com/gatehouse/gatehouse/policy"
-	"github.com/gatehouse/gatehouse/recorder"
+	"github.com/gatehouse/gatehouse/recorder/audit"
 )
 
 // clientConn is one authenticated client connection (outer, or the inner
@@ -278,7 +278,7 @@ func (c *clientConn) dispatch(nc ssh.NewChannel) {
 func (c *clientConn) globalRequests(reqs <-chan *ssh.Request) {
 	for r := range reqs {
 		if r.Type == "tcpip-forward" {
-			c.audit(recorder.Event{Type: recorder.EventForwardDenied, Reason: "remote port forwarding (ssh -R) is not allowed",
+			c.audit(audit.Event{Type: audit.EventForwardDenied, Reason: "remote port forwarding (ssh -R) is not allowed",
 				Details: map[string]any{"kind": "remote"}})
 		}
 		if r.WantReply {
@@ -304,7 +304,7 @@ func (c *clientConn) notifyShutdown() {
 }
 
 // audit appends an event about this connection, filling in who and from where.
-func (c *clientConn) audit(ev recorder.Event) error {
+func (c *clientConn) audit(ev audit.Event) error {
 	ev.User, ev.UserIssuer, ev.UserSubject = c.pr.User, c.pr.Issuer, c.pr.Subject
 	ev.ClientAddr, ev.ClientVersion = c.remote, string(c.sc.ClientVersion())
 	ev.KeyFingerprint, ev.CertSerial = c.pr.Fingerprint, c.pr.Serial

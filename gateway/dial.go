@@ -5,13 +5,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/gatehouse/gatehouse/recorder"
 	"net"
 	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/gatehouse/gatehouse/recorder/audit"
 
 	"golang.org/x/crypto/ssh"
 
@@ -61,7 +62,7 @@ func (c *clientConn) dialCommand(sessionID, force string) (target.Conn, uint64, 
 	if c.commandConns.Add(1) > maxCommandConns {
 		c.commandConns.Add(-1)
 		err := fmt.Errorf("too many commands running at once on this connection (at most %d); wait for one to end or open another connection", maxCommandConns)
-		c.audit(recorder.Event{Type: recorder.EventSessionDenied, SessionID: sessionID, Reason: err.Error(),
+		c.audit(audit.Event{Type: audit.EventSessionDenied, SessionID: sessionID, Reason: err.Error(),
 			Details: map[string]any{"stage": "connect", "force_command": force}})
 		return nil, 0, err
 	}
@@ -329,8 +330,8 @@ func shortNetErr(err error) string {
 
 var timeZero = time.Time{}
 
-func unreachableEvent(target string, err error) recorder.Event {
-	return recorder.Event{Type: recorder.EventSessionDenied, Target: target, Reason: err.Error(),
+func unreachableEvent(target string, err error) audit.Event {
+	return audit.Event{Type: audit.EventSessionDenied, Target: target, Reason: err.Error(),
 		Details: map[string]any{"stage": "connect"}}
 }
 

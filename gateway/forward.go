@@ -9,7 +9,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
-	"github.com/gatehouse/gatehouse/recorder"
+	"github.com/gatehouse/gatehouse/recorder/audit"
 )
 
 // directTCPIP is the RFC 4254 direct-tcpip channel payload.
@@ -38,7 +38,7 @@ func (c *clientConn) forward(nc ssh.NewChannel) {
 	d := c.check("")
 	if !d.Allowed || !d.Options.PortForwarding {
 		reason := fmt.Sprintf("port forwarding to %s via %s is not allowed by your roles", dest, c.addr.Target)
-		c.audit(recorder.Event{Type: recorder.EventForwardDenied, Reason: reason, Details: details})
+		c.audit(audit.Event{Type: audit.EventForwardDenied, Reason: reason, Details: details})
 		nc.Reject(ssh.Prohibited, "gatehouse: "+reason)
 		return
 	}
@@ -59,7 +59,7 @@ func (c *clientConn) forward(nc ssh.NewChannel) {
 		return
 	}
 	go ssh.DiscardRequests(reqs)
-	if err := c.audit(recorder.Event{Type: recorder.EventForwardStart, Reason: d.Reason, Details: details}); err != nil {
+	if err := c.audit(audit.Event{Type: audit.EventForwardStart, Reason: d.Reason, Details: details}); err != nil {
 		ch.Close()
 		tch.Close()
 		return
@@ -76,7 +76,7 @@ func (c *clientConn) forward(nc ssh.NewChannel) {
 	}
 	details["bytes_in"], details["bytes_out"] = in, out
 	details["duration_ms"] = time.Since(start).Milliseconds()
-	c.audit(recorder.Event{Type: recorder.EventForwardEnd, Details: details})
+	c.audit(audit.Event{Type: audit.EventForwardEnd, Details: details})
 }
 
 // pipeBoth copies a↔b until both directions end, half-closing each side at

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/policy"
-	"github.com/gatehouse/gatehouse/recorder"
+	"github.com/gatehouse/gatehouse/recorder/audit"
 )
 
 // grantPoll is how often live sessions that depend on a just-in-time grant
@@ -47,7 +47,7 @@ func (c *clientConn) recheckGrants() {
 			continue
 		}
 		reason := fmt.Sprintf("your access grant for role %s expired", strings.Join(s.decision.Granted, ", "))
-		c.audit(recorder.Event{Type: recorder.EventRequestExpired, SessionID: s.id, Reason: reason + "; session ended",
+		c.audit(audit.Event{Type: audit.EventRequestExpired, SessionID: s.id, Reason: reason + "; session ended",
 			Details: map[string]any{"roles": strings.Join(s.decision.Granted, ",")}})
 		s.cancel(revoked(reason))
 	}

@@ -8,7 +8,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
-	"github.com/gatehouse/gatehouse/recorder"
+	"github.com/gatehouse/gatehouse/recorder/audit"
 )
 
 // proxyJump terminates "ssh -J gateway login@target": the direct-tcpip
@@ -26,7 +26,7 @@ func (c *clientConn) proxyJump(nc ssh.NewChannel) {
 	name := strings.ToLower(p.Host)
 	rt, err := c.s.resolve(c.ctx, name)
 	if err != nil {
-		c.audit(recorder.Event{Type: recorder.EventSessionDenied, Target: name, Reason: err.Error(),
+		c.audit(audit.Event{Type: audit.EventSessionDenied, Target: name, Reason: err.Error(),
 			Details: map[string]any{"mode": "proxyjump"}})
 		nc.Reject(ssh.ConnectionFailed, "gatehouse: "+err.Error())
 		return

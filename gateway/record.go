@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/recorder"
+	"github.com/gatehouse/gatehouse/recorder/audit"
 )
 
 // FileOp is one sftp file operation seen in a session.
@@ -46,7 +47,7 @@ func (s *session) startRecording() error {
 	rec, err := c.s.cfg.Recorder.Start(info)
 	if err != nil {
 		c.s.log.Error("session refused: recording failed to start", "session", s.id, "err", err)
-		c.audit(recorder.Event{Type: recorder.EventSessionDenied, SessionID: s.id, Reason: "recording failed to start: " + err.Error()})
+		c.audit(audit.Event{Type: audit.EventSessionDenied, SessionID: s.id, Reason: "recording failed to start: " + err.Error()})
 		return errNotRecorded
 	}
 	s.rec = rec
@@ -64,13 +65,13 @@ func (s *session) startRecording() error {
 	if m := s.decision.Command; m != nil {
 		details["force_command"], details["command_rule"] = m.ForceCommand, m.Rule
 	}
-	if err := c.audit(recorder.Event{Type: recorder.EventSessionStart, SessionID: s.id, Reason: s.decision.Reason, Details: details}); err != nil {
+	if err := c.audit(audit.Event{Type: audit.EventSessionStart, SessionID: s.id, Reason: s.decision.Reason, Details: details}); err != nil {
 		s.finish(errors.New("audit log unavailable"))
 		return errNotRecorded
 	}
 	if s.kind == "exec" {
 		rec.Exec(s.command)
-		if err := c.audit(recorder.Event{Type: recorder.EventCommand, SessionID: s.id,
+		if err := c.audit(audit.Event{Type: audit.EventCommand, SessionID: s.id,
 			Details: map[string]any{"command": s.command, "source": "exec"}}); err != nil {
 			s.finish(errors.New("audit log unavailable"))
 			return errNotRecorded
@@ -84,7 +85,7 @@ func (s *session) startRecording() error {
 
 // onCommand audits a command the recorder reconstructed from the screen.
 func (s *session) onCommand(text, source string, offset time.Duration) {
-	s.c.audit(recorder.Event{Type: recorder.EventCommand, SessionID: s.id,
+	s.c.audit(audit.Event{Type: audit.EventCommand, SessionID: s.id,
 		Details: map[string]any{"command": text, "source": source, "offset_ms": offset.Milliseconds()}})
 }
 
@@ -99,7 +100,7 @@ func (s *session) onFileOp(op FileOp) {
 	if op.Err != "" {
 		d["error"] = op.Err
 	}
-	s.c.audit(recorder.Event{Type: recorder.EventFile, SessionID: s.id, Details: d})
+	s.c.audit(audit.Event{Type: audit.EventFile, SessionID: s.id, Details: d})
 }
 
 // finish seals the recording and writes the session's end row and event.
@@ -151,7 +152,7 @@ func (s *session) doFinish(cause error) {
 	if s.command != "" {
 		d["command"] = s.command
 	}
-	c.audit(recorder.Event{Type: recorder.EventSessionEnd, SessionID: s.id, Reason: reason, Details: d})
+	c.audit(audit.Event{Type: audit.EventSessionEnd, SessionID: s.id, Reason: reason, Details: d})
 	c.s.log.Info("session ended", "session", s.id, "user", c.pr.User, "target", c.addr.Target, "login", c.addr.Login,
 		"reason", strings.TrimSpace(reason), "bytes_in", r.BytesIn, "bytes_out", r.BytesOut)
 }

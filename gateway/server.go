@@ -19,6 +19,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/target"
 	"github.com/gatehouse/gatehouse/policy"
 	"github.com/gatehouse/gatehouse/recorder"
+	"github.com/gatehouse/gatehouse/recorder/audit"
 )
 
 // ErrServerClosed is returned by Serve after Shutdown or Close.
@@ -27,7 +28,7 @@ var ErrServerClosed = errors.New("gateway: server closed")
 // Auditor is the part of the audit log the gateway uses. Append returns only
 // once the event is durable; an error makes the gateway fail closed.
 type Auditor interface {
-	Append(ctx context.Context, ev recorder.Event) error
+	Append(ctx context.Context, ev audit.Event) error
 }
 
 // Recorder starts session recordings.

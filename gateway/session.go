@@ -15,6 +15,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/target"
 	"github.com/gatehouse/gatehouse/policy"
 	"github.com/gatehouse/gatehouse/recorder"
+	"github.com/gatehouse/gatehouse/recorder/audit"
 )
 
 // session relays one SSH session channel between the client and the target,
@@ -307,18 +308,18 @@ func (s *session) start(r *ssh.Request) bool {
 func (s *session) authorize() (string, bool) {
 	c := s.c
 	if c.resolveErr != nil {
-		c.audit(recorder.Event{Type: recorder.EventSessionDenied, Reason: c.resolveErr.Error(), SessionID: s.id})
+		c.audit(audit.Event{Type: audit.EventSessionDenied, Reason: c.resolveErr.Error(), SessionID: s.id})
 		return c.resolveErr.Error(), false
 	}
 	cmd := s.command
 	s.decision = c.check(cmd)
 	if !s.decision.Allowed {
-		c.audit(recorder.Event{Type: recorder.EventSessionDenied, Reason: s.decision.Reason, SessionID: s.id,
+		c.audit(audit.Event{Type: audit.EventSessionDenied, Reason: s.decision.Reason, SessionID: s.id,
 			Details: map[string]any{"kind": s.kind, "command": cmd}})
 		return fmt.Sprintf("access denied: %s%s", s.decision.Reason, c.requestHint(cmd)), false
 	}
 	for _, w := range s.decision.Warnings {
-		c.audit(recorder.Event{Type: recorder.EventCommandWarn, Reason: w, SessionID: s.id,
+		c.audit(audit.Event{Type: audit.EventCommandWarn, Reason: w, SessionID: s.id,
 			Details: map[string]any{"kind": s.kind, "command": cmd}})
 	}
 	if strings.HasPrefix(s.kind, "subsystem:") {
@@ -327,13 +328,13 @@ func (s *session) authorize() (string, bool) {
 		}
 		if !s.decision.Options.SFTP {
 			reason := fmt.Sprintf("file transfer (sftp/scp) to %s is not allowed by your roles", c.addr.Target)
-			c.audit(recorder.Event{Type: recorder.EventSessionDenied, Reason: reason, SessionID: s.id,
+			c.audit(audit.Event{Type: audit.EventSessionDenied, Reason: reason, SessionID: s.id,
 				Details: map[string]any{"kind": s.kind}})
 			return reason, false
 		}
 	}
 	if msg, ok := c.s.reserveSession(c.pr.User, c.s.cfg.Policy.MaxSessions(c.pr.User, c.pr.Groups)); !ok {
-		c.audit(recorder.Event{Type: recorder.EventSessionDenied, Reason: msg, SessionID: s.id,
+		c.audit(audit.Event{Type: audit.EventSessionDenied, Reason: msg, SessionID: s.id,
 			Details: map[string]any{"kind": s.kind, "command": cmd}})
 		return msg, false
 	}

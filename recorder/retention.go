@@ -2,8 +2,6 @@ package recorder
 
 import (
 	"context"
-	"database/sql"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,137 +10,21 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/mod/sumdb/tlog"
+	"github.com/gatehouse/gatehouse/recorder/audit"
 )
 
 // Retention never deletes silently and never deletes one item: it removes
 // only whole ranges older than the configured age, and only after a signed
 // audit.prune event naming what goes (ids, times, hashes) is committed.
-// Nothing else in Gatehouse deletes audit events or recordings.
+// Nothing else in Gatehouse deletes audit events or recordings. The audit
+// half (PruneAudit) lives in package audit; this file prunes recordings and
+// runs both on a schedule.
 
 // Retention says how long audit events and recordings are kept. Zero keeps
 // them forever.
 type Retention struct {
 	Audit      time.Duration
 	Recordings time.Duration
-}
-
-// PruneResult describes what one prune removed.
-type PruneResult struct {
-	What        string   // "audit" or "recordings"
-	First, Last int64    // audit: the event ids removed (0, 0 when none)
-	Count       int      // events or recordings removed
-	IDs         []string // recordings removed
-}
-
-func (p PruneResult) String() string {
-	switch {
-	case p.Count == 0:
-		return fmt.Sprintf("%s: nothing older than the retention period", p.What)
-	case p.What == "audit":
-		return fmt.Sprintf("audit: pruned events %d..%d (%d events)", p.First, p.Last, p.Count)
-	}
-	return fmt.Sprintf("recordings: pruned %d recordings", p.Count)
-}
-
-// PruneAudit removes events 1..K, where K is the largest signed checkpoint
-// such that every event up to K is older than cutoff. The log must verify
-// first; the checkpoint at K, the checkpoints before it and the Merkle tree
-// hashes needed to extend the tree from K are kept, so `verify` still passes.
-func (l *AuditLog) PruneAudit(ctx context.Context, cutoff time.Time, actor string) (PruneResult, error) {
-	res := PruneResult{What: "audit"}
-	rep, err := l.Verify(ctx)
-	if err != nil {
-		return res, err
-	}
-	if !rep.OK {
-		return res, fmt.Errorf("recorder: retention: the audit log does not verify, nothing pruned: %s", rep)
-	}
-	base := rep.Pruned
-	k, err := l.pruneBoundary(ctx, base, cutoff)
-	if err != nil || k == 0 {
-		return res, err
-	}
-	details, err := l.pruneDetails(ctx, base, k, cutoff)
-	if err != nil {
-		return res, err
-	}
-	if err := l.Append(ctx, Event{Type: EventPrune, User: actor, Details: details,
-		Reason: fmt.Sprintf("retention: audit events %d..%d older than %s removed", base+1, k, stamp(cutoff))}); err != nil {
-		return res, err
-	}
-	// The prune event is written: finish what it says even if ctx ends now.
-	if err := l.deleteThrough(context.WithoutCancel(ctx), k); err != nil {
-		return res, err
-	}
-	l.log.Info("audit retention: events pruned", "first", base+1, "last", k, "older_than", cutoff)
-	return PruneResult{What: "audit", First: base + 1, Last: k, Count: int(k - base)}, nil
-}
-
-// pruneBoundary returns the largest checkpoint size K > base such that
-// every event up to K is older than cutoff, or 0.
-func (l *AuditLog) pruneBoundary(ctx context.Context, base int64, cutoff time.Time) (int64, error) {
-	var k sql.NullInt64
-	err := l.db.QueryRowContext(ctx, `SELECT MAX(tree_size) FROM audit_checkpoints WHERE tree_size > ? AND tree_size <
-		COALESCE((SELECT MIN(id) FROM audit_events WHERE time >= ?), (SELECT MAX(id) + 1 FROM audit_events))`,
-		base, cutoff.UnixNano()).Scan(&k)
-	if err != nil {
-		return 0, fmt.Errorf("recorder: retention: %w", err)
-	}
-	return k.Int64, nil
-}
-
-// pruneDetails describes the range base+1..k for the prune event.
-func (l *AuditLog) pruneDetails(ctx context.Context, base, k int64, cutoff time.Time) (map[string]any, error) {
-	var firstT, lastT int64
-	var hash []byte
-	var cpNote string
-	err := l.db.QueryRowContext(ctx, `SELECT (SELECT time FROM audit_events WHERE id = ?), time, hash,
-		(SELECT note FROM audit_checkpoints WHERE tree_size = ? ORDER BY id DESC LIMIT 1) FROM audit_events WHERE id = ?`,
-		base+1, k, k).Scan(&firstT, &lastT, &hash, &cpNote)
-	if err != nil {
-		return nil, fmt.Errorf("recorder: retention: %w", err)
-	}
-	cp, err := parseCheckpoint([]byte(cpNote), l.Keys())
-	if err != nil {
-		return nil, err
-	}
-	return map[string]any{"what": "audit", "first_id": base + 1, "last_id": k, "pruned_through": k,
-		"events": k - base, "first_time": stamp(time.Unix(0, firstT)), "last_time": stamp(time.Unix(0, lastT)),
-		"boundary_hash": hex.EncodeToString(hash), "boundary_root": cp.Root.String(),
-		"boundary_checkpoint": stamp(cp.Time), "older_than": stamp(cutoff)}, nil
-}
-
-// deleteThrough removes events 1..k and the tree hashes of those leaves,
-// except the complete subtrees of the first k leaves that later roots need.
-func (l *AuditLog) deleteThrough(ctx context.Context, k int64) error {
-	l.keys.mu.Lock()
-	defer l.keys.mu.Unlock()
-	idx, err := frontier(k)
-	if err != nil {
-		return err
-	}
-	tx, err := l.db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("recorder: retention: %w", err)
-	}
-	defer tx.Rollback()
-	keep, err := (&treeReader{ctx: ctx, tx: tx}).ReadHashes(idx)
-	if err != nil {
-		return fmt.Errorf("recorder: retention: %w", err)
-	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM audit_tree WHERE idx < ?`, tlog.StoredHashIndex(0, k)); err != nil {
-		return fmt.Errorf("recorder: retention: %w", err)
-	}
-	for i, ix := range idx {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO audit_tree(idx, hash) VALUES (?, ?)`, ix, keep[i][:]); err != nil {
-			return fmt.Errorf("recorder: retention: %w", err)
-		}
-	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM audit_events WHERE id <= ?`, k); err != nil {
-		return fmt.Errorf("recorder: retention: %w", err)
-	}
-	return tx.Commit()
 }
 
 // pruneBatch bounds how many recordings one prune event lists.
@@ -157,8 +39,8 @@ type prunedRec struct {
 // first appends a signed prune event listing every recording (id, SHA-256 of
 // the file, session, user, target, start and end), then removes the files
 // and rows. Open recordings are never touched.
-func (r *Recordings) Prune(ctx context.Context, audit *AuditLog, cutoff time.Time, actor string) (PruneResult, error) {
-	res := PruneResult{What: "recordings"}
+func (r *Recordings) Prune(ctx context.Context, log *audit.Log, cutoff time.Time, actor string) (audit.PruneResult, error) {
+	res := audit.PruneResult{What: "recordings"}
 	if r.s3 != nil {
 		// Gatehouse holds no delete permission on the bucket (and object
 		// lock forbids it): the bucket's lifecycle rules expire objects.
@@ -171,7 +53,7 @@ func (r *Recordings) Prune(ctx context.Context, audit *AuditLog, cutoff time.Tim
 		if err != nil || len(batch) == 0 {
 			return res, err
 		}
-		if err := audit.Append(ctx, Event{Type: EventPrune, User: actor, Details: recPruneDetails(batch, cutoff),
+		if err := log.Append(ctx, audit.Event{Type: audit.EventPrune, User: actor, Details: recPruneDetails(batch, cutoff),
 			Reason: fmt.Sprintf("retention: %d recordings ended before %s removed", len(batch), stamp(cutoff))}); err != nil {
 			return res, err
 		}
@@ -245,17 +127,17 @@ func (r *Recordings) remove(ctx context.Context, p prunedRec) error {
 
 // ApplyRetention prunes what ret says is too old at now; zero ages keep
 // everything. It reports what was removed.
-func ApplyRetention(ctx context.Context, ret Retention, audit *AuditLog, recs *Recordings, now time.Time, actor string) ([]PruneResult, error) {
-	var out []PruneResult
+func ApplyRetention(ctx context.Context, ret Retention, log *audit.Log, recs *Recordings, now time.Time, actor string) ([]audit.PruneResult, error) {
+	var out []audit.PruneResult
 	if ret.Recordings > 0 && recs != nil {
-		res, err := recs.Prune(ctx, audit, now.Add(-ret.Recordings), actor)
+		res, err := recs.Prune(ctx, log, now.Add(-ret.Recordings), actor)
 		out = append(out, res)
 		if err != nil {
 			return out, err
 		}
 	}
 	if ret.Audit > 0 {
-		res, err := audit.PruneAudit(ctx, now.Add(-ret.Audit), actor)
+		res, err := log.PruneAudit(ctx, now.Add(-ret.Audit), actor)
 		out = append(out, res)
 		if err != nil {
 			return out, err
@@ -267,7 +149,7 @@ func ApplyRetention(ctx context.Context, ret Retention, audit *AuditLog, recs *R
 // RetentionRun applies a retention policy on a schedule.
 type RetentionRun struct {
 	Retention
-	Audit      *AuditLog
+	Audit      *audit.Log
 	Recordings *Recordings // nil: recordings are not pruned
 	// Every is the time between runs; zero means 24h.
 	Every time.Duration
@@ -313,3 +195,5 @@ func (r RetentionRun) once(ctx context.Context) {
 		r.Logger.Error("retention failed; nothing more pruned until the next run", "err", err)
 	}
 }
+
+func stamp(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05Z") }

@@ -348,3 +348,8 @@ func (s *SessionStore) rarestTrigrams(ctx context.Context, grams []string) ([]st
 	}
 	return out, nil
 }
+
+// escapeLike escapes LIKE wildcards in s (the queries say ESCAPE '\').
+func escapeLike(s string) string {
+	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
+}

@@ -5,13 +5,13 @@ import (
 	"database/sql"
 	"fmt"
 	"time"
+
+	"github.com/gatehouse/gatehouse/recorder/audit"
 )
 
-// Count is one labelled number in an overview (a user, a target, a reason).
-type Count struct {
-	Label string
-	N     int64
-}
+// Count is one labelled number in an overview (a user, a target, a reason);
+// the same type as audit.Count, so one chart draws both.
+type Count = audit.Count
 
 // DayCount is one day's number for one series (a session kind).
 type DayCount struct {
@@ -104,16 +104,4 @@ func (r *Recordings) BytesPerDay(ctx context.Context, since time.Time) ([]DayCou
 		out = append(out, d)
 	}
 	return out, rows.Err()
-}
-
-// refusalTypes are the audit events that record something refused.
-var refusalTypes = []any{EventSessionDenied, EventAuthFailure, EventForwardDenied, EventMFAFailure, EventMFALockout}
-
-// Refusals counts refusals since since by reason (the top reasons, up to
-// top), from the audit log.
-func (l *AuditLog) Refusals(ctx context.Context, since time.Time, top int) ([]Count, error) {
-	args := append([]any{since.UnixNano()}, refusalTypes...)
-	args = append(args, top)
-	return topCounts(ctx, l.db.DB, `SELECT reason, COUNT(*) FROM audit_events WHERE time >= ?
-		AND type IN (?, ?, ?, ?, ?) GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT ?`, args...)
 }

@@ -7,7 +7,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/auth"
 	"github.com/gatehouse/gatehouse/policy"
-	"github.com/gatehouse/gatehouse/recorder"
+	"github.com/gatehouse/gatehouse/recorder/audit"
 )
 
 // The approval page lets a logged-in user approve one plain-ssh login. It
@@ -77,7 +77,7 @@ func (s *Server) approveSubmit(w http.ResponseWriter, r *http.Request) {
 		s.approvalError(w, r, err)
 		return
 	}
-	ev := recorder.Event{Type: recorder.EventLogin, User: ws.id.User, UserIssuer: ws.id.Issuer, UserSubject: ws.id.Subject,
+	ev := audit.Event{Type: audit.EventLogin, User: ws.id.User, UserIssuer: ws.id.Issuer, UserSubject: ws.id.Subject,
 		KeyFingerprint: p.KeyFingerprint, Target: p.Target, Login: p.Login,
 		Details: map[string]any{"ssh_client": p.ClientAddr, "ssh_version": p.ClientVersion, "code": p.Code}}
 	if s.opts.Locks != nil {
@@ -92,9 +92,9 @@ func (s *Server) approveSubmit(w http.ResponseWriter, r *http.Request) {
 	id.MFAAt = ws.mfaAt
 	if s.approvalNeedsTOTP(ws, p) {
 		if err := s.opts.TOTP.Verify(r.Context(), ws.id.User, r.PostFormValue("totp")); err != nil {
-			ev.Type, ev.Reason = recorder.EventMFAFailure, "ssh login approval: "+err.Error()
+			ev.Type, ev.Reason = audit.EventMFAFailure, "ssh login approval: "+err.Error()
 			if errors.Is(err, auth.ErrTOTPLocked) {
-				ev.Type = recorder.EventMFALockout
+				ev.Type = audit.EventMFALockout
 			}
 			s.audit(r, ev)
 			d := s.approvalData(ws, p)

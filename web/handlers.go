@@ -16,7 +16,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/gatehouse/gatehouse/auth"
-	"github.com/gatehouse/gatehouse/recorder"
+	"github.com/gatehouse/gatehouse/recorder/audit"
 )
 
 func (s *Server) base(ws *websession, title string) map[string]any {
@@ -108,7 +108,7 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
 	delete(s.logins, state)
 	s.mu.Unlock()
 	if !ok || c == nil || c.Value != state {
-		s.audit(r, recorder.Event{Type: recorder.EventLogin, Reason: "state mismatch"})
+		s.audit(r, audit.Event{Type: audit.EventLogin, Reason: "state mismatch"})
 		s.fail(w, r, http.StatusBadRequest, "This login link is not valid any more; start again.", auth.ErrStateMismatch)
 		return
 	}
@@ -117,12 +117,12 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
 		err = s.opts.TOTP.BindUser(r.Context(), id)
 	}
 	if err != nil {
-		s.audit(r, recorder.Event{Type: recorder.EventLogin, Reason: "failed: " + err.Error()})
+		s.audit(r, audit.Event{Type: audit.EventLogin, Reason: "failed: " + err.Error()})
 		s.fail(w, r, http.StatusUnauthorized, strings.TrimPrefix(err.Error(), "auth: "), err)
 		return
 	}
 	if lk, locked := s.locked(r.Context(), id.User); locked {
-		s.audit(r, recorder.Event{Type: recorder.EventLogin, User: id.User, UserIssuer: id.Issuer, UserSubject: id.Subject,
+		s.audit(r, audit.Event{Type: audit.EventLogin, User: id.User, UserIssuer: id.Issuer, UserSubject: id.Subject,
 			Reason: "refused: user is locked (" + lk.Reason + ")"})
 		s.fail(w, r, http.StatusForbidden, "Your access is locked ("+lk.Reason+"). Contact an administrator.",
 			fmt.Errorf("web: login of locked user %s", id.User))
@@ -132,7 +132,7 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, http.StatusInternalServerError, "Could not start a session.", err)
 		return
 	}
-	s.audit(r, recorder.Event{Type: recorder.EventLogin, User: id.User, UserIssuer: id.Issuer, UserSubject: id.Subject,
+	s.audit(r, audit.Event{Type: audit.EventLogin, User: id.User, UserIssuer: id.Issuer, UserSubject: id.Subject,
 		Reason: "oidc login, TOTP pending", Details: map[string]any{"groups": strings.Join(id.Groups, ",")}})
 	http.Redirect(w, r, "/mfa?next="+url.QueryEscape(p.next), http.StatusFound)
 }
@@ -173,17 +173,17 @@ func (s *Server) mfaSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	code, next := r.PostFormValue("code"), localPath(r.PostFormValue("next"))
-	ev := recorder.Event{User: ws.id.User, UserIssuer: ws.id.Issuer, UserSubject: ws.id.Subject}
+	ev := audit.Event{User: ws.id.User, UserIssuer: ws.id.Issuer, UserSubject: ws.id.Subject}
 	if r.PostFormValue("enrol") == "1" {
 		codes, err := s.opts.TOTP.ConfirmEnrol(r.Context(), ws.id.User, code)
 		if err != nil {
-			ev.Type, ev.Reason = recorder.EventMFAFailure, "enrolment: "+err.Error()
+			ev.Type, ev.Reason = audit.EventMFAFailure, "enrolment: "+err.Error()
 			s.audit(r, ev)
 			s.renderMFA(w, r, ws, strings.TrimPrefix(err.Error(), "auth: "))
 			return
 		}
 		s.markVerified(r.Context(), ws)
-		ev.Type, ev.Reason = recorder.EventMFAEnrol, "TOTP enrolled"
+		ev.Type, ev.Reason = audit.EventMFAEnrol, "TOTP enrolled"
 		s.audit(r, ev)
 		d := s.base(ws, "Recovery codes")
 		d["Codes"], d["Next"] = codes, next
@@ -191,9 +191,9 @@ func (s *Server) mfaSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.opts.TOTP.Verify(r.Context(), ws.id.User, code); err != nil {
-		ev.Type, ev.Reason = recorder.EventMFAFailure, err.Error()
+		ev.Type, ev.Reason = audit.EventMFAFailure, err.Error()
 		if errors.Is(err, auth.ErrTOTPLocked) {
-			ev.Type = recorder.EventMFALockout
+			ev.Type = audit.EventMFALockout
 		}
 		s.audit(r, ev)
 		w.WriteHeader(http.StatusUnauthorized)
@@ -201,7 +201,7 @@ func (s *Server) mfaSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.markVerified(r.Context(), ws)
-	ev.Type, ev.Reason = recorder.EventMFASuccess, "web login"
+	ev.Type, ev.Reason = audit.EventMFASuccess, "web login"
 	s.audit(r, ev)
 	http.Redirect(w, r, next, http.StatusSeeOther)
 }
@@ -214,7 +214,7 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 	}
 	s.deleteSession(r.Context(), ws)
 	s.setCookie(w, sessionCookie, "", -time.Second)
-	s.audit(r, recorder.Event{Type: recorder.EventLogout, User: ws.id.User, UserIssuer: ws.id.Issuer, UserSubject: ws.id.Subject})
+	s.audit(r, audit.Event{Type: audit.EventLogout, User: ws.id.User, UserIssuer: ws.id.Issuer, UserSubject: ws.id.Subject})
 	http.Redirect(w, r, "/", http.StatusSeeOther)
 }
 
@@ -241,7 +241,7 @@ func (s *Server) requireVerified(w http.ResponseWriter, r *http.Request) *webses
 func (s *Server) cliLogin(w http.ResponseWriter, r *http.Request) {
 	redirect, state := r.URL.Query().Get("redirect_uri"), r.URL.Query().Get("state")
 	if !s.allowedRedirect(redirect) || state == "" || len(state) > 200 {
-		s.audit(r, recorder.Event{Type: recorder.EventLogin, Reason: "refused redirect", Details: map[string]any{"redirect_uri": redirect}})
+		s.audit(r, audit.Event{Type: audit.EventLogin, Reason: "refused redirect", Details: map[string]any{"redirect_uri": redirect}})
 		s.fail(w, r, http.StatusBadRequest, "This login link points somewhere Gatehouse does not send logins to.",
 			fmt.Errorf("redirect %q not allowed", redirect))
 		return
@@ -325,7 +325,7 @@ func (s *Server) cliCert(w http.ResponseWriter, r *http.Request) {
 		s.log.Error("issue cert", "user", ws.id.User, "err", err)
 		return
 	}
-	s.audit(r, recorder.Event{Type: recorder.EventCertIssued, User: ws.id.User, UserIssuer: ws.id.Issuer, UserSubject: ws.id.Subject,
+	s.audit(r, audit.Event{Type: audit.EventCertIssued, User: ws.id.User, UserIssuer: ws.id.Issuer, UserSubject: ws.id.Subject,
 		KeyFingerprint: ssh.FingerprintSHA256(pub), CertSerial: cert.Serial, Reason: "gatehouse login",
 		Details: map[string]any{"principals": strings.Join(cert.ValidPrincipals, ","), "ttl_seconds": int64(ttl / time.Second),
 			"mfa_verified_at": ws.mfaAt.Format(time.RFC3339)}})

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/policy"
-	"github.com/gatehouse/gatehouse/recorder"
+	"github.com/gatehouse/gatehouse/recorder/audit"
 )
 
 // requestRoutes adds the just-in-time access pages: a user files a request
@@ -95,7 +95,7 @@ func (s *Server) requestCreate(w http.ResponseWriter, r *http.Request) {
 		s.renderRequests(w, r, v, http.StatusBadRequest, userMessage(err))
 		return
 	}
-	s.audit(r, recorder.Event{Type: recorder.EventRequestCreated, User: v.ws.id.User,
+	s.audit(r, audit.Event{Type: audit.EventRequestCreated, User: v.ws.id.User,
 		Reason:  "requested role " + ar.Role + " for " + ar.Duration.String() + ": " + ar.Reason,
 		Details: map[string]any{"request": ar.ID, "role": ar.Role, "for": ar.Duration.String(), "approvals_required": ar.Required}})
 	http.Redirect(w, r, "/requests#request-"+ar.ID, http.StatusSeeOther)
@@ -118,7 +118,7 @@ func (s *Server) requestApprove(w http.ResponseWriter, r *http.Request) {
 	} else {
 		reason += "; waiting for another approval"
 	}
-	s.audit(r, recorder.Event{Type: recorder.EventRequestApproved, User: v.ws.id.User, Reason: reason,
+	s.audit(r, audit.Event{Type: audit.EventRequestApproved, User: v.ws.id.User, Reason: reason,
 		Details: map[string]any{"request": ar.ID, "requester": ar.User, "role": ar.Role, "granted": granted,
 			"approvals": len(ar.Approvers), "approvals_required": ar.Required}})
 	http.Redirect(w, r, "/requests", http.StatusSeeOther)
@@ -135,7 +135,7 @@ func (s *Server) requestDeny(w http.ResponseWriter, r *http.Request) {
 		s.refuseReview(w, r, v, id, "deny", err)
 		return
 	}
-	s.audit(r, recorder.Event{Type: recorder.EventRequestDenied, User: v.ws.id.User,
+	s.audit(r, audit.Event{Type: audit.EventRequestDenied, User: v.ws.id.User,
 		Reason:  "denied " + ar.User + "'s request for role " + ar.Role + ": " + ar.Note,
 		Details: map[string]any{"request": ar.ID, "requester": ar.User, "role": ar.Role}})
 	http.Redirect(w, r, "/requests", http.StatusSeeOther)
@@ -147,7 +147,7 @@ func (s *Server) refuseReview(w http.ResponseWriter, r *http.Request, v viewer, 
 	status := http.StatusConflict
 	if errors.Is(err, policy.ErrSelfApproval) || errors.Is(err, policy.ErrNotReviewer) || errors.Is(err, policy.ErrUnknownRequest) {
 		status = http.StatusForbidden
-		s.audit(r, recorder.Event{Type: recorder.EventRequestDenied, User: v.ws.id.User,
+		s.audit(r, audit.Event{Type: audit.EventRequestDenied, User: v.ws.id.User,
 			Reason:  "refused to let " + v.ws.id.User + " " + what + " request " + id + ": " + strings.TrimPrefix(err.Error(), "policy: "),
 			Details: map[string]any{"request": id, "refused": true}})
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/store"
 	"github.com/gatehouse/gatehouse/policy"
 	"github.com/gatehouse/gatehouse/recorder"
+	"github.com/gatehouse/gatehouse/recorder/audit"
 )
 
 //go:embed templates/*.html
@@ -32,7 +33,7 @@ var staticFS embed.FS
 
 // Auditor is the part of the audit log the web server uses.
 type Auditor interface {
-	Append(ctx context.Context, ev recorder.Event) error
+	Append(ctx context.Context, ev audit.Event) error
 }
 
 // Options configures the server. Config, DB, Authority, Policy, Audit and
@@ -49,7 +50,7 @@ type Options struct {
 	// For the session, replay, live and audit pages (nil hides them).
 	Sessions   *recorder.SessionStore
 	Recordings *recorder.Recordings
-	AuditLog   *recorder.AuditLog
+	AuditLog   *audit.Log
 	Terminator Terminator
 	Locks      *policy.Locks
 	// Requests holds just-in-time access requests; nil hides their pages.
@@ -207,7 +208,7 @@ const (
 	maxAuditDetail    = 512
 )
 
-func (s *Server) audit(r *http.Request, ev recorder.Event) {
+func (s *Server) audit(r *http.Request, ev audit.Event) {
 	ev.ClientAddr, ev.ClientVersion = r.RemoteAddr, clip(r.UserAgent(), maxAuditUserAgent)
 	ev.Reason = clip(ev.Reason, maxAuditReason)
 	for k, v := range ev.Details {

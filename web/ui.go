@@ -25,6 +25,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/policy"
 	"github.com/gatehouse/gatehouse/recorder"
+	"github.com/gatehouse/gatehouse/recorder/audit"
 )
 
 // Terminator ends live sessions (the SSH gateway implements it).
@@ -199,13 +200,13 @@ func (s *Server) replayPage(w http.ResponseWriter, r *http.Request) {
 			d["Poster"] = s.posterTime(r.Context(), sess.RecordingID)
 		}
 	}
-	evs, _ := s.opts.AuditLog.Query(r.Context(), recorder.Filter{SessionID: sess.ID, Limit: 1000})
-	var files, other []recorder.StoredEvent
+	evs, _ := s.opts.AuditLog.Query(r.Context(), audit.Filter{SessionID: sess.ID, Limit: 1000})
+	var files, other []audit.StoredEvent
 	for _, ev := range evs {
 		switch {
-		case ev.Type == recorder.EventFile:
+		case ev.Type == audit.EventFile:
 			files = append(files, ev)
-		case ev.Type != recorder.EventCommand:
+		case ev.Type != audit.EventCommand:
 			other = append(other, ev)
 		}
 	}
@@ -263,7 +264,7 @@ func (s *Server) castFile(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	s.audit(r, recorder.Event{Type: recorder.EventRecordingAccess, User: v.ws.id.User, UserIssuer: v.ws.id.Issuer,
+	s.audit(r, audit.Event{Type: audit.EventRecordingAccess, User: v.ws.id.User, UserIssuer: v.ws.id.Issuer,
 		UserSubject: v.ws.id.Subject, SessionID: sess.ID, Target: sess.Target, Login: sess.Login, Reason: "replay in the web UI",
 		Details: map[string]any{"recording": sess.RecordingID, "recorded_user": sess.User}})
 	rc, err := s.opts.Recordings.OpenCast(r.Context(), sess.RecordingID, false)
@@ -307,7 +308,7 @@ func (s *Server) liveStream(w http.ResponseWriter, r *http.Request) {
 	}
 	rec := s.opts.Recordings.Live(sess.ID)
 	if rec != nil {
-		s.audit(r, recorder.Event{Type: recorder.EventRecordingAccess, User: v.ws.id.User, SessionID: sess.ID, Target: sess.Target,
+		s.audit(r, audit.Event{Type: audit.EventRecordingAccess, User: v.ws.id.User, SessionID: sess.ID, Target: sess.Target,
 			Login: sess.Login, Reason: "live view in the web UI", Details: map[string]any{"recording": sess.RecordingID}})
 	}
 	srv := websocket.Server{
@@ -368,7 +369,7 @@ func (s *Server) terminate(w http.ResponseWriter, r *http.Request) {
 		msg = msg[:200]
 	}
 	found := s.opts.Terminator != nil && s.opts.Terminator.Terminate(sess.ID, msg+" ("+v.ws.id.User+")")
-	s.audit(r, recorder.Event{Type: recorder.EventAdminChange, User: v.ws.id.User, SessionID: sess.ID, Target: sess.Target,
+	s.audit(r, audit.Event{Type: audit.EventAdminChange, User: v.ws.id.User, SessionID: sess.ID, Target: sess.Target,
 		Reason: "session terminated: " + msg, Details: map[string]any{"session_user": sess.User, "found": found}})
 	http.Redirect(w, r, "/sessions/"+sess.ID, http.StatusSeeOther)
 }
@@ -376,9 +377,9 @@ func (s *Server) terminate(w http.ResponseWriter, r *http.Request) {
 // auditPageSize is how many events one audit page shows.
 const auditPageSize = 50
 
-func (s *Server) auditFilter(r *http.Request, v viewer) recorder.Filter {
+func (s *Server) auditFilter(r *http.Request, v viewer) audit.Filter {
 	q := r.URL.Query()
-	f := recorder.Filter{User: q.Get("user"), Target: q.Get("target"), Type: q.Get("type"), Text: q.Get("text"),
+	f := audit.Filter{User: q.Get("user"), Target: q.Get("target"), Type: q.Get("type"), Text: q.Get("text"),
 		Since: parseTime(q.Get("since")), Until: parseTime(q.Get("until")), Limit: auditPageSize, Desc: true}
 	if id, err := strconv.ParseInt(q.Get("before_id"), 10, 64); err == nil && id > 0 {
 		if ns, err := strconv.ParseInt(q.Get("before_t"), 10, 64); err == nil {
@@ -468,7 +469,7 @@ func (s *Server) auditExport(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer os.RemoveAll(dir)
-	if _, err := s.opts.AuditLog.Export(r.Context(), recorder.ExportOptions{Format: format, Filter: f, Dir: dir,
+	if _, err := s.opts.AuditLog.Export(r.Context(), audit.ExportOptions{Format: format, Filter: f, Dir: dir,
 		Actor: v.ws.id.User}); err != nil {
 		s.fail(w, r, http.StatusInternalServerError, "Could not export.", err)
 		return
@@ -690,7 +691,7 @@ func (s *Server) resetTOTP(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, http.StatusInternalServerError, "Could not reset TOTP.", err)
 		return
 	}
-	s.audit(r, recorder.Event{Type: recorder.EventMFAEnrol, User: v.ws.id.User, Reason: "TOTP reset by an admin",
+	s.audit(r, audit.Event{Type: audit.EventMFAEnrol, User: v.ws.id.User, Reason: "TOTP reset by an admin",
 		Details: map[string]any{"reset_user": name}})
 	http.Redirect(w, r, "/admin/users", http.StatusSeeOther)
 }
@@ -721,7 +722,7 @@ func (s *Server) lockUser(w http.ResponseWriter, r *http.Request) {
 	if s.opts.Terminator != nil {
 		ended = s.opts.Terminator.TerminateUser(name, "your access was locked: "+reason)
 	}
-	s.audit(r, recorder.Event{Type: recorder.EventLock, User: v.ws.id.User, Reason: "locked " + name + ": " + reason,
+	s.audit(r, audit.Event{Type: audit.EventLock, User: v.ws.id.User, Reason: "locked " + name + ": " + reason,
 		Details: map[string]any{"locked_user": name, "for": d.String(), "sessions_ended": ended}})
 	http.Redirect(w, r, "/admin/users", http.StatusSeeOther)
 }
@@ -740,7 +741,7 @@ func (s *Server) unlockUser(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, http.StatusInternalServerError, "Could not unlock the user.", err)
 		return
 	}
-	s.audit(r, recorder.Event{Type: recorder.EventLock, User: v.ws.id.User, Reason: "unlocked " + name,
+	s.audit(r, audit.Event{Type: audit.EventLock, User: v.ws.id.User, Reason: "unlocked " + name,
 		Details: map[string]any{"unlocked_user": name}})
 	http.Redirect(w, r, "/admin/users", http.StatusSeeOther)
 }

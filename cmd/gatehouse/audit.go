@@ -11,6 +11,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/internal/app"
 	"github.com/gatehouse/gatehouse/recorder"
+	"github.com/gatehouse/gatehouse/recorder/audit"
 )
 
 func init() {
@@ -22,7 +23,7 @@ func init() {
 	}})
 }
 
-func openAudit(cfgPath string) (*appEnv, *recorder.AuditLog, error) {
+func openAudit(cfgPath string) (*appEnv, *audit.Log, error) {
 	env, err := openEnv(cfgPath)
 	if err != nil {
 		return nil, nil, err
@@ -83,8 +84,8 @@ func runAuditExport(args []string, stdout, stderr io.Writer) error {
 	}
 	defer env.Close()
 	defer l.Close()
-	m, err := l.Export(context.Background(), recorder.ExportOptions{Format: *format, Dir: dir, Actor: osUser(),
-		Filter: recorder.Filter{Since: s, Until: u, User: *user, Target: *target, Type: *typ}})
+	m, err := l.Export(context.Background(), audit.ExportOptions{Format: *format, Dir: dir, Actor: osUser(),
+		Filter: audit.Filter{Since: s, Until: u, User: *user, Target: *target, Type: *typ}})
 	if err != nil {
 		return err
 	}
@@ -115,7 +116,7 @@ func runAuditVerify(args []string, stdout, stderr io.Writer) error {
 	}
 	defer env.Close()
 	ctx := context.Background()
-	opts, err := recorder.VerifyOptionsFor(ctx, env.secrets)
+	opts, err := audit.VerifyOptionsFor(ctx, env.secrets)
 	if err != nil {
 		return err
 	}
@@ -132,7 +133,7 @@ func runAuditVerify(args []string, stdout, stderr io.Writer) error {
 		}
 		opts.Extra, opts.ExtraName = b, path // every note in it is checked, not only the last
 	}
-	rep, err := recorder.Verify(ctx, env.db.DB, opts)
+	rep, err := audit.Verify(ctx, env.db.DB, opts)
 	if err != nil {
 		return err
 	}
@@ -162,7 +163,7 @@ func runAuditVerifyExport(args []string, stdout, stderr io.Writer) error {
 	if k == "" {
 		return fmt.Errorf("give the auditor's copy of the verifier key with --key or --key-file (never trust the key inside the bundle)")
 	}
-	m, err := recorder.VerifyExport(fs.Arg(0), k)
+	m, err := audit.VerifyExport(fs.Arg(0), k)
 	if err != nil {
 		fmt.Fprintln(stdout, "FAILED:", err)
 		return exitError{1}
@@ -172,7 +173,7 @@ func runAuditVerifyExport(args []string, stdout, stderr io.Writer) error {
 }
 
 // AuditKeyName is the name of the audit signing key in notes.
-func AuditKeyName() string { return recorder.AuditKeyName }
+func AuditKeyName() string { return audit.KeyName }
 
 // reorder moves flags after positional arguments to the front, so
 // "verify-export DIR --key K" works like "verify-export --key K DIR".
@@ -205,8 +206,8 @@ func runAuditPublicKey(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer env.Close()
-	keys, err := recorder.AuditPublicKeys(context.Background(), env.secrets)
-	if errors.Is(err, recorder.ErrNoAuditKey) {
+	keys, err := audit.PublicKeys(context.Background(), env.secrets)
+	if errors.Is(err, audit.ErrNoKey) {
 		return fmt.Errorf("no audit key yet: it is created when the gateway (or any command that writes the log) first runs")
 	}
 	if err != nil {
@@ -238,8 +239,8 @@ func runAuditTail(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer env.Close()
-	var evs []recorder.StoredEvent
-	err = recorder.QueryEvents(context.Background(), env.db.DB, recorder.Filter{Limit: max(*n, 1), Desc: true}, func(ev recorder.StoredEvent) error {
+	var evs []audit.StoredEvent
+	err = audit.QueryEvents(context.Background(), env.db.DB, audit.Filter{Limit: max(*n, 1), Desc: true}, func(ev audit.StoredEvent) error {
 		evs = append(evs, ev)
 		return nil
 	})

@@ -14,7 +14,7 @@ import (
 
 	"golang.org/x/mod/sumdb/tlog"
 
-	"github.com/gatehouse/gatehouse/recorder"
+	"github.com/gatehouse/gatehouse/recorder/audit"
 )
 
 // These tests play the attacker who can write gatehouse.db but does not hold
@@ -30,8 +30,8 @@ func recomputeWithoutKey(t *testing.T, c *auditCLI) {
 		t.Fatal(err)
 	}
 	defer env.Close()
-	var evs []recorder.StoredEvent
-	err = recorder.QueryEvents(context.Background(), env.db.DB, recorder.Filter{}, func(ev recorder.StoredEvent) error {
+	var evs []audit.StoredEvent
+	err = audit.QueryEvents(context.Background(), env.db.DB, audit.Filter{}, func(ev audit.StoredEvent) error {
 		evs = append(evs, ev)
 		return nil
 	})
@@ -47,11 +47,11 @@ func recomputeWithoutKey(t *testing.T, c *auditCLI) {
 	prev := make([]byte, 32)
 	var tree memHashes
 	for i, ev := range evs {
-		canon, err := recorder.Canonical(&ev.Event)
+		canon, err := audit.Canonical(&ev.Event)
 		if err != nil {
 			t.Fatal(err)
 		}
-		h := recorder.ChainHash(prev, canon)
+		h := audit.ChainHash(prev, canon)
 		if _, err := tx.Exec(`UPDATE audit_events SET prev_hash = ?, hash = ? WHERE id = ?`, prev, h, ev.ID); err != nil {
 			t.Fatal(err)
 		}
@@ -268,9 +268,9 @@ func TestAuditCLIRotateKey(t *testing.T) {
 func TestAuditCLIPruneByRetention(t *testing.T) {
 	old := time.Now().Add(-800 * 24 * time.Hour)
 	// A log whose first events are over two years old.
-	c := newAuditCLIWith(t, "retention:\n  audit: 400d\n", func(l *recorder.AuditLog) {
+	c := newAuditCLIWith(t, "retention:\n  audit: 400d\n", func(l *audit.Log) {
 		for i := 0; i < 4; i++ {
-			if err := l.Append(context.Background(), recorder.Event{Type: recorder.EventLogin, User: "old", Time: old.Add(time.Duration(i) * time.Minute)}); err != nil {
+			if err := l.Append(context.Background(), audit.Event{Type: audit.EventLogin, User: "old", Time: old.Add(time.Duration(i) * time.Minute)}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -278,7 +278,7 @@ func TestAuditCLIPruneByRetention(t *testing.T) {
 			t.Fatal(err)
 		}
 		for i := 0; i < 2; i++ {
-			if err := l.Append(context.Background(), recorder.Event{Type: recorder.EventLogin, User: "recent"}); err != nil {
+			if err := l.Append(context.Background(), audit.Event{Type: audit.EventLogin, User: "recent"}); err != nil {
 				t.Fatal(err)
 			}
 		}

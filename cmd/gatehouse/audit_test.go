@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gatehouse/gatehouse/recorder"
+	"github.com/gatehouse/gatehouse/recorder/audit"
 )
 
 // auditCLI is a data directory with a few audit events and a config file
@@ -20,9 +20,9 @@ type auditCLI struct {
 
 func newAuditCLI(t *testing.T) *auditCLI {
 	t.Helper()
-	return newAuditCLIWith(t, "", func(l *recorder.AuditLog) {
+	return newAuditCLIWith(t, "", func(l *audit.Log) {
 		for _, u := range []string{"alice", "bob", "carol", "dave", "erin"} {
-			if err := l.Append(context.Background(), recorder.Event{Type: recorder.EventLogin, User: u, Target: "db-1"}); err != nil {
+			if err := l.Append(context.Background(), audit.Event{Type: audit.EventLogin, User: u, Target: "db-1"}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -31,7 +31,7 @@ func newAuditCLI(t *testing.T) *auditCLI {
 
 // newAuditCLIWith writes the config (plus extra YAML), opens the log, runs
 // fill and closes it (which writes a checkpoint to the database and cpFile).
-func newAuditCLIWith(t *testing.T, extra string, fill func(*recorder.AuditLog)) *auditCLI {
+func newAuditCLIWith(t *testing.T, extra string, fill func(*audit.Log)) *auditCLI {
 	t.Helper()
 	c := &auditCLI{dir: t.TempDir()}
 	c.cfg = filepath.Join(c.dir, "gatehouse.yaml")
@@ -102,7 +102,7 @@ func TestAuditCLIExportAndVerifyExport(t *testing.T) {
 	c := newAuditCLI(t)
 	code, key := c.run(t, "public-key")
 	key = strings.TrimSpace(key)
-	if code != 0 || !strings.HasPrefix(key, recorder.AuditKeyName+"+") {
+	if code != 0 || !strings.HasPrefix(key, audit.KeyName+"+") {
 		t.Fatalf("public-key: exit %d: %s", code, key)
 	}
 	dir := filepath.Join(t.TempDir(), "bundle")

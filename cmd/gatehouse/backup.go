@@ -16,7 +16,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/backup"
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/secrets"
-	"github.com/gatehouse/gatehouse/recorder"
+	"github.com/gatehouse/gatehouse/recorder/audit"
 )
 
 // Audit event types of backups (the restored log records its own restore).
@@ -68,7 +68,7 @@ func runBackup(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := l.Append(ctx, recorder.Event{Type: eventBackupCreated, User: osUser(), Reason: "backup written (cli)",
+	if err := l.Append(ctx, audit.Event{Type: eventBackupCreated, User: osUser(), Reason: "backup written (cli)",
 		Details: map[string]any{"file": *out, "database_sha256": m.DatabaseSHA256, "recordings": m.Recordings,
 			"operator_recipients": len(rs)}}); err != nil {
 		return err
@@ -120,7 +120,7 @@ func runRestore(args []string, stdout, stderr io.Writer) error {
 	}
 	defer env.Close()
 	defer l.Close()
-	if err := l.Append(context.Background(), recorder.Event{Type: eventBackupRestored, User: osUser(), Reason: "backup restored (cli)",
+	if err := l.Append(context.Background(), audit.Event{Type: eventBackupRestored, User: osUser(), Reason: "backup restored (cli)",
 		Details: map[string]any{"file": fs.Arg(0), "backup_created": m.Created.Format(time.RFC3339), "database_sha256": m.DatabaseSHA256}}); err != nil {
 		return err
 	}

@@ -8,7 +8,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/auth"
 	"github.com/gatehouse/gatehouse/internal/app"
-	"github.com/gatehouse/gatehouse/recorder"
+	"github.com/gatehouse/gatehouse/recorder/audit"
 )
 
 // runCARotate starts a rotation (a next key, published at once, signing
@@ -54,7 +54,7 @@ func runCARotate(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer log.Close()
-	return log.Append(ctx, recorder.Event{Type: recorder.EventAdminChange, User: osUser(), Reason: what,
+	return log.Append(ctx, audit.Event{Type: audit.EventAdminChange, User: osUser(), Reason: what,
 		Details: map[string]any{"ca": ca, "key_id": k.KeyID, "state": k.State}})
 }
 

@@ -12,7 +12,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/internal/app"
 	"github.com/gatehouse/gatehouse/internal/config"
-	"github.com/gatehouse/gatehouse/recorder"
+	"github.com/gatehouse/gatehouse/recorder/audit"
 )
 
 func init() {
@@ -118,7 +118,7 @@ func auditDoctor(env *appEnv, target string, fs []finding) {
 			fails++
 		}
 	}
-	log.Append(context.Background(), recorder.Event{Type: recorder.EventAdminChange, User: osUser(), Target: target,
+	log.Append(context.Background(), audit.Event{Type: audit.EventAdminChange, User: osUser(), Target: target,
 		Reason: "gatehouse doctor probed the target", Details: map[string]any{"findings": int64(len(fs)), "failures": int64(fails)}})
 }
 

@@ -8,7 +8,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/internal/app"
 	"github.com/gatehouse/gatehouse/policy"
-	"github.com/gatehouse/gatehouse/recorder"
+	"github.com/gatehouse/gatehouse/recorder/audit"
 )
 
 // runLock locks a user: new connections are refused at once, and a running
@@ -22,9 +22,9 @@ func runLock(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stderr, "usage: gatehouse admin lock --user NAME --reason TEXT [--for 1h]")
 		return errUsage
 	}
-	return changeLock(*cfgPath, stdout, func(ctx context.Context, l *policy.Locks) (recorder.Event, error) {
+	return changeLock(*cfgPath, stdout, func(ctx context.Context, l *policy.Locks) (audit.Event, error) {
 		err := l.Lock(ctx, *user, *reason, osUser(), *d)
-		return recorder.Event{Type: recorder.EventLock, User: osUser(), Reason: "locked " + *user + ": " + *reason,
+		return audit.Event{Type: audit.EventLock, User: osUser(), Reason: "locked " + *user + ": " + *reason,
 			Details: map[string]any{"locked_user": *user, "for": d.String()}}, err
 	}, fmt.Sprintf("locked %s; live sessions end within %s", *user, 5*time.Second))
 }
@@ -36,15 +36,15 @@ func runUnlock(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stderr, "usage: gatehouse admin unlock --user NAME")
 		return errUsage
 	}
-	return changeLock(*cfgPath, stdout, func(ctx context.Context, l *policy.Locks) (recorder.Event, error) {
-		return recorder.Event{Type: recorder.EventLock, User: osUser(), Reason: "unlocked " + *user,
+	return changeLock(*cfgPath, stdout, func(ctx context.Context, l *policy.Locks) (audit.Event, error) {
+		return audit.Event{Type: audit.EventLock, User: osUser(), Reason: "unlocked " + *user,
 			Details: map[string]any{"unlocked_user": *user}}, l.Unlock(ctx, *user)
 	}, "unlocked "+*user)
 }
 
 // changeLock applies a lock change and audits it (fail closed: no audit, no
 // change reported as done).
-func changeLock(cfgPath string, stdout io.Writer, do func(context.Context, *policy.Locks) (recorder.Event, error), done string) error {
+func changeLock(cfgPath string, stdout io.Writer, do func(context.Context, *policy.Locks) (audit.Event, error), done string) error {
 	env, err := openEnv(cfgPath)
 	if err != nil {
 		return err

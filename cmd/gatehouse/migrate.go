@@ -10,7 +10,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/secrets"
 	"github.com/gatehouse/gatehouse/internal/store"
-	"github.com/gatehouse/gatehouse/recorder"
+	"github.com/gatehouse/gatehouse/recorder/audit"
 )
 
 func init() {
@@ -70,12 +70,12 @@ func checkMigration(ctx context.Context, dst *store.DB, copied store.CopyCounts,
 			return exitError{1}
 		}
 	}
-	opts, err := recorder.VerifyOptionsFor(ctx, secrets.NewStore(dst.DB, kr))
+	opts, err := audit.VerifyOptionsFor(ctx, secrets.NewStore(dst.DB, kr))
 	if err != nil {
 		return err
 	}
 	opts.Interval = -1
-	rep, err := recorder.Verify(ctx, dst.DB, opts)
+	rep, err := audit.Verify(ctx, dst.DB, opts)
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/internal/app"
 	"github.com/gatehouse/gatehouse/recorder"
+	"github.com/gatehouse/gatehouse/recorder/audit"
 )
 
 func init() {
@@ -96,7 +97,7 @@ func runRecordingExport(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	// Access to a recording is audited before it is decrypted.
-	if err := l.Append(ctx, recorder.Event{Type: recorder.EventRecordingAccess, User: osUser(), SessionID: meta.SessionID,
+	if err := l.Append(ctx, audit.Event{Type: audit.EventRecordingAccess, User: osUser(), SessionID: meta.SessionID,
 		Target: meta.Target, Login: meta.Login, Reason: "recording export (cli)",
 		Details: map[string]any{"recording": id, "with_input": *withInput, "raw": *raw, "recorded_user": meta.User}}); err != nil {
 		return err

@@ -15,7 +15,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/internal/app"
 	"github.com/gatehouse/gatehouse/internal/config"
-	"github.com/gatehouse/gatehouse/recorder"
+	"github.com/gatehouse/gatehouse/recorder/audit"
 )
 
 func init() {
@@ -71,7 +71,7 @@ func auditAdmin(env *appEnv, user, via string, cert *ssh.Certificate) error {
 		return err
 	}
 	defer log.Close()
-	return log.Append(context.Background(), recorder.Event{Type: recorder.EventCertIssued, User: user,
+	return log.Append(context.Background(), audit.Event{Type: audit.EventCertIssued, User: user,
 		KeyFingerprint: ssh.FingerprintSHA256(cert.Key), CertSerial: cert.Serial, Reason: via,
 		Details: map[string]any{"principals": strings.Join(cert.ValidPrincipals, ","), "key_id": cert.KeyId,
 			"valid_before": time.Unix(int64(cert.ValidBefore), 0).UTC().Format(time.RFC3339)}})

@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/config"
-	"github.com/gatehouse/gatehouse/recorder"
+	"github.com/gatehouse/gatehouse/recorder/audit"
 )
 
 func TestRuleMatches(t *testing.T) {
@@ -15,31 +15,31 @@ func TestRuleMatches(t *testing.T) {
 		name   string
 		events []string
 		where  map[string]string
-		ev     recorder.Event
+		ev     audit.Event
 		labels map[string]string
 		want   bool
 	}{
 		{"session on prod", []string{"session.start"}, map[string]string{"env": "prod"},
-			recorder.Event{Type: "session.start", Target: "db-1"}, prod, true},
+			audit.Event{Type: "session.start", Target: "db-1"}, prod, true},
 		{"session on dev", []string{"session.start"}, map[string]string{"env": "prod"},
-			recorder.Event{Type: "session.start", Target: "web-1"}, dev, false},
+			audit.Event{Type: "session.start", Target: "web-1"}, dev, false},
 		{"session on unknown target", []string{"session.start"}, map[string]string{"env": "prod"},
-			recorder.Event{Type: "session.start", Target: "docker:x"}, nil, false},
-		{"other type", []string{"session.start"}, nil, recorder.Event{Type: "session.end"}, prod, false},
-		{"auth.lockout is mfa.lockout", []string{"auth.lockout"}, nil, recorder.Event{Type: "mfa.lockout", User: "bob"}, nil, true},
-		{"lock.created", []string{"lock.created"}, nil, recorder.Event{Type: "lock", Reason: "locked bob: gone"}, nil, true},
-		{"unlock is not lock.created", []string{"lock.created"}, nil, recorder.Event{Type: "lock", Reason: "unlocked bob"}, nil, false},
+			audit.Event{Type: "session.start", Target: "docker:x"}, nil, false},
+		{"other type", []string{"session.start"}, nil, audit.Event{Type: "session.end"}, prod, false},
+		{"auth.lockout is mfa.lockout", []string{"auth.lockout"}, nil, audit.Event{Type: "mfa.lockout", User: "bob"}, nil, true},
+		{"lock.created", []string{"lock.created"}, nil, audit.Event{Type: "lock", Reason: "locked bob: gone"}, nil, true},
+		{"unlock is not lock.created", []string{"lock.created"}, nil, audit.Event{Type: "lock", Reason: "unlocked bob"}, nil, false},
 		{"recording failed to start", []string{"recording.failed"}, nil,
-			recorder.Event{Type: "session.denied", Reason: "recording failed to start: disk full"}, nil, true},
+			audit.Event{Type: "session.denied", Reason: "recording failed to start: disk full"}, nil, true},
 		{"incomplete recording", []string{"recording.failed"}, nil,
-			recorder.Event{Type: "session.end", Details: map[string]any{"recording_complete": false}}, nil, true},
+			audit.Event{Type: "session.end", Details: map[string]any{"recording_complete": false}}, nil, true},
 		{"complete recording", []string{"recording.failed"}, nil,
-			recorder.Event{Type: "session.end", Details: map[string]any{"recording_complete": true}}, nil, false},
+			audit.Event{Type: "session.end", Details: map[string]any{"recording_complete": true}}, nil, false},
 		{"command denied by policy", []string{"command.denied"}, nil,
-			recorder.Event{Type: "session.denied", Details: map[string]any{"command": "rm -rf /"}}, nil, true},
+			audit.Event{Type: "session.denied", Details: map[string]any{"command": "rm -rf /"}}, nil, true},
 		{"shell denied is not a command", []string{"command.denied"}, nil,
-			recorder.Event{Type: "session.denied", Details: map[string]any{"command": ""}}, nil, false},
-		{"alert events never fire alerts", []string{"alert.failed"}, nil, recorder.Event{Type: "alert.failed"}, nil, false},
+			audit.Event{Type: "session.denied", Details: map[string]any{"command": ""}}, nil, false},
+		{"alert events never fire alerts", []string{"alert.failed"}, nil, audit.Event{Type: "alert.failed"}, nil, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

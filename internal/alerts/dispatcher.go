@@ -19,12 +19,12 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/config"
-	"github.com/gatehouse/gatehouse/recorder"
+	"github.com/gatehouse/gatehouse/recorder/audit"
 )
 
 // Auditor is the part of the audit log the dispatcher writes outcomes to.
 type Auditor interface {
-	Append(ctx context.Context, ev recorder.Event) error
+	Append(ctx context.Context, ev audit.Event) error
 }
 
 // Observer counts delivery attempts (metrics); nil counts nothing.
@@ -136,7 +136,7 @@ func newRule(a config.Alert) (*rule, error) {
 
 // initCursor starts following the log at its current end, once.
 func (d *Dispatcher) initCursor(ctx context.Context) error {
-	last, err := recorder.LastEventID(ctx, d.opts.DB)
+	last, err := audit.LastEventID(ctx, d.opts.DB)
 	if err != nil {
 		return err
 	}
@@ -205,8 +205,8 @@ func (d *Dispatcher) scanBatch(ctx context.Context) (int, error) {
 	if err := d.opts.DB.QueryRowContext(ctx, `SELECT last_event_id FROM alert_cursor WHERE id = 1`).Scan(&cursor); err != nil {
 		return 0, fmt.Errorf("alerts: cursor: %w", err)
 	}
-	var evs []recorder.StoredEvent
-	if err := recorder.EventsAfter(ctx, d.opts.DB, cursor, scanBatch, func(ev recorder.StoredEvent) error {
+	var evs []audit.StoredEvent
+	if err := audit.EventsAfter(ctx, d.opts.DB, cursor, scanBatch, func(ev audit.StoredEvent) error {
 		evs = append(evs, ev)
 		return nil
 	}); err != nil {
@@ -220,7 +220,7 @@ func (d *Dispatcher) scanBatch(ctx context.Context) (int, error) {
 
 // enqueue stores one delivery per (alert, event) match and moves the cursor,
 // in one transaction.
-func (d *Dispatcher) enqueue(ctx context.Context, cursor int64, evs []recorder.StoredEvent) error {
+func (d *Dispatcher) enqueue(ctx context.Context, cursor int64, evs []audit.StoredEvent) error {
 	tx, err := d.opts.DB.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("alerts: %w", err)
@@ -260,17 +260,17 @@ func (d *Dispatcher) enqueue(ctx context.Context, cursor int64, evs []recorder.S
 }
 
 // body is the request body of r for ev.
-func (r *rule) body(ev *recorder.StoredEvent) ([]byte, error) {
+func (r *rule) body(ev *audit.StoredEvent) ([]byte, error) {
 	if r.cfg.Format == "slack" {
 		return json.Marshal(map[string]string{"text": slackText(r.cfg.Name, ev)})
 	}
 	return json.Marshal(struct {
-		Alert string               `json:"alert"`
-		Event recorder.EventRecord `json:"event"`
+		Alert string            `json:"alert"`
+		Event audit.EventRecord `json:"event"`
 	}{r.cfg.Name, ev.Record()})
 }
 
-func slackText(name string, ev *recorder.StoredEvent) string {
+func slackText(name string, ev *audit.StoredEvent) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Gatehouse alert *%s*: `%s`", name, ev.Type)
 	for _, kv := range [][2]string{{"user", ev.User}, {"target", ev.Target}, {"login", ev.Login},
@@ -429,7 +429,7 @@ func (d *Dispatcher) outcome(ctx context.Context, typ string, dl delivery, r *ru
 	if why != "" {
 		reason += ": " + why
 	}
-	ev := recorder.Event{Type: typ, Reason: reason, Details: map[string]any{"alert": dl.alert, "delivery": dl.id,
+	ev := audit.Event{Type: typ, Reason: reason, Details: map[string]any{"alert": dl.alert, "delivery": dl.id,
 		"event_id": dl.eventID, "attempts": int64(dl.attempts)}}
 	if err := d.opts.Audit.Append(context.WithoutCancel(ctx), ev); err != nil {
 		d.log.Error("alerts: audit append failed", "delivery", dl.id, "err", err)

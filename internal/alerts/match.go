@@ -4,7 +4,7 @@ import (
 	"strings"
 
 	"github.com/gatehouse/gatehouse/internal/config"
-	"github.com/gatehouse/gatehouse/recorder"
+	"github.com/gatehouse/gatehouse/recorder/audit"
 )
 
 // Audit event types the dispatcher writes about its deliveries.
@@ -16,19 +16,19 @@ const (
 
 // matchesName reports whether ev is the event called name in an alert's
 // events list (config.AlertEvents).
-func matchesName(name string, ev recorder.Event) bool {
+func matchesName(name string, ev audit.Event) bool {
 	switch name {
 	case "auth.lockout", "mfa.lockout":
-		return ev.Type == recorder.EventMFALockout
+		return ev.Type == audit.EventMFALockout
 	case "lock.created":
-		return ev.Type == recorder.EventLock && strings.HasPrefix(ev.Reason, "locked ")
+		return ev.Type == audit.EventLock && strings.HasPrefix(ev.Reason, "locked ")
 	case "recording.failed":
 		return ev.Type == "recording.failed" ||
-			(ev.Type == recorder.EventSessionDenied && strings.HasPrefix(ev.Reason, "recording")) ||
-			(ev.Type == recorder.EventSessionEnd && ev.Details["recording_complete"] == false)
+			(ev.Type == audit.EventSessionDenied && strings.HasPrefix(ev.Reason, "recording")) ||
+			(ev.Type == audit.EventSessionEnd && ev.Details["recording_complete"] == false)
 	case "command.denied":
 		cmd, _ := ev.Details["command"].(string)
-		return ev.Type == "command.denied" || (ev.Type == recorder.EventSessionDenied && cmd != "")
+		return ev.Type == "command.denied" || (ev.Type == audit.EventSessionDenied && cmd != "")
 	}
 	return ev.Type == name
 }
@@ -41,7 +41,7 @@ type rule struct {
 
 // matches reports whether ev fires r; labels are the event target's labels
 // (nil for no or an unknown target).
-func (r *rule) matches(ev recorder.Event, labels map[string]string) bool {
+func (r *rule) matches(ev audit.Event, labels map[string]string) bool {
 	if strings.HasPrefix(ev.Type, "alert.") {
 		return false
 	}

@@ -27,6 +27,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/store"
 	"github.com/gatehouse/gatehouse/policy"
 	"github.com/gatehouse/gatehouse/recorder"
+	"github.com/gatehouse/gatehouse/recorder/audit"
 )
 
 // Env is storage every subcommand needs: configuration, database and the
@@ -70,7 +71,7 @@ type App struct {
 	Env       *Env
 	Log       *slog.Logger
 	Authority *auth.Authority
-	Audit     *recorder.AuditLog
+	Audit     *audit.Log
 	Recs      *recorder.Recordings
 	Sessions  *recorder.SessionStore
 	Gateway   *gateway.Server
@@ -245,7 +246,7 @@ func (a *App) openIdentity() error {
 	a.TOTP = auth.NewTOTP(a.Env.DB.DB, a.Env.Secrets.Keyring(), auth.TOTPConfig{Issuer: cfg.TOTP.Issuer,
 		MaxAttempts: cfg.TOTP.MaxAttempts, Lockout: cfg.TOTP.Lockout,
 		OnEvent: func(user, what string) {
-			a.auditor().Append(context.Background(), recorder.Event{Type: recorder.EventMFALockout, User: user,
+			a.auditor().Append(context.Background(), audit.Event{Type: audit.EventMFALockout, User: user,
 				Reason: "too many wrong TOTP codes"})
 		}})
 	a.Approvals = &auth.Approvals{BaseURL: cfg.Web.PublicURL, Window: cfg.Certs.ApprovalWindow,
@@ -269,9 +270,9 @@ func (a *App) openIdentity() error {
 
 // OpenAudit opens the audit log with the configured checkpoint and stream
 // settings.
-func OpenAudit(env *Env, log *slog.Logger) (*recorder.AuditLog, error) {
+func OpenAudit(env *Env, log *slog.Logger) (*audit.Log, error) {
 	c := env.Config.Audit
-	return recorder.OpenAuditLog(env.DB, env.Secrets, recorder.AuditOptions{
+	return audit.Open(env.DB, env.Secrets, audit.Options{
 		CheckpointInterval: c.CheckpointInterval, CheckpointFile: c.CheckpointFile,
 		CheckpointURL: c.CheckpointURL, Stream: c.Stream, Logger: log,
 	})
@@ -294,7 +295,7 @@ func (a *App) recoverCrash(ctx context.Context) error {
 	}
 	for _, s := range open {
 		r := byID[s.ID]
-		ev := recorder.Event{Type: recorder.EventSessionEnd, User: s.User, ClientAddr: s.ClientAddr, Target: s.Target,
+		ev := audit.Event{Type: audit.EventSessionEnd, User: s.User, ClientAddr: s.ClientAddr, Target: s.Target,
 			Login: s.Login, SessionID: s.ID, Reason: "gateway stopped unexpectedly; recording sealed as incomplete",
 			Details: map[string]any{"abnormal": true, "recording": s.RecordingID, "recording_sha256": r.SHA256,
 				"recording_complete": false}}

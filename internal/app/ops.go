@@ -15,14 +15,14 @@ import (
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/metrics"
 	"github.com/gatehouse/gatehouse/internal/secrets"
-	"github.com/gatehouse/gatehouse/recorder"
+	"github.com/gatehouse/gatehouse/recorder/audit"
 )
 
 // observedAudit is the audit log as the gateway and the web server see it:
 // every durable append also updates the metrics and wakes the alerts.
 type observedAudit struct{ a *App }
 
-func (o observedAudit) Append(ctx context.Context, ev recorder.Event) error {
+func (o observedAudit) Append(ctx context.Context, ev audit.Event) error {
 	start := time.Now()
 	err := o.a.Audit.Append(ctx, ev)
 	if err != nil {
@@ -140,7 +140,7 @@ func (a *App) followRotations(quit <-chan struct{}, done chan<- struct{}) {
 		}
 		for _, ca := range switched {
 			a.Log.Info("CA key switched", "ca", ca)
-			a.auditor().Append(context.Background(), recorder.Event{Type: recorder.EventAdminChange, User: "gatehouse",
+			a.auditor().Append(context.Background(), audit.Event{Type: audit.EventAdminChange, User: "gatehouse",
 				Reason: "the " + ca + " CA now signs with its next key", Details: map[string]any{"ca": ca}})
 		}
 	}

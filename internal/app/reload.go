@@ -11,7 +11,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/policy"
-	"github.com/gatehouse/gatehouse/recorder"
+	"github.com/gatehouse/gatehouse/recorder/audit"
 )
 
 // policyDiff is what a reload changes, by name: roles, bindings (keyed
@@ -106,7 +106,7 @@ func (a *App) Reload(trigger string) error {
 	}
 	if err != nil {
 		a.Log.Error("configuration reload refused; the previous policy stays", "trigger", trigger, "file", a.Config.Path(), "err", err)
-		a.auditReload(ctx, recorder.Event{Type: recorder.EventAdminChange,
+		a.auditReload(ctx, audit.Event{Type: audit.EventAdminChange,
 			Reason:  fmt.Sprintf("policy reload (%s) refused, the previous policy stays: %v", trigger, err),
 			Details: map[string]any{"trigger": trigger, "refused": true}})
 		return err
@@ -124,12 +124,12 @@ func (a *App) Reload(trigger string) error {
 	for k, v := range d {
 		details[k] = strings.Join(v, ",")
 	}
-	a.auditReload(ctx, recorder.Event{Type: recorder.EventAdminChange,
+	a.auditReload(ctx, audit.Event{Type: audit.EventAdminChange,
 		Reason: fmt.Sprintf("policy reloaded (%s): %s", trigger, d), Details: details})
 	return nil
 }
 
-func (a *App) auditReload(ctx context.Context, ev recorder.Event) {
+func (a *App) auditReload(ctx context.Context, ev audit.Event) {
 	ev.User = "gatehouse"
 	if err := a.auditor().Append(ctx, ev); err != nil {
 		a.Log.Error("audit append failed", "type", ev.Type, "err", err)

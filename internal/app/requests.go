@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gatehouse/gatehouse/recorder"
+	"github.com/gatehouse/gatehouse/recorder/audit"
 )
 
 // requestSweep is how often grants are reloaded from the database (changes
@@ -35,10 +35,10 @@ func (a *App) expireRequests(quit <-chan struct{}, done chan<- struct{}) {
 			if ar.Decided.IsZero() {
 				what = "request (never decided)"
 			}
-			if err := a.auditor().Append(ctx, recorder.Event{Type: recorder.EventRequestExpired, User: ar.User,
+			if err := a.auditor().Append(ctx, audit.Event{Type: audit.EventRequestExpired, User: ar.User,
 				Reason:  fmt.Sprintf("access %s for role %s expired", what, ar.Role),
 				Details: map[string]any{"request": ar.ID, "role": ar.Role, "approvers": strings.Join(ar.Approvers, ",")}}); err != nil {
-				a.Log.Error("audit append failed", "type", recorder.EventRequestExpired, "request", ar.ID, "err", err)
+				a.Log.Error("audit append failed", "type", audit.EventRequestExpired, "request", ar.ID, "err", err)
 			}
 		}
 		cancel()

@@ -19,7 +19,7 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/app"
-	"github.com/gatehouse/gatehouse/recorder"
+	"github.com/gatehouse/gatehouse/recorder/audit"
 )
 
 // webhookReceiver is a real HTTP server standing in for an alert receiver.
@@ -105,7 +105,7 @@ func TestAlertsSurviveRestartAndAreSigned(t *testing.T) {
 		t.Fatalf("session: %s", r)
 	}
 	waitFor(t, "two failed attempts, audited", func() bool {
-		evs, _ := w.app.Audit.Query(context.Background(), recorder.Filter{Type: "alert.retry"})
+		evs, _ := w.app.Audit.Query(context.Background(), audit.Filter{Type: "alert.retry"})
 		return len(rv.seen("/flaky", 500)) >= 2 && len(evs) >= 2
 	})
 
@@ -137,8 +137,8 @@ func TestAlertsSurviveRestartAndAreSigned(t *testing.T) {
 		}
 	}
 	var got struct {
-		Alert string               `json:"alert"`
-		Event recorder.EventRecord `json:"event"`
+		Alert string            `json:"alert"`
+		Event audit.EventRecord `json:"event"`
 	}
 	if err := json.Unmarshal(all[0].body, &got); err != nil {
 		t.Fatal(err)
@@ -150,11 +150,11 @@ func TestAlertsSurviveRestartAndAreSigned(t *testing.T) {
 	// Each outcome is in the audit log, and the webhook path (which may hold
 	// a token) is not.
 	waitFor(t, "alert.delivered audited", func() bool {
-		evs, _ := w.app.Audit.Query(context.Background(), recorder.Filter{Type: "alert.delivered"})
+		evs, _ := w.app.Audit.Query(context.Background(), audit.Filter{Type: "alert.delivered"})
 		return len(evs) == 1
 	})
-	delivered, _ := w.app.Audit.Query(context.Background(), recorder.Filter{Type: "alert.delivered"})
-	retries, _ := w.app.Audit.Query(context.Background(), recorder.Filter{Type: "alert.retry"})
+	delivered, _ := w.app.Audit.Query(context.Background(), audit.Filter{Type: "alert.delivered"})
+	retries, _ := w.app.Audit.Query(context.Background(), audit.Filter{Type: "alert.retry"})
 	// Every failed attempt the gateway finished is one alert.retry; the
 	// delivery is the next attempt.
 	wantReason := fmt.Sprintf("alert prod-sessions: delivered to %s (attempt %d)", rv.url, len(retries)+1)
@@ -168,7 +168,7 @@ func TestAlertsSurviveRestartAndAreSigned(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = cli.Append(context.Background(), recorder.Event{Type: recorder.EventLock, User: "root", Reason: "locked mallory: stolen laptop",
+	err = cli.Append(context.Background(), audit.Event{Type: audit.EventLock, User: "root", Reason: "locked mallory: stolen laptop",
 		Details: map[string]any{"locked_user": "mallory"}})
 	cli.Close()
 	if err != nil {

@@ -25,7 +25,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/auth"
 	"github.com/gatehouse/gatehouse/internal/testenv"
-	"github.com/gatehouse/gatehouse/recorder"
+	"github.com/gatehouse/gatehouse/recorder/audit"
 )
 
 // plainKey writes a plain ed25519 key pair (no certificate) and returns the
@@ -503,10 +503,10 @@ func TestFailedLoginFloodIsBoundedInAuditLog(t *testing.T) {
 	if refused.Load() != logins {
 		t.Fatalf("%d of %d logins refused", refused.Load(), logins)
 	}
-	var evs []recorder.StoredEvent
+	var evs []audit.StoredEvent
 	suppressed := 0
 	waitForLong(t, "the summary of the rate-limited events", 60*time.Second, func() bool {
-		evs, _ = w.app.Audit.Query(ctx, recorder.Filter{Type: recorder.EventAuthFailure})
+		evs, _ = w.app.Audit.Query(ctx, audit.Filter{Type: audit.EventAuthFailure})
 		suppressed = 0
 		for _, ev := range evs {
 			suppressed += int(detailNumber(ev, "suppressed"))
@@ -545,7 +545,7 @@ func TestFailedLoginFloodIsBoundedInAuditLog(t *testing.T) {
 	t.Logf("%d events written (%d bytes), %d summarised; database grew %d bytes", written, size, suppressed, dbFiles()-before)
 }
 
-func summaries(evs []recorder.StoredEvent) (n int) {
+func summaries(evs []audit.StoredEvent) (n int) {
 	for _, ev := range evs {
 		if detailNumber(ev, "suppressed") > 0 {
 			n++
@@ -567,7 +567,7 @@ func waitForLong(t *testing.T, what string, d time.Duration, cond func() bool) {
 	t.Fatalf("timed out waiting for %s", what)
 }
 
-func eventDetails(ev recorder.StoredEvent) map[string]any {
+func eventDetails(ev audit.StoredEvent) map[string]any {
 	var d map[string]any
 	if json.Unmarshal([]byte(ev.DetailsJSON), &d) != nil || d == nil {
 		d = ev.Details
@@ -575,7 +575,7 @@ func eventDetails(ev recorder.StoredEvent) map[string]any {
 	return d
 }
 
-func detailNumber(ev recorder.StoredEvent, k string) float64 {
+func detailNumber(ev audit.StoredEvent, k string) float64 {
 	switch v := eventDetails(ev)[k].(type) {
 	case float64:
 		return v
@@ -587,7 +587,7 @@ func detailNumber(ev recorder.StoredEvent, k string) float64 {
 	return 0
 }
 
-func detailString(ev recorder.StoredEvent, k string) string {
+func detailString(ev audit.StoredEvent, k string) string {
 	s, _ := eventDetails(ev)[k].(string)
 	return s
 }
@@ -610,7 +610,7 @@ func TestWebRefusalsCapClientStrings(t *testing.T) {
 	if resp.StatusCode != http.StatusBadRequest {
 		t.Fatalf("foreign redirect: status %d", resp.StatusCode)
 	}
-	evs, err := w.app.Audit.Query(context.Background(), recorder.Filter{Type: recorder.EventLogin})
+	evs, err := w.app.Audit.Query(context.Background(), audit.Filter{Type: audit.EventLogin})
 	if err != nil || len(evs) != 1 || evs[0].Reason != "refused redirect" {
 		t.Fatalf("events %v %v", evs, err)
 	}

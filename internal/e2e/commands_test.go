@@ -15,7 +15,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/auth"
 	"github.com/gatehouse/gatehouse/internal/testenv"
-	"github.com/gatehouse/gatehouse/recorder"
+	"github.com/gatehouse/gatehouse/recorder/audit"
 )
 
 // rita holds only the role "runner": on db-1 as root she may run `echo *`,
@@ -88,7 +88,7 @@ func TestCommandEscapesRunNothing(t *testing.T) {
 		t.Fatalf("an escape ran: %s exists", marker)
 	}
 	// Every refusal is in the audit log with the command as it was asked.
-	evs, err := w.app.Audit.Query(context.Background(), recorder.Filter{Type: recorder.EventSessionDenied, User: "rita"})
+	evs, err := w.app.Audit.Query(context.Background(), audit.Filter{Type: audit.EventSessionDenied, User: "rita"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +156,7 @@ func TestAllowedCommandsRun(t *testing.T) {
 		t.Fatalf("unrestricted session saw a force-command: %s", r)
 	}
 	// The session start event names the rule and the force-command.
-	evs, _ := w.app.Audit.Query(context.Background(), recorder.Filter{Type: recorder.EventSessionStart, User: "rita"})
+	evs, _ := w.app.Audit.Query(context.Background(), audit.Filter{Type: audit.EventSessionStart, User: "rita"})
 	found := false
 	for _, ev := range evs {
 		found = found || (ev.Details["force_command"] == "echo hello world" && ev.Details["command_rule"] == "echo *")
@@ -245,7 +245,7 @@ func TestControlMasterCommandsEachGetTheirOwnCertificate(t *testing.T) {
 	}
 	// Both sessions came over one client connection, each with its own
 	// certificate naming its own force-command.
-	evs, _ := w.app.Audit.Query(context.Background(), recorder.Filter{Type: recorder.EventSessionStart, User: "rita"})
+	evs, _ := w.app.Audit.Query(context.Background(), audit.Filter{Type: audit.EventSessionStart, User: "rita"})
 	serials := map[string]string{}
 	for _, ev := range evs {
 		serials[fmt.Sprint(ev.Details["force_command"])] = fmt.Sprint(ev.Details["session_cert_serial"])
@@ -358,7 +358,7 @@ func TestDenyCommandsStopExecLines(t *testing.T) {
 	if r := gina.direct("root", "db-1", "echo warn-me now"); r.code != 0 || r.stdout != "warn-me now\n" || r.stderr != "" {
 		t.Fatalf("a warned command must run: %s", r)
 	}
-	evs, _ := w.app.Audit.Query(context.Background(), recorder.Filter{Type: recorder.EventCommandWarn, User: "gina"})
+	evs, _ := w.app.Audit.Query(context.Background(), audit.Filter{Type: audit.EventCommandWarn, User: "gina"})
 	if len(evs) != 1 || evs[0].Reason != `role guard warns on the command "echo warn-me now" (rule "echo warn-me *")` ||
 		evs[0].Details["command"] != "echo warn-me now" {
 		t.Fatalf("command.warn events: %+v", evs)
@@ -472,7 +472,7 @@ func TestCommandConnectionsAreCapped(t *testing.T) {
 		waiting, stdins = append(waiting, c), append(stdins, in)
 	}
 	waitFor(t, "ten running commands", func() bool {
-		evs, _ := w.app.Audit.Query(context.Background(), recorder.Filter{Type: recorder.EventSessionStart, User: "rita"})
+		evs, _ := w.app.Audit.Query(context.Background(), audit.Filter{Type: audit.EventSessionStart, User: "rita"})
 		return len(evs) == 10
 	})
 	mux := func(cmd string) result {
@@ -482,7 +482,7 @@ func TestCommandConnectionsAreCapped(t *testing.T) {
 	if r := mux("echo eleven"); r.code != 1 || r.stderr != want {
 		t.Fatalf("the 11th command: want %q, got %s", want, r)
 	}
-	evs, _ := w.app.Audit.Query(context.Background(), recorder.Filter{Type: recorder.EventSessionDenied, User: "rita", Text: "too many commands"})
+	evs, _ := w.app.Audit.Query(context.Background(), audit.Filter{Type: audit.EventSessionDenied, User: "rita", Text: "too many commands"})
 	if len(evs) != 1 {
 		t.Fatalf("refusal audited %d times", len(evs))
 	}

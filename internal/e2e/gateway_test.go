@@ -20,6 +20,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/internal/testenv"
 	"github.com/gatehouse/gatehouse/recorder"
+	"github.com/gatehouse/gatehouse/recorder/audit"
 )
 
 func TestExecDirectAndProxyJump(t *testing.T) {
@@ -115,7 +116,7 @@ func TestRefusalsAreOneLineAndAudited(t *testing.T) {
 			}
 		})
 	}
-	evs, err := w.app.Audit.Query(context.Background(), recorder.Filter{Type: recorder.EventSessionDenied})
+	evs, err := w.app.Audit.Query(context.Background(), audit.Filter{Type: audit.EventSessionDenied})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +162,7 @@ func TestCertificatesRefused(t *testing.T) {
 			}
 		})
 	}
-	evs, _ := w.app.Audit.Query(context.Background(), recorder.Filter{Type: recorder.EventAuthFailure})
+	evs, _ := w.app.Audit.Query(context.Background(), audit.Filter{Type: audit.EventAuthFailure})
 	if len(evs) < 2 {
 		t.Fatalf("auth failures not audited: %d events", len(evs))
 	}
@@ -274,7 +275,7 @@ func TestSFTPBatch(t *testing.T) {
 	}
 	// File operations are itemised in the audit log.
 	waitFor(t, "file events", func() bool {
-		evs, _ := w.app.Audit.Query(context.Background(), recorder.Filter{Type: recorder.EventFile})
+		evs, _ := w.app.Audit.Query(context.Background(), audit.Filter{Type: audit.EventFile})
 		ops := ""
 		for _, ev := range evs {
 			ops += fmt.Sprint(ev.Details["op"], " ", ev.Details["path"], ";")
@@ -363,7 +364,7 @@ func TestPortForwardAllowedAndRefused(t *testing.T) {
 		t.Fatalf("bob's forward: got %q, %s", got, r)
 	}
 	waitFor(t, "forward events", func() bool {
-		evs, _ := w.app.Audit.Query(context.Background(), recorder.Filter{Type: "forward."})
+		evs, _ := w.app.Audit.Query(context.Background(), audit.Filter{Type: "forward."})
 		types := ""
 		for _, ev := range evs {
 			types += ev.Type + ":" + ev.User + " "
@@ -538,7 +539,7 @@ func TestLockEndsSessionsAndRefusesNewOnes(t *testing.T) {
 	if r := alice.direct("root", "db-1", "echo back"); r.code != 0 || r.stdout != "back\n" {
 		t.Fatalf("after unlock: %s", r)
 	}
-	evs, _ := w.app.Audit.Query(context.Background(), recorder.Filter{Type: recorder.EventLock})
+	evs, _ := w.app.Audit.Query(context.Background(), audit.Filter{Type: audit.EventLock})
 	if len(evs) != 2 {
 		t.Fatalf("lock events: %+v", evs)
 	}

@@ -22,7 +22,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/auth"
 	"github.com/gatehouse/gatehouse/internal/testenv"
-	"github.com/gatehouse/gatehouse/recorder"
+	"github.com/gatehouse/gatehouse/recorder/audit"
 )
 
 // screenshotDir is where the browser tests leave pictures of each page: a
@@ -168,7 +168,7 @@ func TestWebLoginCLILoginAndApprovedPlainSSH(t *testing.T) {
 		if err != nil || string(got) != "via-gatehouse-login\n" {
 			t.Fatalf("plain ssh db-1: %v %q", err, got)
 		}
-		evs, _ := iw.app.Audit.Query(context.Background(), recorder.Filter{Type: recorder.EventCertIssued, User: testenv.OIDCUser})
+		evs, _ := iw.app.Audit.Query(context.Background(), audit.Filter{Type: audit.EventCertIssued, User: testenv.OIDCUser})
 		if len(evs) != 1 || evs[0].CertSerial != cert.Serial {
 			t.Fatalf("cert.issued events %+v", evs)
 		}
@@ -280,7 +280,7 @@ func TestWebSecurityHeadersCSRFAndRedirects(t *testing.T) {
 	if resp.StatusCode != http.StatusBadRequest {
 		t.Fatalf("forged state: status %d", resp.StatusCode)
 	}
-	evs, _ := iw.app.Audit.Query(context.Background(), recorder.Filter{Type: recorder.EventLogin})
+	evs, _ := iw.app.Audit.Query(context.Background(), audit.Filter{Type: audit.EventLogin})
 	reasons := ""
 	for _, ev := range evs {
 		reasons += ev.Reason + ";"

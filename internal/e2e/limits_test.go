@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gatehouse/gatehouse/recorder"
+	"github.com/gatehouse/gatehouse/recorder/audit"
 )
 
 // TestMaxSessionsPerUser: with max_sessions: 1 a second session is refused
@@ -30,7 +30,7 @@ func TestMaxSessionsPerUser(t *testing.T) {
 	if r := lina.direct("root", "db-1", "echo second"); r.code == 0 || !strings.Contains(r.stderr, want) {
 		t.Fatalf("second session: %s\nwant %q", r, want)
 	}
-	evs, _ := w.app.Audit.Query(context.Background(), recorder.Filter{Type: recorder.EventSessionDenied, User: "lina"})
+	evs, _ := w.app.Audit.Query(context.Background(), audit.Filter{Type: audit.EventSessionDenied, User: "lina"})
 	if len(evs) != 1 || !strings.HasPrefix(evs[0].Reason, "too many sessions") {
 		t.Fatalf("session.denied events: %+v", evs)
 	}
@@ -106,9 +106,9 @@ func TestIdleTimeoutClosesForwards(t *testing.T) {
 	if _, err := br.ReadString('\n'); err != io.EOF {
 		t.Fatalf("the idle forward was not closed: %v", err)
 	}
-	var ends []recorder.StoredEvent
+	var ends []audit.StoredEvent
 	waitFor(t, "forward.end", func() bool {
-		ends, _ = w.app.Audit.Query(context.Background(), recorder.Filter{Type: recorder.EventForwardEnd, User: "fiona"})
+		ends, _ = w.app.Audit.Query(context.Background(), audit.Filter{Type: audit.EventForwardEnd, User: "fiona"})
 		return len(ends) == 1
 	})
 	if got := ends[0].Details["reason"]; got != "idle for 3s" {

@@ -18,7 +18,7 @@ import (
 	"github.com/pquerna/otp/totp"
 
 	"github.com/gatehouse/gatehouse/internal/testenv"
-	"github.com/gatehouse/gatehouse/recorder"
+	"github.com/gatehouse/gatehouse/recorder/audit"
 )
 
 // axeFile is axe-core (npm axe-core 4.14.1, MPL-2.0, see
@@ -159,7 +159,7 @@ func TestScreenshots(t *testing.T) {
 	})
 	interactive := lastSession(t, iw.world)
 	for i := 0; i < 60; i++ { // enough events for two audit pages
-		iw.app.Audit.Append(context.Background(), recorder.Event{Type: recorder.EventAdminChange, User: "pager",
+		iw.app.Audit.Append(context.Background(), audit.Event{Type: audit.EventAdminChange, User: "pager",
 			Reason: fmt.Sprintf("paging test %02d", i), Details: map[string]any{"n": i, "note": "field-value"}})
 	}
 

@@ -16,7 +16,7 @@ import (
 	"github.com/charmbracelet/x/vt"
 
 	"github.com/gatehouse/gatehouse/internal/testenv"
-	"github.com/gatehouse/gatehouse/recorder"
+	"github.com/gatehouse/gatehouse/recorder/audit"
 )
 
 // castOf decodes a recording: output text, resize events and markers.
@@ -124,7 +124,7 @@ func TestInteractiveSessionRecordedWithCommands(t *testing.T) {
 	}
 	// And each command is in the audit log with user, target and origin.
 	waitFor(t, "command events", func() bool {
-		evs, _ := w.app.Audit.Query(context.Background(), recorder.Filter{Type: recorder.EventCommand, SessionID: s.ID})
+		evs, _ := w.app.Audit.Query(context.Background(), audit.Filter{Type: audit.EventCommand, SessionID: s.ID})
 		return len(evs) == len(want) && evs[3].Details["command"] == "ls -d /usr/share/" && evs[3].User == "alice" &&
 			evs[3].Target == "db-1" && strings.HasPrefix(evs[3].ClientAddr, "127.0.0.1:") && evs[3].Details["source"] == "screen"
 	})
@@ -143,9 +143,9 @@ func TestExecRecordedExactly(t *testing.T) {
 	}
 	// The audit writer commits in batches: the end event may land just
 	// after the session row.
-	var evs []recorder.StoredEvent
+	var evs []audit.StoredEvent
 	waitFor(t, "the session end event", func() bool {
-		evs, _ = w.app.Audit.Query(context.Background(), recorder.Filter{Type: recorder.EventSessionEnd, SessionID: s.ID})
+		evs, _ = w.app.Audit.Query(context.Background(), audit.Filter{Type: audit.EventSessionEnd, SessionID: s.ID})
 		return len(evs) > 0
 	})
 	if len(evs) != 1 || evs[0].Details["recording_sha256"] != s.RecordingSHA256 || evs[0].Details["exit_status"] != int64(0) {

@@ -13,7 +13,7 @@ import (
 	"github.com/pquerna/otp/totp"
 
 	"github.com/gatehouse/gatehouse/internal/testenv"
-	"github.com/gatehouse/gatehouse/recorder"
+	"github.com/gatehouse/gatehouse/recorder/audit"
 )
 
 // jitUser is the demo IdP's other user (the IdP names it after its host);
@@ -86,7 +86,7 @@ func TestJITRequestApproveExpire(t *testing.T) {
 	if reason, _ := chromedp.Run(requester, chromedp.Value("#reason")); reason != "INC-7 disk full" {
 		t.Fatalf("pre-filled reason %q", reason)
 	}
-	if evs, _ := iw.app.Audit.Query(context.Background(), recorder.Filter{Type: recorder.EventRequestCreated}); len(evs) != 0 {
+	if evs, _ := iw.app.Audit.Query(context.Background(), audit.Filter{Type: audit.EventRequestCreated}); len(evs) != 0 {
 		t.Fatalf("opening the URL filed a request: %+v", evs)
 	}
 	testenv.Step(t, requester, "submit the request", chromedp.Click("#request-submit"), chromedp.WaitVisible(`#mine tr[data-state="pending"]`))
@@ -172,17 +172,17 @@ func TestJITRequestApproveExpire(t *testing.T) {
 	}
 
 	// Every step audited; the requester's page shows them.
-	for _, typ := range []string{recorder.EventRequestCreated, recorder.EventRequestApproved, recorder.EventRequestDenied, recorder.EventRequestExpired} {
+	for _, typ := range []string{audit.EventRequestCreated, audit.EventRequestApproved, audit.EventRequestDenied, audit.EventRequestExpired} {
 		typ := typ
 		waitFor(t, typ+" events", func() bool {
-			evs, _ := iw.app.Audit.Query(context.Background(), recorder.Filter{Type: typ})
+			evs, _ := iw.app.Audit.Query(context.Background(), audit.Filter{Type: typ})
 			return len(evs) > 0
 		})
 	}
 	// One event for the session the grant's end ended, one for the grant.
-	var evs []recorder.StoredEvent
+	var evs []audit.StoredEvent
 	waitFor(t, "request.expired for the session and for the grant", func() bool {
-		evs, _ = iw.app.Audit.Query(context.Background(), recorder.Filter{Type: recorder.EventRequestExpired, User: jitUser})
+		evs, _ = iw.app.Audit.Query(context.Background(), audit.Filter{Type: audit.EventRequestExpired, User: jitUser})
 		var sessionEnd, grantEnd bool
 		for _, ev := range evs {
 			sessionEnd = sessionEnd || (ev.SessionID != "" && strings.Contains(ev.Reason, "grant for role oncall expired"))
@@ -190,7 +190,7 @@ func TestJITRequestApproveExpire(t *testing.T) {
 		}
 		return sessionEnd && grantEnd
 	})
-	denied, _ := iw.app.Audit.Query(context.Background(), recorder.Filter{Type: recorder.EventRequestDenied, User: jitUser})
+	denied, _ := iw.app.Audit.Query(context.Background(), audit.Filter{Type: audit.EventRequestDenied, User: jitUser})
 	if len(denied) != 1 || !strings.Contains(denied[0].Reason, "you cannot approve or deny your own access request") {
 		t.Fatalf("the self-approval attempt is not audited: %+v", denied)
 	}

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gatehouse/gatehouse/recorder"
+	"github.com/gatehouse/gatehouse/recorder/audit"
 )
 
 // TestSessionCARotation rotates the session CA of a running gateway with
@@ -70,7 +70,7 @@ func TestSessionCARotation(t *testing.T) {
 
 	// The running gateway switches once the overlap is over.
 	waitFor(t, "the switch to the next session CA key", func() bool {
-		evs, _ := w.app.Audit.Query(context.Background(), recorder.Filter{Type: recorder.EventAdminChange, Text: "the session CA now signs with its next key"})
+		evs, _ := w.app.Audit.Query(context.Background(), audit.Filter{Type: audit.EventAdminChange, Text: "the session CA now signs with its next key"})
 		return len(evs) == 1
 	})
 	session("after")

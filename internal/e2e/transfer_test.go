@@ -15,17 +15,17 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gatehouse/gatehouse/recorder"
+	"github.com/gatehouse/gatehouse/recorder/audit"
 )
 
 // sessionEnd returns the session.end event of the session whose command
 // mentions marker.
-func sessionEnd(t *testing.T, w *world, marker string) recorder.StoredEvent {
+func sessionEnd(t *testing.T, w *world, marker string) audit.StoredEvent {
 	t.Helper()
 	s := endedSession(t, w, marker)
-	var end recorder.StoredEvent
+	var end audit.StoredEvent
 	waitFor(t, "the session.end event", func() bool {
-		evs, _ := w.app.Audit.Query(context.Background(), recorder.Filter{Type: recorder.EventSessionEnd})
+		evs, _ := w.app.Audit.Query(context.Background(), audit.Filter{Type: audit.EventSessionEnd})
 		for _, ev := range evs {
 			if ev.SessionID == s.ID {
 				end = ev
@@ -37,7 +37,7 @@ func sessionEnd(t *testing.T, w *world, marker string) recorder.StoredEvent {
 	return end
 }
 
-func detail(ev recorder.StoredEvent, key string) string {
+func detail(ev audit.StoredEvent, key string) string {
 	switch x := ev.Details[key].(type) {
 	case nil:
 		return ""

@@ -19,7 +19,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/app"
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/testenv"
-	"github.com/gatehouse/gatehouse/recorder"
+	"github.com/gatehouse/gatehouse/recorder/audit"
 )
 
 // directToTarget runs ssh straight at the target's sshd (not through the
@@ -166,7 +166,7 @@ bindings:
 	if strings.Contains(w.sshd.Log(), "Accepted") {
 		t.Fatalf("the target accepted a login:\n%s", w.sshd.Log())
 	}
-	evs, err := w.app.Audit.Query(context.Background(), recorder.Filter{Type: recorder.EventAuthFailure})
+	evs, err := w.app.Audit.Query(context.Background(), audit.Filter{Type: audit.EventAuthFailure})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,7 +242,7 @@ func TestCertificateValiditySpanRefused(t *testing.T) {
 			}
 		})
 	}
-	evs, err := w.app.Audit.Query(context.Background(), recorder.Filter{Type: recorder.EventAuthFailure})
+	evs, err := w.app.Audit.Query(context.Background(), audit.Filter{Type: audit.EventAuthFailure})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,7 +11,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/gatehouse/gatehouse/internal/testenv"
-	"github.com/gatehouse/gatehouse/recorder"
+	"github.com/gatehouse/gatehouse/recorder/audit"
 )
 
 // TestLockedUserHasNoWebPowers locks a signed-in admin and checks, in a real
@@ -83,7 +83,7 @@ func TestLockedUserHasNoWebPowers(t *testing.T) {
 	if _, err := os.Stat(home + "/id_ed25519-cert.pub"); err == nil {
 		t.Fatal("gatehouse login wrote a certificate for a locked user")
 	}
-	evs, _ := iw.app.Audit.Query(ctx, recorder.Filter{Type: recorder.EventLogin, User: testenv.OIDCUser})
+	evs, _ := iw.app.Audit.Query(ctx, audit.Filter{Type: audit.EventLogin, User: testenv.OIDCUser})
 	refused := 0
 	for _, ev := range evs {
 		if ev.Reason == "refused: user is locked (under investigation)" {

@@ -20,7 +20,7 @@ import (
 	"golang.org/x/net/websocket"
 
 	"github.com/gatehouse/gatehouse/internal/testenv"
-	"github.com/gatehouse/gatehouse/recorder"
+	"github.com/gatehouse/gatehouse/recorder/audit"
 )
 
 func TestWebUIReplayLiveAndAudit(t *testing.T) {
@@ -87,7 +87,7 @@ func TestWebUIReplayLiveAndAudit(t *testing.T) {
 	if dialogs.Load() != 0 || strings.Contains(title, "pwned") {
 		t.Fatalf("terminal output executed: %d dialogs, title %q", dialogs.Load(), title)
 	}
-	evs, _ := iw.app.Audit.Query(context.Background(), recorder.Filter{Type: recorder.EventRecordingAccess, SessionID: s.ID})
+	evs, _ := iw.app.Audit.Query(context.Background(), audit.Filter{Type: audit.EventRecordingAccess, SessionID: s.ID})
 	if len(evs) == 0 || evs[0].User != "test-user2" {
 		t.Fatalf("recording access not audited: %+v", evs)
 	}
@@ -128,7 +128,7 @@ func TestWebUIReplayLiveAndAudit(t *testing.T) {
 	}
 	zipBytes := fetchWithBrowserSession(t, b, iw.webURL+"/audit/export?format=csv")
 	dir := unzipTo(t, zipBytes)
-	if _, err := recorder.VerifyExport(dir, iw.app.Audit.VerifierKey()); err != nil {
+	if _, err := audit.VerifyExport(dir, iw.app.Audit.VerifierKey()); err != nil {
 		t.Fatalf("downloaded export does not verify: %v", err)
 	}
 	for _, p := range []string{"/admin/targets", "/admin/policy", "/admin/users"} {

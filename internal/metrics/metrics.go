@@ -20,7 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
-	"github.com/gatehouse/gatehouse/recorder"
+	"github.com/gatehouse/gatehouse/recorder/audit"
 )
 
 // Metrics holds every Gatehouse collector in its own registry.
@@ -125,32 +125,32 @@ func (m *Metrics) AlertDelivery(alert, outcome string) {
 
 // ObserveEvent updates the counters an audit event stands for. Call it once
 // per event, after the event was durably appended.
-func (m *Metrics) ObserveEvent(ev recorder.Event) {
+func (m *Metrics) ObserveEvent(ev audit.Event) {
 	if m == nil {
 		return
 	}
 	switch ev.Type {
-	case recorder.EventSessionStart:
+	case audit.EventSessionStart:
 		m.sessionStarted(ev)
-	case recorder.EventSessionEnd:
+	case audit.EventSessionEnd:
 		m.sessionEnded(ev)
-	case recorder.EventSessionDenied:
+	case audit.EventSessionDenied:
 		m.refusals.WithLabelValues(RefusalClass(ev.Reason)).Inc()
-	case recorder.EventAuthFailure:
+	case audit.EventAuthFailure:
 		method, _ := ev.Details["method"].(string)
 		n := 1
 		if s, ok := ev.Details["suppressed"].(int); ok && s > 0 { // the gateway's summary of rate-limited events
 			n = s
 		}
 		m.authFailures.WithLabelValues(boundedMethod(method)).Add(float64(n))
-	case recorder.EventMFAFailure:
+	case audit.EventMFAFailure:
 		m.authFailures.WithLabelValues("totp").Inc()
-	case recorder.EventCertIssued:
+	case audit.EventCertIssued:
 		m.certsIssued.WithLabelValues("user").Inc()
 	}
 }
 
-func (m *Metrics) sessionStarted(ev recorder.Event) {
+func (m *Metrics) sessionStarted(ev audit.Event) {
 	kind := detail(ev, "kind")
 	serial := detail(ev, "session_cert_serial")
 	m.mu.Lock()
@@ -176,7 +176,7 @@ func (m *Metrics) serialActive(serial string) bool {
 	return false
 }
 
-func (m *Metrics) sessionEnded(ev recorder.Event) {
+func (m *Metrics) sessionEnded(ev audit.Event) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	s, ok := m.active[ev.SessionID]
@@ -187,7 +187,7 @@ func (m *Metrics) sessionEnded(ev recorder.Event) {
 	m.activeSessions.WithLabelValues(s.kind).Dec()
 }
 
-func detail(ev recorder.Event, key string) string {
+func detail(ev audit.Event, key string) string {
 	switch v := ev.Details[key].(type) {
 	case string:
 		return v

@@ -5,7 +5,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/gatehouse/gatehouse/recorder"
+	"github.com/gatehouse/gatehouse/recorder/audit"
 )
 
 func TestRefusalClass(t *testing.T) {
@@ -28,11 +28,11 @@ func TestRefusalClass(t *testing.T) {
 func TestActiveSessionsNeverGoNegative(t *testing.T) {
 	m := New()
 	start := func(id, serial string) {
-		m.ObserveEvent(recorder.Event{Type: recorder.EventSessionStart, SessionID: id,
+		m.ObserveEvent(audit.Event{Type: audit.EventSessionStart, SessionID: id,
 			Details: map[string]any{"kind": "shell", "session_cert_serial": serial}})
 	}
 	end := func(id string) {
-		m.ObserveEvent(recorder.Event{Type: recorder.EventSessionEnd, SessionID: id, Details: map[string]any{"kind": "shell"}})
+		m.ObserveEvent(audit.Event{Type: audit.EventSessionEnd, SessionID: id, Details: map[string]any{"kind": "shell"}})
 	}
 	end("from-before-a-crash") // ended by crash recovery: never counted as started here
 	start("a", "7")
@@ -47,5 +47,5 @@ func TestActiveSessionsNeverGoNegative(t *testing.T) {
 		t.Fatalf("session certificates = %v, want 2 (serials 7 and 8)", got)
 	}
 	var nilM *Metrics
-	nilM.ObserveEvent(recorder.Event{Type: recorder.EventSessionStart}) // off: no panic
+	nilM.ObserveEvent(audit.Event{Type: audit.EventSessionStart}) // off: no panic
 }

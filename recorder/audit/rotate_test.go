@@ -1,4 +1,4 @@
-package recorder
+package audit
 
 import (
 	"context"
@@ -43,7 +43,7 @@ func TestAuditKeyRotationFollowsKeyIDs(t *testing.T) {
 		t.Fatalf("checkpoint key ids: first %s, last %s", first.KeyID, last.KeyID)
 	}
 	// Verifying with the new key alone cannot check the old checkpoints.
-	rep, _ = Verify(context.Background(), e.db.DB, VerifyOptions{Keys: AuditKeys{cur}, Interval: -1})
+	rep, _ = Verify(context.Background(), e.db.DB, VerifyOptions{Keys: Keys{cur}, Interval: -1})
 	if rep.OK || !strings.Contains(rep.Problem, "not signed by a known audit key (signed by gatehouse-audit+"+old.ID+")") {
 		t.Fatalf("verify with the new key only: %s", rep)
 	}
@@ -90,7 +90,7 @@ func TestAuditAdoptsLegacyLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustExec(t, e, `DELETE FROM secrets WHERE name = ?; DELETE FROM audit_head`, auditKeysSecret)
-	l, err := OpenAuditLog(e.db, e.sec, AuditOptions{CheckpointInterval: -1, Now: func() time.Time { return e.now }})
+	l, err := Open(e.db, e.sec, Options{CheckpointInterval: -1, Now: func() time.Time { return e.now }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +103,7 @@ func TestAuditAdoptsLegacyLog(t *testing.T) {
 	}
 	// An attacker deleting the key list and the head now gets no adoption.
 	mustExec(t, e, `DELETE FROM secrets WHERE name = ?; DELETE FROM audit_head`, auditKeysSecret)
-	if _, err := OpenAuditLog(e.db, e.sec, AuditOptions{CheckpointInterval: -1}); err == nil {
+	if _, err := Open(e.db, e.sec, Options{CheckpointInterval: -1}); err == nil {
 		t.Fatal("a log with its key list deleted was adopted again")
 	}
 }

@@ -1,4 +1,4 @@
-package recorder
+package audit
 
 import (
 	"context"
@@ -15,8 +15,8 @@ import (
 	"github.com/gatehouse/gatehouse/internal/store"
 )
 
-// AuditOptions configures an AuditLog. Zero values take the defaults named.
-type AuditOptions struct {
+// Options configures a Log. Zero values take the defaults named.
+type Options struct {
 	// CheckpointInterval between signed checkpoints; zero means 5m, a
 	// negative value disables periodic checkpoints (Close still writes one).
 	CheckpointInterval time.Duration
@@ -32,16 +32,16 @@ type AuditOptions struct {
 	Logger *slog.Logger
 }
 
-// AuditLog is the tamper-evident audit log. One goroutine owns the chain
+// Log is the tamper-evident audit log. One goroutine owns the chain
 // head and writes batches of concurrent appends in one transaction, so the
 // chain never forks; it reads the head inside that (immediate) transaction,
 // so two processes (the server and an admin CLI) cannot fork it either.
 //
-// Lifecycle: OpenAuditLog, Append from any goroutine, Close (which writes a
+// Lifecycle: Open, Append from any goroutine, Close (which writes a
 // final checkpoint).
-type AuditLog struct {
+type Log struct {
 	db     *store.DB
-	opts   AuditOptions
+	opts   Options
 	log    *slog.Logger
 	keys   *keyState
 	stream *auditStream
@@ -57,12 +57,12 @@ type appendReq struct {
 	done chan error
 }
 
-// OpenAuditLog opens the log. On first use of an empty log it creates the
+// Open opens the log. On first use of an empty log it creates the
 // signing key; a log written by an earlier version (one key, no signed head)
 // is verified against its checkpoints and adopted. It refuses to open a log
 // that no longer matches its signed head, and writes a checkpoint when the
 // newest one does not cover every event (after a crash).
-func OpenAuditLog(db *store.DB, sec *secrets.Store, opts AuditOptions) (*AuditLog, error) {
+func Open(db *store.DB, sec *secrets.Store, opts Options) (*Log, error) {
 	if opts.CheckpointInterval == 0 {
 		opts.CheckpointInterval = 5 * time.Minute
 	}
@@ -85,7 +85,7 @@ func OpenAuditLog(db *store.DB, sec *secrets.Store, opts AuditOptions) (*AuditLo
 	if err != nil {
 		return nil, err
 	}
-	l := &AuditLog{db: db, opts: opts, log: opts.Logger, keys: keys, stream: stream,
+	l := &Log{db: db, opts: opts, log: opts.Logger, keys: keys, stream: stream,
 		reqs: make(chan *appendReq, 1024), quit: make(chan struct{}), done: make(chan struct{})}
 	switch origin {
 	case keyAdopted:
@@ -112,7 +112,7 @@ func OpenAuditLog(db *store.DB, sec *secrets.Store, opts AuditOptions) (*AuditLo
 // checkStored checks the stored log against its signed head before this
 // writer signs anything (so a changed log is refused at start, not at the
 // first session) and keeps the head and its frontier for the appends.
-func (l *AuditLog) checkStored(ctx context.Context, origin keyOrigin) error {
+func (l *Log) checkStored(ctx context.Context, origin keyOrigin) error {
 	k := l.keys
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -131,7 +131,7 @@ func (l *AuditLog) checkStored(ctx context.Context, origin keyOrigin) error {
 	}
 	if h.Note == nil && origin == keyExisting {
 		// A writer signs a head as soon as it creates the key.
-		return fmt.Errorf("%w: the signed head is missing although the signing key exists: the log was emptied or its head deleted", ErrAuditTampered)
+		return fmt.Errorf("%w: the signed head is missing although the signing key exists: the log was emptied or its head deleted", ErrTampered)
 	}
 	if h.Note != nil {
 		k.head, k.front = h, front
@@ -141,25 +141,25 @@ func (l *AuditLog) checkStored(ctx context.Context, origin keyOrigin) error {
 
 // VerifierKey is the public key text an auditor needs to check checkpoints
 // and exports (golang.org/x/mod/sumdb/note verifier key).
-func (l *AuditLog) VerifierKey() string {
+func (l *Log) VerifierKey() string {
 	l.keys.mu.Lock()
 	defer l.keys.mu.Unlock()
 	return l.keys.keys[0].Verifier
 }
 
 // Keys returns the public halves of every audit key, the active one first.
-func (l *AuditLog) Keys() AuditKeys {
+func (l *Log) Keys() Keys {
 	l.keys.mu.Lock()
 	defer l.keys.mu.Unlock()
-	return append(AuditKeys(nil), l.keys.keys...)
+	return append(Keys(nil), l.keys.keys...)
 }
 
-// ErrAuditClosed is returned by Append after Close.
-var ErrAuditClosed = errors.New("recorder: audit log is closed")
+// ErrClosed is returned by Append after Close.
+var ErrClosed = errors.New("recorder: audit log is closed")
 
 // Append writes ev and returns once it is durably committed. Callers fail
 // closed on error.
-func (l *AuditLog) Append(ctx context.Context, ev Event) error {
+func (l *Log) Append(ctx context.Context, ev Event) error {
 	if ev.Time.IsZero() {
 		ev.Time = l.opts.Now()
 	}
@@ -172,7 +172,7 @@ func (l *AuditLog) Append(ctx context.Context, ev Event) error {
 	select {
 	case l.reqs <- r:
 	case <-l.quit:
-		return ErrAuditClosed
+		return ErrClosed
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -188,7 +188,7 @@ func (l *AuditLog) Append(ctx context.Context, ev Event) error {
 // maxBatch bounds one group commit.
 const maxBatch = 512
 
-func (l *AuditLog) run() {
+func (l *Log) run() {
 	defer close(l.done)
 	var tick <-chan time.Time
 	if l.opts.CheckpointInterval > 0 {
@@ -220,7 +220,7 @@ func (l *AuditLog) run() {
 	}
 }
 
-func (l *AuditLog) gather(first *appendReq) []*appendReq {
+func (l *Log) gather(first *appendReq) []*appendReq {
 	batch := []*appendReq{first}
 	for len(batch) < maxBatch {
 		select {
@@ -233,7 +233,7 @@ func (l *AuditLog) gather(first *appendReq) []*appendReq {
 	return batch
 }
 
-func (l *AuditLog) commit(batch []*appendReq) {
+func (l *Log) commit(batch []*appendReq) {
 	evs := make([]*Event, len(batch))
 	for i, r := range batch {
 		evs[i] = &r.ev
@@ -252,7 +252,7 @@ func (l *AuditLog) commit(batch []*appendReq) {
 }
 
 // appendSigned appends evs and signs the new head in one transaction.
-func (l *AuditLog) appendSigned(ctx context.Context, evs []*Event) error {
+func (l *Log) appendSigned(ctx context.Context, evs []*Event) error {
 	l.keys.mu.Lock()
 	defer l.keys.mu.Unlock()
 	h, front, err := appendEvents(ctx, l.db.DB, evs, l.keys, l.opts.Now())
@@ -400,7 +400,7 @@ func (t *treeWriter) add(n int64, eventHash []byte) error {
 }
 
 // Close writes a final checkpoint and stops the writer.
-func (l *AuditLog) Close() error {
+func (l *Log) Close() error {
 	var err error
 	l.closeOnce.Do(func() {
 		close(l.quit)

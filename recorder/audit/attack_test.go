@@ -1,4 +1,4 @@
-package recorder
+package audit
 
 import (
 	"context"
@@ -32,7 +32,7 @@ func history(t *testing.T) (*auditEnv, string) {
 	os.MkdirAll(filepath.Dir(file), 0o700)
 	// A ticker interval far beyond the test: the fake clock's checkpoints
 	// below stand in for it; verify is told the 5m interval.
-	e := newAuditEnvOpts(t, AuditOptions{CheckpointFile: file, CheckpointInterval: 1000 * time.Hour})
+	e := newAuditEnvOpts(t, Options{CheckpointFile: file, CheckpointInterval: 1000 * time.Hour})
 	e.verifyInterval = interval
 	for i := 1; i <= 20; i++ {
 		e.now = e.now.Add(time.Minute)
@@ -190,7 +190,7 @@ func TestAuditAttackForgedSignatures(t *testing.T) {
 	}, `DELETE FROM audit_checkpoints`)
 	// The attacker signs a checkpoint and a head over the rewritten tree
 	// with a key of their own, named like the real one.
-	skey, _, err := note.GenerateKey(rand.Reader, AuditKeyName)
+	skey, _, err := note.GenerateKey(rand.Reader, KeyName)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -324,10 +324,10 @@ func TestAuditWriterRefusesToSignOverRewrite(t *testing.T) {
 		t.Fatalf("after an append over the rewrite: %s\nwant prefix %s", rep, want)
 	}
 	_, err := e.log.Checkpoint(context.Background())
-	if !errors.Is(err, ErrAuditTampered) || !strings.Contains(err.Error(), "the stored events no longer match the signed head") {
+	if !errors.Is(err, ErrTampered) || !strings.Contains(err.Error(), "the stored events no longer match the signed head") {
 		t.Fatalf("checkpoint over a rewrite: %v", err)
 	}
-	if _, err := OpenAuditLog(e.db, e.sec, AuditOptions{CheckpointInterval: -1}); !errors.Is(err, ErrAuditTampered) {
+	if _, err := Open(e.db, e.sec, Options{CheckpointInterval: -1}); !errors.Is(err, ErrTampered) {
 		t.Fatalf("open over a rewrite: %v", err)
 	}
 }
@@ -337,8 +337,8 @@ func TestAuditWriterRefusesToSignOverRewrite(t *testing.T) {
 func TestAuditDeletedKeysNotRecreated(t *testing.T) {
 	e, _ := history(t)
 	mustExec(t, e, `DELETE FROM secrets WHERE name LIKE 'audit/%'`)
-	_, err := OpenAuditLog(e.db, e.sec, AuditOptions{CheckpointInterval: -1})
-	if !errors.Is(err, ErrNoAuditKey) {
+	_, err := Open(e.db, e.sec, Options{CheckpointInterval: -1})
+	if !errors.Is(err, ErrNoKey) {
 		t.Fatalf("open without keys: %v", err)
 	}
 	rep, err := Verify(context.Background(), e.db.DB, VerifyOptions{})
@@ -373,8 +373,8 @@ func TestAuditOpenRefusesRewrittenLog(t *testing.T) {
 			ev.Reason = "nothing happened"
 		}
 	}, `DELETE FROM audit_checkpoints`)
-	_, err := OpenAuditLog(e.db, e.sec, AuditOptions{CheckpointInterval: -1})
-	if !errors.Is(err, ErrAuditTampered) || !strings.Contains(err.Error(), "the stored events no longer match the signed head") {
+	_, err := Open(e.db, e.sec, Options{CheckpointInterval: -1})
+	if !errors.Is(err, ErrTampered) || !strings.Contains(err.Error(), "the stored events no longer match the signed head") {
 		t.Fatalf("open over a rewrite: %v", err)
 	}
 }
@@ -396,7 +396,7 @@ func TestAuditAttackEmptiedLog(t *testing.T) {
 	if want := "FAILED: the signed head is missing (deleted): the log is empty although its signing key exists (emptied?)"; rep.String() != want {
 		t.Fatalf("report = %s\nwant      %s", rep, want)
 	}
-	if _, err := OpenAuditLog(e.db, e.sec, AuditOptions{CheckpointInterval: -1}); !errors.Is(err, ErrAuditTampered) {
+	if _, err := Open(e.db, e.sec, Options{CheckpointInterval: -1}); !errors.Is(err, ErrTampered) {
 		t.Fatalf("open over an emptied log: %v", err)
 	}
 }

@@ -1,4 +1,4 @@
-package recorder
+package audit
 
 import (
 	"context"
@@ -12,7 +12,7 @@ import (
 // old key first signs a checkpoint of the whole log; the rotation is then an
 // audit event (signed with the new key) followed by a checkpoint with the new
 // key. The old private key is dropped.
-func (l *AuditLog) RotateKey(ctx context.Context, actor string) (old, cur AuditKey, err error) {
+func (l *Log) RotateKey(ctx context.Context, actor string) (old, cur Key, err error) {
 	if _, err := l.checkpoint(ctx); err != nil {
 		return old, cur, err
 	}
@@ -29,7 +29,7 @@ func (l *AuditLog) RotateKey(ctx context.Context, actor string) (old, cur AuditK
 }
 
 // swapKey stores the new key file and switches this writer to it.
-func (l *AuditLog) swapKey(ctx context.Context) (old, cur AuditKey, err error) {
+func (l *Log) swapKey(ctx context.Context) (old, cur Key, err error) {
 	k := l.keys
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -57,13 +57,13 @@ func (l *AuditLog) swapKey(ctx context.Context) (old, cur AuditKey, err error) {
 // no signed head): the log must verify against its own checkpoints, then a
 // head is signed over it and the key is stored as the first entry of the key
 // file. The legacy secret is marked migrated so it cannot be adopted twice.
-func (l *AuditLog) adoptLegacy(ctx context.Context, f auditKeyFile) error {
+func (l *Log) adoptLegacy(ctx context.Context, f auditKeyFile) error {
 	rep, err := Verify(ctx, l.db.DB, VerifyOptions{Keys: f.Keys, Interval: -1, allowNoHead: true})
 	if err != nil {
 		return err
 	}
 	if !rep.OK {
-		return fmt.Errorf("%w: the log written by the earlier version does not verify: %s", ErrAuditTampered, rep)
+		return fmt.Errorf("%w: the log written by the earlier version does not verify: %s", ErrTampered, rep)
 	}
 	if err := l.signFirstHead(ctx); err != nil {
 		return err
@@ -79,7 +79,7 @@ func (l *AuditLog) adoptLegacy(ctx context.Context, f auditKeyFile) error {
 }
 
 // signFirstHead signs a head over the stored log unless one exists.
-func (l *AuditLog) signFirstHead(ctx context.Context) error {
+func (l *Log) signFirstHead(ctx context.Context) error {
 	k := l.keys
 	k.mu.Lock()
 	defer k.mu.Unlock()

@@ -1,4 +1,4 @@
-package recorder
+package audit
 
 import (
 	"context"
@@ -31,10 +31,10 @@ const (
 )
 
 // AuditKeyName names the checkpoint signing key in notes.
-const AuditKeyName = "gatehouse-audit"
+const KeyName = "gatehouse-audit"
 
-// AuditKey is the public half of one audit signing key.
-type AuditKey struct {
+// Key is the public half of one audit signing key.
+type Key struct {
 	ID       string    // key hash as 8 hex digits, as in the note verifier key
 	Verifier string    // golang.org/x/mod/sumdb/note verifier key
 	Created  time.Time // zero for a key adopted from an earlier version
@@ -42,19 +42,19 @@ type AuditKey struct {
 }
 
 // Active reports whether the key is the one that signs.
-func (k AuditKey) Active() bool { return k.Retired.IsZero() }
+func (k Key) Active() bool { return k.Retired.IsZero() }
 
-// AuditKeys is the set of audit verifier keys, the active key first.
-type AuditKeys []AuditKey
+// Keys is the set of audit verifier keys, the active key first.
+type Keys []Key
 
-// ErrNoAuditKey is returned when the sealed audit keys are absent.
-var ErrNoAuditKey = errors.New("recorder: no audit signing key in the database")
+// ErrNoKey is returned when the sealed audit keys are absent.
+var ErrNoKey = errors.New("recorder: no audit signing key in the database")
 
 // auditKeyFile is the sealed content of auditKeysSecret.
 type auditKeyFile struct {
-	Signer  string     `json:"signer"` // the active key's private half
-	Keys    []AuditKey `json:"keys"`   // active first, then retired (public only)
-	Version int        `json:"version"`
+	Signer  string `json:"signer"` // the active key's private half
+	Keys    []Key  `json:"keys"`   // active first, then retired (public only)
+	Version int    `json:"version"`
 }
 
 type legacyKeys struct{ Signer, Verifier string }
@@ -68,10 +68,10 @@ func keyID(vkey string) (string, error) {
 	return fmt.Sprintf("%08x", v.KeyHash()), nil
 }
 
-// ParseAuditKeys reads verifier keys, one per line (blank lines and lines
+// ParseKeys reads verifier keys, one per line (blank lines and lines
 // starting with '#' ignored). Keys given this way carry no retirement time.
-func ParseAuditKeys(text string) (AuditKeys, error) {
-	var ks AuditKeys
+func ParseKeys(text string) (Keys, error) {
+	var ks Keys
 	for _, line := range strings.Split(text, "\n") {
 		line = strings.TrimSpace(line)
 		if line == "" || strings.HasPrefix(line, "#") {
@@ -81,7 +81,7 @@ func ParseAuditKeys(text string) (AuditKeys, error) {
 		if err != nil {
 			return nil, err
 		}
-		ks = append(ks, AuditKey{ID: id, Verifier: line})
+		ks = append(ks, Key{ID: id, Verifier: line})
 	}
 	if len(ks) == 0 {
 		return nil, fmt.Errorf("recorder: no verifier key given")
@@ -90,7 +90,7 @@ func ParseAuditKeys(text string) (AuditKeys, error) {
 }
 
 // verifiers returns the keys as a note.Verifiers.
-func (ks AuditKeys) verifiers() (note.Verifiers, error) {
+func (ks Keys) verifiers() (note.Verifiers, error) {
 	var vs []note.Verifier
 	for _, k := range ks {
 		v, err := note.NewVerifier(k.Verifier)
@@ -103,17 +103,17 @@ func (ks AuditKeys) verifiers() (note.Verifiers, error) {
 }
 
 // byID returns the key with id.
-func (ks AuditKeys) byID(id string) (AuditKey, bool) {
+func (ks Keys) byID(id string) (Key, bool) {
 	for _, k := range ks {
 		if k.ID == id {
 			return k, true
 		}
 	}
-	return AuditKey{}, false
+	return Key{}, false
 }
 
 // String lists the keys with their states, for reports.
-func (ks AuditKeys) String() string {
+func (ks Keys) String() string {
 	var parts []string
 	for _, k := range ks {
 		s := k.ID + " (active)"
@@ -126,7 +126,7 @@ func (ks AuditKeys) String() string {
 }
 
 // readKeyFile returns the sealed key file, or a file built in memory from
-// the legacy single-key secret (legacy true), or ErrNoAuditKey. It writes
+// the legacy single-key secret (legacy true), or ErrNoKey. It writes
 // nothing.
 func readKeyFile(ctx context.Context, sec *secrets.Store) (f auditKeyFile, raw []byte, legacy bool, err error) {
 	raw, err = sec.Get(ctx, auditKeysSecret)
@@ -141,7 +141,7 @@ func readKeyFile(ctx context.Context, sec *secrets.Store) (f auditKeyFile, raw [
 	}
 	old, err := sec.Get(ctx, auditSecret)
 	if errors.Is(err, secrets.ErrNotFound) || string(old) == legacyMigrated {
-		return f, nil, false, ErrNoAuditKey
+		return f, nil, false, ErrNoKey
 	}
 	if err != nil {
 		return f, nil, false, fmt.Errorf("recorder: audit keys: %w", err)
@@ -154,23 +154,23 @@ func readKeyFile(ctx context.Context, sec *secrets.Store) (f auditKeyFile, raw [
 	if err != nil {
 		return f, nil, false, err
 	}
-	f = auditKeyFile{Signer: lk.Signer, Keys: []AuditKey{{ID: id, Verifier: lk.Verifier}}, Version: 1}
+	f = auditKeyFile{Signer: lk.Signer, Keys: []Key{{ID: id, Verifier: lk.Verifier}}, Version: 1}
 	return f, nil, true, nil
 }
 
-// AuditPublicKeys returns the verifier keys (active first, then retired)
+// PublicKeys returns the verifier keys (active first, then retired)
 // without writing anything: read-only commands and verify use it.
-func AuditPublicKeys(ctx context.Context, sec *secrets.Store) (AuditKeys, error) {
+func PublicKeys(ctx context.Context, sec *secrets.Store) (Keys, error) {
 	f, _, _, err := readKeyFile(ctx, sec)
 	if err != nil {
 		return nil, err
 	}
-	return AuditKeys(f.Keys), nil
+	return Keys(f.Keys), nil
 }
 
-// AuditVerifierKey returns the active verifier key without writing anything.
-func AuditVerifierKey(sec *secrets.Store) (string, error) {
-	ks, err := AuditPublicKeys(context.Background(), sec)
+// VerifierKey returns the active verifier key without writing anything.
+func VerifierKey(sec *secrets.Store) (string, error) {
+	ks, err := PublicKeys(context.Background(), sec)
 	if err != nil {
 		return "", err
 	}
@@ -180,7 +180,7 @@ func AuditVerifierKey(sec *secrets.Store) (string, error) {
 // newKeyFile generates a fresh active key, keeping prev's keys as retired at
 // now.
 func newKeyFile(prev *auditKeyFile, now time.Time) (auditKeyFile, error) {
-	skey, vkey, err := note.GenerateKey(rand.Reader, AuditKeyName)
+	skey, vkey, err := note.GenerateKey(rand.Reader, KeyName)
 	if err != nil {
 		return auditKeyFile{}, fmt.Errorf("recorder: audit key: %w", err)
 	}
@@ -188,7 +188,7 @@ func newKeyFile(prev *auditKeyFile, now time.Time) (auditKeyFile, error) {
 	if err != nil {
 		return auditKeyFile{}, err
 	}
-	f := auditKeyFile{Signer: skey, Version: 1, Keys: []AuditKey{{ID: id, Verifier: vkey, Created: now.UTC()}}}
+	f := auditKeyFile{Signer: skey, Version: 1, Keys: []Key{{ID: id, Verifier: vkey, Created: now.UTC()}}}
 	if prev != nil {
 		for _, k := range prev.Keys {
 			if k.Active() {
@@ -230,7 +230,7 @@ func ensureKeyFile(ctx context.Context, db *sql.DB, sec *secrets.Store, now time
 		return f, keyExisting, nil
 	case err == nil && legacy:
 		return f, keyAdopted, nil
-	case !errors.Is(err, ErrNoAuditKey):
+	case !errors.Is(err, ErrNoKey):
 		return f, keyExisting, err
 	}
 	empty, err := logIsEmpty(ctx, db)
@@ -239,7 +239,7 @@ func ensureKeyFile(ctx context.Context, db *sql.DB, sec *secrets.Store, now time
 	}
 	if !empty {
 		return f, keyExisting, fmt.Errorf("%w, but the audit log holds events or checkpoints: the database was changed "+
-			"without the master key (run 'gatehouse audit verify')", ErrNoAuditKey)
+			"without the master key (run 'gatehouse audit verify')", ErrNoKey)
 	}
 	// Two writers starting at once on an empty log agree on one key.
 	raw, err := sec.GetOrCreate(ctx, auditKeysSecret, func() ([]byte, error) {
@@ -263,13 +263,13 @@ func ensureKeyFile(ctx context.Context, db *sql.DB, sec *secrets.Store, now time
 // verify then requires one even for an empty log (an emptied log fails).
 func VerifyOptionsFor(ctx context.Context, sec *secrets.Store) (VerifyOptions, error) {
 	f, _, legacy, err := readKeyFile(ctx, sec)
-	if errors.Is(err, ErrNoAuditKey) {
+	if errors.Is(err, ErrNoKey) {
 		return VerifyOptions{}, nil
 	}
 	if err != nil {
 		return VerifyOptions{}, err
 	}
-	return VerifyOptions{Keys: AuditKeys(f.Keys), RequireHead: !legacy}, nil
+	return VerifyOptions{Keys: Keys(f.Keys), RequireHead: !legacy}, nil
 }
 
 func storeKeyFile(ctx context.Context, sec *secrets.Store, f auditKeyFile) error {

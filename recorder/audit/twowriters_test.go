@@ -1,4 +1,4 @@
-package recorder
+package audit
 
 import (
 	"context"
@@ -16,7 +16,7 @@ func TestAuditTwoWritersTakeTurns(t *testing.T) {
 	if _, err := e.log.Checkpoint(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	other, err := OpenAuditLog(e.db, e.sec, AuditOptions{CheckpointInterval: -1, Now: func() time.Time { return e.now }})
+	other, err := Open(e.db, e.sec, Options{CheckpointInterval: -1, Now: func() time.Time { return e.now }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,7 +38,7 @@ func TestAuditTwoWritersTakeTurns(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.append(t, 2)
-	third, err := OpenAuditLog(e.db, e.sec, AuditOptions{CheckpointInterval: -1})
+	third, err := Open(e.db, e.sec, Options{CheckpointInterval: -1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package recorder
+package audit
 
 import (
 	"bytes"
@@ -19,7 +19,7 @@ import (
 type VerifyOptions struct {
 	// Keys are the audit verifier keys, retired ones included
 	// (AuditPublicKeys). Empty fails unless the log is empty.
-	Keys AuditKeys
+	Keys Keys
 	// Extra holds checkpoints kept elsewhere: one note, or a whole
 	// CheckpointFile (every note in it is checked). ExtraName names it in the
 	// report.
@@ -54,7 +54,7 @@ type VerifyReport struct {
 	ExtraName         string
 	Latest            *Checkpoint // the newest checkpoint (largest size)
 	Head              *Head
-	KeysUsed          AuditKeys     // keys that signed something verified
+	KeysUsed          Keys          // keys that signed something verified
 	Interval          time.Duration // freshness window used (0 when disabled)
 }
 
@@ -139,7 +139,7 @@ func (m *memTree) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 // VerifyChain checks the log with the given verifier keys (one per line) and
 // extra checkpoints, without the freshness check. Verify is the full check.
 func VerifyChain(ctx context.Context, db *sql.DB, verifierKeys string, extra []byte) (VerifyReport, error) {
-	keys, err := ParseAuditKeys(verifierKeys)
+	keys, err := ParseKeys(verifierKeys)
 	if err != nil {
 		return VerifyReport{}, err
 	}
@@ -551,7 +551,7 @@ func storedCheckpoints(ctx context.Context, db *sql.DB) ([][]byte, error) {
 
 // Verify checks this log with its keys, its checkpoint interval and its
 // configured checkpoint file, if it exists.
-func (l *AuditLog) Verify(ctx context.Context) (VerifyReport, error) {
+func (l *Log) Verify(ctx context.Context) (VerifyReport, error) {
 	opts := VerifyOptions{Keys: l.Keys(), Interval: l.opts.CheckpointInterval, RequireHead: true}
 	if p := l.opts.CheckpointFile; p != "" {
 		b, err := os.ReadFile(p)

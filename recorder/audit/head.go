@@ -1,4 +1,4 @@
-package recorder
+package audit
 
 import (
 	"bytes"
@@ -37,9 +37,9 @@ type Head struct {
 	Note        []byte
 }
 
-// ErrAuditTampered is wrapped by writer errors raised when the stored log no
+// ErrTampered is wrapped by writer errors raised when the stored log no
 // longer matches its signed head: the writer refuses to sign over it.
-var ErrAuditTampered = errors.New("recorder: the audit log was changed without the signing key")
+var ErrTampered = errors.New("recorder: the audit log was changed without the signing key")
 
 func headText(h Head) string {
 	return fmt.Sprintf("%s\n%d\n%s\n%s\ncheckpoints %d\nkey %s\n", headHeader, h.Size, h.Root,
@@ -49,7 +49,7 @@ func headText(h Head) string {
 // openSigned verifies msg with keys and returns its text lines (without the
 // final empty one) and the id of the key that signed it. A "key ID" line in
 // the text must name a key that signed the note.
-func openSigned(msg []byte, keys AuditKeys) ([]string, string, error) {
+func openSigned(msg []byte, keys Keys) ([]string, string, error) {
 	vs, err := keys.verifiers()
 	if err != nil {
 		return nil, "", err
@@ -95,7 +95,7 @@ func sigIDs(sigs []note.Signature) string {
 }
 
 // parseHead verifies a head note with keys.
-func parseHead(msg []byte, keys AuditKeys) (Head, error) {
+func parseHead(msg []byte, keys Keys) (Head, error) {
 	lines, id, err := openSigned(msg, keys)
 	if err != nil {
 		return Head{}, fmt.Errorf("recorder: signed head: %w", err)
@@ -127,7 +127,7 @@ type keyState struct {
 	// mu protects the following; it is held across each signing transaction.
 	mu     sync.Mutex
 	raw    []byte // the key file last loaded
-	keys   AuditKeys
+	keys   Keys
 	signer note.Signer
 	head   Head        // the last head this process wrote or verified
 	front  frontHashes // the complete-subtree hashes of head's tree, checked against its root
@@ -173,7 +173,7 @@ func (k *keyState) set(f auditKeyFile, raw []byte) error {
 	if err != nil {
 		return err
 	}
-	k.raw, k.keys, k.signer = raw, AuditKeys(f.Keys), s
+	k.raw, k.keys, k.signer = raw, Keys(f.Keys), s
 	return nil
 }
 
@@ -196,14 +196,14 @@ func (k *keyState) checkHead(ctx context.Context, tx *sql.Tx, lastID int64, tr t
 		if lastID == 0 {
 			return Head{}, frontHashes{}, nil
 		}
-		return Head{}, nil, fmt.Errorf("%w: the signed head is missing but %d events are stored", ErrAuditTampered, lastID)
+		return Head{}, nil, fmt.Errorf("%w: the signed head is missing but %d events are stored", ErrTampered, lastID)
 	}
 	if err != nil {
 		return Head{}, nil, fmt.Errorf("recorder: audit head: %w", err)
 	}
 	if !full && bytes.Equal([]byte(msg), k.head.Note) && k.front != nil {
 		if k.head.Size != lastID {
-			return Head{}, nil, fmt.Errorf("%w: the signed head covers %d events, the table ends at %d", ErrAuditTampered, k.head.Size, lastID)
+			return Head{}, nil, fmt.Errorf("%w: the signed head covers %d events, the table ends at %d", ErrTampered, k.head.Size, lastID)
 		}
 		return k.head, k.front, nil
 	}
@@ -212,20 +212,20 @@ func (k *keyState) checkHead(ctx context.Context, tx *sql.Tx, lastID int64, tr t
 	}
 	h, err := parseHead([]byte(msg), k.keys)
 	if err != nil {
-		return Head{}, nil, fmt.Errorf("%w: %v", ErrAuditTampered, err)
+		return Head{}, nil, fmt.Errorf("%w: %v", ErrTampered, err)
 	}
 	if h.Size != lastID {
-		return Head{}, nil, fmt.Errorf("%w: the signed head covers %d events, the table ends at %d", ErrAuditTampered, h.Size, lastID)
+		return Head{}, nil, fmt.Errorf("%w: the signed head covers %d events, the table ends at %d", ErrTampered, h.Size, lastID)
 	}
 	if h.Size == 0 { // a checkpoint of the empty log: no tree to compare
 		return h, frontHashes{}, nil
 	}
 	root, front, err := rootAndFrontier(h.Size, tr)
 	if err != nil {
-		return Head{}, nil, fmt.Errorf("%w: Merkle tree: %v", ErrAuditTampered, err)
+		return Head{}, nil, fmt.Errorf("%w: Merkle tree: %v", ErrTampered, err)
 	}
 	if root != h.Root {
-		return Head{}, nil, fmt.Errorf("%w: the stored events no longer match the signed head", ErrAuditTampered)
+		return Head{}, nil, fmt.Errorf("%w: the stored events no longer match the signed head", ErrTampered)
 	}
 	return h, front, nil
 }

@@ -1,4 +1,4 @@
-package recorder
+package audit
 
 import (
 	"bytes"
@@ -40,11 +40,11 @@ func checkpointText(cp Checkpoint) string {
 }
 
 // Checkpoint signs and stores the current size and root, and ships the note
-// to the configured file and URL. It refuses (ErrAuditTampered) when the
+// to the configured file and URL. It refuses (ErrTampered) when the
 // stored log no longer matches its signed head.
-func (l *AuditLog) Checkpoint(ctx context.Context) (Checkpoint, error) { return l.checkpoint(ctx) }
+func (l *Log) Checkpoint(ctx context.Context) (Checkpoint, error) { return l.checkpoint(ctx) }
 
-func (l *AuditLog) checkpoint(ctx context.Context) (Checkpoint, error) {
+func (l *Log) checkpoint(ctx context.Context) (Checkpoint, error) {
 	cp, err := l.signCheckpoint(ctx)
 	if err != nil {
 		return Checkpoint{}, err
@@ -55,7 +55,7 @@ func (l *AuditLog) checkpoint(ctx context.Context) (Checkpoint, error) {
 
 // signCheckpoint checks the head, then stores a checkpoint and a head
 // counting it, in one transaction.
-func (l *AuditLog) signCheckpoint(ctx context.Context) (Checkpoint, error) {
+func (l *Log) signCheckpoint(ctx context.Context) (Checkpoint, error) {
 	k := l.keys
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -100,7 +100,7 @@ func (l *AuditLog) signCheckpoint(ctx context.Context) (Checkpoint, error) {
 
 // checkpointIfBehind writes a checkpoint when the newest stored one does not
 // cover every event (a writer that crashed before its final checkpoint).
-func (l *AuditLog) checkpointIfBehind(ctx context.Context) error {
+func (l *Log) checkpointIfBehind(ctx context.Context) error {
 	var last, covered int64
 	err := l.db.QueryRowContext(ctx, `SELECT COALESCE((SELECT MAX(id) FROM audit_events), 0),
 		COALESCE((SELECT MAX(tree_size) FROM audit_checkpoints), 0)`).Scan(&last, &covered)
@@ -116,7 +116,7 @@ func (l *AuditLog) checkpointIfBehind(ctx context.Context) error {
 
 // ship sends a checkpoint off the box; failures are logged, not fatal (the
 // checkpoint is stored locally either way).
-func (l *AuditLog) ship(cp Checkpoint) {
+func (l *Log) ship(cp Checkpoint) {
 	if p := l.opts.CheckpointFile; p != "" {
 		f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 		if err == nil {
@@ -182,7 +182,7 @@ func SplitCheckpoints(b []byte) [][]byte {
 // ParseCheckpoint verifies a checkpoint note with the verifier key (or
 // several, one per line) and returns its content.
 func ParseCheckpoint(msg []byte, verifierKey string) (Checkpoint, error) {
-	keys, err := ParseAuditKeys(verifierKey)
+	keys, err := ParseKeys(verifierKey)
 	if err != nil {
 		return Checkpoint{}, err
 	}
@@ -191,7 +191,7 @@ func ParseCheckpoint(msg []byte, verifierKey string) (Checkpoint, error) {
 
 // parseCheckpoint verifies msg with keys. Notes of earlier versions carry no
 // "key" line; their key id comes from the signature.
-func parseCheckpoint(msg []byte, keys AuditKeys) (Checkpoint, error) {
+func parseCheckpoint(msg []byte, keys Keys) (Checkpoint, error) {
 	lines, id, err := openSigned(msg, keys)
 	if err != nil {
 		return Checkpoint{}, fmt.Errorf("recorder: checkpoint signature: %w", err)

@@ -1,4 +1,4 @@
-package recorder
+package audit
 
 import (
 	"bufio"
@@ -51,7 +51,7 @@ const exportSigHeader = "gatehouse audit export"
 
 // Export writes the events matching opts.Filter plus a signed manifest into
 // opts.Dir, after writing an audit.export event and a fresh checkpoint.
-func (l *AuditLog) Export(ctx context.Context, opts ExportOptions) (Manifest, error) {
+func (l *Log) Export(ctx context.Context, opts ExportOptions) (Manifest, error) {
 	if opts.Format != "csv" && opts.Format != "jsonl" {
 		return Manifest{}, fmt.Errorf("recorder: export format %q: want csv or jsonl", opts.Format)
 	}
@@ -75,7 +75,7 @@ func (l *AuditLog) Export(ctx context.Context, opts ExportOptions) (Manifest, er
 	return m, l.writeManifest(opts.Dir, m)
 }
 
-func (l *AuditLog) writeEvents(ctx context.Context, opts ExportOptions, m *Manifest) error {
+func (l *Log) writeEvents(ctx context.Context, opts ExportOptions, m *Manifest) error {
 	f, err := os.OpenFile(filepath.Join(opts.Dir, m.File), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return fmt.Errorf("recorder: export: %w", err)
@@ -127,7 +127,7 @@ func (r EventRecord) csvRow() []string {
 		r.Reason, string(r.Details), r.PrevHash, r.Hash}
 }
 
-func (l *AuditLog) writeManifest(dir string, m Manifest) error {
+func (l *Log) writeManifest(dir string, m Manifest) error {
 	b, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return err
@@ -188,7 +188,7 @@ func VerifyExport(dir, verifierKey string) (Manifest, error) {
 	if err != nil {
 		return fail("%v", err)
 	}
-	keys, err := ParseAuditKeys(verifierKey)
+	keys, err := ParseKeys(verifierKey)
 	if err != nil {
 		return Manifest{}, err
 	}

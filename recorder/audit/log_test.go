@@ -1,4 +1,4 @@
-package recorder
+package audit
 
 import (
 	"context"
@@ -22,17 +22,17 @@ type auditEnv struct {
 
 	db  *store.DB
 	sec *secrets.Store
-	log *AuditLog
+	log *Log
 	now time.Time
 }
 
 func newAuditEnv(t testing.TB) *auditEnv {
 	t.Helper()
-	return newAuditEnvOpts(t, AuditOptions{CheckpointInterval: -1})
+	return newAuditEnvOpts(t, Options{CheckpointInterval: -1})
 }
 
 // newAuditEnvOpts opens the log with opts and the env's fake clock.
-func newAuditEnvOpts(t testing.TB, opts AuditOptions) *auditEnv {
+func newAuditEnvOpts(t testing.TB, opts Options) *auditEnv {
 	t.Helper()
 	db, err := store.Open(filepath.Join(t.TempDir(), "gatehouse.db"))
 	if err != nil {
@@ -41,7 +41,7 @@ func newAuditEnvOpts(t testing.TB, opts AuditOptions) *auditEnv {
 	kr, _ := secrets.NewKeyring(make([]byte, 32))
 	e := &auditEnv{db: db, sec: secrets.NewStore(db.DB, kr), now: time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)}
 	opts.Now = func() time.Time { return e.now }
-	e.log, err = OpenAuditLog(db, e.sec, opts)
+	e.log, err = Open(db, e.sec, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,7 +251,7 @@ func TestAuditQueryFilters(t *testing.T) {
 func TestCheckpointShippedToFile(t *testing.T) {
 	e := newAuditEnv(t)
 	file := filepath.Join(t.TempDir(), "checkpoints")
-	l, err := OpenAuditLog(e.db, e.sec, AuditOptions{CheckpointInterval: -1, CheckpointFile: file})
+	l, err := Open(e.db, e.sec, Options{CheckpointInterval: -1, CheckpointFile: file})
 	if err != nil {
 		t.Fatal(err)
 	}

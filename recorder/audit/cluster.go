@@ -1,4 +1,4 @@
-package recorder
+package audit
 
 import (
 	"context"
@@ -10,7 +10,7 @@ import (
 // an interval ago, so several instances sign about once per interval rather
 // than once each. On an error it answers yes (a checkpoint too many is
 // harmless; one too few is what verify flags).
-func (l *AuditLog) checkpointDue(ctx context.Context) bool {
+func (l *Log) checkpointDue(ctx context.Context) bool {
 	var last int64
 	if err := l.db.QueryRowContext(ctx, `SELECT COALESCE(MAX(time), 0) FROM audit_checkpoints`).Scan(&last); err != nil {
 		return true

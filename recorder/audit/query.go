@@ -1,4 +1,4 @@
-package recorder
+package audit
 
 import (
 	"context"
@@ -95,7 +95,7 @@ func escapeLike(s string) string {
 }
 
 // Query returns events matching f.
-func (l *AuditLog) Query(ctx context.Context, f Filter) ([]StoredEvent, error) {
+func (l *Log) Query(ctx context.Context, f Filter) ([]StoredEvent, error) {
 	if f.Limit <= 0 {
 		f.Limit = 1000
 	}

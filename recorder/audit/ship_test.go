@@ -1,4 +1,4 @@
-package recorder
+package audit
 
 import (
 	"bufio"
@@ -33,7 +33,7 @@ func TestCheckpointPostedAndStreamed(t *testing.T) {
 	defer srv.Close()
 	stream := filepath.Join(t.TempDir(), "events.jsonl")
 	clock := time.Date(2026, 11, 22, 12, 30, 45, 0, time.UTC)
-	l, err := OpenAuditLog(e.db, e.sec, AuditOptions{CheckpointInterval: -1, CheckpointURL: srv.URL,
+	l, err := Open(e.db, e.sec, Options{CheckpointInterval: -1, CheckpointURL: srv.URL,
 		Stream: "file:" + stream, Now: func() time.Time { return clock }})
 	if err != nil {
 		t.Fatal(err)
@@ -87,7 +87,7 @@ func streamedUsers(t *testing.T, path string) []string {
 
 func TestAuditStreamRejectsUnknownSpec(t *testing.T) {
 	e := newAuditEnv(t)
-	if _, err := OpenAuditLog(e.db, e.sec, AuditOptions{Stream: "kafka://x"}); err == nil {
+	if _, err := Open(e.db, e.sec, Options{Stream: "kafka://x"}); err == nil {
 		t.Fatal("unknown stream accepted")
 	}
 }
@@ -168,12 +168,12 @@ func FuzzParseCheckpoint(f *testing.F) {
 	f.Add("gatehouse audit log\n5\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n2026-11-22T10:00:00Z\n")
 	f.Add("gatehouse audit head\n5\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n2026-11-22T10:00:00.5Z\ncheckpoints 2\nkey 00000000\n")
 	f.Add("gatehouse audit log\n-1\n\n\ncheckpoint 0\n")
-	skey, vkey, err := note.GenerateKey(rand.Reader, AuditKeyName)
+	skey, vkey, err := note.GenerateKey(rand.Reader, KeyName)
 	if err != nil {
 		f.Fatal(err)
 	}
 	signer, _ := note.NewSigner(skey)
-	keys, _ := ParseAuditKeys(vkey)
+	keys, _ := ParseKeys(vkey)
 	id := keys[0].ID
 	f.Fuzz(func(t *testing.T, text string) {
 		text = strings.ReplaceAll(text, "key 00000000", "key "+id)

@@ -1,4 +1,4 @@
-package recorder
+package audit
 
 import (
 	"context"
@@ -18,7 +18,7 @@ import (
 func TestAuditTwoInstancesOneChain(t *testing.T) {
 	url := testenv.SharedPostgres(t).NewDatabase(t)
 	kr, _ := secrets.NewKeyring(make([]byte, 32))
-	var logs [2]*AuditLog
+	var logs [2]*Log
 	var dbs [2]*store.DB
 	for i := range logs {
 		db, err := store.OpenURL(context.Background(), url, t.TempDir(), nil)
@@ -26,7 +26,7 @@ func TestAuditTwoInstancesOneChain(t *testing.T) {
 			t.Fatal(err)
 		}
 		dbs[i] = db
-		if logs[i], err = OpenAuditLog(db, secrets.NewStore(db.DB, kr), AuditOptions{CheckpointInterval: -1}); err != nil {
+		if logs[i], err = Open(db, secrets.NewStore(db.DB, kr), Options{CheckpointInterval: -1}); err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { db.Close() })

@@ -1,4 +1,4 @@
-package recorder
+package audit
 
 import "time"
 
