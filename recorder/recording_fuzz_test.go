@@ -49,27 +49,6 @@ func FuzzRecordReader(f *testing.F) {
 	})
 }
 
-// FuzzSFTPTap feeds arbitrary bytes both ways; the tap must never panic and
-// must stay bounded.
-func FuzzSFTPTap(f *testing.F) {
-	open := []byte{0, 0, 0, 18, sftpOpen, 0, 0, 0, 1, 0, 0, 0, 5, '/', 't', 'm', 'p', 'x', 0, 0, 0, 1, 0, 0, 0, 0}
-	handle := []byte{0, 0, 0, 10, sftpHandle, 0, 0, 0, 1, 0, 0, 0, 1, 'h'}
-	f.Add(open, handle)
-	f.Add([]byte{0, 0, 0, 0}, []byte{0xff})
-	f.Fuzz(func(t *testing.T, in, out []byte) {
-		n := 0
-		tap := NewSFTPTap(func(FileOp) { n++ })
-		for i := 0; i < len(in) || i < len(out); i += 7 {
-			tap.ClientToServer(in[min(i, len(in)):min(i+7, len(in))])
-			tap.ServerToClient(out[min(i, len(out)):min(i+7, len(out))])
-		}
-		tap.Close()
-		if len(tap.pending) > 10000 || len(tap.handles) > 10000 {
-			t.Fatal("unbounded state")
-		}
-	})
-}
-
 // BenchmarkRecordingOutput measures the recorder's cost per byte of session
 // output in 32 KiB chunks (the relay's read size).
 func BenchmarkRecordingOutput(b *testing.B) {

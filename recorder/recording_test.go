@@ -354,16 +354,6 @@ func TestCommandsFromRealShell(t *testing.T) {
 	}
 }
 
-func TestSFTPTapIgnoresGarbage(t *testing.T) {
-	var ops []FileOp
-	tap := NewSFTPTap(func(op FileOp) { ops = append(ops, op) })
-	tap.ClientToServer([]byte{0xff, 0xff, 0xff, 0xff, 1})
-	tap.ClientToServer([]byte("more"))
-	if len(ops) != 1 || ops[0].Op != "unparsed" {
-		t.Fatalf("ops %+v", ops)
-	}
-}
-
 var _ = io.EOF
 
 // A shell without a terminal fed a script on stdin ("ssh host bash <

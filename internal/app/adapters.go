@@ -5,6 +5,7 @@ import (
 	"log/slog"
 
 	"github.com/gatehouse/gatehouse/auth"
+	"github.com/gatehouse/gatehouse/recorder/sftptap"
 
 	"github.com/gatehouse/gatehouse/gateway"
 	"github.com/gatehouse/gatehouse/internal/config"
@@ -49,7 +50,7 @@ func (r *recordingAdapter) Streams() map[string]gateway.StreamSummary { return r
 
 // newFileTap itemises sftp operations with the recorder's sftp parser.
 func newFileTap(onOp func(gateway.FileOp)) gateway.FileTap {
-	return recorder.NewSFTPTap(func(op recorder.FileOp) {
+	return sftptap.New(func(op sftptap.FileOp) {
 		onOp(gateway.FileOp{Op: op.Op, Path: op.Path, NewPath: op.NewPath, BytesRead: op.BytesRead,
 			BytesWritten: op.BytesWritten, Err: op.Err})
 	})

@@ -1,4 +1,4 @@
-package recorder
+package sftptap
 
 import (
 	"encoding/binary"
@@ -38,10 +38,10 @@ const (
 // one stops being itemised (the session itself is unaffected).
 const maxSFTPPacket = 1 << 20
 
-// SFTPTap watches both directions of an sftp subsystem channel and reports
+// Tap watches both directions of an sftp subsystem channel and reports
 // file operations. It never blocks or alters the stream; on a malformed
 // stream it stops itemising and reports that once.
-type SFTPTap struct {
+type Tap struct {
 	onOp    func(FileOp)
 	in, out []byte // partial packets client→server, server→client
 	pending map[uint32]sftpReq
@@ -60,26 +60,26 @@ type sftpFile struct {
 	read, written int64
 }
 
-// NewSFTPTap returns a tap reporting to onOp.
-func NewSFTPTap(onOp func(FileOp)) *SFTPTap {
-	return &SFTPTap{onOp: onOp, pending: map[uint32]sftpReq{}, handles: map[string]*sftpFile{}}
+// New returns a tap reporting to onOp.
+func New(onOp func(FileOp)) *Tap {
+	return &Tap{onOp: onOp, pending: map[uint32]sftpReq{}, handles: map[string]*sftpFile{}}
 }
 
 // ClientToServer feeds bytes the client sent.
-func (t *SFTPTap) ClientToServer(p []byte) { t.in = t.feed(t.in, p, t.request) }
+func (t *Tap) ClientToServer(p []byte) { t.in = t.feed(t.in, p, t.request) }
 
 // ServerToClient feeds bytes the server sent.
-func (t *SFTPTap) ServerToClient(p []byte) { t.out = t.feed(t.out, p, t.reply) }
+func (t *Tap) ServerToClient(p []byte) { t.out = t.feed(t.out, p, t.reply) }
 
 // Close reports files still open when the session ended.
-func (t *SFTPTap) Close() {
+func (t *Tap) Close() {
 	for h, f := range t.handles {
 		t.emitFile(f)
 		delete(t.handles, h)
 	}
 }
 
-func (t *SFTPTap) feed(buf, p []byte, handle func(typ byte, body []byte) error) []byte {
+func (t *Tap) feed(buf, p []byte, handle func(typ byte, body []byte) error) []byte {
 	if t.broken {
 		return nil
 	}
@@ -105,7 +105,7 @@ func (t *SFTPTap) feed(buf, p []byte, handle func(typ byte, body []byte) error) 
 	return append([]byte(nil), buf...)
 }
 
-func (t *SFTPTap) stop(why string) {
+func (t *Tap) stop(why string) {
 	t.broken = true
 	t.onOp(FileOp{Op: "unparsed", Err: "sftp stream could not be itemised: " + why})
 }
@@ -142,7 +142,7 @@ func (r *sftpReader) str() string {
 	return s
 }
 
-func (t *SFTPTap) request(typ byte, body []byte) error {
+func (t *Tap) request(typ byte, body []byte) error {
 	if typ == sftpInit {
 		return nil
 	}
@@ -186,7 +186,7 @@ func (t *SFTPTap) request(typ byte, body []byte) error {
 	return nil
 }
 
-func (t *SFTPTap) reply(typ byte, body []byte) error {
+func (t *Tap) reply(typ byte, body []byte) error {
 	r := &sftpReader{b: body}
 	if typ == 2 { // VERSION
 		return nil
@@ -218,7 +218,7 @@ func (t *SFTPTap) reply(typ byte, body []byte) error {
 var sftpOpNames = map[byte]string{sftpOpen: "open", sftpRemove: "remove", sftpMkdir: "mkdir", sftpRmdir: "rmdir",
 	sftpRename: "rename", sftpSetstat: "setstat"}
 
-func (t *SFTPTap) status(q sftpReq, code uint32, msg string) {
+func (t *Tap) status(q sftpReq, code uint32, msg string) {
 	if q.typ == sftpClose {
 		if f := t.handles[q.handle]; f != nil {
 			t.emitFile(f)
@@ -242,7 +242,7 @@ func (t *SFTPTap) status(q sftpReq, code uint32, msg string) {
 	t.onOp(op)
 }
 
-func (t *SFTPTap) emitFile(f *sftpFile) {
+func (t *Tap) emitFile(f *sftpFile) {
 	op := "open"
 	switch {
 	case f.written > 0:
