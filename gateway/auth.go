@@ -12,7 +12,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/gatehouse/gatehouse/auth"
-	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/sshalg"
 	"github.com/gatehouse/gatehouse/policy"
 )
 
@@ -136,10 +136,10 @@ func (s *Server) algorithms() ssh.Algorithms {
 		return l
 	}
 	return ssh.Algorithms{
-		Ciphers:      or(s.cfg.Ciphers, config.DefaultCiphers),
-		KeyExchanges: or(s.cfg.KeyExchanges, config.DefaultKeyExchanges),
-		MACs:         or(s.cfg.MACs, config.DefaultMACs),
-		HostKeys:     or(s.cfg.HostKeyAlgorithms, config.DefaultHostKeyTypes),
+		Ciphers:      or(s.cfg.Ciphers, sshalg.DefaultCiphers),
+		KeyExchanges: or(s.cfg.KeyExchanges, sshalg.DefaultKeyExchanges),
+		MACs:         or(s.cfg.MACs, sshalg.DefaultMACs),
+		HostKeys:     or(s.cfg.HostKeyAlgorithms, sshalg.DefaultHostKeyTypes),
 	}
 }
 
@@ -244,7 +244,7 @@ func sessionMFATarget(meta ssh.ConnMetadata, innerTarget string) (login, target 
 func (s *Server) requiresSessionMFA(pr principal, login, tname string) bool {
 	pt := policy.Target{Name: tname}
 	if t, ok := s.target(tname); ok {
-		pt = policy.Target{Name: t.Name, Kind: t.Kind, Labels: t.Labels}
+		pt = t.Policy()
 	}
 	return s.cfg.Policy.RequireSessionMFA(pr.User, pr.Groups, pt, login)
 }

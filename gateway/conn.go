@@ -14,7 +14,6 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
-	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/target"
 	"github.com/gatehouse/gatehouse/policy"
 	"github.com/gatehouse/gatehouse/recorder/audit"
@@ -56,7 +55,7 @@ type clientConn struct {
 
 // resolvedTarget is a target address resolved against the configuration.
 type resolvedTarget struct {
-	cfg       config.Target
+	cfg       Target
 	container string // docker container for docker targets
 	pol       policy.Target
 }
@@ -151,7 +150,7 @@ func (s *Server) resolve(ctx context.Context, name string) (resolvedTarget, erro
 	if !ok {
 		return resolvedTarget{}, fmt.Errorf("unknown target %q (ssh to the gateway without a target to list yours)", name)
 	}
-	rt := resolvedTarget{cfg: t, pol: policy.Target{Name: t.Name, Kind: t.Kind, Labels: t.Labels}}
+	rt := resolvedTarget{cfg: t, pol: t.Policy()}
 	if t.Kind == "docker" {
 		if s.cfg.Docker == nil {
 			return resolvedTarget{}, fmt.Errorf("target %q is a container but container access is not enabled", name)
@@ -174,13 +173,13 @@ func (s *Server) withContainerLabels(ctx context.Context, rt resolvedTarget) (re
 	return rt, nil
 }
 
-func (s *Server) defaultDockerHost() (config.Target, bool) {
+func (s *Server) defaultDockerHost() (Target, bool) {
 	for _, t := range s.targetList() {
 		if t.Kind == "docker" && t.Container == "" {
 			return t, true
 		}
 	}
-	return config.Target{}, false
+	return Target{}, false
 }
 
 // serve dispatches the connection's channels until it closes.

@@ -12,13 +12,11 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/gatehouse/gatehouse/recorder/audit"
-
 	"golang.org/x/crypto/ssh"
 
 	"github.com/gatehouse/gatehouse/auth"
-	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/target"
+	"github.com/gatehouse/gatehouse/recorder/audit"
 )
 
 // targetCiphers prefers AES-GCM on the gateway-to-target leg: with AES-NI it
@@ -123,7 +121,7 @@ func (s *Server) dialTarget(c *clientConn, leg *targetLeg) (target.Conn, error) 
 
 // dialSSH connects to an OpenSSH target: TCP first, then a certificate for
 // this session pinned to the local address of that very connection.
-func (s *Server) dialSSH(ctx context.Context, c *clientConn, t config.Target, leg *targetLeg) (target.Conn, error) {
+func (s *Server) dialSSH(ctx context.Context, c *clientConn, t Target, leg *targetLeg) (target.Conn, error) {
 	var d net.Dialer
 	nc, err := d.DialContext(ctx, "tcp", t.Address)
 	if err != nil {
@@ -198,13 +196,13 @@ func preferred(pref, allowed []string) []string {
 // CA), or any allowed one for a host-CA-only target, always within allowed
 // (so never ssh-rsa SHA-1 signatures by default). An empty result is
 // replaced by allowed, so the handshake fails with a readable reason.
-func targetHostKeyAlgorithms(t config.Target, allowed []string) []string {
-	k, err := config.ParseAuthorizedKey(t.HostKey)
-	if t.HostKey == "" || err != nil {
+func targetHostKeyAlgorithms(t Target, allowed []string) []string {
+	k := t.HostKey
+	if k == nil {
 		return allowed
 	}
 	want := hostKeyAlgorithms(k.Type())
-	if t.HostCA != "" {
+	if t.HostCA != nil {
 		want = append(certAlgorithms(k.Type()), want...)
 	}
 	var out []string
@@ -257,31 +255,29 @@ func (e *hostKeyError) Unwrap() error { return target.ErrHostKeyMismatch }
 
 // hostKeyCallback accepts exactly the pinned key, or a host certificate for
 // the target's name or address signed by the configured host CA.
-func hostKeyCallback(t config.Target) ssh.HostKeyCallback {
+func hostKeyCallback(t Target) ssh.HostKeyCallback {
 	return func(hostname string, remote net.Addr, key ssh.PublicKey) error {
 		plain := key
 		if cert, ok := key.(*ssh.Certificate); ok {
 			plain = cert.Key
-			if t.HostCA != "" && hostCertOK(t, cert) {
+			if t.HostCA != nil && hostCertOK(t, cert) {
 				return nil
 			}
 		}
-		if t.HostKey != "" {
-			if pinned, err := config.ParseAuthorizedKey(t.HostKey); err == nil && bytes.Equal(pinned.Marshal(), plain.Marshal()) {
-				return nil
-			}
+		if t.HostKey != nil && bytes.Equal(t.HostKey.Marshal(), plain.Marshal()) {
+			return nil
 		}
 		return &hostKeyError{target: t.Name, seen: ssh.FingerprintSHA256(plain)}
 	}
 }
 
-func hostCertOK(t config.Target, cert *ssh.Certificate) bool {
-	ca, err := config.ParseAuthorizedKey(t.HostCA)
-	if err != nil || cert.CertType != ssh.HostCert || !bytes.Equal(cert.SignatureKey.Marshal(), ca.Marshal()) {
+func hostCertOK(t Target, cert *ssh.Certificate) bool {
+	ca := t.HostCA.Marshal()
+	if cert.CertType != ssh.HostCert || !bytes.Equal(cert.SignatureKey.Marshal(), ca) {
 		return false
 	}
 	host, _, _ := net.SplitHostPort(t.Address)
-	checker := &ssh.CertChecker{IsHostAuthority: func(k ssh.PublicKey, _ string) bool { return bytes.Equal(k.Marshal(), ca.Marshal()) }}
+	checker := &ssh.CertChecker{IsHostAuthority: func(k ssh.PublicKey, _ string) bool { return bytes.Equal(k.Marshal(), ca) }}
 	for _, name := range []string{t.Name, host} {
 		if checker.CheckCert(name, cert) == nil {
 			return true
@@ -291,7 +287,7 @@ func hostCertOK(t config.Target, cert *ssh.Certificate) bool {
 }
 
 // handshakeError turns a failed SSH handshake with a target into one line.
-func handshakeError(t config.Target, login string, err error) error {
+func handshakeError(t Target, login string, err error) error {
 	var hk *hostKeyError
 	switch {
 	case errors.As(err, &hk):

@@ -8,8 +8,6 @@ import (
 	"strings"
 
 	"golang.org/x/crypto/ssh"
-
-	"github.com/gatehouse/gatehouse/policy"
 )
 
 // menu answers a session on a connection without a target: it prints the
@@ -42,7 +40,7 @@ func (c *clientConn) writeMenu(w io.Writer) {
 	type row struct{ name, logins, labels, login string }
 	var rows []row
 	for _, t := range c.s.targetList() {
-		pt := policy.Target{Name: t.Name, Kind: t.Kind, Labels: t.Labels}
+		pt := t.Policy()
 		if t.Kind == "docker" && t.Container == "" {
 			pt.Name = "docker:*"
 		}

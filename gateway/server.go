@@ -15,7 +15,6 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/gatehouse/gatehouse/auth"
-	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/target"
 	"github.com/gatehouse/gatehouse/policy"
 	"github.com/gatehouse/gatehouse/recorder"
@@ -79,8 +78,8 @@ type StreamSummary struct {
 
 // DockerDialer reaches containers; nil refuses docker targets.
 type DockerDialer interface {
-	Dial(ctx context.Context, t config.Target, container, login string) (target.Conn, error)
-	Labels(ctx context.Context, t config.Target, container string) (map[string]string, error)
+	Dial(ctx context.Context, t Target, container, login string) (target.Conn, error)
+	Labels(ctx context.Context, t Target, container string) (map[string]string, error)
 }
 
 // Approver completes logins of plain (uncertified) keys through the browser
@@ -107,9 +106,9 @@ type LockChecker interface {
 
 // Config configures a Server. Zero values deny or take the documented default.
 type Config struct {
-	Authority *auth.Authority // required
-	Policy    *policy.Engine  // required
-	Targets   []config.Target
+	Authority *auth.Authority        // required
+	Policy    *policy.Engine         // required
+	Targets   []Target               // resolved at load; see SetTargets
 	Audit     Auditor                // required
 	Sessions  *recorder.SessionStore // required
 	Recorder  Recorder               // nil refuses every session (fail closed)
@@ -133,10 +132,10 @@ type Config struct {
 	SessionCertTTL    time.Duration // zero means 2m
 	// Ciphers, KeyExchanges, MACs and HostKeyAlgorithms are the SSH
 	// algorithms of both legs and the ProxyJump inner server; nil means the
-	// config.Default* lists (ssh-audit clean, no SHA-1).
+	// sshalg.Default* lists (ssh-audit clean, no SHA-1).
 	Ciphers, KeyExchanges, MACs, HostKeyAlgorithms []string
 	// LoginPattern is what every target login must match (ssh.login_pattern);
-	// nil means config.DefaultLoginPattern.
+	// nil means sshalg.DefaultLoginPattern.
 	LoginPattern *regexp.Regexp
 	// HostNames are the principals of the gateway's host certificate (the
 	// names clients type). Nil means localhost, 127.0.0.1 and ::1.
@@ -154,10 +153,7 @@ type Server struct {
 	cfg Config
 	log *slog.Logger
 
-	// tmu protects targets and targetsList (replaced by SetTargets).
-	tmu         sync.RWMutex
-	targets     map[string]config.Target
-	targetsList []config.Target
+	targets registry // replaced by SetTargets
 
 	// mu protects the following.
 	mu        sync.Mutex
@@ -205,7 +201,9 @@ func NewServer(cfg Config) (*Server, error) {
 		cfg: cfg, log: cfg.Logger,
 		listeners: map[net.Listener]struct{}{}, raw: map[net.Conn]struct{}{}, conns: map[*clientConn]struct{}{}, unauth: map[string]int{}, perUser: map[string]int{},
 	}
-	s.SetTargets(cfg.Targets)
+	if err := s.SetTargets(cfg.Targets); err != nil {
+		return nil, err
+	}
 	s.authCtx, s.authStop = context.WithCancelCause(context.Background())
 	if cfg.Locks != nil {
 		s.lockQuit = make(chan struct{})
@@ -557,28 +555,15 @@ func (s *Server) Terminate(sessionID, reason string) bool {
 }
 
 // SetTargets replaces the configured targets (a configuration reload): new
-// connections resolve against them; live sessions keep their target.
-func (s *Server) SetTargets(targets []config.Target) {
-	m := make(map[string]config.Target, len(targets))
-	for _, t := range targets {
-		m[t.Name] = t
-	}
-	s.tmu.Lock()
-	s.targets, s.targetsList = m, append([]config.Target(nil), targets...)
-	s.tmu.Unlock()
+// connections resolve against them; live sessions keep their target. A
+// target that cannot be used (no address, no host key or CA) is refused
+// with a one-line error naming it, and nothing changes.
+func (s *Server) SetTargets(targets []Target) error {
+	return s.targets.set(targets)
 }
 
 // target returns the configured target called name.
-func (s *Server) target(name string) (config.Target, bool) {
-	s.tmu.RLock()
-	defer s.tmu.RUnlock()
-	t, ok := s.targets[name]
-	return t, ok
-}
+func (s *Server) target(name string) (Target, bool) { return s.targets.get(name) }
 
 // targetList returns the configured targets in configuration order.
-func (s *Server) targetList() []config.Target {
-	s.tmu.RLock()
-	defer s.tmu.RUnlock()
-	return s.targetsList
-}
+func (s *Server) targetList() []Target { return s.targets.all() }

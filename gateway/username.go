@@ -6,7 +6,7 @@ import (
 	"regexp"
 	"strings"
 
-	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/sshalg"
 )
 
 // Address is what the SSH user name asks for: "login@target" for a direct
@@ -102,4 +102,4 @@ func (s *Server) checkLogin(login string) error {
 	return fmt.Errorf("%w: %q: logins must match %s%s", ErrLoginNotAllowed, login, re, hint)
 }
 
-var defaultLoginRE = regexp.MustCompile(config.DefaultLoginPattern)
+var defaultLoginRE = regexp.MustCompile(sshalg.DefaultLoginPattern)

@@ -3,8 +3,6 @@ package policy
 import (
 	"sort"
 	"strings"
-
-	"github.com/gatehouse/gatehouse/internal/config"
 )
 
 // AccessRow is one line of the access report: Subject may reach Target as
@@ -120,7 +118,7 @@ func (e *ruleSet) deniedLogins(roles []string, t Target) []string {
 	return out
 }
 
-func optionNames(r config.Role) []string {
+func optionNames(r Role) []string {
 	o := r.Options
 	var out []string
 	for _, x := range []struct {

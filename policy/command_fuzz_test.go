@@ -5,8 +5,6 @@ import (
 	"strings"
 	"testing"
 	"unicode"
-
-	"github.com/gatehouse/gatehouse/internal/config"
 )
 
 // FuzzTokenize checks, for any exec request: an accepted command holds no
@@ -103,13 +101,4 @@ func FuzzCheckCommand(f *testing.F) {
 			t.Fatalf("allowed %q with force-command %q (%q, %v)", cmd, fc, argv, err)
 		}
 	})
-}
-
-func mustParse(tb testing.TB, yaml string) *config.Config {
-	tb.Helper()
-	c, err := config.Parse("t.yaml", []byte(yaml))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return c
 }

@@ -6,8 +6,6 @@ import (
 	"reflect"
 	"strings"
 	"testing"
-
-	"github.com/gatehouse/gatehouse/internal/config"
 )
 
 func TestTokenize(t *testing.T) {
@@ -144,12 +142,12 @@ func TestBadCommandRules(t *testing.T) {
 			t.Errorf("ParseCommandRule(%q) = %v, want %q", rule, err, want)
 		}
 	}
-	c, err := config.Parse("t.yaml", []byte(`
+	c, err := parsePolicy(`
 roles:
   - name: r
     allow: {targets: {names: [x]}, logins: [u], commands: ["ls; x", "ls *"]}
 bindings: [{user: u, roles: [r]}]
-`))
+`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +180,7 @@ bindings:
 `
 
 func TestCheckCommands(t *testing.T) {
-	c, err := config.Parse("t.yaml", []byte(commandConfig))
+	c, err := parsePolicy(commandConfig)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,13 +213,13 @@ func TestCheckCommands(t *testing.T) {
 }
 
 func TestSessionMFAForCommandRoles(t *testing.T) {
-	c, err := config.Parse("t.yaml", []byte(`
+	c, err := parsePolicy(`
 roles:
   - name: ops
     allow: {targets: {names: [db-1]}, logins: [root], commands: ["echo *"]}
     options: {require_session_mfa: true}
 bindings: [{user: oscar, roles: [ops]}]
-`))
+`)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,10 +1,6 @@
 package policy
 
-import (
-	"time"
-
-	"github.com/gatehouse/gatehouse/internal/config"
-)
+import "time"
 
 // The Engine's methods decide with the rules in force when they are called.
 
@@ -55,7 +51,7 @@ func (e *Engine) RequireSessionMFA(user string, groups []string, t Target, login
 }
 
 // Requestable: see ruleSet.Requestable.
-func (e *Engine) Requestable(role string) (config.Role, bool) { return e.cur.Load().Requestable(role) }
+func (e *Engine) Requestable(role string) (Role, bool) { return e.cur.Load().Requestable(role) }
 
 // RequestableRoles: see ruleSet.RequestableRoles.
 func (e *Engine) RequestableRoles() []string { return e.cur.Load().RequestableRoles() }

@@ -3,19 +3,17 @@ package policy
 import (
 	"strings"
 	"testing"
-
-	"github.com/gatehouse/gatehouse/internal/config"
 )
 
 // Grants agrees with Logins and names the roles behind each login.
 func TestGrantsNameRoles(t *testing.T) {
-	cfg := &config.Config{
-		Roles: []config.Role{
-			{Name: "dba", Allow: config.Rules{Targets: config.Selector{Labels: map[string]string{"role": "db"}}, Logins: []string{"postgres", "root"}}},
-			{Name: "ops", Allow: config.Rules{Targets: config.Selector{Names: []string{"*"}}, Logins: []string{"root"}},
-				Deny: config.Rules{Targets: config.Selector{Names: []string{"db-2"}}}},
+	cfg := Policy{
+		Roles: []Role{
+			{Name: "dba", Allow: Rules{Targets: Selector{Labels: map[string]string{"role": "db"}}, Logins: []string{"postgres", "root"}}},
+			{Name: "ops", Allow: Rules{Targets: Selector{Names: []string{"*"}}, Logins: []string{"root"}},
+				Deny: Rules{Targets: Selector{Names: []string{"db-2"}}}},
 		},
-		Bindings: []config.Binding{{User: "alice", Roles: []string{"dba", "ops"}}},
+		Bindings: []Binding{{User: "alice", Roles: []string{"dba", "ops"}}},
 	}
 	e := New(cfg)
 	db1 := Target{Name: "db-1", Labels: map[string]string{"role": "db"}}

@@ -13,24 +13,22 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
-
-	"github.com/gatehouse/gatehouse/internal/config"
 )
 
-// Engine evaluates roles and bindings from the configuration. It is safe
-// for concurrent use; Replace swaps in the rules of a reloaded
-// configuration at once (each decision uses one set of rules throughout).
+// Engine evaluates roles and bindings. It is safe for concurrent use;
+// Replace swaps in the rules of a reloaded configuration at once (each
+// decision uses one set of rules throughout).
 type Engine struct {
 	cur atomic.Pointer[ruleSet]
 }
 
 // ruleSet is one configuration's rules, immutable.
 type ruleSet struct {
-	roles    map[string]config.Role
+	roles    map[string]Role
 	commands map[string][]CommandRule // parsed allow.commands per role
 	denyCmds map[string][]guardPattern
 	warnCmds map[string][]guardPattern
-	bindings []config.Binding
+	bindings []Binding
 	problems []error // rules that did not parse; they match nothing
 	grants   GrantSource
 }
@@ -51,24 +49,24 @@ func (e *Engine) WithGrants(g GrantSource) *Engine {
 	return out
 }
 
-// Replace makes cfg's roles and bindings the rules of every later decision.
-// The caller validates cfg first (Validate).
-func (e *Engine) Replace(cfg *config.Config) {
-	e.cur.Store(newRuleSet(cfg, e.cur.Load().grants))
+// Replace makes p's roles and bindings the rules of every later decision.
+// The caller validates p first (Validate).
+func (e *Engine) Replace(p Policy) {
+	e.cur.Store(newRuleSet(p, e.cur.Load().grants))
 }
 
-// New builds an Engine from cfg's roles and bindings. A command rule that
+// New builds an Engine from p's roles and bindings. A command rule that
 // does not parse matches nothing (fail closed); Validate reports it.
-func New(cfg *config.Config) *Engine {
+func New(p Policy) *Engine {
 	e := &Engine{}
-	e.cur.Store(newRuleSet(cfg, nil))
+	e.cur.Store(newRuleSet(p, nil))
 	return e
 }
 
-func newRuleSet(cfg *config.Config, grants GrantSource) *ruleSet {
-	e := &ruleSet{grants: grants, roles: map[string]config.Role{}, commands: map[string][]CommandRule{}, bindings: cfg.Bindings,
+func newRuleSet(p Policy, grants GrantSource) *ruleSet {
+	e := &ruleSet{grants: grants, roles: map[string]Role{}, commands: map[string][]CommandRule{}, bindings: p.Bindings,
 		denyCmds: map[string][]guardPattern{}, warnCmds: map[string][]guardPattern{}}
-	for _, r := range cfg.Roles {
+	for _, r := range p.Roles {
 		e.roles[r.Name] = r
 		e.denyCmds[r.Name] = e.guardPatterns(r.Name, "deny", r.Deny.Commands)
 		e.warnCmds[r.Name] = e.guardPatterns(r.Name, "warn", r.Warn.Commands)
@@ -102,9 +100,9 @@ func (e *ruleSet) guardPatterns(role, kind string, texts []string) []guardPatter
 	return out
 }
 
-// Validate reports the rules of cfg that policy cannot use.
-func Validate(cfg *config.Config) error {
-	return errors.Join(newRuleSet(cfg, nil).problems...)
+// Validate reports the rules of p that policy cannot use.
+func Validate(p Policy) error {
+	return errors.Join(newRuleSet(p, nil).problems...)
 }
 
 // Target is what policy knows about a target.
@@ -128,8 +126,8 @@ type Request struct {
 type Decision struct {
 	Allowed bool
 	Reason  string
-	Roles   []string           // roles that allowed the request
-	Options config.RoleOptions // merged options of those roles
+	Roles   []string    // roles that allowed the request
+	Options RoleOptions // merged options of those roles
 	// Command is set when every allowing role limits commands: the approved
 	// exec command, whose ForceCommand is all the target may run. Nil means
 	// no command restriction (or a refusal).
@@ -365,7 +363,7 @@ func (e *ruleSet) RequireSessionMFA(user string, groups []string, t Target, logi
 // merge combines role options: permissions are granted if any role grants
 // them, limits take the smallest non-zero value... except that a role with no
 // limit (zero) lifts it, since zero means "no limit" for those fields.
-func merge(acc, o config.RoleOptions, first bool) config.RoleOptions {
+func merge(acc, o RoleOptions, first bool) RoleOptions {
 	if first {
 		return o
 	}
@@ -394,7 +392,7 @@ func minLimit(a, b time.Duration) time.Duration {
 
 // selects reports whether rules' target selector (or container labels)
 // matches t. An empty selector matches nothing.
-func selects(r config.Rules, t Target) bool {
+func selects(r Rules, t Target) bool {
 	for _, pat := range r.Targets.Names {
 		if ok, _ := path.Match(pat, t.Name); ok {
 			return true
@@ -408,7 +406,7 @@ func selects(r config.Rules, t Target) bool {
 
 // guardHit checks an exec request's parts against a role's deny or warn
 // command patterns, where the rule's targets and logins (if any) apply.
-func (e *ruleSet) guardHit(role string, pats []guardPattern, r config.Rules, req Request, parts []CommandPart) *guardHit {
+func (e *ruleSet) guardHit(role string, pats []guardPattern, r Rules, req Request, parts []CommandPart) *guardHit {
 	if len(pats) == 0 || len(parts) == 0 {
 		return nil
 	}
@@ -421,7 +419,7 @@ func (e *ruleSet) guardHit(role string, pats []guardPattern, r config.Rules, req
 	return guard(role, pats, parts)
 }
 
-func hasSelector(r config.Rules) bool {
+func hasSelector(r Rules) bool {
 	return len(r.Targets.Names) > 0 || len(r.Targets.Labels) > 0 || len(r.ContainerLabels) > 0
 }
 
@@ -429,7 +427,7 @@ func hasSelector(r config.Rules) bool {
 // target selector and no logins denies every login on those targets; one with
 // logins and no selector denies those logins everywhere. A deny rule with
 // commands denies only those commands (see guardHit).
-func denies(r config.Rules, req Request) bool {
+func denies(r Rules, req Request) bool {
 	if len(r.Commands) > 0 {
 		return false
 	}

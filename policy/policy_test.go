@@ -3,8 +3,6 @@ package policy
 import (
 	"testing"
 	"time"
-
-	"github.com/gatehouse/gatehouse/internal/config"
 )
 
 const testConfig = `
@@ -50,7 +48,7 @@ bindings:
 
 func engine(t *testing.T) *Engine {
 	t.Helper()
-	c, err := config.Parse("test.yaml", []byte(testConfig))
+	c, err := parsePolicy(testConfig)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +122,7 @@ func TestOptionsAndLists(t *testing.T) {
 func FuzzCheck(f *testing.F) {
 	f.Add("alice", "db-1", "root", "role", "db", "")
 	f.Add("bob", "web-9", "root", "env", "prod", "ls")
-	c, err := config.Parse("test.yaml", []byte(testConfig))
+	c, err := parsePolicy(testConfig)
 	if err != nil {
 		f.Fatal(err)
 	}

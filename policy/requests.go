@@ -11,8 +11,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/gatehouse/gatehouse/internal/config"
 )
 
 // Just-in-time access: a user asks for a requestable role for a while with a
@@ -71,7 +69,7 @@ type AccessRequest struct {
 }
 
 // Requestable returns the role if it can be requested.
-func (e *ruleSet) Requestable(role string) (config.Role, bool) {
+func (e *ruleSet) Requestable(role string) (Role, bool) {
 	r, ok := e.roles[role]
 	return r, ok && r.Options.Requestable
 }

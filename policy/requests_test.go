@@ -7,22 +7,21 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/store"
 )
 
 func jitEngine() *Engine {
-	return New(&config.Config{
-		Roles: []config.Role{
-			{Name: "dev", Allow: config.Rules{Targets: config.Selector{Names: []string{"web-*"}}, Logins: []string{"deploy"}}},
-			{Name: "dba", Allow: config.Rules{Targets: config.Selector{Names: []string{"db-*"}}, Logins: []string{"postgres"}},
-				Options: config.RoleOptions{Requestable: true, MaxRequestTTL: 4 * time.Hour}},
-			{Name: "root-oncall", Allow: config.Rules{Targets: config.Selector{Names: []string{"*"}}, Logins: []string{"root"}},
-				Options: config.RoleOptions{Requestable: true, ApprovalsRequired: 2}},
-			{Name: "nodb", Deny: config.Rules{Targets: config.Selector{Names: []string{"db-secret"}}}},
-			{Name: "lead", Options: config.RoleOptions{ReviewRequests: []string{"dba", "root-oncall"}}},
+	return New(Policy{
+		Roles: []Role{
+			{Name: "dev", Allow: Rules{Targets: Selector{Names: []string{"web-*"}}, Logins: []string{"deploy"}}},
+			{Name: "dba", Allow: Rules{Targets: Selector{Names: []string{"db-*"}}, Logins: []string{"postgres"}},
+				Options: RoleOptions{Requestable: true, MaxRequestTTL: 4 * time.Hour}},
+			{Name: "root-oncall", Allow: Rules{Targets: Selector{Names: []string{"*"}}, Logins: []string{"root"}},
+				Options: RoleOptions{Requestable: true, ApprovalsRequired: 2}},
+			{Name: "nodb", Deny: Rules{Targets: Selector{Names: []string{"db-secret"}}}},
+			{Name: "lead", Options: RoleOptions{ReviewRequests: []string{"dba", "root-oncall"}}},
 		},
-		Bindings: []config.Binding{
+		Bindings: []Binding{
 			{User: "alice", Roles: []string{"dev"}},
 			{User: "carol", Roles: []string{"lead", "dev"}},
 			{User: "dave", Roles: []string{"lead"}},

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/gatehouse/gatehouse/internal/app"
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/policy"
 )
@@ -51,7 +52,7 @@ func runPolicyExplain(args []string, stdout, stderr io.Writer) error {
 	if *groups != "" {
 		gs = strings.Split(*groups, ",")
 	}
-	e := policy.New(cfg)
+	e := policy.New(app.PolicyOf(cfg))
 	d := e.Check(policy.Request{User: *user, Groups: gs, Target: pt, Login: *login, Command: *cmd})
 	verdict := "DENY"
 	if d.Allowed {
@@ -75,13 +76,13 @@ func loadPolicyConfig(path string) (*config.Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	return cfg, policy.Validate(cfg)
+	return cfg, policy.Validate(app.PolicyOf(cfg))
 }
 
 // policyTarget resolves a configured target name (or docker:<container>).
 func policyTarget(cfg *config.Config, name string) (policy.Target, error) {
 	if t, ok := cfg.Target(name); ok {
-		return policy.Target{Name: t.Name, Kind: t.Kind, Labels: t.Labels}, nil
+		return app.PolicyTarget(t), nil
 	}
 	if strings.HasPrefix(name, "docker:") {
 		return policy.Target{Name: name, Kind: "docker"}, nil
@@ -156,7 +157,7 @@ func runPolicyTest(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("%s: %v", file, strings.TrimPrefix(err.Error(), "policy: "))
 	}
-	e := policy.New(cfg)
+	e := policy.New(app.PolicyOf(cfg))
 	failed := 0
 	for _, x := range exps {
 		if !checkExpectation(stdout, cfg, e, x) {
@@ -210,11 +211,11 @@ func runPolicyAccess(args []string, stdout, stderr io.Writer) error {
 	}
 	var targets []policy.Target
 	for _, t := range cfg.Targets {
-		targets = append(targets, policy.Target{Name: t.Name, Kind: t.Kind, Labels: t.Labels})
+		targets = append(targets, app.PolicyTarget(t))
 	}
 	w := csv.NewWriter(stdout)
 	w.Write([]string{"subject", "target", "login", "role", "commands", "options", "except_logins", "denied_commands"})
-	for _, r := range policy.New(cfg).Access(targets) {
+	for _, r := range policy.New(app.PolicyOf(cfg)).Access(targets) {
 		cmds := ""
 		if len(r.Commands) > 0 {
 			cmds = fmt.Sprintf("%q", r.Commands)

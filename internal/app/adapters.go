@@ -8,7 +8,6 @@ import (
 	"github.com/gatehouse/gatehouse/recorder/sftptap"
 
 	"github.com/gatehouse/gatehouse/gateway"
-	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/target"
 	"github.com/gatehouse/gatehouse/recorder"
 )
@@ -61,17 +60,18 @@ type dockerDialer struct{ log *slog.Logger }
 
 func newDockerDialer(log *slog.Logger) gateway.DockerDialer { return dockerDialer{log} }
 
-func dockerOptions(t config.Target, log *slog.Logger) target.DockerOptions {
-	return target.DockerOptions{Host: t.DockerHost, TLSCA: t.DockerTLS.CAFile, TLSCert: t.DockerTLS.CertFile,
-		TLSKey: t.DockerTLS.KeyFile, Shell: t.Shell, Logger: log}
+func (d dockerDialer) options(t gateway.Target) target.DockerOptions {
+	o := t.Docker
+	o.Logger = d.log
+	return o
 }
 
-func (d dockerDialer) Dial(ctx context.Context, t config.Target, container, login string) (target.Conn, error) {
-	return target.DialDocker(ctx, dockerOptions(t, d.log), container, login)
+func (d dockerDialer) Dial(ctx context.Context, t gateway.Target, container, login string) (target.Conn, error) {
+	return target.DialDocker(ctx, d.options(t), container, login)
 }
 
-func (d dockerDialer) Labels(ctx context.Context, t config.Target, container string) (map[string]string, error) {
-	return target.DockerContainerLabels(ctx, dockerOptions(t, d.log), container)
+func (d dockerDialer) Labels(ctx context.Context, t gateway.Target, container string) (map[string]string, error) {
+	return target.DockerContainerLabels(ctx, d.options(t), container)
 }
 
 // approverAdapter gives the gateway browser approvals and TOTP.

@@ -100,7 +100,8 @@ type App struct {
 // Start opens storage, seals what a previous crash left open, and starts the
 // SSH listener.
 func Start(cfg *config.Config, log *slog.Logger) (*App, error) {
-	if err := policy.Validate(cfg); err != nil {
+	rules, targets, err := resolve(cfg)
+	if err != nil {
 		return nil, err
 	}
 	env, err := OpenEnv(cfg)
@@ -111,7 +112,7 @@ func Start(cfg *config.Config, log *slog.Logger) (*App, error) {
 	if cfg.Metrics.Listen != "" {
 		a.Metrics = metrics.New()
 	}
-	if err := a.open(); err != nil {
+	if err := a.open(rules, targets); err != nil {
 		a.Close(context.Background())
 		return nil, err
 	}
@@ -185,7 +186,8 @@ func (a *App) SSHAddr() string { return a.sshAddr }
 // Err delivers a fatal server error.
 func (a *App) Err() <-chan error { return a.errc }
 
-func (a *App) open() error {
+// open starts the domain packages with cfg's resolved rules and targets.
+func (a *App) open(rules policy.Policy, targets []gateway.Target) error {
 	ctx := context.Background()
 	cfg := a.Config
 	var err error
@@ -217,7 +219,7 @@ func (a *App) open() error {
 	if err := a.Requests.Refresh(ctx); err != nil {
 		return err
 	}
-	a.Policy = policy.New(cfg).WithGrants(a.Requests)
+	a.Policy = policy.New(rules).WithGrants(a.Requests)
 	if err := a.openAlerts(); err != nil {
 		return err
 	}
@@ -226,7 +228,7 @@ func (a *App) open() error {
 		approver = approverAdapter{a.Approvals, a.TOTP}
 	}
 	a.Gateway, err = gateway.NewServer(gateway.Config{
-		Authority: a.Authority, Policy: a.Policy, Targets: cfg.Targets, Audit: a.auditor(),
+		Authority: a.Authority, Policy: a.Policy, Targets: targets, Audit: a.auditor(),
 		Sessions: a.Sessions, Recorder: recordingsAdapter{a.Recs}, RecordingFailOpen: cfg.Recording.FailOpen,
 		NewFileTap: newFileTap, Docker: newDockerDialer(a.Log), Approver: approver, Locks: a.Locks, Logger: a.Log,
 		HandshakeTimeout: cfg.SSH.HandshakeTimeout, MaxUnauthPerIP: cfg.SSH.MaxUnauthenticatedPerIP,

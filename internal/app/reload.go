@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gatehouse/gatehouse/gateway"
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/policy"
 	"github.com/gatehouse/gatehouse/recorder/audit"
@@ -101,23 +102,23 @@ func (a *App) Reload(trigger string) error {
 	defer a.reloadMu.Unlock()
 	ctx := context.Background()
 	cfg, err := config.Load(a.Config.Path())
+	var rules policy.Policy
+	var targets []gateway.Target
 	if err == nil {
-		err = policy.Validate(cfg)
+		rules, targets, err = resolve(cfg)
 	}
 	if err != nil {
-		a.Log.Error("configuration reload refused; the previous policy stays", "trigger", trigger, "file", a.Config.Path(), "err", err)
-		a.auditReload(ctx, audit.Event{Type: audit.EventAdminChange,
-			Reason:  fmt.Sprintf("policy reload (%s) refused, the previous policy stays: %v", trigger, err),
-			Details: map[string]any{"trigger": trigger, "refused": true}})
-		return err
+		return a.refuseReload(ctx, trigger, err)
 	}
 	d := diffPolicy(a.active, cfg)
 	if d.empty() {
 		a.Log.Info("configuration reloaded: roles, bindings and targets unchanged", "trigger", trigger)
 		return nil
 	}
-	a.Policy.Replace(cfg)
-	a.Gateway.SetTargets(cfg.Targets)
+	if err := a.Gateway.SetTargets(targets); err != nil {
+		return a.refuseReload(ctx, trigger, err)
+	}
+	a.Policy.Replace(rules)
 	a.active = cfg
 	a.Log.Info("configuration reloaded", "trigger", trigger, "changes", d.String())
 	details := map[string]any{"trigger": trigger}
@@ -127,6 +128,16 @@ func (a *App) Reload(trigger string) error {
 	a.auditReload(ctx, audit.Event{Type: audit.EventAdminChange,
 		Reason: fmt.Sprintf("policy reloaded (%s): %s", trigger, d), Details: details})
 	return nil
+}
+
+// refuseReload logs and audits a refused reload and returns err: the
+// previous policy and targets stay.
+func (a *App) refuseReload(ctx context.Context, trigger string, err error) error {
+	a.Log.Error("configuration reload refused; the previous policy stays", "trigger", trigger, "file", a.Config.Path(), "err", err)
+	a.auditReload(ctx, audit.Event{Type: audit.EventAdminChange,
+		Reason:  fmt.Sprintf("policy reload (%s) refused, the previous policy stays: %v", trigger, err),
+		Details: map[string]any{"trigger": trigger, "refused": true}})
+	return err
 }
 
 func (a *App) auditReload(ctx context.Context, ev audit.Event) {

@@ -8,42 +8,26 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/gatehouse/gatehouse/internal/sshalg"
 )
 
-// Default SSH algorithms, for both legs (clients to the gateway, the gateway
-// to targets) and the ProxyJump inner server. They pass ssh-audit with no
-// "fail" and use no SHA-1: no diffie-hellman-*-sha1, no NIST-curve key
-// exchange, encrypt-then-MAC MACs only (AEAD ciphers use none), no ssh-rsa
-// (SHA-1) signatures.
+// The default SSH algorithms of both legs (see package sshalg, which the
+// gateway shares).
 var (
-	DefaultKeyExchanges = []string{
-		ssh.KeyExchangeMLKEM768X25519, ssh.KeyExchangeCurve25519, "curve25519-sha256@libssh.org",
-		ssh.KeyExchangeDH16SHA512,
-	}
-	DefaultCiphers = []string{
-		ssh.CipherAES128GCM, ssh.CipherAES256GCM, ssh.CipherChaCha20Poly1305,
-		ssh.CipherAES128CTR, ssh.CipherAES192CTR, ssh.CipherAES256CTR,
-	}
-	DefaultMACs = []string{ssh.HMACSHA256ETM, ssh.HMACSHA512ETM}
-	// DefaultHostKeyTypes: the gateway's own host key is Ed25519, so only
-	// the Ed25519 types are offered to clients; RSA (SHA-2 signatures only)
-	// is accepted from targets whose pinned host key is RSA. ECDSA (NIST
-	// curves, an ssh-audit "fail") must be listed explicitly; a target
-	// pinned to a key type not listed is a configuration error.
-	DefaultHostKeyTypes = []string{
-		ssh.CertAlgoED25519v01, ssh.KeyAlgoED25519,
-		ssh.CertAlgoRSASHA512v01, ssh.CertAlgoRSASHA256v01, ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256,
-	}
+	DefaultKeyExchanges = sshalg.DefaultKeyExchanges
+	DefaultCiphers      = sshalg.DefaultCiphers
+	DefaultMACs         = sshalg.DefaultMACs
+	DefaultHostKeyTypes = sshalg.DefaultHostKeyTypes
 )
 
 // MaxSessionTTL caps certificates.session_ttl: per-session certificates
 // live minutes, not hours.
 const MaxSessionTTL = 15 * time.Minute
 
-// DefaultLoginPattern is the grammar of target logins (the part before the
-// first '@'): lower case only, so "ROOT" cannot slip past a deny on "root"
-// at a target whose account lookup ignores case.
-const DefaultLoginPattern = `^[a-z_][a-z0-9_.-]*$`
+// DefaultLoginPattern is the grammar of target logins (lower case only;
+// see sshalg.DefaultLoginPattern).
+const DefaultLoginPattern = sshalg.DefaultLoginPattern
 
 // applyAlgorithmDefaults fills empty algorithm lists and the login pattern.
 func (s *SSH) applyAlgorithmDefaults() {

@@ -598,7 +598,7 @@ func (c *Config) validateTargets() error {
 			for _, k := range []struct{ n, v string }{{"host_key", t.HostKey}, {"host_ca", t.HostCA}} {
 				if k.v != "" {
 					if _, err := ParseAuthorizedKey(k.v); err != nil {
-						return c.fail(key+"."+k.n, "%v", err)
+						return c.fail(key+"."+k.n, "target %q: %v", t.Name, err)
 					}
 				}
 			}
