@@ -3,11 +3,12 @@ package auth
 import (
 	"context"
 	"crypto/rand"
-	"errors"
 	"net"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/gatehouse/gatehouse/internal/usererr"
 )
 
 // Approvals lets a plain `ssh` (no Gatehouse CLI, no certificate) log in
@@ -114,10 +115,10 @@ type PendingApproval struct {
 
 // Approval errors; the messages are what users see.
 var (
-	ErrApprovalUnknown = errors.New("auth: unknown or expired login code; run ssh again")
-	ErrApprovalClosed  = errors.New("auth: the ssh connection that asked for this code has closed; nothing was approved")
-	ErrApprovalsSource = errors.New("auth: too many logins from your address are waiting for approval; finish or cancel them first")
-	ErrApprovalsFull   = errors.New("auth: too many logins are waiting for approval; try again shortly")
+	ErrApprovalUnknown = usererr.New("auth", "unknown or expired login code; run ssh again")
+	ErrApprovalClosed  = usererr.New("auth", "the ssh connection that asked for this code has closed; nothing was approved")
+	ErrApprovalsSource = usererr.New("auth", "too many logins from your address are waiting for approval; finish or cancel them first")
+	ErrApprovalsFull   = usererr.New("auth", "too many logins are waiting for approval; try again shortly")
 )
 
 // ApprovalTTL is how long a code can be approved at most.

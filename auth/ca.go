@@ -19,6 +19,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/gatehouse/gatehouse/internal/secrets"
+	"github.com/gatehouse/gatehouse/internal/usererr"
 )
 
 // Names of the sealed secrets holding the CA and gateway keys.
@@ -374,16 +375,16 @@ func (a *Authority) sign(ctx context.Context, cert *ssh.Certificate, ca ssh.Sign
 // Certificate check failures, distinguished so the gateway can tell users
 // what to do.
 var (
-	ErrNotCertificate = errors.New("auth: a Gatehouse certificate is required (run 'gatehouse login')")
-	ErrForeignCA      = errors.New("auth: certificate is not signed by this gateway's user CA")
-	ErrNotUserCert    = errors.New("auth: certificate is a host certificate, not a user certificate")
-	ErrCertExpired    = errors.New("auth: certificate has expired (run 'gatehouse login')")
-	ErrCertNotYet     = errors.New("auth: certificate is not valid yet (check the clock)")
-	ErrCertPrincipal  = errors.New("auth: certificate does not name exactly one valid Gatehouse user")
-	ErrCertSource     = errors.New("auth: certificate may not be used from this address")
-	ErrCertOptions    = errors.New("auth: certificate carries unsupported critical options")
-	ErrCertNoExpiry   = errors.New("auth: certificate never expires; this gateway accepts only short-lived certificates (run 'gatehouse login' for a new one)")
-	ErrCertTooLong    = errors.New("auth: certificate is valid for longer than this gateway allows (run 'gatehouse login' for a new one)")
+	ErrNotCertificate = usererr.New("auth", "a Gatehouse certificate is required (run 'gatehouse login')")
+	ErrForeignCA      = usererr.New("auth", "certificate is not signed by this gateway's user CA")
+	ErrNotUserCert    = usererr.New("auth", "certificate is a host certificate, not a user certificate")
+	ErrCertExpired    = usererr.New("auth", "certificate has expired (run 'gatehouse login')")
+	ErrCertNotYet     = usererr.New("auth", "certificate is not valid yet (check the clock)")
+	ErrCertPrincipal  = usererr.New("auth", "certificate does not name exactly one valid Gatehouse user")
+	ErrCertSource     = usererr.New("auth", "certificate may not be used from this address")
+	ErrCertOptions    = usererr.New("auth", "certificate carries unsupported critical options")
+	ErrCertNoExpiry   = usererr.New("auth", "certificate never expires; this gateway accepts only short-lived certificates (run 'gatehouse login' for a new one)")
+	ErrCertTooLong    = usererr.New("auth", "certificate is valid for longer than this gateway allows (run 'gatehouse login' for a new one)")
 )
 
 // CheckUserCert verifies that key is a valid user certificate from this
@@ -428,7 +429,7 @@ func (a *Authority) CheckUserCert(key ssh.PublicKey, remote net.Addr) (Identity,
 		if strings.Contains(err.Error(), "critical option") {
 			return Identity{}, nil, ErrCertOptions
 		}
-		return Identity{}, nil, fmt.Errorf("auth: certificate rejected: %w", err)
+		return Identity{}, nil, usererr.Wrap(err, "auth", "certificate rejected")
 	}
 	if err := checkSourceAddress(remote, cert.CriticalOptions["source-address"]); err != nil {
 		return Identity{}, nil, err

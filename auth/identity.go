@@ -1,13 +1,14 @@
 package auth
 
 import (
-	"errors"
 	"fmt"
 	"regexp"
 	"strings"
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/gatehouse/gatehouse/internal/usererr"
 )
 
 // Certificate extensions Gatehouse puts on user certificates. Extension names
@@ -37,7 +38,9 @@ type Identity struct {
 var userNameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._@+-]{0,127}$`)
 
 // ErrBadUserName is returned for a user name outside the grammar.
-var ErrBadUserName = errors.New("auth: user names are 1-128 letters, digits, '.', '_', '@', '+' or '-'")
+var ErrBadUserName = usererr.New("auth", badUserName)
+
+const badUserName = "user names are 1-128 letters, digits, '.', '_', '@', '+' or '-'"
 
 // ValidUserName reports whether name is a valid Gatehouse user name.
 func ValidUserName(name string) bool { return userNameRE.MatchString(name) }
@@ -46,7 +49,7 @@ func ValidUserName(name string) bool { return userNameRE.MatchString(name) }
 // already been checked against the user CA.
 func IdentityFromCert(cert *ssh.Certificate) (Identity, error) {
 	if len(cert.ValidPrincipals) != 1 {
-		return Identity{}, fmt.Errorf("auth: certificate must name exactly one principal, has %d", len(cert.ValidPrincipals))
+		return Identity{}, fmt.Errorf("%w [has %d principals]", ErrCertPrincipal, len(cert.ValidPrincipals))
 	}
 	id := Identity{
 		User:    cert.ValidPrincipals[0],
@@ -62,7 +65,7 @@ func IdentityFromCert(cert *ssh.Certificate) (Identity, error) {
 	if t := cert.Extensions[ExtMFAAt]; t != "" {
 		mt, err := time.Parse(time.RFC3339, t)
 		if err != nil {
-			return Identity{}, fmt.Errorf("auth: bad %s extension: %w", ExtMFAAt, err)
+			return Identity{}, usererr.Wrap(err, "auth", "certificate rejected (bad "+ExtMFAAt+" extension)")
 		}
 		id.MFAAt = mt
 	}

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -14,6 +13,8 @@ import (
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
+
+	"github.com/gatehouse/gatehouse/internal/usererr"
 )
 
 // OIDCConfig configures the OpenID Connect relying party.
@@ -37,10 +38,10 @@ var SigningAlgs = []string{oidc.RS256, oidc.RS384, oidc.RS512, oidc.ES256, oidc.
 
 // Errors of the OIDC login, for the user-facing page and the audit log.
 var (
-	ErrIdPUnavailable = errors.New("auth: the identity provider cannot be reached; try again shortly (existing certificates keep working)")
-	ErrStateMismatch  = errors.New("auth: login state does not match (expired or replayed login); start the login again")
-	ErrNonceMismatch  = errors.New("auth: ID token nonce does not match this login")
-	ErrBadIDToken     = errors.New("auth: the identity provider's ID token was rejected")
+	ErrIdPUnavailable = usererr.New("auth", "the identity provider cannot be reached; try again shortly (existing certificates keep working)")
+	ErrStateMismatch  = usererr.New("auth", "login state does not match (expired or replayed login); start the login again")
+	ErrNonceMismatch  = usererr.New("auth", "ID token nonce does not match this login")
+	ErrBadIDToken     = usererr.New("auth", "the identity provider's ID token was rejected")
 )
 
 // OIDC is the relying party. Discovery happens on first use, so the gateway
@@ -220,7 +221,7 @@ func (o *OIDC) identity(claims map[string]any) (Identity, error) {
 		name = sub
 	}
 	if !ValidUserName(name) {
-		return Identity{}, fmt.Errorf("auth: the identity provider's user name %q cannot be used (%v)", name, ErrBadUserName)
+		return Identity{}, usererr.New("auth", fmt.Sprintf("the identity provider's user name %q cannot be used (%s)", name, badUserName))
 	}
 	id := Identity{User: name, Issuer: iss, Subject: sub}
 	if gc := o.cfg.GroupsClaim; gc != "" {

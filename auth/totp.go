@@ -18,15 +18,16 @@ import (
 	"github.com/pquerna/otp/totp"
 
 	"github.com/gatehouse/gatehouse/internal/secrets"
+	"github.com/gatehouse/gatehouse/internal/usererr"
 )
 
 // TOTP errors; the messages are what users see.
 var (
-	ErrTOTPInvalid     = errors.New("auth: that code is not valid; check the clock of your authenticator")
-	ErrTOTPReplay      = errors.New("auth: that code was already used; wait for the next one")
-	ErrTOTPLocked      = errors.New("auth: too many wrong codes; TOTP is locked for a while (an admin can reset it)")
-	ErrTOTPNotEnrolled = errors.New("auth: no TOTP enrolled; log in to the web UI to enrol")
-	ErrTOTPEmpty       = errors.New("auth: no code entered; type the 6-digit code from your authenticator")
+	ErrTOTPInvalid     = usererr.New("auth", "that code is not valid; check the clock of your authenticator")
+	ErrTOTPReplay      = usererr.New("auth", "that code was already used; wait for the next one")
+	ErrTOTPLocked      = usererr.New("auth", "too many wrong codes; TOTP is locked for a while (an admin can reset it)")
+	ErrTOTPNotEnrolled = usererr.New("auth", "no TOTP enrolled; log in to the web UI to enrol")
+	ErrTOTPEmpty       = usererr.New("auth", "no code entered; type the 6-digit code from your authenticator")
 )
 
 const totpPeriod = 30
@@ -79,13 +80,13 @@ func (t *TOTP) BindUser(ctx context.Context, id Identity) error {
 		_, err = t.db.ExecContext(ctx, `INSERT INTO users(user_name, issuer, subject, created) VALUES (?, ?, ?, ?)`,
 			id.User, id.Issuer, id.Subject, t.cfg.Now().Unix())
 		if err != nil {
-			return fmt.Errorf("auth: %s is already bound to another identity", id.User)
+			return usererr.Wrap(err, "auth", id.User+" is already bound to another identity")
 		}
 		return nil
 	case err != nil:
 		return fmt.Errorf("auth: %w", err)
 	case iss != id.Issuer || sub != id.Subject:
-		return fmt.Errorf("auth: the user name %q belongs to another identity; ask an admin", id.User)
+		return usererr.New("auth", fmt.Sprintf("the user name %q belongs to another identity; ask an admin", id.User))
 	}
 	return nil
 }
@@ -138,7 +139,7 @@ func (t *TOTP) BeginEnrol(ctx context.Context, user string) (Enrolment, error) {
 func (t *TOTP) ConfirmEnrol(ctx context.Context, user, code string) ([]string, error) {
 	var pending []byte
 	if err := t.db.QueryRowContext(ctx, `SELECT totp_pending FROM users WHERE user_name = ?`, user).Scan(&pending); err != nil || len(pending) == 0 {
-		return nil, errors.New("auth: no enrolment in progress; reload the page")
+		return nil, usererr.Wrap(err, "auth", "no enrolment in progress; reload the page")
 	}
 	secret, err := t.kr.Open("totp-pending:"+user, pending)
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/auth"
 	"github.com/gatehouse/gatehouse/internal/sshalg"
+	"github.com/gatehouse/gatehouse/internal/usererr"
 	"github.com/gatehouse/gatehouse/policy"
 )
 
@@ -122,9 +123,21 @@ func (s *Server) authConfig(ctx context.Context, hostPrincipals []string, inner 
 	return cfg, nil
 }
 
-// lockBanner is the refusal a locked user sees.
+// lockBanner is the refusal a locked user sees (lock refusals carry their
+// message: see lockError).
 func lockBanner(err error) error {
-	return &ssh.BannerError{Err: err, Message: "gatehouse: " + err.Error() + "\n"}
+	msg, _ := usererr.Message(err)
+	return &ssh.BannerError{Err: err, Message: "gatehouse: " + msg + "\n"}
+}
+
+// banner is the refusal a person reads for err: its user-visible message
+// (usererr), or the generic line whose reference is logged here with err.
+func (s *Server) banner(err error) *ssh.BannerError {
+	msg, ref := usererr.Message(err)
+	if ref != "" {
+		s.log.Warn("ssh login refused", "ref", ref, "err", err)
+	}
+	return &ssh.BannerError{Err: err, Message: "gatehouse: " + msg + "\n"}
 }
 
 // algorithms are the configured SSH algorithms, or the defaults.
@@ -159,7 +172,7 @@ func (s *Server) publicKey(meta ssh.ConnMetadata, key ssh.PublicKey, st *authSta
 	}
 	id, cert, err := s.cfg.Authority.CheckUserCert(key, meta.RemoteAddr())
 	if err != nil {
-		return nil, &ssh.BannerError{Err: err, Message: "gatehouse: " + userMessage(err) + "\n"}
+		return nil, s.banner(err)
 	}
 	fp := ssh.FingerprintSHA256(cert.Key)
 	if s.cfg.Approver != nil {
@@ -308,7 +321,7 @@ func (s *Server) sessionMFA(client ssh.KeyboardInteractiveChallenge, perms *ssh.
 	case errors.Is(lastErr, auth.ErrTOTPEmpty):
 		msg = "gatehouse: no TOTP code entered\n"
 	case errors.Is(lastErr, auth.ErrTOTPLocked):
-		msg = "gatehouse: " + strings.TrimPrefix(lastErr.Error(), "auth: ") + "\n"
+		return nil, s.banner(lastErr)
 	}
 	return nil, &ssh.BannerError{Err: lastErr, Message: msg}
 }
@@ -327,7 +340,7 @@ func (s *Server) approve(ctx context.Context, client ssh.KeyboardInteractiveChal
 	defer release()
 	p, err := s.cfg.Approver.Begin(ctx, req)
 	if err != nil {
-		return nil, &ssh.BannerError{Err: err, Message: "gatehouse: " + strings.TrimPrefix(err.Error(), "auth: ") + "\n"}
+		return nil, s.banner(err)
 	}
 	defer p.Close()
 	instr := fmt.Sprintf("To log in to %s, open %s\nand check that it shows the code %s. Waiting up to %s...\n",
@@ -365,19 +378,4 @@ func approvalRefusal(err error) error {
 		msg = "gatehouse: " + errShutdown.Error() + "; run ssh again in a moment\n"
 	}
 	return &ssh.BannerError{Err: err, Message: msg}
-}
-
-// userMessage turns an authentication error into the line the user sees.
-func userMessage(err error) string {
-	if strings.HasPrefix(err.Error(), "your access is locked") {
-		return err.Error()
-	}
-	for _, known := range []error{auth.ErrNotCertificate, auth.ErrForeignCA, auth.ErrNotUserCert,
-		auth.ErrCertExpired, auth.ErrCertNotYet, auth.ErrCertPrincipal, auth.ErrCertSource, auth.ErrCertOptions,
-		auth.ErrCertNoExpiry, auth.ErrCertTooLong} {
-		if errors.Is(err, known) {
-			return strings.TrimPrefix(known.Error(), "auth: ")
-		}
-	}
-	return "certificate rejected"
 }

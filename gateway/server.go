@@ -16,6 +16,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/auth"
 	"github.com/gatehouse/gatehouse/internal/target"
+	"github.com/gatehouse/gatehouse/internal/usererr"
 	"github.com/gatehouse/gatehouse/policy"
 	"github.com/gatehouse/gatehouse/recorder"
 	"github.com/gatehouse/gatehouse/recorder/audit"
@@ -268,7 +269,7 @@ func (s *Server) lockError(user string) error {
 		return nil
 	}
 	if lk, ok := s.cfg.Locks.Locked(context.Background(), user); ok {
-		return fmt.Errorf("your access is locked (%s); contact an administrator", lk.Reason)
+		return &usererr.Error{Msg: fmt.Sprintf("your access is locked (%s); contact an administrator", lk.Reason)}
 	}
 	return nil
 }

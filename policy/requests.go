@@ -5,12 +5,13 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"sort"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/gatehouse/gatehouse/internal/usererr"
 )
 
 // Just-in-time access: a user asks for a requestable role for a while with a
@@ -45,15 +46,15 @@ const (
 
 // Errors users see (the text after "policy: " is the one-line message).
 var (
-	ErrSelfApproval     = errors.New("policy: you cannot approve or deny your own access request")
-	ErrNotReviewer      = errors.New("policy: none of your roles may review requests for this role")
-	ErrAlreadyApproved  = errors.New("policy: you have already approved this request; it needs another reviewer")
-	ErrNotPending       = errors.New("policy: this request is no longer pending")
-	ErrUnknownRequest   = errors.New("policy: unknown access request")
-	ErrTooManyPending   = errors.New("policy: you have too many pending access requests; wait for a decision first")
-	ErrRequestNeedsWhy  = errors.New("policy: an access request needs a reason")
-	ErrRequestTooLong   = errors.New("policy: a reason is at most 500 characters")
-	ErrRequestBadLength = errors.New("policy: ask for a duration of at least 10s")
+	ErrSelfApproval     = usererr.New("policy", "you cannot approve or deny your own access request")
+	ErrNotReviewer      = usererr.New("policy", "none of your roles may review requests for this role")
+	ErrAlreadyApproved  = usererr.New("policy", "you have already approved this request; it needs another reviewer")
+	ErrNotPending       = usererr.New("policy", "this request is no longer pending")
+	ErrUnknownRequest   = usererr.New("policy", "unknown access request")
+	ErrTooManyPending   = usererr.New("policy", "you have too many pending access requests; wait for a decision first")
+	ErrRequestNeedsWhy  = usererr.New("policy", "an access request needs a reason")
+	ErrRequestTooLong   = usererr.New("policy", "a reason is at most 500 characters")
+	ErrRequestBadLength = usererr.New("policy", "ask for a duration of at least 10s")
 )
 
 // AccessRequest is one request with its decision.
@@ -247,10 +248,10 @@ func (q *Requests) Create(ctx context.Context, e *Engine, user, role string, d t
 		return AccessRequest{}, ErrRequestBadLength
 	}
 	if _, ok := e.Requestable(role); !ok {
-		return AccessRequest{}, fmt.Errorf("policy: role %q cannot be requested (requestable roles: %s)", role, strings.Join(e.RequestableRoles(), ", "))
+		return AccessRequest{}, usererr.New("policy", fmt.Sprintf("role %q cannot be requested (requestable roles: %s)", role, strings.Join(e.RequestableRoles(), ", ")))
 	}
 	if max := e.MaxRequestTTL(role); d > max {
-		return AccessRequest{}, fmt.Errorf("policy: role %s can be requested for at most %s", role, max)
+		return AccessRequest{}, usererr.New("policy", fmt.Sprintf("role %s can be requested for at most %s", role, max))
 	}
 	var n int
 	if err := q.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM access_requests WHERE user_name = ? AND state = ? AND expires > ?`,

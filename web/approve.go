@@ -3,7 +3,6 @@ package web
 import (
 	"errors"
 	"net/http"
-	"strings"
 
 	"github.com/gatehouse/gatehouse/auth"
 	"github.com/gatehouse/gatehouse/policy"
@@ -46,7 +45,7 @@ func (s *Server) approvalError(w http.ResponseWriter, r *http.Request, err error
 	if errors.Is(err, auth.ErrApprovalClosed) {
 		status = http.StatusGone
 	}
-	s.fail(w, r, status, strings.TrimPrefix(err.Error(), "auth: "), err)
+	s.failErr(w, r, status, err)
 }
 
 func (s *Server) approvePage(w http.ResponseWriter, r *http.Request) {
@@ -98,7 +97,7 @@ func (s *Server) approveSubmit(w http.ResponseWriter, r *http.Request) {
 			}
 			s.audit(r, ev)
 			d := s.approvalData(ws, p)
-			d["Error"] = strings.TrimPrefix(err.Error(), "auth: ")
+			d["Error"] = s.visible(r, err)
 			w.WriteHeader(http.StatusUnauthorized)
 			s.render(w, "approve.html", d)
 			return

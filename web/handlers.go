@@ -79,7 +79,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	}
 	req, err := s.opts.OIDC.Begin(r.Context())
 	if err != nil {
-		s.fail(w, r, http.StatusBadGateway, auth.ErrIdPUnavailable.Error()[len("auth: "):], err)
+		s.failErr(w, r, http.StatusBadGateway, err)
 		return
 	}
 	s.mu.Lock()
@@ -118,7 +118,7 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		s.audit(r, audit.Event{Type: audit.EventLogin, Reason: "failed: " + err.Error()})
-		s.fail(w, r, http.StatusUnauthorized, strings.TrimPrefix(err.Error(), "auth: "), err)
+		s.failErr(w, r, http.StatusUnauthorized, err)
 		return
 	}
 	if lk, locked := s.locked(r.Context(), id.User); locked {
@@ -179,7 +179,7 @@ func (s *Server) mfaSubmit(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			ev.Type, ev.Reason = audit.EventMFAFailure, "enrolment: "+err.Error()
 			s.audit(r, ev)
-			s.renderMFA(w, r, ws, strings.TrimPrefix(err.Error(), "auth: "))
+			s.renderMFA(w, r, ws, s.visible(r, err))
 			return
 		}
 		s.markVerified(r.Context(), ws)
@@ -197,7 +197,7 @@ func (s *Server) mfaSubmit(w http.ResponseWriter, r *http.Request) {
 		}
 		s.audit(r, ev)
 		w.WriteHeader(http.StatusUnauthorized)
-		s.renderMFA(w, r, ws, strings.TrimPrefix(err.Error(), "auth: "))
+		s.renderMFA(w, r, ws, s.visible(r, err))
 		return
 	}
 	s.markVerified(r.Context(), ws)

@@ -20,9 +20,11 @@ func (s *Server) requestRoutes() {
 	s.mux.HandleFunc("POST /requests/{id}/deny", s.requestDeny)
 }
 
-// userMessage is a policy error's one-line text for the page.
-func userMessage(err error) string {
-	msg := strings.TrimPrefix(err.Error(), "policy: ")
+// sentence is a one-line message as a sentence for the page.
+func sentence(msg string) string {
+	if msg == "" {
+		return ""
+	}
 	return strings.ToUpper(msg[:1]) + msg[1:] + "."
 }
 
@@ -92,7 +94,7 @@ func (s *Server) requestCreate(w http.ResponseWriter, r *http.Request) {
 	ar, err := s.opts.Requests.Create(r.Context(), s.opts.Policy, v.ws.id.User, strings.TrimSpace(r.PostFormValue("role")), d, r.PostFormValue("reason"))
 	if err != nil {
 		s.log.Warn("access request refused", "user", v.ws.id.User, "err", err)
-		s.renderRequests(w, r, v, http.StatusBadRequest, userMessage(err))
+		s.renderRequests(w, r, v, http.StatusBadRequest, sentence(s.visible(r, err)))
 		return
 	}
 	s.audit(r, audit.Event{Type: audit.EventRequestCreated, User: v.ws.id.User,
@@ -145,12 +147,13 @@ func (s *Server) requestDeny(w http.ResponseWriter, r *http.Request) {
 // cross a boundary (self-approval, a user who is not a reviewer).
 func (s *Server) refuseReview(w http.ResponseWriter, r *http.Request, v viewer, id, what string, err error) {
 	status := http.StatusConflict
+	msg := s.visible(r, err)
 	if errors.Is(err, policy.ErrSelfApproval) || errors.Is(err, policy.ErrNotReviewer) || errors.Is(err, policy.ErrUnknownRequest) {
 		status = http.StatusForbidden
 		s.audit(r, audit.Event{Type: audit.EventRequestDenied, User: v.ws.id.User,
-			Reason:  "refused to let " + v.ws.id.User + " " + what + " request " + id + ": " + strings.TrimPrefix(err.Error(), "policy: "),
+			Reason:  "refused to let " + v.ws.id.User + " " + what + " request " + id + ": " + msg,
 			Details: map[string]any{"request": id, "refused": true}})
 	}
 	s.log.Warn("access request review refused", "user", v.ws.id.User, "request", id, "err", err)
-	s.renderRequests(w, r, v, status, userMessage(err))
+	s.renderRequests(w, r, v, status, sentence(msg))
 }

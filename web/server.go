@@ -20,6 +20,7 @@ import (
 	"github.com/gatehouse/gatehouse/auth"
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/store"
+	"github.com/gatehouse/gatehouse/internal/usererr"
 	"github.com/gatehouse/gatehouse/policy"
 	"github.com/gatehouse/gatehouse/recorder"
 	"github.com/gatehouse/gatehouse/recorder/audit"
@@ -178,6 +179,29 @@ func (s *Server) render(w http.ResponseWriter, name string, data map[string]any)
 // fail shows a one-line error page and logs the detail.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, status int, userMsg string, detail error) {
 	s.log.Warn("web request failed", "path", r.URL.Path, "remote", r.RemoteAddr, "status", status, "err", detail)
+	s.errorPage(w, r, status, userMsg)
+}
+
+// failErr shows err's user-visible line (usererr.Message) on the error
+// page: its own message, or the generic line whose reference is logged here
+// with the detail.
+func (s *Server) failErr(w http.ResponseWriter, r *http.Request, status int, err error) {
+	msg, ref := usererr.Message(err)
+	s.log.Warn("web request failed", "path", r.URL.Path, "remote", r.RemoteAddr, "status", status, "ref", ref, "err", err)
+	s.errorPage(w, r, status, msg)
+}
+
+// visible is err's user-visible line for a form's error slot; a generic
+// line's reference is logged here with the detail.
+func (s *Server) visible(r *http.Request, err error) string {
+	msg, ref := usererr.Message(err)
+	if ref != "" {
+		s.log.Warn("web request failed", "path", r.URL.Path, "remote", r.RemoteAddr, "ref", ref, "err", err)
+	}
+	return msg
+}
+
+func (s *Server) errorPage(w http.ResponseWriter, r *http.Request, status int, userMsg string) {
 	w.WriteHeader(status)
 	d := s.base(s.session(r), "Error")
 	d["Error"] = userMsg

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/csv"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -97,7 +98,11 @@ func explainCommand(w io.Writer, e *policy.Engine, d policy.Decision, req policy
 	if req.Command == "" {
 		fmt.Fprintln(w, "command: none (interactive shell or subsystem)")
 	} else if argv, err := policy.Tokenize(req.Command); err != nil {
-		fmt.Fprintf(w, "command: %q not parsed: %s\n", req.Command, strings.TrimPrefix(err.Error(), "policy: "))
+		why := err.Error()
+		if se := (*policy.SyntaxError)(nil); errors.As(err, &se) {
+			why = se.Reason()
+		}
+		fmt.Fprintf(w, "command: %q not parsed: %s\n", req.Command, why)
 	} else {
 		fmt.Fprintf(w, "command: %q parsed as argv %q\n", req.Command, argv)
 	}
