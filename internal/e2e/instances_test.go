@@ -21,8 +21,9 @@ import (
 
 // secondInstance starts another gateway on w's PostgreSQL database: its own
 // data_dir (recordings), w's master key, the same configuration otherwise.
-// It returns a world whose users connect to the second instance.
-func secondInstance(t *testing.T, w *world) *world {
+// It returns a world whose users connect to the second instance. edits
+// change the configuration text further (e.g. another web port).
+func secondInstance(t *testing.T, w *world, edits ...func(string) string) *world {
 	t.Helper()
 	if !onPostgres() {
 		t.Skip("several instances share a PostgreSQL database; this run uses SQLite (set GATEHOUSE_TEST_DB=postgres)")
@@ -34,6 +35,9 @@ func secondInstance(t *testing.T, w *world) *world {
 	dir := t.TempDir()
 	cfgText := strings.Replace(string(orig), "data_dir: "+w.dir+"/data",
 		"data_dir: "+dir+"/data\nmaster_key_file: "+w.dir+"/data/master.key", 1)
+	for _, edit := range edits {
+		cfgText = edit(cfgText)
+	}
 	path := filepath.Join(dir, "gatehouse.yaml")
 	os.WriteFile(path, []byte(cfgText), 0o600)
 	cfg, err := config.Load(path)

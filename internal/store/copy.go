@@ -15,12 +15,14 @@ import (
 var copyTables = []string{
 	"secrets", "certificates", "sessions", "audit_events", "audit_tree", "audit_checkpoints", "audit_head",
 	"recordings", "recording_commands", "users", "recovery_codes", "web_sessions", "login_tokens", "locks",
-	"alert_cursor", "alert_deliveries", "ca_keys", "access_requests", "access_approvals",
+	"alert_cursor", "alert_deliveries", "ca_keys", "access_requests", "access_approvals", "ssh_key_users",
 }
 
-// notCopied are source tables that stay behind on purpose.
+// notCopied are source tables that stay behind on purpose: besides the
+// above, the live state of running instances (pending ssh approvals and
+// termination requests), which means nothing once the gateway is stopped.
 func notCopied(name string) bool {
-	return name == "schema_migrations" || strings.HasPrefix(name, "recording_commands_fts") || strings.HasPrefix(name, "sqlite_")
+	return name == "schema_migrations" || name == "ssh_approvals" || name == "session_terminations" || strings.HasPrefix(name, "recording_commands_fts") || strings.HasPrefix(name, "sqlite_")
 }
 
 // identityTables have a PostgreSQL identity column whose sequence must move

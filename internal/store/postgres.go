@@ -105,6 +105,9 @@ const (
 	// AuditAppendLock serialises audit appends and checkpoints: each reads
 	// the chain head and writes the next ids in its transaction.
 	AuditAppendLock = 0x67617564 // "gaud"
+	// ApprovalLock serialises starting plain-ssh approvals, so the caps
+	// per source and in total hold across instances.
+	ApprovalLock = 0x67617070 // "gapp"
 )
 
 // LockTx makes tx the only holder of lock until it commits or rolls back.
