@@ -307,7 +307,10 @@ func (s *Server) liveStream(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rec := s.opts.Recordings.Live(sess.ID)
-	if rec != nil {
+	// A live session of another instance is followed in the shared
+	// recording store (recorder.Follow).
+	elsewhere := rec == nil && sess.End.IsZero() && sess.RecordingID != ""
+	if rec != nil || elsewhere {
 		s.audit(r, audit.Event{Type: audit.EventRecordingAccess, User: v.ws.id.User, SessionID: sess.ID, Target: sess.Target,
 			Login: sess.Login, Reason: "live view in the web UI", Details: map[string]any{"recording": sess.RecordingID}})
 	}
@@ -321,6 +324,10 @@ func (s *Server) liveStream(w http.ResponseWriter, r *http.Request) {
 		},
 		Handler: func(ws *websocket.Conn) {
 			defer ws.Close()
+			if elsewhere {
+				s.followElsewhere(r, ws, sess)
+				return
+			}
 			if rec == nil {
 				return // already ended: the page shows "session ended"
 			}
@@ -352,6 +359,23 @@ func (s *Server) liveStream(w http.ResponseWriter, r *http.Request) {
 	srv.ServeHTTP(w, r)
 }
 
+// followElsewhere streams a session that runs on another instance from the
+// shared recording store until it ends or the viewer leaves.
+func (s *Server) followElsewhere(r *http.Request, ws *websocket.Conn, sess recorder.Session) {
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	go func() {
+		io.Copy(io.Discard, ws) // reads only detect the viewer leaving
+		cancel()
+	}()
+	err := s.opts.Recordings.Follow(ctx, sess.RecordingID, 0, func(line []byte) error {
+		return websocket.Message.Send(ws, string(line))
+	})
+	if err != nil && ctx.Err() == nil {
+		s.log.Warn("live view of a session on another instance", "session", sess.ID, "err", err)
+	}
+}
+
 func (s *Server) terminate(w http.ResponseWriter, r *http.Request) {
 	v, ok := s.requireAdminPost(w, r, "end sessions")
 	if !ok {
@@ -369,8 +393,19 @@ func (s *Server) terminate(w http.ResponseWriter, r *http.Request) {
 		msg = msg[:200]
 	}
 	found := s.opts.Terminator != nil && s.opts.Terminator.Terminate(sess.ID, msg+" ("+v.ws.id.User+")")
+	elsewhere := false
+	if !found && sess.End.IsZero() { // running on another instance: it polls for this request
+		err := s.opts.Sessions.RequestTermination(r.Context(), recorder.TerminationRequest{SessionID: sess.ID,
+			Reason: msg + " (" + v.ws.id.User + ")", RequestedBy: v.ws.id.User, Created: s.opts.Now()})
+		if err != nil {
+			s.fail(w, r, http.StatusServiceUnavailable, "The session could not be ended right now; try again.", err)
+			return
+		}
+		elsewhere = true
+	}
 	s.audit(r, audit.Event{Type: audit.EventAdminChange, User: v.ws.id.User, SessionID: sess.ID, Target: sess.Target,
-		Reason: "session terminated: " + msg, Details: map[string]any{"session_user": sess.User, "found": found}})
+		Reason: "session terminated: " + msg, Details: map[string]any{"session_user": sess.User, "found": found,
+			"requested_of_other_instance": elsewhere}})
 	http.Redirect(w, r, "/sessions/"+sess.ID, http.StatusSeeOther)
 }
 

@@ -90,6 +90,7 @@ type App struct {
 	closeCA                   func()         // releases the CA keys' token (ca.pkcs11)
 	rotQuit, rotDone          chan struct{}  // stop and wait for followRotations
 	reqQuit, reqDone          chan struct{}  // stop and wait for expireRequests
+	termQuit, termDone        chan struct{}  // stop and wait for watchTerminations
 	watchQuit, watchDone      chan struct{}  // stop and wait for watchConfig (nil: not watching)
 	reloadMu                  sync.Mutex     // one Reload at a time
 	active                    *config.Config // roles, bindings and targets in force (Reload)
@@ -142,6 +143,8 @@ func Start(cfg *config.Config, log *slog.Logger) (*App, error) {
 	go a.followRotations(a.rotQuit, a.rotDone)
 	a.reqQuit, a.reqDone = make(chan struct{}), make(chan struct{})
 	go a.expireRequests(a.reqQuit, a.reqDone)
+	a.termQuit, a.termDone = make(chan struct{}), make(chan struct{})
+	go a.watchTerminations(a.termQuit, a.termDone)
 	if cfg.WatchConfig > 0 && cfg.Path() != "" {
 		a.watchQuit, a.watchDone = make(chan struct{}), make(chan struct{})
 		go a.watchConfig(cfg.WatchConfig, a.watchQuit, a.watchDone)
@@ -341,6 +344,11 @@ func (a *App) Close(ctx context.Context) error {
 		close(a.reqQuit)
 		<-a.reqDone
 		a.reqQuit = nil
+	}
+	if a.termQuit != nil {
+		close(a.termQuit)
+		<-a.termDone
+		a.termQuit = nil
 	}
 	if a.ops != nil {
 		a.ops.Shutdown(ctx)

@@ -1,13 +1,24 @@
 package e2e
 
 import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"net"
+	"net/http"
+	"net/url"
+	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"golang.org/x/net/websocket"
+
 	"github.com/chromedp/chromedp"
 
 	"github.com/gatehouse/gatehouse/internal/testenv"
+	"github.com/gatehouse/gatehouse/recorder"
 )
 
 // secondWebInstance starts a second instance of iw on its database with its
@@ -81,4 +92,138 @@ func TestInstancesShareApprovals(t *testing.T) {
 	if err := again.wait(t); err != nil || again.out.String() != "reused-on-b\n" || strings.Contains(again.errb.String(), "open http") {
 		t.Fatalf("reuse on B: %v %q %q", err, again.out.String(), again.errb.String())
 	}
+}
+
+// adminCookie signs test-user2 (role admins) in to the web UI of every
+// instance on w's database and returns the cookie value and CSRF token.
+func adminCookie(t *testing.T, w *world) (cookie, csrf string) {
+	t.Helper()
+	cookie, csrf = "admin-session-token-for-test", "admin-csrf-token-for-test"
+	h := sha256.Sum256([]byte(cookie))
+	if _, err := w.app.Env.DB.Exec(`INSERT INTO web_sessions(id_hash, user_name, issuer, subject, groups, mfa_at, csrf,
+		client_addr, user_agent, created, expires) VALUES (?, 'test-user2', 'iss', 'sub', '', ?, ?, '', '', ?, ?)`,
+		h[:], time.Now().Unix(), csrf, time.Now().Unix(), time.Now().Add(time.Hour).Unix()); err != nil {
+		t.Fatal(err)
+	}
+	return cookie, csrf
+}
+
+// TestInstancesShareLiveViewAndTerminate: alice's session runs on instance
+// A (recordings in one S3 bucket); an admin on instance B watches it live
+// (B follows the recording in the shared store) and terminates it (B writes
+// a termination request, A polls for it and ends the session). The
+// latencies are logged: live view ≈ A's flush (1 s) + B's poll (0.5 s);
+// terminate ≈ A's poll (1 s) + the session's teardown.
+func TestInstancesShareLiveViewAndTerminate(t *testing.T) {
+	if !onPostgres() {
+		t.Skip("several instances share a PostgreSQL database; this run uses SQLite (set GATEHOUSE_TEST_DB=postgres)")
+	}
+	w, _ := s3World(t)
+	wb := secondInstance(t, w)
+	alice := w.newUser("alice", time.Hour)
+	c := alice.cmd(context.Background(), "ssh", "-p", w.port, "root@db-1@127.0.0.1",
+		`echo started; for i in $(seq 1 600); do echo "tick $(date +%s%N)"; sleep 0.3; done`)
+	var out, errb syncBuffer
+	c.Stdout, c.Stderr = &out, &errb
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Process.Kill()
+	waitFor(t, "the session on A", func() bool { return strings.Contains(out.String(), "tick") })
+	live, err := wb.app.Sessions.List(context.Background(), recorder.SessionFilter{Live: true})
+	if err != nil || len(live) != 1 || live[0].User != "alice" {
+		t.Fatalf("B's live sessions: %+v %v", live, err)
+	}
+	id := live[0].ID
+	if wb.app.Recs.Live(id) != nil || w.app.Recs.Live(id) == nil {
+		t.Fatal("the session is not A's")
+	}
+	cookie, csrf := adminCookie(t, w)
+
+	// Live view on B.
+	webB := "http://" + wb.app.WebAddr()
+	cfg, _ := websocket.NewConfig("ws://"+wb.app.WebAddr()+"/sessions/"+id+"/stream", webB)
+	cfg.Header = http.Header{"Cookie": {"gh_session=" + cookie}}
+	ws, err := websocket.DialConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	var lags []time.Duration
+	var sawStart bool
+	for len(lags) < 8 {
+		ws.SetReadDeadline(time.Now().Add(45 * time.Second))
+		var msg string
+		if err := websocket.Message.Receive(ws, &msg); err != nil {
+			t.Fatalf("live view on B: %v (after %d ticks)", err, len(lags))
+		}
+		var ev []any
+		if err := json.Unmarshal([]byte(msg), &ev); err != nil || len(ev) != 3 {
+			t.Fatalf("event %q: %v", msg, err)
+		}
+		text, _ := ev[2].(string)
+		sawStart = sawStart || strings.Contains(text, "started")
+		for _, f := range strings.Fields(text) {
+			if ns, err := strconv.ParseInt(f, 10, 64); err == nil && ns > time.Now().Add(-time.Hour).UnixNano() && sawStart {
+				lags = append(lags, time.Since(time.Unix(0, ns)))
+			}
+		}
+	}
+	if !sawStart {
+		t.Fatal("B's live view did not start from the session's beginning")
+	}
+	sort.Slice(lags, func(i, j int) bool { return lags[i] < lags[j] })
+	t.Logf("live view on B of a session on A: output shown %v (median) to %v (max) after the target wrote it "+
+		"(includes the history sent first)", lags[len(lags)/2].Round(10*time.Millisecond), lags[len(lags)-1].Round(10*time.Millisecond))
+
+	// Terminate on B.
+	form := url.Values{"csrf": {csrf}, "message": {"stop from B"}}
+	req, _ := http.NewRequest("POST", webB+"/sessions/"+id+"/terminate", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.AddCookie(&http.Cookie{Name: "gh_session", Value: cookie})
+	asked := time.Now()
+	resp, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("terminate on B: %d", resp.StatusCode)
+	}
+	done := make(chan struct{})
+	go func() { c.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("the session on A kept running after terminate on B; stderr %q", errb.String())
+	}
+	t.Logf("terminate on B ended the ssh session on A after %v", time.Since(asked).Round(10*time.Millisecond))
+	if !strings.Contains(errb.String(), "gatehouse: session ended: stop from B (test-user2)") {
+		t.Fatalf("stderr %q", errb.String())
+	}
+	// The live view on B ends once A has sealed the recording.
+	for {
+		ws.SetReadDeadline(time.Now().Add(45 * time.Second))
+		var msg string
+		if err := websocket.Message.Receive(ws, &msg); err != nil {
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				t.Fatal("B's live view did not end with the session")
+			}
+			break
+		}
+	}
+	s, err := w.app.Sessions.Get(context.Background(), id)
+	if err != nil || s.EndReason != "stop from B (test-user2)" {
+		t.Fatalf("session row: %+v %v", s, err)
+	}
+	if n, _ := countRows(t, w, `SELECT COUNT(*) FROM session_terminations`); n != 0 {
+		t.Fatalf("%d termination requests left", n)
+	}
+}
+
+func countRows(t *testing.T, w *world, q string) (int, error) {
+	t.Helper()
+	var n int
+	err := w.app.Env.DB.QueryRow(q).Scan(&n)
+	return n, err
 }
