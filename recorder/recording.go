@@ -276,7 +276,9 @@ func (r *Recordings) Start(info SessionInfo) (*Recording, error) {
 		r.discard(f)
 		return nil, err
 	}
-	_, err = r.db.Exec(`INSERT INTO recordings(id, session_id, user_name, target, login, file, wrapped_key, started,
+	// The row is written whatever happens to the session that asked for it:
+	// no caller's context cancels it (as for the seal and command rows).
+	_, err = r.db.ExecContext(context.Background(), `INSERT INTO recordings(id, session_id, user_name, target, login, file, wrapped_key, started,
 		cols, rows, interactive, command) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		id, info.SessionID, info.User, info.Target, info.Login, file, wrapped, info.Start.UnixNano(), info.Cols, info.Rows,
 		info.Interactive, info.Command)
@@ -518,7 +520,7 @@ func (rec *Recording) Close(reason string) (Summary, error) {
 		reason = fmt.Sprintf("%s (seal failed: %v)", reason, werr)
 	}
 	s := Summary{ID: rec.id, SHA256: sum, Bytes: bytes, Complete: complete, Reason: reason, Streams: streams}
-	if err := rec.r.finishRow(rec.id, s); err != nil {
+	if err := rec.r.finishRow(context.Background(), rec.id, s); err != nil {
 		return s, err
 	}
 	switch {
@@ -546,8 +548,8 @@ func (rec *Recording) streamSummaries() map[string]StreamSummary {
 	return out
 }
 
-func (r *Recordings) finishRow(id string, s Summary) error {
-	_, err := r.db.Exec(`UPDATE recordings SET ended = ?, complete = ?, reason = ?, sha256 = ?, bytes = ? WHERE id = ?`,
+func (r *Recordings) finishRow(ctx context.Context, id string, s Summary) error {
+	_, err := r.db.ExecContext(ctx, `UPDATE recordings SET ended = ?, complete = ?, reason = ?, sha256 = ?, bytes = ? WHERE id = ?`,
 		r.opts.Now().UnixNano(), s.Complete, s.Reason, s.SHA256, s.Bytes, id)
 	if err != nil {
 		return fmt.Errorf("recorder: seal row: %w", err)
@@ -559,17 +561,18 @@ func (r *Recordings) saveCommands(id string, cmds []Command) {
 	if len(cmds) == 0 {
 		return
 	}
-	tx, err := r.db.Begin()
+	ctx := context.Background() // a session's end does not cancel saving its commands
+	tx, err := r.db.BeginTx(ctx, nil)
 	if err != nil {
 		r.log.Error("save commands", "recording", id, "err", err)
 		return
 	}
 	defer tx.Rollback()
 	var seq int
-	tx.QueryRow(`SELECT COALESCE(MAX(seq), 0) FROM recording_commands WHERE recording_id = ?`, id).Scan(&seq)
+	tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq), 0) FROM recording_commands WHERE recording_id = ?`, id).Scan(&seq)
 	for _, c := range cmds {
 		seq++
-		if _, err := tx.Exec(`INSERT INTO recording_commands(recording_id, seq, offset_us, time, source, text) VALUES (?, ?, ?, ?, ?, ?)`,
+		if _, err := tx.ExecContext(ctx, `INSERT INTO recording_commands(recording_id, seq, offset_us, time, source, text) VALUES (?, ?, ?, ?, ?, ?)`,
 			id, seq, c.Offset.Microseconds(), c.Time.UnixNano(), c.Source, c.Text); err != nil {
 			r.log.Error("save commands", "recording", id, "err", err)
 			return

@@ -71,23 +71,7 @@ func (r *Recordings) Meta(ctx context.Context, id string) (RecordingMeta, error)
 }
 
 func (r *Recordings) commands(ctx context.Context, id string) ([]Command, error) {
-	rows, err := r.db.QueryContext(ctx, `SELECT offset_us, time, source, text FROM recording_commands
-		WHERE recording_id = ? ORDER BY seq`, id)
-	if err != nil {
-		return nil, fmt.Errorf("recorder: %w", err)
-	}
-	defer rows.Close()
-	var out []Command
-	for rows.Next() {
-		var off, t int64
-		var c Command
-		if err := rows.Scan(&off, &t, &c.Source, &c.Text); err != nil {
-			return nil, err
-		}
-		c.Offset, c.Time = time.Duration(off)*time.Microsecond, time.Unix(0, t).UTC()
-		out = append(out, c)
-	}
-	return out, rows.Err()
+	return recordingCommands(ctx, r.db.DB, id)
 }
 
 func (r *Recordings) key(m recRow) ([]byte, error) {
@@ -311,7 +295,7 @@ func (r *Recordings) recoverOne(ctx context.Context, id string) (Recovered, erro
 		r.log.Error("recover recording", "recording", id, "err", err)
 	}
 	out.SHA256 = sum
-	if err := r.finishRow(id, Summary{SHA256: sum, Bytes: bytes, Reason: out.Reason}); err != nil {
+	if err := r.finishRow(ctx, id, Summary{SHA256: sum, Bytes: bytes, Reason: out.Reason}); err != nil {
 		return out, err
 	}
 	if m.Interactive && err == nil {

@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/gatehouse/gatehouse/internal/app"
 	"github.com/gatehouse/gatehouse/recorder"
@@ -37,37 +36,24 @@ func runRecordingList(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer env.Close()
-	rows, err := env.db.Query(`SELECT r.id, r.session_id, r.user_name, r.login, r.target, r.started, r.ended, r.complete, r.bytes,
-		r.command, r.interactive, COALESCE(s.kind, ''),
-		(SELECT COUNT(*) FROM recording_commands rc WHERE rc.recording_id = r.id AND rc.source <> 'exec')
-		FROM recordings r LEFT JOIN sessions s ON s.id = r.session_id ORDER BY r.started DESC LIMIT ?`, *n)
+	recs, err := recorder.NewSessionStore(env.db.DB).RecentRecordings(context.Background(), *n)
 	if err != nil {
 		return err
 	}
-	defer rows.Close()
 	fmt.Fprintf(stdout, "%-32s  %-20s  %-10s  %-24s  %-8s  %10s  %s\n", "RECORDING", "STARTED (UTC)", "USER", "LOGIN@TARGET", "STATUS", "BYTES", "COMMAND")
-	for rows.Next() {
-		var id, sess, user, login, target, cmd, kind string
-		var started int64
-		var ended *int64
-		var complete, interactive bool
-		var bytes, ncmds int64
-		if err := rows.Scan(&id, &sess, &user, &login, &target, &started, &ended, &complete, &bytes, &cmd, &interactive,
-			&kind, &ncmds); err != nil {
-			return err
-		}
+	for _, r := range recs {
 		status := "complete"
 		switch {
-		case ended == nil:
+		case r.Ended.IsZero():
 			status = "live"
-		case !complete:
+		case !r.Complete:
 			status = "partial"
 		}
-		cmd = recordingLabel(cmd, kind, interactive, ncmds)
-		fmt.Fprintf(stdout, "%-32s  %-20s  %-10s  %-24s  %-8s  %10d  %s\n", id, time.Unix(0, started).UTC().Format("2006-01-02 15:04:05"),
-			user, login+"@"+target, status, bytes, cmd)
+		cmd := recordingLabel(r.Command, r.Kind, r.Interactive, r.Commands)
+		fmt.Fprintf(stdout, "%-32s  %-20s  %-10s  %-24s  %-8s  %10d  %s\n", r.ID, r.Started.Format("2006-01-02 15:04:05"),
+			r.User, r.Login+"@"+r.Target, status, r.Bytes, cmd)
 	}
-	return rows.Err()
+	return nil
 }
 
 func runRecordingExport(args []string, stdout, stderr io.Writer) error {
