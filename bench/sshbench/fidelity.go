@@ -14,6 +14,7 @@ import (
 	"github.com/creack/pty"
 
 	"github.com/gatehouse/gatehouse/internal/store"
+	"github.com/gatehouse/gatehouse/recorder"
 )
 
 // The command fidelity corpus: real typing into a real bash in a pty
@@ -168,23 +169,21 @@ func (e *env) runCase(db *sql.DB, i int, c fidelityCase) (got, want []string, er
 func sessionCommands(db *sql.DB, remote string) ([]string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	ss := recorder.NewSessionStore(db)
 	for {
-		var ended sql.NullInt64
-		var rec string
-		err := db.QueryRowContext(ctx, `SELECT end_at, recording_id FROM sessions WHERE command = ? ORDER BY start_at DESC LIMIT 1`, remote).Scan(&ended, &rec)
-		if err == nil && ended.Valid {
-			rows, err := db.QueryContext(ctx, `SELECT text FROM recording_commands WHERE recording_id = ? AND source = 'screen' ORDER BY seq`, rec)
+		sess, err := newestSession(ctx, ss, remote)
+		if err == nil && !sess.End.IsZero() {
+			cmds, err := ss.RecordingCommands(ctx, sess.RecordingID)
 			if err != nil {
 				return nil, err
 			}
-			defer rows.Close()
 			var out []string
-			for rows.Next() {
-				var t string
-				rows.Scan(&t)
-				out = append(out, t)
+			for _, c := range cmds {
+				if c.Source == "screen" {
+					out = append(out, c.Text)
+				}
 			}
-			return out, rows.Err()
+			return out, nil
 		}
 		select {
 		case <-ctx.Done():
@@ -192,6 +191,20 @@ func sessionCommands(db *sql.DB, remote string) ([]string, error) {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// newestSession returns the newest of the recent sessions that ran remote.
+func newestSession(ctx context.Context, ss *recorder.SessionStore, remote string) (recorder.Session, error) {
+	rows, err := ss.List(ctx, recorder.SessionFilter{Limit: 500})
+	if err != nil {
+		return recorder.Session{}, err
+	}
+	for _, r := range rows {
+		if r.Command == remote {
+			return r.Session, nil
+		}
+	}
+	return recorder.Session{}, fmt.Errorf("no session ran %q", remote)
 }
 
 // keyTokens splits typing into keys: an escape sequence is one key.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"github.com/gatehouse/gatehouse/bench"
 	"github.com/gatehouse/gatehouse/internal/store"
 	"github.com/gatehouse/gatehouse/recorder"
+	"github.com/gatehouse/gatehouse/recorder/recordertest"
 )
 
 // commandSearch fills a fresh database with n sessions (3 commands each)
@@ -26,13 +28,18 @@ func (e *env) commandSearch(n int) (selective, common time.Duration, err error) 
 	if err != nil {
 		return 0, 0, err
 	}
-	defer db.Close()
-	var have int
-	db.QueryRow(`SELECT COUNT(*) FROM sessions`).Scan(&have)
-	if have != n {
-		db.Exec(`DELETE FROM recording_commands`)
-		db.Exec(`DELETE FROM recordings`)
-		db.Exec(`DELETE FROM sessions`)
+	defer func() { db.Close() }()
+	if have, _ := recordertest.CountSessions(context.Background(), db.DB); have != n {
+		// Filled for another size: start again from an empty file.
+		db.Close()
+		for _, f := range []string{path, path + "-wal", path + "-shm"} {
+			if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return 0, 0, err
+			}
+		}
+		if db, err = store.Open(path); err != nil {
+			return 0, 0, err
+		}
 		t0 := time.Now()
 		if err := bench.InsertSessions(db.DB, n); err != nil {
 			return 0, 0, err

@@ -442,7 +442,12 @@ func TestFiftyParallelSessions(t *testing.T) {
 	}
 	var n int
 	waitFor(t, "50 finished session rows", func() bool {
-		w.app.Env.DB.QueryRow(`SELECT COUNT(*) FROM sessions WHERE end_at IS NOT NULL AND exit_status = 0`).Scan(&n)
+		n = 0
+		for _, r := range sessionRows(t, w, recorder.SessionFilter{Ended: true}) {
+			if r.ExitStatus != nil && *r.ExitStatus == 0 {
+				n++
+			}
+		}
 		return n == 50
 	})
 }
@@ -465,11 +470,26 @@ func TestShutdownTellsLiveSessions(t *testing.T) {
 	}
 }
 
+// sessionRows lists up to 500 session rows matching f, newest first,
+// through the recorder (the sessions table's owner).
+func sessionRows(t *testing.T, w *world, f recorder.SessionFilter) []recorder.SessionRow {
+	t.Helper()
+	f.Limit = 500
+	rows, err := w.app.Sessions.List(context.Background(), f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rows
+}
+
 func lastSession(t *testing.T, w *world) recorder.Session {
 	t.Helper()
 	var id string
 	waitFor(t, "a finished session", func() bool {
-		return w.app.Env.DB.QueryRow(`SELECT id FROM sessions WHERE end_at IS NOT NULL ORDER BY start_at DESC LIMIT 1`).Scan(&id) == nil
+		if rows := sessionRows(t, w, recorder.SessionFilter{Ended: true}); len(rows) > 0 {
+			id = rows[0].ID
+		}
+		return id != ""
 	})
 	s, err := w.app.Sessions.Get(context.Background(), id)
 	if err != nil {

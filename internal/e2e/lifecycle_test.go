@@ -159,7 +159,13 @@ func endedSession(t *testing.T, w *world, m string) recorder.Session {
 	t.Helper()
 	var id string
 	waitFor(t, "the session's end row", func() bool {
-		return w.app.Env.DB.QueryRow(`SELECT id FROM sessions WHERE end_at IS NOT NULL AND command LIKE ?`, "%"+m+"%").Scan(&id) == nil
+		for _, r := range sessionRows(t, w, recorder.SessionFilter{Ended: true}) {
+			if strings.Contains(r.Command, m) {
+				id = r.ID
+				return true
+			}
+		}
+		return false
 	})
 	s, err := w.app.Sessions.Get(context.Background(), id)
 	if err != nil {

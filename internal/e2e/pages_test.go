@@ -18,6 +18,7 @@ import (
 	"github.com/pquerna/otp/totp"
 
 	"github.com/gatehouse/gatehouse/internal/testenv"
+	"github.com/gatehouse/gatehouse/recorder"
 	"github.com/gatehouse/gatehouse/recorder/audit"
 )
 
@@ -153,9 +154,7 @@ func TestScreenshots(t *testing.T) {
 	term.Send("exit\r")
 	term.Wait()
 	waitFor(t, "three ended sessions", func() bool {
-		var n int
-		iw.app.Env.DB.QueryRow(`SELECT COUNT(*) FROM sessions WHERE end_at IS NOT NULL`).Scan(&n)
-		return n == 3
+		return len(sessionRows(t, iw.world, recorder.SessionFilter{Ended: true})) == 3
 	})
 	interactive := lastSession(t, iw.world)
 	for i := 0; i < 60; i++ { // enough events for two audit pages
@@ -190,8 +189,7 @@ func TestScreenshots(t *testing.T) {
 
 	// Overview: the numbers are the database's.
 	testenv.Step(t, b, "overview", chromedp.Navigate(iw.webURL+"/overview"), chromedp.WaitVisible("svg.chart"))
-	var total int
-	iw.app.Env.DB.QueryRow(`SELECT COUNT(*) FROM sessions`).Scan(&total)
+	total := len(sessionRows(t, iw.world, recorder.SessionFilter{}))
 	tiles, _ := chromedp.Run(b, chromedp.Text(".tiles"))
 	tiles = strings.Join(strings.Fields(tiles), " ")
 	if !strings.Contains(tiles, fmt.Sprintf("%d sessions", total)) || !strings.Contains(tiles, "0 live sessions now") {
@@ -282,7 +280,10 @@ func (pc *pageChecker) checkLive(iw *idpWorld, u *user) {
 	live.Expect(t, "# ", 15*time.Second)
 	var id string
 	waitFor(t, "the live session row", func() bool {
-		return iw.app.Env.DB.QueryRow(`SELECT id FROM sessions WHERE end_at IS NULL`).Scan(&id) == nil
+		if rows := sessionRows(t, iw.world, recorder.SessionFilter{Live: true}); len(rows) > 0 {
+			id = rows[0].ID
+		}
+		return id != ""
 	})
 	testenv.Step(t, b, "live view", chromedp.Navigate(iw.webURL+"/sessions/"+id+"/live"), chromedp.WaitVisible("#terminal"))
 	live.Send("echo live-$((6*7))\r")

@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/gatehouse/gatehouse/internal/testenv"
+	"github.com/gatehouse/gatehouse/recorder"
 )
 
 // s3World is a world whose recordings go to a real versitygw bucket, with
@@ -199,12 +200,12 @@ func TestS3StoreDownEndsLiveSession(t *testing.T) {
 	}()
 	var recID string
 	waitFor(t, "the live session's recording objects", func() bool {
-		var id string
-		if w.app.Env.DB.QueryRow(`SELECT id FROM recordings WHERE ended IS NULL`).Scan(&id) != nil {
+		rows := sessionRows(t, w, recorder.SessionFilter{Live: true})
+		if len(rows) == 0 || rows[0].RecordingID == "" {
 			return false
 		}
-		recID = id
-		return len(recordingObjects(t, gw, id)) >= 2
+		recID = rows[0].RecordingID
+		return len(recordingObjects(t, gw, recID)) >= 2
 	})
 	gw.Stop()
 	var r result

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/net/websocket"
 
 	"github.com/gatehouse/gatehouse/internal/testenv"
+	"github.com/gatehouse/gatehouse/recorder"
 	"github.com/gatehouse/gatehouse/recorder/audit"
 )
 
@@ -99,7 +100,10 @@ func TestWebUIReplayLiveAndAudit(t *testing.T) {
 	live.Expect(t, "# ", 15*time.Second)
 	var liveID string
 	waitFor(t, "the live session row", func() bool {
-		return iw.app.Env.DB.QueryRow(`SELECT id FROM sessions WHERE end_at IS NULL`).Scan(&liveID) == nil
+		if rows := sessionRows(t, iw.world, recorder.SessionFilter{Live: true}); len(rows) > 0 {
+			liveID = rows[0].ID
+		}
+		return liveID != ""
 	})
 	testenv.Step(t, b, "open the live view", chromedp.Navigate(iw.webURL+"/sessions/"+liveID+"/live"), chromedp.WaitVisible("#terminal"))
 	waitFor(t, "the live stream", func() bool {
