@@ -348,23 +348,19 @@ type certRow struct {
 	Expired            bool
 }
 
-// userCerts lists the user's recent certificates (newest first).
+// userCerts lists the user's recent certificates (newest first); the list
+// is left empty (and the reason logged) when they cannot be read.
 func (s *Server) userCerts(r *http.Request, user string) []certRow {
-	rows, err := s.opts.DB.QueryContext(r.Context(), `SELECT serial, key_fingerprint, valid_before FROM certificates
-		WHERE user_name = ? AND kind = 'user' ORDER BY issued_at DESC LIMIT 10`, user)
+	certs, err := s.opts.Authority.UserCertificates(r.Context(), user, 10)
 	if err != nil {
+		s.log.Warn("list certificates", "user", user, "err", err)
 		return nil
 	}
-	defer rows.Close()
-	var out []certRow
-	now := s.opts.Now().Unix()
-	for rows.Next() {
-		var serial, until int64
-		var fp string
-		if rows.Scan(&serial, &fp, &until) == nil {
-			out = append(out, certRow{Serial: fmt.Sprint(serial), Key: fp,
-				Until: time.Unix(until, 0).UTC().Format(time.RFC3339), Expired: until <= now})
-		}
+	out := make([]certRow, 0, len(certs))
+	now := s.opts.Now()
+	for _, c := range certs {
+		out = append(out, certRow{Serial: fmt.Sprint(c.Serial), Key: c.KeyFingerprint,
+			Until: c.ValidBefore.Format(time.RFC3339), Expired: !c.ValidBefore.After(now)})
 	}
 	return out
 }

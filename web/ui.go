@@ -682,22 +682,16 @@ func (s *Server) usersPage(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	rows, err := s.opts.DB.QueryContext(r.Context(), `SELECT user_name, issuer, subject, totp_secret IS NOT NULL, totp_locked_until
-		FROM users ORDER BY user_name`)
+	known, err := s.opts.TOTP.Users(r.Context())
 	if err != nil {
 		s.fail(w, r, http.StatusInternalServerError, "Could not list users.", err)
 		return
 	}
-	defer rows.Close()
 	var users []userRow
-	for rows.Next() {
-		var u userRow
-		var iss, sub string
-		var locked int64
-		rows.Scan(&u.Name, &iss, &sub, &u.Enrolled, &locked)
-		u.Identity = iss + " · " + sub
-		if locked > s.opts.Now().Unix() {
-			u.LockedUntil = time.Unix(locked, 0).UTC().Format(time.RFC3339)
+	for _, k := range known {
+		u := userRow{Name: k.Name, Identity: k.Issuer + " · " + k.Subject, Enrolled: k.Enrolled}
+		if k.TOTPLockedUntil.After(s.opts.Now()) {
+			u.LockedUntil = k.TOTPLockedUntil.Format(time.RFC3339)
 		}
 		u.Roles = strings.Join(s.opts.Policy.Roles(u.Name, nil), ", ")
 		if s.opts.Locks != nil {
