@@ -49,10 +49,7 @@ func (s *Server) approvalError(w http.ResponseWriter, r *http.Request, err error
 }
 
 func (s *Server) approvePage(w http.ResponseWriter, r *http.Request) {
-	ws := s.requireVerified(w, r)
-	if ws == nil {
-		return
-	}
+	ws := viewerOf(r).ws
 	if s.opts.Approvals == nil {
 		s.fail(w, r, http.StatusNotFound, "Browser approvals are not enabled.", errors.New("no approvals"))
 		return
@@ -79,14 +76,6 @@ func (s *Server) approveSubmit(w http.ResponseWriter, r *http.Request) {
 	ev := audit.Event{Type: audit.EventLogin, User: ws.id.User, UserIssuer: ws.id.Issuer, UserSubject: ws.id.Subject,
 		KeyFingerprint: p.KeyFingerprint, Target: p.Target, Login: p.Login,
 		Details: map[string]any{"ssh_client": p.ClientAddr, "ssh_version": p.ClientVersion, "code": p.Code}}
-	if s.opts.Locks != nil {
-		if lk, ok := s.opts.Locks.Locked(r.Context(), ws.id.User); ok {
-			ev.Reason = "ssh login approval refused: user locked (" + lk.Reason + ")"
-			s.audit(r, ev)
-			s.fail(w, r, http.StatusForbidden, "Your access is locked ("+lk.Reason+"); contact an administrator.", errors.New("locked"))
-			return
-		}
-	}
 	id := ws.id
 	id.MFAAt = ws.mfaAt
 	if s.approvalNeedsTOTP(ws, p) {

@@ -14,10 +14,10 @@ import (
 // for a requestable role; reviewers (a bound role with
 // options.review_requests naming it) approve or deny it.
 func (s *Server) requestRoutes() {
-	s.mux.HandleFunc("GET /requests", s.requestsPage)
-	s.mux.HandleFunc("POST /requests", s.requestCreate)
-	s.mux.HandleFunc("POST /requests/{id}/approve", s.requestApprove)
-	s.mux.HandleFunc("POST /requests/{id}/deny", s.requestDeny)
+	s.mux.Handle("GET /requests", s.requireViewer(s.requestsPage))
+	s.mux.Handle("POST /requests", s.requireForm(s.requestCreate))
+	s.mux.Handle("POST /requests/{id}/approve", s.requireForm(s.requestApprove))
+	s.mux.Handle("POST /requests/{id}/deny", s.requireForm(s.requestDeny))
 }
 
 // sentence is a one-line message as a sentence for the page.
@@ -32,10 +32,7 @@ func sentence(msg string) string {
 // how `gatehouse request` opens it), the user's own requests with every
 // step, and the pending requests the user may review.
 func (s *Server) requestsPage(w http.ResponseWriter, r *http.Request) {
-	v, ok := s.requireViewer(w, r)
-	if !ok {
-		return
-	}
+	v := viewerOf(r)
 	s.renderRequests(w, r, v, http.StatusOK, "")
 }
 
@@ -68,24 +65,8 @@ func (s *Server) renderRequests(w http.ResponseWriter, r *http.Request, v viewer
 	s.render(w, "requests.html", d)
 }
 
-// requirePost checks a verified session and the form's CSRF token.
-func (s *Server) requirePost(w http.ResponseWriter, r *http.Request) (viewer, bool) {
-	v, ok := s.requireViewer(w, r)
-	if !ok {
-		return viewer{}, false
-	}
-	if err := checkCSRF(r, v.ws); err != nil {
-		s.fail(w, r, http.StatusForbidden, "This form expired; reload the page.", errCSRF)
-		return viewer{}, false
-	}
-	return v, true
-}
-
 func (s *Server) requestCreate(w http.ResponseWriter, r *http.Request) {
-	v, ok := s.requirePost(w, r)
-	if !ok {
-		return
-	}
+	v := viewerOf(r)
 	d, err := time.ParseDuration(strings.TrimSpace(r.PostFormValue("for")))
 	if err != nil || d <= 0 {
 		s.renderRequests(w, r, v, http.StatusBadRequest, "Give a duration such as 30m or 2h.")
@@ -104,10 +85,7 @@ func (s *Server) requestCreate(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) requestApprove(w http.ResponseWriter, r *http.Request) {
-	v, ok := s.requirePost(w, r)
-	if !ok {
-		return
-	}
+	v := viewerOf(r)
 	id := r.PathValue("id")
 	ar, granted, err := s.opts.Requests.Approve(r.Context(), s.opts.Policy, id, v.ws.id.User, v.ws.id.Groups)
 	if err != nil {
@@ -127,10 +105,7 @@ func (s *Server) requestApprove(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) requestDeny(w http.ResponseWriter, r *http.Request) {
-	v, ok := s.requirePost(w, r)
-	if !ok {
-		return
-	}
+	v := viewerOf(r)
 	id := r.PathValue("id")
 	ar, err := s.opts.Requests.Deny(r.Context(), s.opts.Policy, id, v.ws.id.User, v.ws.id.Groups, r.PostFormValue("note"))
 	if err != nil {

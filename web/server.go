@@ -117,7 +117,7 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /mfa", s.mfaPage)
 	s.mux.HandleFunc("POST /mfa", s.mfaSubmit)
 	s.mux.HandleFunc("POST /logout", s.logout)
-	s.mux.HandleFunc("GET /approve/{code}", s.approvePage)
+	s.mux.Handle("GET /approve/{code}", s.requireViewer(s.approvePage))
 	s.mux.HandleFunc("POST /approve/{code}", s.approveSubmit)
 	s.mux.HandleFunc("GET /cli/login", s.cliLogin)
 	s.mux.HandleFunc("POST /api/v1/cert", s.cliCert)

@@ -34,65 +34,22 @@ type Terminator interface {
 	TerminateUser(user, reason string) int
 }
 
-// viewer is a verified browser user with their web permissions.
-type viewer struct {
-	ws    *websession
-	perms policy.Permissions
-}
-
-func (v viewer) seesAll() bool { return v.perms.Admin || v.perms.Auditor }
-
 func (s *Server) uiRoutes() {
-	s.mux.HandleFunc("GET /overview", s.overviewPage)
-	s.mux.HandleFunc("GET /sessions", s.sessionsPage)
-	s.mux.HandleFunc("GET /sessions/{id}", s.replayPage)
-	s.mux.HandleFunc("GET /sessions/{id}/cast", s.castFile)
-	s.mux.HandleFunc("GET /sessions/{id}/live", s.livePage)
-	s.mux.HandleFunc("GET /sessions/{id}/stream", s.liveStream)
-	s.mux.HandleFunc("POST /sessions/{id}/terminate", s.terminate)
-	s.mux.HandleFunc("GET /audit", s.auditPage)
-	s.mux.HandleFunc("GET /audit/export", s.auditExport)
-	s.mux.HandleFunc("GET /admin/targets", s.targetsPage)
-	s.mux.HandleFunc("GET /admin/policy", s.policyPage)
-	s.mux.HandleFunc("GET /admin/users", s.usersPage)
-	s.mux.HandleFunc("POST /admin/users/{name}/reset-totp", s.resetTOTP)
-	s.mux.HandleFunc("POST /admin/users/{name}/lock", s.lockUser)
-	s.mux.HandleFunc("POST /admin/users/{name}/unlock", s.unlockUser)
-}
-
-// requireAdminPost checks a state-changing admin form: a verified session,
-// its CSRF token and the admin permission. what names the action for the
-// refusal page.
-func (s *Server) requireAdminPost(w http.ResponseWriter, r *http.Request, what string) (viewer, bool) {
-	v, ok := s.requireViewer(w, r)
-	if !ok {
-		return viewer{}, false
-	}
-	if err := checkCSRF(r, v.ws); err != nil || !v.perms.Admin {
-		s.fail(w, r, http.StatusForbidden, "Only admins can "+what+".", errCSRF)
-		return viewer{}, false
-	}
-	return v, true
-}
-
-// requireViewer is requireVerified plus permissions.
-// requireAuditor is requireViewer for pages only admins and auditors see;
-// anyone else gets 404, as for another user's session.
-func (s *Server) requireAuditor(w http.ResponseWriter, r *http.Request) (viewer, bool) {
-	v, ok := s.requireViewer(w, r)
-	if ok && !v.seesAll() {
-		notFound(w)
-		return viewer{}, false
-	}
-	return v, ok
-}
-
-func (s *Server) requireViewer(w http.ResponseWriter, r *http.Request) (viewer, bool) {
-	ws := s.requireVerified(w, r)
-	if ws == nil {
-		return viewer{}, false
-	}
-	return viewer{ws: ws, perms: s.opts.Policy.Permissions(ws.id.User, ws.id.Groups)}, true
+	s.mux.Handle("GET /overview", s.requireAuditor(s.overviewPage))
+	s.mux.Handle("GET /sessions", s.requireViewer(s.sessionsPage))
+	s.mux.Handle("GET /sessions/{id}", s.requireViewer(s.replayPage))
+	s.mux.Handle("GET /sessions/{id}/cast", s.requireViewer(s.castFile))
+	s.mux.Handle("GET /sessions/{id}/live", s.requireViewer(s.livePage))
+	s.mux.Handle("GET /sessions/{id}/stream", s.requireViewer(s.liveStream))
+	s.mux.Handle("POST /sessions/{id}/terminate", s.requireAdmin("end sessions", s.terminate))
+	s.mux.Handle("GET /audit", s.requireAuditor(s.auditPage))
+	s.mux.Handle("GET /audit/export", s.requireAuditor(s.auditExport))
+	s.mux.Handle("GET /admin/targets", s.requireAuditor(s.targetsPage))
+	s.mux.Handle("GET /admin/policy", s.requireAuditor(s.policyPage))
+	s.mux.Handle("GET /admin/users", s.requireAuditor(s.usersPage))
+	s.mux.Handle("POST /admin/users/{name}/reset-totp", s.requireAdmin("reset TOTP", s.resetTOTP))
+	s.mux.Handle("POST /admin/users/{name}/lock", s.requireAdmin("lock users", s.lockUser))
+	s.mux.Handle("POST /admin/users/{name}/unlock", s.requireAdmin("unlock users", s.unlockUser))
 }
 
 func (s *Server) uiBase(v viewer, title string) map[string]any {
@@ -130,10 +87,7 @@ func parseTime(s string) time.Time {
 }
 
 func (s *Server) sessionsPage(w http.ResponseWriter, r *http.Request) {
-	v, ok := s.requireViewer(w, r)
-	if !ok {
-		return
-	}
+	v := viewerOf(r)
 	q := r.URL.Query()
 	f := recorder.SessionFilter{User: q.Get("user"), Target: q.Get("target"), Login: q.Get("login"), Command: q.Get("command"),
 		Since: parseTime(q.Get("since")), Until: parseTime(q.Get("until")), Before: parseTime(q.Get("before")), Limit: 50}
@@ -184,10 +138,7 @@ func kindLabel(kind, command string) string {
 }
 
 func (s *Server) replayPage(w http.ResponseWriter, r *http.Request) {
-	v, ok := s.requireViewer(w, r)
-	if !ok {
-		return
-	}
+	v := viewerOf(r)
 	sess, ok := s.loadSession(w, r, v)
 	if !ok {
 		return
@@ -253,10 +204,7 @@ func (s *Server) posterTime(ctx context.Context, recID string) string {
 // castFile serves the decrypted recording (output only) to the player and
 // audits the access. Terminal output is served as JSON data, never HTML.
 func (s *Server) castFile(w http.ResponseWriter, r *http.Request) {
-	v, ok := s.requireViewer(w, r)
-	if !ok {
-		return
-	}
+	v := viewerOf(r)
 	sess, ok := s.loadSession(w, r, v)
 	if !ok || sess.RecordingID == "" {
 		if ok {
@@ -280,10 +228,7 @@ func (s *Server) castFile(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) livePage(w http.ResponseWriter, r *http.Request) {
-	v, ok := s.requireViewer(w, r)
-	if !ok {
-		return
-	}
+	v := viewerOf(r)
 	sess, ok := s.loadSession(w, r, v)
 	if !ok {
 		return
@@ -298,10 +243,7 @@ func (s *Server) livePage(w http.ResponseWriter, r *http.Request) {
 // The viewer is authorised before the upgrade, and the upgrade is refused
 // unless the Origin is this server (no cross-site WebSocket hijacking).
 func (s *Server) liveStream(w http.ResponseWriter, r *http.Request) {
-	v, ok := s.requireViewer(w, r)
-	if !ok {
-		return
-	}
+	v := viewerOf(r)
 	sess, ok := s.loadSession(w, r, v)
 	if !ok {
 		return
@@ -377,10 +319,7 @@ func (s *Server) followElsewhere(r *http.Request, ws *websocket.Conn, sess recor
 }
 
 func (s *Server) terminate(w http.ResponseWriter, r *http.Request) {
-	v, ok := s.requireAdminPost(w, r, "end sessions")
-	if !ok {
-		return
-	}
+	v := viewerOf(r)
 	sess, ok := s.loadSession(w, r, v)
 	if !ok {
 		return
@@ -437,10 +376,7 @@ func auditFilterQuery(r *http.Request) url.Values {
 }
 
 func (s *Server) auditPage(w http.ResponseWriter, r *http.Request) {
-	v, ok := s.requireAuditor(w, r)
-	if !ok {
-		return
-	}
+	v := viewerOf(r)
 	f := s.auditFilter(r, v)
 	evs, err := s.opts.AuditLog.Query(r.Context(), f)
 	if err != nil {
@@ -488,10 +424,7 @@ func fields(m map[string]any) []field {
 // auditExport streams the same signed bundle as `gatehouse audit export`,
 // as a zip.
 func (s *Server) auditExport(w http.ResponseWriter, r *http.Request) {
-	v, ok := s.requireAuditor(w, r)
-	if !ok {
-		return
-	}
+	v := viewerOf(r)
 	format := r.URL.Query().Get("format")
 	if format != "jsonl" {
 		format = "csv"
@@ -535,10 +468,7 @@ type targetRow struct {
 }
 
 func (s *Server) targetsPage(w http.ResponseWriter, r *http.Request) {
-	v, ok := s.requireAuditor(w, r)
-	if !ok {
-		return
-	}
+	v := viewerOf(r)
 	var rows []targetRow
 	for _, t := range s.opts.Config.Targets {
 		st := "container engine"
@@ -580,10 +510,7 @@ type roleRow struct {
 }
 
 func (s *Server) policyPage(w http.ResponseWriter, r *http.Request) {
-	v, ok := s.requireAuditor(w, r)
-	if !ok {
-		return
-	}
+	v := viewerOf(r)
 	var targets []policy.Target
 	for _, t := range s.opts.Config.Targets {
 		pt := policy.Target{Name: t.Name, Kind: t.Kind, Labels: t.Labels}
@@ -678,10 +605,7 @@ type userRow struct {
 }
 
 func (s *Server) usersPage(w http.ResponseWriter, r *http.Request) {
-	v, ok := s.requireAuditor(w, r)
-	if !ok {
-		return
-	}
+	v := viewerOf(r)
 	known, err := s.opts.TOTP.Users(r.Context())
 	if err != nil {
 		s.fail(w, r, http.StatusInternalServerError, "Could not list users.", err)
@@ -707,10 +631,7 @@ func (s *Server) usersPage(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) resetTOTP(w http.ResponseWriter, r *http.Request) {
-	v, ok := s.requireAdminPost(w, r, "reset TOTP")
-	if !ok {
-		return
-	}
+	v := viewerOf(r)
 	name := r.PathValue("name")
 	if !auth.ValidUserName(name) {
 		notFound(w)
@@ -728,10 +649,7 @@ func (s *Server) resetTOTP(w http.ResponseWriter, r *http.Request) {
 // lockUser locks a user out (new connections refused) and ends their live
 // sessions at once.
 func (s *Server) lockUser(w http.ResponseWriter, r *http.Request) {
-	v, ok := s.requireAdminPost(w, r, "lock users")
-	if !ok {
-		return
-	}
+	v := viewerOf(r)
 	if s.opts.Locks == nil {
 		notFound(w)
 		return
@@ -757,10 +675,7 @@ func (s *Server) lockUser(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) unlockUser(w http.ResponseWriter, r *http.Request) {
-	v, ok := s.requireAdminPost(w, r, "unlock users")
-	if !ok {
-		return
-	}
+	v := viewerOf(r)
 	if s.opts.Locks == nil {
 		notFound(w)
 		return

@@ -48,9 +48,26 @@ type idpGateway struct {
 	op     *testenv.OIDCProvider
 	public string // web.public_url
 	log    *syncBuffer
+	head   string // the configuration before the extra part
+	path   string // the configuration file
 }
 
-func startIdPGateway(t *testing.T) *idpGateway {
+// reload replaces the extra part of the configuration and reloads it.
+func (g *idpGateway) reload(t *testing.T, extra string) {
+	t.Helper()
+	if err := os.WriteFile(g.path, []byte(g.head+extra), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.app.Reload("test"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func startIdPGateway(t *testing.T) *idpGateway { return startIdPGatewayWith(t, "") }
+
+// startIdPGatewayWith adds extra (top-level YAML: roles, bindings) to the
+// configuration.
+func startIdPGatewayWith(t *testing.T, extra string) *idpGateway {
 	t.Helper()
 	op := testenv.StartOIDCProvider(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -66,7 +83,7 @@ func startIdPGateway(t *testing.T) *idpGateway {
 	if err := os.WriteFile(secretFile, []byte("test-client-secret\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := config.Parse("gatehouse.yaml", []byte(fmt.Sprintf(`data_dir: %s/data
+	head := fmt.Sprintf(`data_dir: %s/data
 ssh:
   listen: "127.0.0.1:0"
 web:
@@ -77,7 +94,12 @@ oidc:
   issuer: %q
   client_id: %s
   client_secret_file: %q
-`, dir, public, op.Issuer, clientID, secretFile)))
+`, dir, public, op.Issuer, clientID, secretFile)
+	path := filepath.Join(dir, "gatehouse.yaml")
+	if err := os.WriteFile(path, []byte(head+extra), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +113,7 @@ oidc:
 		defer cancel()
 		a.Close(ctx)
 	})
-	return &idpGateway{app: a, op: op, public: public, log: logs}
+	return &idpGateway{app: a, op: op, public: public, log: logs, head: head, path: path}
 }
 
 // serve runs one request through the web server's real handler.
