@@ -143,8 +143,12 @@ func OpenRecordings(dir string, db *store.DB, kr *secrets.Keyring, opts Recordin
 	return r, nil
 }
 
-// Close stops the background flusher. Live recordings are not sealed.
+// Close stops the background flusher. Live recordings are not sealed (their
+// Close still seals them); Start refuses at once from now on.
 func (r *Recordings) Close() { r.once.Do(func() { close(r.quit) }) }
+
+// ErrRecordingsClosed is returned by Start after Close.
+var ErrRecordingsClosed = errors.New("recorder: recordings are closed")
 
 // flusher writes every live recording's buffered events each FlushInterval,
 // so a crash loses at most that much.
@@ -242,6 +246,11 @@ type recHeaderJSON struct {
 // Start creates the recording: the file with its header record and the
 // database row exist before Start returns.
 func (r *Recordings) Start(info SessionInfo) (*Recording, error) {
+	select {
+	case <-r.quit:
+		return nil, ErrRecordingsClosed // nothing would flush it
+	default:
+	}
 	if info.Cols <= 0 || info.Rows <= 0 {
 		info.Cols, info.Rows = 80, 24
 	}

@@ -50,6 +50,12 @@ type Log struct {
 	quit      chan struct{}
 	done      chan struct{}
 	closeOnce sync.Once
+
+	// sending is held (read) by each Append while it queues its request and
+	// (write) by Close while it marks the log closed: so every request queued
+	// is queued before the writer's final drain, and none after it.
+	sending sync.RWMutex
+	closed  bool
 }
 
 type appendReq struct {
@@ -154,11 +160,13 @@ func (l *Log) Keys() Keys {
 	return append(Keys(nil), l.keys.keys...)
 }
 
-// ErrClosed is returned by Append after Close.
+// ErrClosed is returned by Append after Close, at once.
 var ErrClosed = errors.New("recorder: audit log is closed")
 
 // Append writes ev and returns once it is durably committed. Callers fail
-// closed on error.
+// closed on error. After Close it returns ErrClosed at once; an Append that
+// races Close either is written (nil) or gets ErrClosed, and never waits
+// for a writer that has stopped.
 func (l *Log) Append(ctx context.Context, ev Event) error {
 	if ev.Time.IsZero() {
 		ev.Time = l.opts.Now()
@@ -169,18 +177,30 @@ func (l *Log) Append(ctx context.Context, ev Event) error {
 		return err
 	}
 	r := &appendReq{ev: ev, done: make(chan error, 1)}
-	select {
-	case l.reqs <- r:
-	case <-l.quit:
-		return ErrClosed
-	case <-ctx.Done():
-		return ctx.Err()
+	if err := l.enqueue(ctx, r); err != nil {
+		return err
 	}
 	select {
 	case err := <-r.done:
 		return err
 	case <-ctx.Done():
 		// The event may still be written; the caller treats it as failed.
+		return ctx.Err()
+	}
+}
+
+// enqueue hands r to the writer unless the log is closed. The writer is
+// running while the log is not closed, so a full queue drains.
+func (l *Log) enqueue(ctx context.Context, r *appendReq) error {
+	l.sending.RLock()
+	defer l.sending.RUnlock()
+	if l.closed {
+		return ErrClosed
+	}
+	select {
+	case l.reqs <- r:
+		return nil
+	case <-ctx.Done():
 		return ctx.Err()
 	}
 }
@@ -399,10 +419,14 @@ func (t *treeWriter) add(n int64, eventHash []byte) error {
 	return nil
 }
 
-// Close writes a final checkpoint and stops the writer.
+// Close stops taking appends, writes every one already queued, writes a
+// final checkpoint and stops the writer.
 func (l *Log) Close() error {
 	var err error
 	l.closeOnce.Do(func() {
+		l.sending.Lock()
+		l.closed = true
+		l.sending.Unlock()
 		close(l.quit)
 		<-l.done
 		_, err = l.checkpoint(context.Background())
