@@ -1,13 +1,15 @@
 package recorder
 
 import (
+	"context"
 	"errors"
 	"testing"
 	"time"
 )
 
 // After Close, Start refuses at once (no flusher would write the new
-// recording), while a recording started before Close still seals.
+// recording) and Check says so, while a recording started before Close
+// still seals.
 func TestRecordingsAfterClose(t *testing.T) {
 	r, _, _ := newRecordings(t, RecordingOptions{})
 	live, err := r.Start(SessionInfo{SessionID: "before", User: "u", Target: "t", Login: "l"})
@@ -29,6 +31,9 @@ func TestRecordingsAfterClose(t *testing.T) {
 		}
 	case <-time.After(60 * time.Second):
 		t.Fatal("Start after Close did not return within 60s: it blocks")
+	}
+	if err := r.Check(context.Background()); !errors.Is(err, ErrRecordingsClosed) {
+		t.Fatalf("Check after Close = %v, want ErrRecordingsClosed", err)
 	}
 	sealed := make(chan Summary, 1)
 	go func() { s, _ := live.Close("exited 0"); sealed <- s }()

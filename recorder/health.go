@@ -7,10 +7,15 @@ import (
 	"os"
 )
 
-// Check reports whether a new recording could be written now: the
-// directory accepts a file (the probe file is removed), or the object
-// store's bucket answers.
+// Check reports whether a new recording could be written now: Recordings
+// is not closed, and the directory accepts a file (the probe file is
+// removed) or the object store's bucket answers.
 func (r *Recordings) Check(ctx context.Context) error {
+	select {
+	case <-r.quit:
+		return ErrRecordingsClosed
+	default:
+	}
 	if r.s3 != nil {
 		return r.s3.check(ctx)
 	}
