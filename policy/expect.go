@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/gatehouse/gatehouse/internal/usererr"
 )
 
 // Expectation is one line of a policy test file:
@@ -37,17 +39,17 @@ func ParseExpectations(r io.Reader) ([]Expectation, error) {
 			continue
 		}
 		if len(out) == MaxExpectations {
-			return nil, fmt.Errorf("policy: line %d: more than %d expectations", n, MaxExpectations)
+			return nil, usererr.New("policy", fmt.Sprintf("line %d: more than %d expectations", n, MaxExpectations))
 		}
 		e, err := parseExpectation(text)
 		if err != nil {
-			return nil, fmt.Errorf("policy: line %d: %v", n, err)
+			return nil, usererr.New("policy", fmt.Sprintf("line %d: %v", n, err))
 		}
 		e.Line = n
 		out = append(out, e)
 	}
 	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("policy: line %d: %v", n+1, err)
+		return nil, usererr.New("policy", fmt.Sprintf("line %d: %v", n+1, err))
 	}
 	return out, nil
 }

@@ -399,7 +399,7 @@ func (s *Server) auditPage(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Query().Get("verify") == "1" {
 		rep, err := s.opts.AuditLog.Verify(r.Context())
 		if err != nil {
-			rep.Problem = err.Error()
+			rep.Problem = s.visible(r, err)
 		}
 		d["Verify"] = rep.String()
 		d["VerifyOK"] = rep.OK

@@ -11,6 +11,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/internal/app"
 	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/usererr"
 	"github.com/gatehouse/gatehouse/policy"
 )
 
@@ -160,7 +161,8 @@ func runPolicyTest(args []string, stdout, stderr io.Writer) error {
 	defer f.Close()
 	exps, err := policy.ParseExpectations(f)
 	if err != nil {
-		return fmt.Errorf("%s: %v", file, strings.TrimPrefix(err.Error(), "policy: "))
+		msg, _ := usererr.Message(err)
+		return fmt.Errorf("%s: %s", file, msg)
 	}
 	e := policy.New(app.PolicyOf(cfg))
 	failed := 0
