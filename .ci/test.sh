@@ -176,13 +176,36 @@ check "go test -race (concurrent pkgs)" go_test -race $race_pkgs
 # shellcheck disable=SC2086
 check "go test (the rest)" go_test $rest_pkgs
 
-# The same end-to-end flows on the PostgreSQL engine: every world gets a fresh
+# The same end-to-end suite on the PostgreSQL engine: every world gets a fresh
 # database on a private TLS cluster (GATEHOUSE_TEST_DB=postgres, see
-# internal/e2e/matrix_test.go). internal/store and the multi-instance audit
-# test already ran against PostgreSQL above. The list keeps this run short
-# (47 s here, ~3 min on a loaded machine); widen it as the tests allow.
-pg_e2e='TestPostgresRestartedUnderLoad|TestInstancesShareLocks|TestInstancesShareTOTPSteps|TestHealthAndReadiness|TestExecDirectAndProxyJump|TestRefusalsAreOneLineAndAudited|TestSessionRecordAndTargetLog|TestLockEndsSessionsAndRefusesNewOnes|TestFiftyParallelSessions'
-check "go test e2e (PostgreSQL engine)" env GATEHOUSE_TEST_DB=postgres go test -count=1 -timeout 15m ./internal/e2e/ -run "^($pg_e2e)\$"
+# internal/e2e/matrix_test.go); the multi-instance tests (two gateways on one
+# database) run only here. internal/store, auth and the multi-instance audit
+# test already ran against PostgreSQL above. Every e2e test runs again except
+# those with no path where the engines differ (their session rows are the
+# ones every other test writes), to keep this pass near 4 minutes
+# (docs/ha.md, "The same tests on both engines"):
+#   SQLite by design: the README demo (the zero-setup install)
+#   bytes and protocol, not rows: large download, scp, sftp, rsync, pty,
+#     exit signal, env, forwards, client disconnect, descriptor exhaustion
+#   algorithms and certificate checks at the handshake
+#   containers (the Docker path)
+#   the browser's rendering (screenshots, axe)
+#   keys in a token or the master key file (SoftHSM)
+#   the clock: a certificate expiring under a live session (76 s of waiting)
+#   the object store going down
+# A new e2e test runs on both engines unless it is added here with its reason.
+pg_e2e_skip='TestReadmeDemoCommandsRunAsPrinted'
+pg_e2e_skip+='|TestLargeDownloadArrivesWhole|TestSCPBothWays|TestSFTPBatch|TestRsyncTree|TestPTYResize|TestExitSignal|TestEnvAllowList'
+pg_e2e_skip+='|TestPortForwardAllowedAndRefused|TestIdleTimeoutClosesForwards|TestClientDisconnectLikeOpenSSH'
+pg_e2e_skip+='|TestAcceptSurvivesDescriptorExhaustion|TestSFTPFalseDoesNotStopExecTransfers'
+pg_e2e_skip+='|TestSSHAuditGateway|TestSSHAuditGatewayAsClient|TestWeakAlgorithmsRefused|TestUserCertificateRefusedByTarget'
+pg_e2e_skip+='|TestSessionCertificateRefusedByGateway|TestCertificateValiditySpanRefused|TestLoginCaseCannotPassDeny'
+pg_e2e_skip+='|TestContainerImage|TestContainers|TestContainerCommandRules'
+pg_e2e_skip+='|TestScreenshots'
+pg_e2e_skip+='|TestCAKeysInSoftHSM|TestMasterKeyWrappedByToken|TestWrapMasterKeyConvertsAPlainInstall'
+pg_e2e_skip+='|TestCertificateExpiryEndsSession'
+pg_e2e_skip+='|TestS3StoreDownRefusesSessions|TestS3StoreDownEndsLiveSession'
+check "go test e2e (PostgreSQL engine)" env GATEHOUSE_TEST_DB=postgres go test -count=1 -timeout 20m ./internal/e2e/ -skip "^($pg_e2e_skip)\$"
 
 vulncheck() {
   if ! go install golang.org/x/vuln/cmd/govulncheck@latest >/tmp/govulncheck-install.log 2>&1; then

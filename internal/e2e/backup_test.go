@@ -13,11 +13,22 @@ import (
 // it into an empty data directory of another configuration that has only the
 // master key, and checks what an operator would: the sessions are listed, a
 // recording exports, and the audit chain verifies. A tampered copy and a
-// restore over a live install are refused with the reason.
+// restore over a live install are refused with the reason. On PostgreSQL
+// the backup is refused with a pointer to pg_dump, writing nothing.
 func TestBackupOnlineAndRestore(t *testing.T) {
-	sqliteOnly(t)
 	bin := gatehouseBinary(t)
 	w := newWorld(t, "")
+	if onPostgres() {
+		file := filepath.Join(t.TempDir(), "gatehouse.backup")
+		out, err := exec.Command(bin, "backup", "--out", file, "--config", w.configFile).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "back up the database with pg_dump") {
+			t.Fatalf("backup of a PostgreSQL install: %v\n%s", err, out)
+		}
+		if _, err := os.Stat(file); !os.IsNotExist(err) {
+			t.Fatalf("a refused backup wrote %s: %v", file, err)
+		}
+		return
+	}
 	alice := w.newUser("alice", time.Hour)
 	if r := alice.direct("root", "db-1", "echo before-backup"); r.code != 0 {
 		t.Fatalf("session: %s", r)
