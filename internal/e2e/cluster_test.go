@@ -94,18 +94,34 @@ func TestInstancesShareApprovals(t *testing.T) {
 	}
 }
 
-// adminCookie signs test-user2 (role admins) in to the web UI of every
-// instance on w's database and returns the cookie value and CSRF token.
-func adminCookie(t *testing.T, w *world) (cookie, csrf string) {
+// webCookie signs user in to the web UI of every instance on w's database
+// (a web session row with TOTP done) and returns the cookie value and CSRF
+// token.
+func webCookie(t *testing.T, w *world, user string) (cookie, csrf string) {
 	t.Helper()
-	cookie, csrf = "admin-session-token-for-test", "admin-csrf-token-for-test"
+	cookie, csrf = user+"-session-token-for-test", user+"-csrf-token-for-test"
 	h := sha256.Sum256([]byte(cookie))
 	if _, err := w.app.Env.DB.Exec(`INSERT INTO web_sessions(id_hash, user_name, issuer, subject, groups, mfa_at, csrf,
-		client_addr, user_agent, created, expires) VALUES (?, 'test-user2', 'iss', 'sub', '', ?, ?, '', '', ?, ?)`,
-		h[:], time.Now().Unix(), csrf, time.Now().Unix(), time.Now().Add(time.Hour).Unix()); err != nil {
+		client_addr, user_agent, created, expires) VALUES (?, ?, 'iss', ?, '', ?, ?, '', '', ?, ?)`,
+		h[:], user, "sub-"+user, time.Now().Unix(), csrf, time.Now().Unix(), time.Now().Add(time.Hour).Unix()); err != nil {
 		t.Fatal(err)
 	}
 	return cookie, csrf
+}
+
+// postTerminate asks web base to end session id as the holder of cookie.
+func postTerminate(t *testing.T, base, id, cookie, csrf, message string) int {
+	t.Helper()
+	form := url.Values{"csrf": {csrf}, "message": {message}}
+	req, _ := http.NewRequest("POST", base+"/sessions/"+id+"/terminate", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.AddCookie(&http.Cookie{Name: "gh_session", Value: cookie})
+	resp, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }
 
 // TestInstancesShareLiveViewAndTerminate: alice's session runs on instance
@@ -138,7 +154,7 @@ func TestInstancesShareLiveViewAndTerminate(t *testing.T) {
 	if wb.app.Recs.Live(id) != nil || w.app.Recs.Live(id) == nil {
 		t.Fatal("the session is not A's")
 	}
-	cookie, csrf := adminCookie(t, w)
+	cookie, csrf := webCookie(t, w, "test-user2") // role admins
 
 	// Live view on B.
 	webB := "http://" + wb.app.WebAddr()
@@ -176,19 +192,20 @@ func TestInstancesShareLiveViewAndTerminate(t *testing.T) {
 	t.Logf("live view on B of a session on A: output shown %v (median) to %v (max) after the target wrote it "+
 		"(includes the history sent first)", lags[len(lags)/2].Round(10*time.Millisecond), lags[len(lags)-1].Round(10*time.Millisecond))
 
-	// Terminate on B.
-	form := url.Values{"csrf": {csrf}, "message": {"stop from B"}}
-	req, _ := http.NewRequest("POST", webB+"/sessions/"+id+"/terminate", strings.NewReader(form.Encode()))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.AddCookie(&http.Cookie{Name: "gh_session", Value: cookie})
-	asked := time.Now()
-	resp, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req)
-	if err != nil {
-		t.Fatal(err)
+	// A user who is not an admin (the session's own user, who sees it) cannot
+	// end it through B: nothing reaches the termination table.
+	ac, acsrf := webCookie(t, w, "alice")
+	if code := postTerminate(t, webB, id, ac, acsrf, "alice stops it"); code != http.StatusForbidden {
+		t.Fatalf("alice's terminate on B: %d", code)
 	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusSeeOther {
-		t.Fatalf("terminate on B: %d", resp.StatusCode)
+	if n, _ := countRows(t, w, `SELECT COUNT(*) FROM session_terminations`); n != 0 {
+		t.Fatalf("a non-admin's terminate wrote %d requests", n)
+	}
+
+	// Terminate on B.
+	asked := time.Now()
+	if code := postTerminate(t, webB, id, cookie, csrf, "stop from B"); code != http.StatusSeeOther {
+		t.Fatalf("terminate on B: %d", code)
 	}
 	done := make(chan struct{})
 	go func() { c.Wait(); close(done) }()
