@@ -20,6 +20,7 @@ import (
 	"github.com/gatehouse/gatehouse/policy"
 	"github.com/gatehouse/gatehouse/recorder"
 	"github.com/gatehouse/gatehouse/recorder/audit"
+	"github.com/gatehouse/gatehouse/recorder/cmdline"
 )
 
 // ErrServerClosed is returned by Serve after Shutdown or Close.
@@ -56,6 +57,8 @@ type Recording interface {
 	Output(p []byte) error
 	Stderr(p []byte) error // the stderr stream; with a terminal there is none
 	Input(p []byte) error
+	// Notice records what the gateway itself wrote to the user's terminal.
+	Notice(p []byte) error
 	Resize(cols, rows int) error
 	Exec(cmd string)
 	// OnFail registers fn to be called (in its own goroutine) when writing
@@ -67,6 +70,9 @@ type Recording interface {
 	// Streams, after Close, describes the raw streams of a session
 	// without a terminal by name (stdout, stderr, stdin); nil otherwise.
 	Streams() map[string]StreamSummary
+	// Line is what is known of the line being typed in a terminal session
+	// (read off the screen as the session runs).
+	Line() cmdline.State
 }
 
 // StreamSummary describes one raw stream of a session without a terminal:

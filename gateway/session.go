@@ -628,19 +628,19 @@ func (s *session) recordOutput(p []byte) {
 // EOF is passed on as EOF, exactly as an OpenSSH client sends it.
 func (s *session) copyIn() {
 	buf := newRelayBuf()
+	guard := s.newLineGuard() // nil unless command rules apply to typed lines
 	for {
 		n, err := s.ch.Read(buf.b)
 		if n > 0 {
 			s.touch()
 			s.bytesIn.Add(int64(n))
-			s.recMu.Lock()
-			if s.tap != nil {
-				s.tap.ClientToServer(buf.b[:n])
+			var werr error
+			if guard != nil {
+				werr = guard.forward(buf.b[:n])
 			} else {
-				s.rec.Input(buf.b[:n])
+				werr = s.sendInput(buf.b[:n])
 			}
-			s.recMu.Unlock()
-			if _, werr := s.tch.Write(buf.b[:n]); werr != nil {
+			if werr != nil {
 				return
 			}
 			buf.grow(n)
@@ -650,6 +650,23 @@ func (s *session) copyIn() {
 			return
 		}
 	}
+}
+
+// sendInput records client input (or gives it to the sftp tap) and writes
+// it to the target.
+func (s *session) sendInput(p []byte) error {
+	if len(p) == 0 {
+		return nil
+	}
+	s.recMu.Lock()
+	if s.tap != nil {
+		s.tap.ClientToServer(p)
+	} else {
+		s.rec.Input(p)
+	}
+	s.recMu.Unlock()
+	_, err := s.tch.Write(p)
+	return err
 }
 
 // targetRequests forwards requests from the target (exit-status, exit-signal,

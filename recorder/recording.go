@@ -19,6 +19,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/internal/secrets"
 	"github.com/gatehouse/gatehouse/internal/store"
+	"github.com/gatehouse/gatehouse/recorder/cmdline"
 )
 
 // RecordingOptions configures Recordings.
@@ -196,6 +197,9 @@ type Recording struct {
 	// streams are the raw streams of a session without a terminal (nil
 	// for a terminal session), indexed by event type.
 	streams map[byte]*rawStream
+	// lines reads commands off the screen as they run (terminal sessions).
+	lines *cmdline.Tracker
+	liveCmds
 }
 
 // rawStream tracks one stream of a session without a terminal.
@@ -275,7 +279,9 @@ func (r *Recordings) Start(info SessionInfo) (*Recording, error) {
 		return nil, err
 	}
 	rec := &Recording{r: r, id: id, info: info, start: info.Start, f: f, aead: aead, failed: make(chan struct{})}
-	if !info.Interactive {
+	if info.Interactive {
+		rec.lines = cmdline.New(info.Cols, info.Rows, rec.onLine)
+	} else {
 		rec.streams = map[byte]*rawStream{}
 		for typ := range streamNames {
 			rec.streams[typ] = &rawStream{hash: sha256.New()}
@@ -343,7 +349,15 @@ func (rec *Recording) since() uint64 {
 }
 
 // add appends an event; it writes the record when the buffer is full.
-func (rec *Recording) add(typ byte, data []byte) error {
+func (rec *Recording) add(typ byte, data []byte) error { return rec.addEvent(typ, data, true) }
+
+// Notice records output the gateway itself wrote to the user's terminal
+// (a refused line's reason): replayed like output, but not read for commands.
+func (rec *Recording) Notice(p []byte) error { return rec.addEvent('o', p, false) }
+
+// addEvent appends an event, and gives terminal events to the command-line
+// tracker when track is set.
+func (rec *Recording) addEvent(typ byte, data []byte, track bool) error {
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
 	if rec.err != nil || rec.closed {
@@ -375,6 +389,9 @@ func (rec *Recording) add(typ byte, data []byte) error {
 		}
 	}
 	rec.buf = appendEvent(rec.buf, typ, t, data)
+	if rec.lines != nil && track {
+		feedTracker(rec.lines, typ, t, data)
+	}
 	if len(rec.subs) > 0 && typ != 'i' {
 		rec.publish(outputType(typ), t, data)
 	}
@@ -508,6 +525,10 @@ func (rec *Recording) Close(reason string) (Summary, error) {
 	}
 	rec.f.Close()
 	rec.closed = true
+	if rec.lines != nil {
+		rec.lines.Close()
+		rec.lines = nil
+	}
 	for ch := range rec.subs {
 		close(ch)
 	}
@@ -534,7 +555,7 @@ func (rec *Recording) Close(reason string) (Summary, error) {
 	}
 	switch {
 	case rec.info.Interactive:
-		s.Commands = rec.r.reconstruct(rec.id, rec.info.OnCommand)
+		s.Commands = rec.waitCommands()
 	case rec.info.StdinShell:
 		s.Commands = rec.r.stdinCommands(rec.id, rec.info.OnCommand)
 	}

@@ -299,7 +299,7 @@ func (r *Recordings) recoverOne(ctx context.Context, id string) (Recovered, erro
 		return out, err
 	}
 	if m.Interactive && err == nil {
-		out.Commands = r.reconstruct(id, nil)
+		out.Commands = r.reconstructMissed(id)
 	}
 	r.log.Warn("sealed recording left open by a crash", "recording", id, "session", m.SessionID)
 	return out, nil

@@ -19,6 +19,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/internal/testenv"
 
+	"github.com/charmbracelet/x/vt"
 	"github.com/creack/pty"
 
 	"github.com/gatehouse/gatehouse/internal/secrets"
@@ -244,10 +245,12 @@ func TestLiveSubscribe(t *testing.T) {
 }
 
 // TestCommandsFromRealShell types into a real bash in a real pty, with tab
-// completion and history recall, and checks the commands read off the screen.
+// completion and history recall, and checks the commands read off the screen
+// as the session runs: each is stored and announced before the session ends,
+// and once only.
 func TestCommandsFromRealShell(t *testing.T) {
 	bash := testenv.RequireBinary(t, "bash", "apt-get install bash")
-	r, _, _ := newRecordings(t, RecordingOptions{})
+	r, db, _ := newRecordings(t, RecordingOptions{})
 	var mu sync.Mutex
 	var got []Command
 	rec, err := r.Start(SessionInfo{SessionID: "sh", User: "u", Target: "t", Login: "l", Cols: 80, Rows: 24, Interactive: true,
@@ -306,6 +309,23 @@ func TestCommandsFromRealShell(t *testing.T) {
 	waitOut("test$ ", 1)
 	typeKeys("echo one\r")
 	waitOut("test$ ", 2)
+	// Commands are known live: the first is stored and announced while
+	// the session is still open.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		mu.Lock()
+		n := len(got)
+		mu.Unlock()
+		var rows int
+		db.QueryRow(`SELECT COUNT(*) FROM recording_commands WHERE recording_id = ?`, rec.ID()).Scan(&rows)
+		if n == 1 && rows == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("live command not delivered: %d announced, %d stored", n, rows)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	typeKeys("cat uniq\t") // tab completion to unique-file-name.txt
 	waitOut("unique-file-name.txt", 1)
 	typeKeys("\r")
@@ -335,22 +355,25 @@ func TestCommandsFromRealShell(t *testing.T) {
 		t.Fatalf("OnCommand got %d commands", len(got))
 	}
 	mu.Unlock()
+	var rows int
+	db.QueryRow(`SELECT COUNT(*) FROM recording_commands WHERE recording_id = ?`, rec.ID()).Scan(&rows)
+	if rows != len(want) {
+		t.Fatalf("%d commands stored, want %d (each once)", rows, len(want))
+	}
 	// The commands are markers in the cast, and the cast replays to the
 	// same final screen.
 	_, evs := castLines(t, r, rec.ID(), false)
 	if !strings.Contains(outputOf(evs, "m"), "cat unique-file-name.txt") {
 		t.Fatal("command markers missing from the cast")
 	}
-	replay := newReconstructor(80, 24, time.Now())
-	defer replay.close()
-	live := newReconstructor(80, 24, time.Now())
-	defer live.close()
-	replay.em.Write([]byte(outputOf(evs, "o")))
+	replay := vt.NewEmulator(80, 24)
+	live := vt.NewEmulator(80, 24)
+	replay.Write([]byte(outputOf(evs, "o")))
 	omu.Lock()
-	live.em.Write([]byte(out.String()))
+	live.Write([]byte(out.String()))
 	omu.Unlock()
-	if replay.em.String() != live.em.String() || !strings.Contains(replay.em.String(), "cat unique-file-name.txt") {
-		t.Fatalf("replayed screen differs:\n%s\n---\n%s", replay.em.String(), live.em.String())
+	if replay.String() != live.String() || !strings.Contains(replay.String(), "cat unique-file-name.txt") {
+		t.Fatalf("replayed screen differs:\n%s\n---\n%s", replay.String(), live.String())
 	}
 }
 

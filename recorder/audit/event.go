@@ -16,7 +16,8 @@ const (
 	EventSessionEnd      = "session.end"       // session channel ended
 	EventSessionDenied   = "session.denied"    // policy refused a session
 	EventCommand         = "command"           // exec request or reconstructed command
-	EventCommandWarn     = "command.warn"      // an exec request matched a warn.commands rule and ran
+	EventCommandWarn     = "command.warn"      // an exec request or typed line matched a warn.commands rule and ran
+	EventCommandDenied   = "command.denied"    // a typed line matched a deny.commands rule and was not run
 	EventFile            = "file"              // sftp/scp file operation
 	EventForwardStart    = "forward.start"     // port forward opened
 	EventForwardEnd      = "forward.end"       // port forward closed

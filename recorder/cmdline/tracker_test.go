@@ -1,27 +1,33 @@
-package recorder
+package cmdline
 
 import (
 	"strings"
 	"testing"
-	"time"
 )
 
-// screenScript drives a reconstructor like a terminal session: keys typed
-// one event each and echoed the way a shell echoes them, output, and
-// several keys in one event (typed ahead, pasted).
+// screenScript drives a Tracker like a terminal session: keys typed one
+// event each and echoed the way a shell echoes them, output, and several
+// keys in one event (typed ahead, pasted).
 type screenScript struct {
-	rc *reconstructor
-	t  uint64
+	tr   *Tracker
+	t    uint64
+	cmds []Command
+}
+
+func newScript(cols, rows int) *screenScript {
+	s := &screenScript{}
+	s.tr = New(cols, rows, func(c Command) { s.cmds = append(s.cmds, c) })
+	return s
 }
 
 func (s *screenScript) out(p string) {
 	s.t++
-	s.rc.event(castEvent{Type: 'o', T: s.t, Data: []byte(p)})
+	s.tr.Output([]byte(p), s.t)
 }
 
 func (s *screenScript) keys(p string) {
 	s.t++
-	s.rc.event(castEvent{Type: 'i', T: s.t, Data: []byte(p)})
+	s.tr.Input([]byte(p), s.t)
 }
 
 // typeEchoed types line a key at a time, each echoed ("\r" as "\r\n").
@@ -38,7 +44,7 @@ func (s *screenScript) typeEchoed(line string) {
 
 func (s *screenScript) texts() []string {
 	var out []string
-	for _, c := range s.rc.cmds {
+	for _, c := range s.cmds {
 		out = append(out, c.Text)
 	}
 	return out
@@ -100,8 +106,8 @@ func TestReconstructScreenCases(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			s := &screenScript{rc: newReconstructor(80, 24, time.Unix(0, 0))}
-			defer s.rc.close()
+			s := newScript(80, 24)
+			defer s.tr.Close()
 			c.script(s)
 			got := s.texts()
 			if strings.Join(got, "\n") != strings.Join(c.want, "\n") {
@@ -117,30 +123,40 @@ func TestReconstructScreenCases(t *testing.T) {
 }
 
 // FuzzReconstruct feeds a session's output and keystrokes (both come from
-// the target and the client, untrusted) to the reconstructor: it must not
-// panic or hang, and never returns an empty command. The input is split
-// into events at 0x00 bytes; an event starting with 'i' is keys, 'r' a
-// resize, anything else output.
+// the target and the client, untrusted) to a Tracker: it must not panic or
+// hang, never returns an empty command, and holds no emulator once no line
+// is being typed. The input is split into events at 0x00 bytes; an event
+// starting with 'i' is keys, 'r' a resize, anything else output.
 func FuzzReconstruct(f *testing.F) {
 	f.Add([]byte("o" + testPrompt + "\x00iecho a\recho b\r\x00oecho a\r\na\r\n" + testPrompt + "echo b\r\n"))
 	f.Add([]byte("o" + strings.Repeat("x\r\n", 30) + testPrompt + "\x00i" + strings.Repeat("y", 200) + "\r\x00o" + strings.Repeat("y", 200) + "\r\n"))
 	f.Add([]byte("o\x1b[?1049h\x00iq\x00o\x1b[?1049l\x00i\x0c\x00o\x1b[H\x1b[2J# \x00r3x2\x00ils\r\x00o\x1b[3Jls\r\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		rc := newReconstructor(20, 5, time.Unix(0, 0))
-		defer rc.close()
+		var cmds []Command
+		tr := New(20, 5, func(c Command) { cmds = append(cmds, c) })
+		defer tr.Close()
 		for i, ev := range strings.Split(string(data), "\x00") {
 			if ev == "" {
 				continue
 			}
-			typ := ev[0]
-			if typ != 'i' && typ != 'r' {
-				typ = 'o'
+			switch ev[0] {
+			case 'i':
+				tr.Input([]byte(ev[1:]), uint64(i))
+			case 'r':
+				if c, r, ok := strings.Cut(ev[1:], "x"); ok && len(c) == 1 && len(r) == 1 {
+					tr.Resize(int(c[0]-'0'), int(r[0]-'0'))
+				}
+			default:
+				tr.Output([]byte(ev[1:]), uint64(i))
 			}
-			rc.event(castEvent{Type: typ, T: uint64(i), Data: []byte(ev[1:])})
+			_ = tr.State()
+			if tr.Held() && tr.idle() {
+				t.Fatalf("emulator held with no line typed after event %d", i)
+			}
 		}
-		for _, c := range rc.cmds {
+		for _, c := range cmds {
 			if c.Text == "" {
-				t.Fatalf("empty command in %q", rc.cmds)
+				t.Fatalf("empty command in %q", cmds)
 			}
 		}
 	})

@@ -1,0 +1,229 @@
+package gateway
+
+import (
+	"errors"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/gatehouse/gatehouse/policy"
+	"github.com/gatehouse/gatehouse/recorder"
+	"github.com/gatehouse/gatehouse/recorder/cmdline"
+)
+
+// lineGuard applies deny.commands and warn.commands to the lines typed in an
+// interactive session: each Enter is held until the line it completes has
+// been read and checked. A denied line is never sent on: the Enter is
+// withheld, the line is cancelled on the target's line editor, the user is
+// told why in one line, and command.denied is audited. A warned line runs and
+// command.warn is audited (alerts follow the audit log).
+//
+// The line is read two ways, and both are checked: from the keystrokes since
+// the last Enter (exact when they are plain typing, a paste, Backspace,
+// Ctrl-U/W — also at a prompt that does not echo, such as after stty -echo),
+// and from the screen (tab completion, history, Ctrl-R, cursor movement). When
+// only the screen can say and its echo has not arrived within echoWait, a
+// role with deny rules refuses the line (fail closed).
+type lineGuard struct {
+	s          *session
+	deny, warn bool
+	typed      cmdline.Typed
+}
+
+const (
+	// echoWait bounds how long an Enter after edited keys waits for their
+	// echo; echoSettle is the quiet after the echo (a completion may come
+	// in pieces) and echoPoll how often the screen is looked at.
+	echoWait   = 750 * time.Millisecond
+	echoSettle = 20 * time.Millisecond
+	echoPoll   = 5 * time.Millisecond
+)
+
+// Key sequences that cancel a line on the target. At a prompt, Ctrl-C: bash,
+// dash, zsh and their line editors drop the line and print a new prompt.
+// Typed ahead while a command runs (the tty holds the line), Ctrl-E Ctrl-U:
+// the tty's kill character erases it, and readline erases it if it already
+// has it.
+var (
+	cancelAtPrompt = []byte{0x03}
+	cancelAhead    = []byte{0x05, 0x15}
+)
+
+// newLineGuard returns the guard for a terminal session whose user has
+// deny or warn command rules where it runs, else nil.
+func (s *session) newLineGuard() *lineGuard {
+	if s.pty == nil {
+		return nil
+	}
+	deny, warn := s.c.s.cfg.Policy.LineRules(s.lineRequest())
+	if !deny && !warn {
+		return nil
+	}
+	return &lineGuard{s: s, deny: deny, warn: warn}
+}
+
+func (s *session) lineRequest() policy.Request {
+	c := s.c
+	return policy.Request{User: c.pr.User, Groups: c.pr.Groups, Target: c.resolved.pol, Login: c.addr.Login}
+}
+
+// forward passes client input on, holding each Enter until its line is
+// checked.
+func (g *lineGuard) forward(p []byte) error {
+	start := 0
+	for i, b := range p {
+		if !g.typed.Feed(b) {
+			continue
+		}
+		if err := g.s.sendInput(p[start:i]); err != nil {
+			return err
+		}
+		start = i + 1
+		h := g.read()
+		g.typed.Reset()
+		if err := g.decide(h, p[i:i+1]); err != nil {
+			return err
+		}
+	}
+	return g.s.sendInput(p[start:])
+}
+
+// heldLine is what is known of the line an Enter completes.
+type heldLine struct {
+	lines []string // the line as typed and as on the screen (when they differ)
+	known bool     // at least one reading is certain to be the line
+	ahead bool     // typed ahead of an earlier line's answer
+	skip  bool     // not a shell line: a full-screen program, or nothing typed
+}
+
+// read finds the line an Enter completes.
+func (g *lineGuard) read() heldLine {
+	st := g.s.rec.Line()
+	typed, typedOK := g.typed.Line()
+	if !typedOK && !st.Pending {
+		st = g.waitEcho(st)
+	}
+	if st.AltScreen {
+		return heldLine{skip: true}
+	}
+	h := heldLine{ahead: st.Pending}
+	if typedOK && strings.TrimSpace(typed) != "" {
+		h.lines, h.known = append(h.lines, typed), true
+	}
+	if st.Line != "" && (len(h.lines) == 0 || st.Line != typed) {
+		h.lines = append(h.lines, screenReadings(st.Line)...)
+		h.known = h.known || st.Echoed
+	}
+	if typedOK && len(h.lines) == 0 {
+		// Nothing typed and nothing on the screen: an empty line.
+		h.skip = true
+	}
+	return h
+}
+
+// screenReadings are the ways to read a line taken off the screen: as it is,
+// and after each prompt mark in it, in case keys typed before a prompt was
+// drawn put other text in front of the line.
+func screenReadings(line string) []string {
+	out := []string{line}
+	for i := 0; i+1 < len(line); i++ {
+		if line[i+1] == ' ' && strings.IndexByte("$#>%", line[i]) >= 0 {
+			if rest := strings.TrimSpace(line[i+2:]); rest != "" && !slices.Contains(out, rest) {
+				out = append(out, rest)
+			}
+		}
+	}
+	return out
+}
+
+// waitEcho waits, at most echoWait, for output after the last key and then
+// a short quiet, so the screen shows what the keys did.
+func (g *lineGuard) waitEcho(st cmdline.State) cmdline.State {
+	deadline := time.Now().Add(echoWait)
+	settled := false
+	for !st.AltScreen && time.Now().Before(deadline) {
+		if st.Echoed && settled {
+			return st
+		}
+		settled = st.Echoed
+		wait := echoPoll
+		if st.Echoed {
+			wait = echoSettle
+		}
+		select {
+		case <-g.s.ctx.Done():
+			return st
+		case <-time.After(wait):
+		}
+		st = g.s.rec.Line()
+	}
+	return st
+}
+
+// errLineUnread is the reason when a role has deny rules and the line
+// could not be read.
+var errLineUnread = errors.New("the line could not be read (it was edited and its echo did not arrive in time); retype it")
+
+// decide sends the Enter on, or refuses the line.
+func (g *lineGuard) decide(h heldLine, enter []byte) error {
+	if h.skip {
+		return g.s.sendInput(enter)
+	}
+	req := g.s.lineRequest()
+	var deny, denied string
+	var warnings []string
+	if !h.known && g.deny {
+		deny, denied = errLineUnread.Error(), strings.Join(h.lines, " | ")
+	}
+	for _, line := range h.lines {
+		if deny != "" {
+			break
+		}
+		v := g.s.c.s.cfg.Policy.CheckLine(req, line)
+		deny, denied = v.Deny, line
+		for _, w := range v.Warnings {
+			if !slices.Contains(warnings, w) {
+				warnings = append(warnings, w)
+			}
+		}
+	}
+	if deny == "" {
+		if err := g.s.sendInput(enter); err != nil {
+			return err
+		}
+		for _, w := range warnings {
+			g.s.c.audit(recorder.Event{Type: recorder.EventCommandWarn, Reason: w, SessionID: g.s.id,
+				Details: map[string]any{"kind": g.s.kind, "command": h.lines[0], "interactive": true}})
+		}
+		return nil
+	}
+	return g.refuse(h, deny, denied)
+}
+
+// refuse tells the user why, cancels the line on the target and audits it.
+func (g *lineGuard) refuse(h heldLine, reason, line string) error {
+	s := g.s
+	msg := []byte("\r\ngatehouse: line not run: " + reason + "\r\n")
+	s.recMu.Lock()
+	s.rec.Notice(msg)
+	s.recMu.Unlock()
+	if _, err := (clientWriter{s, 0}).Write(msg); err != nil {
+		s.cancel(errDisconnected)
+		return err
+	}
+	cancel := cancelAtPrompt
+	if h.ahead {
+		cancel = cancelAhead
+	}
+	if err := s.sendInput(cancel); err != nil {
+		return err
+	}
+	// Hold what the user types next until the shell has answered the
+	// cancel (its new prompt), so the next line starts on a fresh one.
+	g.waitEcho(s.rec.Line())
+	s.c.s.log.Info("interactive line refused", "session", s.id, "user", s.c.pr.User, "target", s.c.addr.Target,
+		"line", line, "reason", reason)
+	s.c.audit(recorder.Event{Type: recorder.EventCommandDenied, Reason: reason, SessionID: s.id,
+		Details: map[string]any{"kind": s.kind, "command": line, "interactive": true}})
+	return nil
+}
