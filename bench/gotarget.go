@@ -14,7 +14,8 @@ import (
 
 // GoTarget is a cheap SSH target in this process (x/crypto/ssh): it trusts
 // the gateway's session CA, answers exec at once with exit status 0 and
-// answers a shell with a prompt, then idles until the channel closes. It
+// answers a shell with a prompt, then echoes typing (Enter gives the next
+// prompt) until the channel closes. It
 // measures the gateway alone, without a forking sshd behind it.
 type GoTarget struct {
 	ln      net.Listener
@@ -86,7 +87,7 @@ func (t *GoTarget) conn(c net.Conn) {
 }
 
 // session answers one session channel: exec exits 0 at once; a shell
-// prints a prompt and reads (discarding) until the client closes.
+// prints a prompt and echoes what is typed until the client closes.
 func session(ch ssh.Channel, reqs <-chan *ssh.Request) {
 	for req := range reqs {
 		switch req.Type {
@@ -99,19 +100,28 @@ func session(ch ssh.Channel, reqs <-chan *ssh.Request) {
 		case "shell":
 			req.Reply(true, nil)
 			ch.Write([]byte("$ "))
-			go func() {
-				buf := make([]byte, 256)
-				for {
-					if _, err := ch.Read(buf); err != nil {
-						ch.Close()
-						return
-					}
-				}
-			}()
+			go echoLines(ch)
 		case "pty-req", "env", "window-change":
 			req.Reply(req.WantReply, nil)
 		default:
 			req.Reply(false, nil)
+		}
+	}
+}
+
+// echoLines is the shell's line editor: keys are echoed, and Enter answers
+// with a newline and the next prompt, until the client closes.
+func echoLines(ch ssh.Channel) {
+	buf := make([]byte, 256)
+	for {
+		n, err := ch.Read(buf)
+		if err != nil {
+			ch.Close()
+			return
+		}
+		out := bytes.ReplaceAll(buf[:n], []byte("\r"), []byte("\r\n$ "))
+		if _, err := ch.Write(out); err != nil {
+			return
 		}
 	}
 }

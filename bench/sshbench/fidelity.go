@@ -137,6 +137,13 @@ func (e *env) runCase(db *sql.DB, i int, c fidelityCase) (got, want []string, er
 			return nil, nil, err
 		}
 	}
+	// The commands are read live: they must be stored while the session
+	// is still open (bash has appended each to its history file by now).
+	want = historyLines(hist)
+	if got, err = liveCommands(db, remote, len(want)); err != nil {
+		cmd.Process.Kill()
+		return nil, nil, err
+	}
 	f.Write([]byte("exit\r"))
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
@@ -147,9 +154,24 @@ func (e *env) runCase(db *sql.DB, i int, c fidelityCase) (got, want []string, er
 		<-done
 	}
 	f.Close()
-	if got, err = sessionCommands(db, remote); err != nil {
+	final, err := sessionCommands(db, remote)
+	if err != nil {
 		return nil, nil, err
 	}
+	if len(final) > 0 && final[len(final)-1] == "exit" {
+		final = final[:len(final)-1]
+	}
+	if strings.Join(final, "\n") != strings.Join(got, "\n") {
+		// Stored twice, or found only after the session: not live.
+		fmt.Fprintf(os.Stderr, "fidelity %q: stored at the end %q, live %q\n", c.name, final, got)
+		got = final
+	}
+	return got, want, nil
+}
+
+// historyLines are the commands bash appended to its history file.
+func historyLines(hist string) []string {
+	var want []string
 	b, _ := os.ReadFile(hist)
 	for _, line := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
 		// History keeps a trailing space (after tab completion) that no
@@ -158,10 +180,31 @@ func (e *env) runCase(db *sql.DB, i int, c fidelityCase) (got, want []string, er
 			want = append(want, line)
 		}
 	}
-	if len(got) > 0 && got[len(got)-1] == "exit" {
-		got = got[:len(got)-1]
+	return want
+}
+
+// liveCommands returns the commands stored so far for the open session
+// running remote, waiting up to 5 s for n of them.
+func liveCommands(db *sql.DB, remote string, n int) ([]string, error) {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var out []string
+		rows, err := db.Query(`SELECT rc.text FROM recording_commands rc JOIN sessions s ON s.recording_id = rc.recording_id
+			WHERE s.command = ? AND s.end_at IS NULL AND rc.source = 'screen' ORDER BY rc.seq`, remote)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var t string
+			rows.Scan(&t)
+			out = append(out, t)
+		}
+		rows.Close()
+		if len(out) >= n || time.Now().After(deadline) {
+			return out, nil
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
-	return got, want, nil
 }
 
 // sessionCommands waits for the session running remote to end and returns

@@ -44,7 +44,8 @@ var (
 	flagSearch      = flag.Int("search", 100_000, "sessions for the command search measurement (0 skips)")
 	flagFidelity    = flag.Bool("fidelity", true, "run the command fidelity corpus")
 	flagGWEnv       = flag.String("gw-env", "", "extra environment for the gateway process, space separated (e.g. GOGC=50 GOMEMLIMIT=256MiB)")
-	flagOnly        = flag.String("only", "", "run only this part: fidelity | idle | rate")
+	flagLive        = flag.Int("live", 200, "commands typed for the Enter → audit event delay; with -idle, also memory per idle session that typed (0 skips)")
+	flagOnly        = flag.String("only", "", "run only this part: fidelity | idle | rate | live")
 	flagGH          = flag.String("gatehouse", "", "path to the gatehouse binary (default: build it)")
 	flagCipher      = flag.String("cipher", "chacha20-poly1305@openssh.com", "client cipher for every mode")
 	flagKeep        = flag.Bool("keep", false, "keep the temporary directory")
@@ -100,6 +101,14 @@ func run() error {
 		return nil
 	case "fidelity":
 		return e.printFidelity()
+	case "live":
+		lr, err := e.liveCommands(*flagLive, *flagIdle)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("| figure | Gatehouse | OpenSSH | ratio | goal | verdict |\n|---|---|---|---|---|---|\n")
+		lr.print()
+		return nil
 	case "idle":
 		perSession, err := e.idleMemory(*flagIdle)
 		if err != nil {
@@ -161,6 +170,14 @@ func run() error {
 			return fmt.Errorf("idle memory: %w", err)
 		}
 	}
+	var live *liveResult
+	if *flagLive > 0 {
+		lr, err := e.liveCommands(*flagLive, *flagIdle)
+		if err != nil {
+			return fmt.Errorf("live commands: %w", err)
+		}
+		live = &lr
+	}
 	if *flagSearch > 0 {
 		if x.searchSel, x.searchCommon, err = e.commandSearch(*flagSearch); err != nil {
 			return fmt.Errorf("command search: %w", err)
@@ -181,6 +198,9 @@ func run() error {
 	printGoals(res["gwdirect"], res["gwjump"], j, res["directkex"], x)
 	if fid != nil {
 		fid.print()
+	}
+	if live != nil {
+		live.print()
 	}
 	return nil
 }

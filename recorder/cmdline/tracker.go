@@ -123,14 +123,21 @@ func (t *Tracker) keepTail(p []byte) {
 	}
 	t.followAlt(p)
 	if len(p) >= tailMax {
+		if cap(t.tail) < tailMax {
+			t.tail = make([]byte, 0, tailMax)
+		}
 		t.tail = append(t.tail[:0], p[len(p)-tailMax:]...)
 	} else {
 		if over := len(t.tail) + len(p) - tailMax; over > 0 {
 			n := copy(t.tail, t.tail[over:])
 			t.tail = t.tail[:n]
 		}
-		if t.tail == nil {
-			t.tail = make([]byte, 0, 256)
+		if need := len(t.tail) + len(p); need > cap(t.tail) {
+			// Grow in steps, never past tailMax: most sessions idle
+			// with a prompt and a few rows.
+			grown := make([]byte, len(t.tail), min(max(need, 2*cap(t.tail), 256), tailMax))
+			copy(grown, t.tail)
+			t.tail = grown
 		}
 		t.tail = append(t.tail, p...)
 	}
@@ -230,8 +237,9 @@ var emulators struct {
 	free []*vt.Emulator
 }
 
-// poolMax is how many idle emulators are kept for reuse.
-const poolMax = 16
+// poolMax is how many idle emulators are kept for reuse (each holds a few
+// hundred KiB): enough for people typing at once on a busy gateway.
+const poolMax = 4
 
 // scrollbackRows is the emulator's scrollback: it holds the start of a
 // command line that wrapped and scrolled off the top of the screen.
