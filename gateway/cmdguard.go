@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/policy"
-	"github.com/gatehouse/gatehouse/recorder"
+	"github.com/gatehouse/gatehouse/recorder/audit"
 	"github.com/gatehouse/gatehouse/recorder/cmdline"
 )
 
@@ -192,7 +192,7 @@ func (g *lineGuard) decide(h heldLine, enter []byte) error {
 			return err
 		}
 		for _, w := range warnings {
-			g.s.c.audit(recorder.Event{Type: recorder.EventCommandWarn, Reason: w, SessionID: g.s.id,
+			g.s.c.audit(audit.Event{Type: audit.EventCommandWarn, Reason: w, SessionID: g.s.id,
 				Details: map[string]any{"kind": g.s.kind, "command": h.lines[0], "interactive": true}})
 		}
 		return nil
@@ -223,7 +223,7 @@ func (g *lineGuard) refuse(h heldLine, reason, line string) error {
 	g.waitEcho(s.rec.Line())
 	s.c.s.log.Info("interactive line refused", "session", s.id, "user", s.c.pr.User, "target", s.c.addr.Target,
 		"line", line, "reason", reason)
-	s.c.audit(recorder.Event{Type: recorder.EventCommandDenied, Reason: reason, SessionID: s.id,
+	s.c.audit(audit.Event{Type: audit.EventCommandDenied, Reason: reason, SessionID: s.id,
 		Details: map[string]any{"kind": s.kind, "command": line, "interactive": true}})
 	return nil
 }

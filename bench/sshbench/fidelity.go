@@ -186,21 +186,24 @@ func historyLines(hist string) []string {
 // liveCommands returns the commands stored so far for the open session
 // running remote, waiting up to 5 s for n of them.
 func liveCommands(db *sql.DB, remote string, n int) ([]string, error) {
-	deadline := time.Now().Add(5 * time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ss := recorder.NewSessionStore(db)
 	for {
 		var out []string
-		rows, err := db.Query(`SELECT rc.text FROM recording_commands rc JOIN sessions s ON s.recording_id = rc.recording_id
-			WHERE s.command = ? AND s.end_at IS NULL AND rc.source = 'screen' ORDER BY rc.seq`, remote)
-		if err != nil {
-			return nil, err
+		sess, err := newestSession(ctx, ss, remote)
+		if err == nil && sess.End.IsZero() {
+			cmds, err := ss.RecordingCommands(ctx, sess.RecordingID)
+			if err != nil && ctx.Err() == nil {
+				return nil, err
+			}
+			for _, c := range cmds {
+				if c.Source == "screen" {
+					out = append(out, c.Text)
+				}
+			}
 		}
-		for rows.Next() {
-			var t string
-			rows.Scan(&t)
-			out = append(out, t)
-		}
-		rows.Close()
-		if len(out) >= n || time.Now().After(deadline) {
+		if len(out) >= n || ctx.Err() != nil {
 			return out, nil
 		}
 		time.Sleep(20 * time.Millisecond)

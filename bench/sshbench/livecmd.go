@@ -193,7 +193,8 @@ func trackerMemory(n int) float64 {
 	return per
 }
 
-// waitCommandEvent polls the audit log until the command event for cmd is
+// waitCommandEvent polls the audit log (read-only: the audit package has no
+// reader without the master key) until the command event for cmd is
 // there, and returns how long after Enter (at) that was seen.
 func waitCommandEvent(db *sql.DB, cmd string, at time.Time) (time.Duration, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/testenv"
-	"github.com/gatehouse/gatehouse/recorder"
+	"github.com/gatehouse/gatehouse/recorder/audit"
 )
 
 // TestInteractiveLineRules types into a real bash through the gateway (ssh
@@ -58,7 +58,7 @@ func TestInteractiveLineRules(t *testing.T) {
 	sessionID := func() string {
 		var id string
 		waitFor(t, "the live session", func() bool {
-			evs, _ := w.app.Audit.Query(context.Background(), recorder.Filter{Type: recorder.EventSessionStart, User: "gina"})
+			evs, _ := w.app.Audit.Query(context.Background(), audit.Filter{Type: audit.EventSessionStart, User: "gina"})
 			if len(evs) > 0 {
 				id = evs[len(evs)-1].SessionID
 			}
@@ -68,7 +68,7 @@ func TestInteractiveLineRules(t *testing.T) {
 	}()
 	// Each command is audited while the session is open.
 	waitFor(t, "the first command as a live audit event", func() bool {
-		evs, _ := w.app.Audit.Query(context.Background(), recorder.Filter{Type: recorder.EventCommand, SessionID: sessionID})
+		evs, _ := w.app.Audit.Query(context.Background(), audit.Filter{Type: audit.EventCommand, SessionID: sessionID})
 		return len(evs) == 1 && evs[0].Details["command"] == "PS1='rec''$ '" && evs[0].Details["source"] == "screen"
 	})
 
@@ -92,7 +92,7 @@ func TestInteractiveLineRules(t *testing.T) {
 			t.Fatalf("%s: the deny did not hold: %v", tt.name, err)
 		}
 		waitFor(t, tt.name+": command.denied audited", func() bool {
-			evs, _ := w.app.Audit.Query(context.Background(), recorder.Filter{Type: recorder.EventCommandDenied, SessionID: sessionID})
+			evs, _ := w.app.Audit.Query(context.Background(), audit.Filter{Type: audit.EventCommandDenied, SessionID: sessionID})
 			return len(evs) == i+1 && evs[i].Details["interactive"] == true &&
 				strings.HasPrefix(tt.want, "gatehouse: line not run: "+evs[i].Reason)
 		})
@@ -110,7 +110,7 @@ func TestInteractiveLineRules(t *testing.T) {
 	term.Send("echo warn-me now\r")
 	promptAfter(2, "warn-me now\r\n")
 	waitFor(t, "command.warn for the typed line", func() bool {
-		evs, _ := w.app.Audit.Query(context.Background(), recorder.Filter{Type: recorder.EventCommandWarn, SessionID: sessionID})
+		evs, _ := w.app.Audit.Query(context.Background(), audit.Filter{Type: audit.EventCommandWarn, SessionID: sessionID})
 		return len(evs) == 1 && evs[0].Reason == `role guard warns on the command "echo warn-me now" (rule "echo warn-me *")` &&
 			evs[0].Details["command"] == "echo warn-me now" && evs[0].Details["interactive"] == true
 	})
@@ -133,7 +133,7 @@ func TestInteractiveLineRules(t *testing.T) {
 	promptAfter(1, "ok-42\r\n")
 	want := []string{"PS1='rec''$ '", "echo ok-$((20+1))", "echo after-ctrl-c", "echo warn-me now", "echo pasted-one", "echo ok-$((40+2))"}
 	waitFor(t, "every command as a live audit event", func() bool {
-		evs, _ := w.app.Audit.Query(context.Background(), recorder.Filter{Type: recorder.EventCommand, SessionID: sessionID})
+		evs, _ := w.app.Audit.Query(context.Background(), audit.Filter{Type: audit.EventCommand, SessionID: sessionID})
 		var got []string
 		for _, e := range evs {
 			got = append(got, fmt.Sprint(e.Details["command"]))
@@ -164,7 +164,7 @@ func TestInteractiveLineRules(t *testing.T) {
 		t.Fatalf("stored commands:\n%q\nwant:\n%q", cmds, want)
 	}
 	waitFor(t, "the command events, once each", func() bool {
-		evs, _ := w.app.Audit.Query(context.Background(), recorder.Filter{Type: recorder.EventCommand, SessionID: sessionID})
+		evs, _ := w.app.Audit.Query(context.Background(), audit.Filter{Type: audit.EventCommand, SessionID: sessionID})
 		return len(evs) == len(want)
 	})
 }
