@@ -115,7 +115,7 @@ func TestAuditCLIAttackForgedCheckpointAndTruncation(t *testing.T) {
 	tests := []struct{ name, sql, want string }{
 		{"checkpoint signed with another key",
 			// A real checkpoint note from another gatehouse (another key).
-			"", "FAILED: checkpoint 2 of 2 in the database does not verify: recorder: checkpoint signature: not signed by a known audit key"},
+			"", "FAILED: checkpoint 2 of 2 in the database does not verify: audit: checkpoint signature: not signed by a known audit key"},
 		{"last events deleted", `DELETE FROM audit_events WHERE id > 3`,
 			"FAILED at event 4: log truncated: the checkpoint signed at"},
 		{"all checkpoints deleted", `DELETE FROM audit_checkpoints`,

@@ -173,7 +173,7 @@ func TestHealthAndReadiness(t *testing.T) {
 	// Once the audit writer is closed, the gateway is no longer ready.
 	w.app.Audit.Close()
 	code, body = httpGet(t, base+"/readyz")
-	if code != 503 || !strings.Contains(body, "audit: recorder: audit log is closed") {
+	if code != 503 || !strings.Contains(body, "audit: audit: log is closed") {
 		t.Fatalf("/readyz with the audit writer closed: %d %q", code, body)
 	}
 }

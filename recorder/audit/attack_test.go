@@ -202,14 +202,14 @@ func TestAuditAttackForgedSignatures(t *testing.T) {
 	mustExec(t, e, `INSERT INTO audit_checkpoints(tree_size, root_hash, time, note) VALUES (22, ?, 0, ?)`, root[:], string(cp))
 	mustExec(t, e, `UPDATE audit_head SET tree_size = 22, checkpoints = 1, note = ?`, string(head))
 	rep := e.verifyFull(t)
-	want := "FAILED: checkpoint 1 of 1 in the database does not verify: recorder: checkpoint signature: not signed by a known audit key (signed by gatehouse-audit+" + forgedID + ")"
+	want := "FAILED: checkpoint 1 of 1 in the database does not verify: audit: checkpoint signature: not signed by a known audit key (signed by gatehouse-audit+" + forgedID + ")"
 	if rep.OK || rep.String() != want {
 		t.Fatalf("report = %s\nwant      %s", rep, want)
 	}
 	// Only the head forged: caught as well.
 	mustExec(t, e, `DELETE FROM audit_checkpoints`)
 	rep = e.verifyFull(t)
-	if want := "FAILED: the signed head does not verify (forged?): recorder: signed head: not signed by a known audit key"; rep.OK || !strings.HasPrefix(rep.String(), want) {
+	if want := "FAILED: the signed head does not verify (forged?): audit: signed head: not signed by a known audit key"; rep.OK || !strings.HasPrefix(rep.String(), want) {
 		t.Fatalf("report = %s\nwant prefix %s", rep, want)
 	}
 }

@@ -58,7 +58,7 @@ func writeString(b *bytes.Buffer, s string) {
 
 // ErrBadDetails is returned for details values other than strings, integers
 // and booleans.
-var ErrBadDetails = errors.New("recorder: event details must be strings, integers or booleans")
+var ErrBadDetails = errors.New("audit: event details must be strings, integers or booleans")
 
 // CanonicalDetails encodes details as a JSON object with sorted keys and
 // only string, integer and boolean values (integers without exponent).
@@ -132,13 +132,13 @@ func ParseDetails(s string) (map[string]any, error) {
 	dec := json.NewDecoder(bytes.NewReader([]byte(s)))
 	dec.UseNumber()
 	if err := dec.Decode(&d); err != nil {
-		return nil, fmt.Errorf("recorder: details: %w", err)
+		return nil, fmt.Errorf("audit: details: %w", err)
 	}
 	for k, v := range d {
 		if n, ok := v.(json.Number); ok {
 			i, err := n.Int64()
 			if err != nil {
-				return nil, fmt.Errorf("recorder: details %q: %w", k, err)
+				return nil, fmt.Errorf("audit: details %q: %w", k, err)
 			}
 			d[k] = i
 		}

@@ -64,15 +64,15 @@ func (l *Log) signCheckpoint(ctx context.Context) (Checkpoint, error) {
 	}
 	tx, err := l.db.BeginTx(ctx, nil)
 	if err != nil {
-		return Checkpoint{}, fmt.Errorf("recorder: checkpoint: %w", err)
+		return Checkpoint{}, fmt.Errorf("audit: checkpoint: %w", err)
 	}
 	defer tx.Rollback()
 	if err := store.LockTx(ctx, l.db.DB, tx, store.AuditAppendLock); err != nil {
-		return Checkpoint{}, fmt.Errorf("recorder: checkpoint: %w", err)
+		return Checkpoint{}, fmt.Errorf("audit: checkpoint: %w", err)
 	}
 	var size int64
 	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(id), 0) FROM audit_events`).Scan(&size); err != nil {
-		return Checkpoint{}, fmt.Errorf("recorder: checkpoint: %w", err)
+		return Checkpoint{}, fmt.Errorf("audit: checkpoint: %w", err)
 	}
 	h, front, err := k.checkHead(ctx, tx, size, &treeReader{ctx: ctx, tx: tx}, true)
 	if err != nil {
@@ -81,18 +81,18 @@ func (l *Log) signCheckpoint(ctx context.Context) (Checkpoint, error) {
 	now := l.opts.Now().UTC()
 	cp := Checkpoint{Size: size, Root: h.Root, Time: now.Truncate(time.Second), Seq: h.Checkpoints + 1, KeyID: k.activeID()}
 	if cp.Note, err = note.Sign(&note.Note{Text: checkpointText(cp)}, k.signer); err != nil {
-		return Checkpoint{}, fmt.Errorf("recorder: sign checkpoint: %w", err)
+		return Checkpoint{}, fmt.Errorf("audit: sign checkpoint: %w", err)
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO audit_checkpoints(tree_size, root_hash, time, note) VALUES (?, ?, ?, ?)`,
 		cp.Size, cp.Root[:], cp.Time.Unix(), string(cp.Note)); err != nil {
-		return Checkpoint{}, fmt.Errorf("recorder: store checkpoint: %w", err)
+		return Checkpoint{}, fmt.Errorf("audit: store checkpoint: %w", err)
 	}
 	nh, err := k.signHead(ctx, tx, Head{Size: size, Root: h.Root, Time: now, Checkpoints: h.Checkpoints + 1})
 	if err != nil {
 		return Checkpoint{}, err
 	}
 	if err := tx.Commit(); err != nil {
-		return Checkpoint{}, fmt.Errorf("recorder: checkpoint: %w", err)
+		return Checkpoint{}, fmt.Errorf("audit: checkpoint: %w", err)
 	}
 	k.head, k.front = nh, front
 	return cp, nil
@@ -105,7 +105,7 @@ func (l *Log) checkpointIfBehind(ctx context.Context) error {
 	err := l.db.QueryRowContext(ctx, `SELECT COALESCE((SELECT MAX(id) FROM audit_events), 0),
 		COALESCE((SELECT MAX(tree_size) FROM audit_checkpoints), 0)`).Scan(&last, &covered)
 	if err != nil {
-		return fmt.Errorf("recorder: audit: %w", err)
+		return fmt.Errorf("audit: %w", err)
 	}
 	if last == 0 || covered >= last {
 		return nil
@@ -194,27 +194,27 @@ func ParseCheckpoint(msg []byte, verifierKey string) (Checkpoint, error) {
 func parseCheckpoint(msg []byte, keys Keys) (Checkpoint, error) {
 	lines, id, err := openSigned(msg, keys)
 	if err != nil {
-		return Checkpoint{}, fmt.Errorf("recorder: checkpoint signature: %w", err)
+		return Checkpoint{}, fmt.Errorf("audit: checkpoint signature: %w", err)
 	}
 	cp := Checkpoint{Note: msg, KeyID: id}
 	if len(lines) == 5 && strings.HasPrefix(lines[4], "checkpoint ") {
 		cp.Seq, err = strconv.ParseInt(strings.TrimPrefix(lines[4], "checkpoint "), 10, 64)
 		if err != nil || cp.Seq < 1 {
-			return Checkpoint{}, fmt.Errorf("recorder: checkpoint number %q", lines[4])
+			return Checkpoint{}, fmt.Errorf("audit: checkpoint number %q", lines[4])
 		}
 		lines = lines[:4]
 	}
 	if len(lines) != 4 || lines[0] != checkpointHeader {
-		return Checkpoint{}, fmt.Errorf("recorder: not a gatehouse checkpoint")
+		return Checkpoint{}, fmt.Errorf("audit: not a gatehouse checkpoint")
 	}
 	if cp.Size, err = strconv.ParseInt(lines[1], 10, 64); err != nil || cp.Size < 0 {
-		return Checkpoint{}, fmt.Errorf("recorder: checkpoint size %q", lines[1])
+		return Checkpoint{}, fmt.Errorf("audit: checkpoint size %q", lines[1])
 	}
 	if cp.Root, err = tlog.ParseHash(lines[2]); err != nil {
-		return Checkpoint{}, fmt.Errorf("recorder: checkpoint root: %w", err)
+		return Checkpoint{}, fmt.Errorf("audit: checkpoint root: %w", err)
 	}
 	if cp.Time, err = time.Parse(time.RFC3339, lines[3]); err != nil {
-		return Checkpoint{}, fmt.Errorf("recorder: checkpoint time: %w", err)
+		return Checkpoint{}, fmt.Errorf("audit: checkpoint time: %w", err)
 	}
 	return cp, nil
 }
@@ -235,17 +235,17 @@ func openAuditStream(spec string) (*auditStream, error) {
 	case spec == "syslog":
 		w, err := syslog.New(syslog.LOG_INFO|syslog.LOG_AUTHPRIV, "gatehouse")
 		if err != nil {
-			return nil, fmt.Errorf("recorder: audit stream syslog: %w", err)
+			return nil, fmt.Errorf("audit: stream syslog: %w", err)
 		}
 		s.w, s.c = w, w.Close
 	case strings.HasPrefix(spec, "file:"):
 		f, err := os.OpenFile(strings.TrimPrefix(spec, "file:"), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 		if err != nil {
-			return nil, fmt.Errorf("recorder: audit stream: %w", err)
+			return nil, fmt.Errorf("audit: stream: %w", err)
 		}
 		s.w, s.c = f, f.Close
 	default:
-		return nil, fmt.Errorf("recorder: audit stream %q: want stdout, syslog or file:/path", spec)
+		return nil, fmt.Errorf("audit: stream %q: want stdout, syslog or file:/path", spec)
 	}
 	return s, nil
 }

@@ -53,10 +53,10 @@ const exportSigHeader = "gatehouse audit export"
 // opts.Dir, after writing an audit.export event and a fresh checkpoint.
 func (l *Log) Export(ctx context.Context, opts ExportOptions) (Manifest, error) {
 	if opts.Format != "csv" && opts.Format != "jsonl" {
-		return Manifest{}, fmt.Errorf("recorder: export format %q: want csv or jsonl", opts.Format)
+		return Manifest{}, fmt.Errorf("audit: export format %q: want csv or jsonl", opts.Format)
 	}
 	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
-		return Manifest{}, fmt.Errorf("recorder: export: %w", err)
+		return Manifest{}, fmt.Errorf("audit: export: %w", err)
 	}
 	desc := opts.Filter.describe()
 	if err := l.Append(ctx, Event{Type: EventExport, User: opts.Actor, Reason: "audit export",
@@ -78,7 +78,7 @@ func (l *Log) Export(ctx context.Context, opts ExportOptions) (Manifest, error) 
 func (l *Log) writeEvents(ctx context.Context, opts ExportOptions, m *Manifest) error {
 	f, err := os.OpenFile(filepath.Join(opts.Dir, m.File), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
-		return fmt.Errorf("recorder: export: %w", err)
+		return fmt.Errorf("audit: export: %w", err)
 	}
 	defer f.Close()
 	h := sha256.New()
@@ -115,7 +115,7 @@ func (l *Log) writeEvents(ctx context.Context, opts ExportOptions, m *Manifest) 
 		}
 	}
 	if err := bw.Flush(); err != nil {
-		return fmt.Errorf("recorder: export: %w", err)
+		return fmt.Errorf("audit: export: %w", err)
 	}
 	m.SHA256 = hex.EncodeToString(h.Sum(nil))
 	return f.Sync()

@@ -39,7 +39,7 @@ type Head struct {
 
 // ErrTampered is wrapped by writer errors raised when the stored log no
 // longer matches its signed head: the writer refuses to sign over it.
-var ErrTampered = errors.New("recorder: the audit log was changed without the signing key")
+var ErrTampered = errors.New("audit: the audit log was changed without the signing key")
 
 func headText(h Head) string {
 	return fmt.Sprintf("%s\n%d\n%s\n%s\ncheckpoints %d\nkey %s\n", headHeader, h.Size, h.Root,
@@ -98,10 +98,10 @@ func sigIDs(sigs []note.Signature) string {
 func parseHead(msg []byte, keys Keys) (Head, error) {
 	lines, id, err := openSigned(msg, keys)
 	if err != nil {
-		return Head{}, fmt.Errorf("recorder: signed head: %w", err)
+		return Head{}, fmt.Errorf("audit: signed head: %w", err)
 	}
 	if len(lines) != 5 || lines[0] != headHeader || !strings.HasPrefix(lines[4], "checkpoints ") {
-		return Head{}, fmt.Errorf("recorder: signed head: not a gatehouse audit head")
+		return Head{}, fmt.Errorf("audit: signed head: not a gatehouse audit head")
 	}
 	h := Head{KeyID: id, Note: msg}
 	h.Size, err = strconv.ParseInt(lines[1], 10, 64)
@@ -115,7 +115,7 @@ func parseHead(msg []byte, keys Keys) (Head, error) {
 		h.Checkpoints, err = strconv.ParseInt(strings.TrimPrefix(lines[4], "checkpoints "), 10, 64)
 	}
 	if err != nil || h.Size < 0 || h.Checkpoints < 0 {
-		return Head{}, fmt.Errorf("recorder: signed head: malformed")
+		return Head{}, fmt.Errorf("audit: signed head: malformed")
 	}
 	return h, nil
 }
@@ -156,7 +156,7 @@ func rootAndFrontier(n int64, r tlog.HashReader) (tlog.Hash, frontHashes, error)
 func (k *keyState) refresh(ctx context.Context) error {
 	raw, err := k.sec.Get(ctx, auditKeysSecret)
 	if err != nil {
-		return fmt.Errorf("recorder: audit keys: %w", err)
+		return fmt.Errorf("audit: keys: %w", err)
 	}
 	if bytes.Equal(raw, k.raw) {
 		return nil
@@ -199,7 +199,7 @@ func (k *keyState) checkHead(ctx context.Context, tx *sql.Tx, lastID int64, tr t
 		return Head{}, nil, fmt.Errorf("%w: the signed head is missing but %d events are stored", ErrTampered, lastID)
 	}
 	if err != nil {
-		return Head{}, nil, fmt.Errorf("recorder: audit head: %w", err)
+		return Head{}, nil, fmt.Errorf("audit: head: %w", err)
 	}
 	if !full && bytes.Equal([]byte(msg), k.head.Note) && k.front != nil {
 		if k.head.Size != lastID {
@@ -236,14 +236,14 @@ func (k *keyState) signHead(ctx context.Context, tx *sql.Tx, h Head) (Head, erro
 	h.KeyID = k.activeID()
 	msg, err := note.Sign(&note.Note{Text: headText(h)}, k.signer)
 	if err != nil {
-		return Head{}, fmt.Errorf("recorder: sign audit head: %w", err)
+		return Head{}, fmt.Errorf("audit: sign audit head: %w", err)
 	}
 	h.Note = msg
 	_, err = tx.ExecContext(ctx, `INSERT INTO audit_head(id, tree_size, checkpoints, note) VALUES (1, ?, ?, ?)
 		ON CONFLICT(id) DO UPDATE SET tree_size = excluded.tree_size, checkpoints = excluded.checkpoints, note = excluded.note`,
 		h.Size, h.Checkpoints, string(msg))
 	if err != nil {
-		return Head{}, fmt.Errorf("recorder: store audit head: %w", err)
+		return Head{}, fmt.Errorf("audit: store audit head: %w", err)
 	}
 	return h, nil
 }

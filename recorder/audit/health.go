@@ -18,11 +18,11 @@ func (l *Log) Check(ctx context.Context) error {
 	default:
 	}
 	if len(l.reqs) == cap(l.reqs) {
-		return errors.New("recorder: audit writer queue is full")
+		return errors.New("audit: writer queue is full")
 	}
 	var n int64
 	if err := l.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM (SELECT id FROM audit_events ORDER BY id DESC LIMIT 1) AS newest`).Scan(&n); err != nil {
-		return fmt.Errorf("recorder: audit log unreadable: %w", err)
+		return fmt.Errorf("audit: log unreadable: %w", err)
 	}
 	return nil
 }

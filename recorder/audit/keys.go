@@ -48,7 +48,7 @@ func (k Key) Active() bool { return k.Retired.IsZero() }
 type Keys []Key
 
 // ErrNoKey is returned when the sealed audit keys are absent.
-var ErrNoKey = errors.New("recorder: no audit signing key in the database")
+var ErrNoKey = errors.New("audit: no audit signing key in the database")
 
 // auditKeyFile is the sealed content of auditKeysSecret.
 type auditKeyFile struct {
@@ -63,7 +63,7 @@ type legacyKeys struct{ Signer, Verifier string }
 func keyID(vkey string) (string, error) {
 	v, err := note.NewVerifier(strings.TrimSpace(vkey))
 	if err != nil {
-		return "", fmt.Errorf("recorder: verifier key: %w", err)
+		return "", fmt.Errorf("audit: verifier key: %w", err)
 	}
 	return fmt.Sprintf("%08x", v.KeyHash()), nil
 }
@@ -84,7 +84,7 @@ func ParseKeys(text string) (Keys, error) {
 		ks = append(ks, Key{ID: id, Verifier: line})
 	}
 	if len(ks) == 0 {
-		return nil, fmt.Errorf("recorder: no verifier key given")
+		return nil, fmt.Errorf("audit: no verifier key given")
 	}
 	return ks, nil
 }
@@ -95,7 +95,7 @@ func (ks Keys) verifiers() (note.Verifiers, error) {
 	for _, k := range ks {
 		v, err := note.NewVerifier(k.Verifier)
 		if err != nil {
-			return nil, fmt.Errorf("recorder: audit key %s: %w", k.ID, err)
+			return nil, fmt.Errorf("audit: key %s: %w", k.ID, err)
 		}
 		vs = append(vs, v)
 	}
@@ -132,23 +132,23 @@ func readKeyFile(ctx context.Context, sec *secrets.Store) (f auditKeyFile, raw [
 	raw, err = sec.Get(ctx, auditKeysSecret)
 	if err == nil {
 		if err := json.Unmarshal(raw, &f); err != nil || len(f.Keys) == 0 {
-			return f, nil, false, fmt.Errorf("recorder: audit keys: malformed sealed value")
+			return f, nil, false, fmt.Errorf("audit: keys: malformed sealed value")
 		}
 		return f, raw, false, nil
 	}
 	if !errors.Is(err, secrets.ErrNotFound) {
-		return f, nil, false, fmt.Errorf("recorder: audit keys: %w", err)
+		return f, nil, false, fmt.Errorf("audit: keys: %w", err)
 	}
 	old, err := sec.Get(ctx, auditSecret)
 	if errors.Is(err, secrets.ErrNotFound) || string(old) == legacyMigrated {
 		return f, nil, false, ErrNoKey
 	}
 	if err != nil {
-		return f, nil, false, fmt.Errorf("recorder: audit keys: %w", err)
+		return f, nil, false, fmt.Errorf("audit: keys: %w", err)
 	}
 	var lk legacyKeys
 	if err := json.Unmarshal(old, &lk); err != nil {
-		return f, nil, false, fmt.Errorf("recorder: audit signing key: %w", err)
+		return f, nil, false, fmt.Errorf("audit: signing key: %w", err)
 	}
 	id, err := keyID(lk.Verifier)
 	if err != nil {
@@ -182,7 +182,7 @@ func VerifierKey(sec *secrets.Store) (string, error) {
 func newKeyFile(prev *auditKeyFile, now time.Time) (auditKeyFile, error) {
 	skey, vkey, err := note.GenerateKey(rand.Reader, KeyName)
 	if err != nil {
-		return auditKeyFile{}, fmt.Errorf("recorder: audit key: %w", err)
+		return auditKeyFile{}, fmt.Errorf("audit: key: %w", err)
 	}
 	id, err := keyID(vkey)
 	if err != nil {
@@ -206,7 +206,7 @@ func logIsEmpty(ctx context.Context, db *sql.DB) (bool, error) {
 	err := db.QueryRowContext(ctx, `SELECT (SELECT COUNT(*) FROM audit_events) + (SELECT COUNT(*) FROM audit_checkpoints)
 		+ (SELECT COUNT(*) FROM audit_head)`).Scan(&n)
 	if err != nil {
-		return false, fmt.Errorf("recorder: audit: %w", err)
+		return false, fmt.Errorf("audit: %w", err)
 	}
 	return n == 0, nil
 }
@@ -250,10 +250,10 @@ func ensureKeyFile(ctx context.Context, db *sql.DB, sec *secrets.Store, now time
 		return json.Marshal(nf)
 	})
 	if err != nil {
-		return f, keyCreated, fmt.Errorf("recorder: audit keys: %w", err)
+		return f, keyCreated, fmt.Errorf("audit: keys: %w", err)
 	}
 	if err := json.Unmarshal(raw, &f); err != nil || len(f.Keys) == 0 {
-		return f, keyCreated, fmt.Errorf("recorder: audit keys: malformed sealed value")
+		return f, keyCreated, fmt.Errorf("audit: keys: malformed sealed value")
 	}
 	return f, keyCreated, nil
 }
@@ -278,7 +278,7 @@ func storeKeyFile(ctx context.Context, sec *secrets.Store, f auditKeyFile) error
 		return err
 	}
 	if err := sec.Put(ctx, auditKeysSecret, b); err != nil {
-		return fmt.Errorf("recorder: audit keys: %w", err)
+		return fmt.Errorf("audit: keys: %w", err)
 	}
 	return nil
 }
@@ -287,10 +287,10 @@ func storeKeyFile(ctx context.Context, sec *secrets.Store, f auditKeyFile) error
 func signerFor(f auditKeyFile) (note.Signer, error) {
 	s, err := note.NewSigner(f.Signer)
 	if err != nil {
-		return nil, fmt.Errorf("recorder: audit signing key: %w", err)
+		return nil, fmt.Errorf("audit: signing key: %w", err)
 	}
 	if id := fmt.Sprintf("%08x", s.KeyHash()); id != f.Keys[0].ID || !f.Keys[0].Active() {
-		return nil, fmt.Errorf("recorder: audit keys: the signing key does not match the active key %s", f.Keys[0].ID)
+		return nil, fmt.Errorf("audit: keys: the signing key does not match the active key %s", f.Keys[0].ID)
 	}
 	return s, nil
 }

@@ -124,12 +124,12 @@ func (l *Log) checkStored(ctx context.Context, origin keyOrigin) error {
 	defer k.mu.Unlock()
 	tx, err := l.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
-		return fmt.Errorf("recorder: audit: %w", err)
+		return fmt.Errorf("audit: %w", err)
 	}
 	defer tx.Rollback()
 	var last int64
 	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(id), 0) FROM audit_events`).Scan(&last); err != nil {
-		return fmt.Errorf("recorder: audit: %w", err)
+		return fmt.Errorf("audit: %w", err)
 	}
 	h, front, err := k.checkHead(ctx, tx, last, &treeReader{ctx: ctx, tx: tx}, true)
 	if err != nil {
@@ -161,7 +161,7 @@ func (l *Log) Keys() Keys {
 }
 
 // ErrClosed is returned by Append after Close, at once.
-var ErrClosed = errors.New("recorder: audit log is closed")
+var ErrClosed = errors.New("audit: log is closed")
 
 // Append writes ev and returns once it is durably committed. Callers fail
 // closed on error. After Close it returns ErrClosed at once; an Append that
@@ -291,25 +291,25 @@ func (l *Log) appendSigned(ctx context.Context, evs []*Event) error {
 func appendEvents(ctx context.Context, db *sql.DB, evs []*Event, keys *keyState, now time.Time) (Head, frontHashes, error) {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
-		return Head{}, nil, fmt.Errorf("recorder: audit: %w", err)
+		return Head{}, nil, fmt.Errorf("audit: %w", err)
 	}
 	defer tx.Rollback()
 	// One appender at a time across instances sharing a PostgreSQL database:
 	// the head read below is then the newest committed one.
 	if err := store.LockTx(ctx, db, tx, store.AuditAppendLock); err != nil {
-		return Head{}, nil, fmt.Errorf("recorder: audit: %w", err)
+		return Head{}, nil, fmt.Errorf("audit: %w", err)
 	}
 	var lastID int64
 	prev := make([]byte, 32)
 	err = tx.QueryRowContext(ctx, `SELECT id, hash FROM audit_events ORDER BY id DESC LIMIT 1`).Scan(&lastID, &prev)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return Head{}, nil, fmt.Errorf("recorder: audit head: %w", err)
+		return Head{}, nil, fmt.Errorf("audit: head: %w", err)
 	}
 	ins, err := tx.PrepareContext(ctx, `INSERT INTO audit_events(id, time, type, user_name, user_issuer, user_subject,
 		client_addr, client_version, key_fingerprint, cert_serial, target, login, session_id, reason, details,
 		prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 	if err != nil {
-		return Head{}, nil, fmt.Errorf("recorder: audit: %w", err)
+		return Head{}, nil, fmt.Errorf("audit: %w", err)
 	}
 	defer ins.Close()
 	tree, err := newTreeWriter(ctx, tx)
@@ -335,7 +335,7 @@ func appendEvents(ctx context.Context, db *sql.DB, evs []*Event, keys *keyState,
 		if _, err := ins.ExecContext(ctx, ev.ID, ev.Time.UnixNano(), ev.Type, ev.User, ev.UserIssuer, ev.UserSubject,
 			ev.ClientAddr, ev.ClientVersion, ev.KeyFingerprint, int64(ev.CertSerial), ev.Target, ev.Login, ev.SessionID,
 			ev.Reason, string(details), prev, hash); err != nil {
-			return Head{}, nil, fmt.Errorf("recorder: audit insert: %w", err)
+			return Head{}, nil, fmt.Errorf("audit: insert: %w", err)
 		}
 		if err := tree.add(ev.ID-1, hash); err != nil {
 			return Head{}, nil, err
@@ -347,7 +347,7 @@ func appendEvents(ctx context.Context, db *sql.DB, evs []*Event, keys *keyState,
 	}
 	root, front, err := rootAndFrontier(lastID, tree)
 	if err != nil {
-		return Head{}, nil, fmt.Errorf("recorder: audit tree: %w", err)
+		return Head{}, nil, fmt.Errorf("audit: tree: %w", err)
 	}
 	head, err = keys.signHead(ctx, tx, Head{Size: lastID, Root: root, Time: now, Checkpoints: head.Checkpoints})
 	if err != nil {
@@ -371,12 +371,12 @@ type treeWriter struct {
 func newTreeWriter(ctx context.Context, tx *sql.Tx) (*treeWriter, error) {
 	get, err := tx.PrepareContext(ctx, `SELECT hash FROM audit_tree WHERE idx = ?`)
 	if err != nil {
-		return nil, fmt.Errorf("recorder: audit tree: %w", err)
+		return nil, fmt.Errorf("audit: tree: %w", err)
 	}
 	put, err := tx.PrepareContext(ctx, `INSERT INTO audit_tree(idx, hash) VALUES (?, ?)`)
 	if err != nil {
 		get.Close()
-		return nil, fmt.Errorf("recorder: audit tree: %w", err)
+		return nil, fmt.Errorf("audit: tree: %w", err)
 	}
 	return &treeWriter{ctx: ctx, get: get, put: put, written: map[int64]tlog.Hash{}}, nil
 }
@@ -396,7 +396,7 @@ func (t *treeWriter) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 		}
 		var b []byte
 		if err := t.get.QueryRowContext(t.ctx, idx).Scan(&b); err != nil {
-			return nil, fmt.Errorf("recorder: audit tree hash %d: %w", idx, err)
+			return nil, fmt.Errorf("audit: tree hash %d: %w", idx, err)
 		}
 		copy(out[i][:], b)
 	}
@@ -407,12 +407,12 @@ func (t *treeWriter) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 func (t *treeWriter) add(n int64, eventHash []byte) error {
 	hs, err := tlog.StoredHashes(n, eventHash, t)
 	if err != nil {
-		return fmt.Errorf("recorder: audit tree: %w", err)
+		return fmt.Errorf("audit: tree: %w", err)
 	}
 	base := tlog.StoredHashIndex(0, n)
 	for i, h := range hs {
 		if _, err := t.put.ExecContext(t.ctx, base+int64(i), h[:]); err != nil {
-			return fmt.Errorf("recorder: audit tree: %w", err)
+			return fmt.Errorf("audit: tree: %w", err)
 		}
 		t.written[base+int64(i)] = h
 	}

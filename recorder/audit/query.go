@@ -128,7 +128,7 @@ func QueryEvents(ctx context.Context, db *sql.DB, f Filter, fn func(StoredEvent)
 	}
 	rows, err := db.QueryContext(ctx, q, args...)
 	if err != nil {
-		return fmt.Errorf("recorder: audit query: %w", err)
+		return fmt.Errorf("audit: query: %w", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
@@ -152,7 +152,7 @@ func scanEvent(rows *sql.Rows, parse bool) (StoredEvent, error) {
 		&ev.ClientVersion, &ev.KeyFingerprint, &serial, &ev.Target, &ev.Login, &ev.SessionID, &ev.Reason,
 		&ev.DetailsJSON, &ev.PrevHash, &ev.Hash)
 	if err != nil {
-		return ev, fmt.Errorf("recorder: audit scan: %w", err)
+		return ev, fmt.Errorf("audit: scan: %w", err)
 	}
 	ev.Time = time.Unix(0, t).UTC()
 	ev.CertSerial = uint64(serial)

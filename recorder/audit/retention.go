@@ -43,7 +43,7 @@ func (l *Log) PruneAudit(ctx context.Context, cutoff time.Time, actor string) (P
 		return res, err
 	}
 	if !rep.OK {
-		return res, fmt.Errorf("recorder: retention: the audit log does not verify, nothing pruned: %s", rep)
+		return res, fmt.Errorf("audit: retention: the audit log does not verify, nothing pruned: %s", rep)
 	}
 	base := rep.Pruned
 	k, err := l.pruneBoundary(ctx, base, cutoff)
@@ -74,7 +74,7 @@ func (l *Log) pruneBoundary(ctx context.Context, base int64, cutoff time.Time) (
 		COALESCE((SELECT MIN(id) FROM audit_events WHERE time >= ?), (SELECT MAX(id) + 1 FROM audit_events))`,
 		base, cutoff.UnixNano()).Scan(&k)
 	if err != nil {
-		return 0, fmt.Errorf("recorder: retention: %w", err)
+		return 0, fmt.Errorf("audit: retention: %w", err)
 	}
 	return k.Int64, nil
 }
@@ -88,7 +88,7 @@ func (l *Log) pruneDetails(ctx context.Context, base, k int64, cutoff time.Time)
 		(SELECT note FROM audit_checkpoints WHERE tree_size = ? ORDER BY id DESC LIMIT 1) FROM audit_events WHERE id = ?`,
 		base+1, k, k).Scan(&firstT, &lastT, &hash, &cpNote)
 	if err != nil {
-		return nil, fmt.Errorf("recorder: retention: %w", err)
+		return nil, fmt.Errorf("audit: retention: %w", err)
 	}
 	cp, err := parseCheckpoint([]byte(cpNote), l.Keys())
 	if err != nil {
@@ -111,23 +111,23 @@ func (l *Log) deleteThrough(ctx context.Context, k int64) error {
 	}
 	tx, err := l.db.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("recorder: retention: %w", err)
+		return fmt.Errorf("audit: retention: %w", err)
 	}
 	defer tx.Rollback()
 	keep, err := (&treeReader{ctx: ctx, tx: tx}).ReadHashes(idx)
 	if err != nil {
-		return fmt.Errorf("recorder: retention: %w", err)
+		return fmt.Errorf("audit: retention: %w", err)
 	}
 	if _, err := tx.ExecContext(ctx, `DELETE FROM audit_tree WHERE idx < ?`, tlog.StoredHashIndex(0, k)); err != nil {
-		return fmt.Errorf("recorder: retention: %w", err)
+		return fmt.Errorf("audit: retention: %w", err)
 	}
 	for i, ix := range idx {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO audit_tree(idx, hash) VALUES (?, ?)`, ix, keep[i][:]); err != nil {
-			return fmt.Errorf("recorder: retention: %w", err)
+			return fmt.Errorf("audit: retention: %w", err)
 		}
 	}
 	if _, err := tx.ExecContext(ctx, `DELETE FROM audit_events WHERE id <= ?`, k); err != nil {
-		return fmt.Errorf("recorder: retention: %w", err)
+		return fmt.Errorf("audit: retention: %w", err)
 	}
 	return tx.Commit()
 }

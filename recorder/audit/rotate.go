@@ -72,7 +72,7 @@ func (l *Log) adoptLegacy(ctx context.Context, f auditKeyFile) error {
 		return err
 	}
 	if err := l.keys.sec.Put(ctx, auditSecret, []byte(legacyMigrated)); err != nil {
-		return fmt.Errorf("recorder: audit keys: %w", err)
+		return fmt.Errorf("audit: keys: %w", err)
 	}
 	l.log.Info("audit log adopted: signed head written, signing key moved to the key list", "key", f.Keys[0].ID)
 	return l.keys.refresh(ctx)
@@ -85,7 +85,7 @@ func (l *Log) signFirstHead(ctx context.Context) error {
 	defer k.mu.Unlock()
 	tx, err := l.db.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("recorder: audit: %w", err)
+		return fmt.Errorf("audit: %w", err)
 	}
 	defer tx.Rollback()
 	var n int64
@@ -96,12 +96,12 @@ func (l *Log) signFirstHead(ctx context.Context) error {
 	err = tx.QueryRowContext(ctx, `SELECT COALESCE((SELECT MAX(id) FROM audit_events), 0),
 		(SELECT COUNT(DISTINCT note) FROM audit_checkpoints)`).Scan(&size, &count)
 	if err != nil {
-		return fmt.Errorf("recorder: audit: %w", err)
+		return fmt.Errorf("audit: %w", err)
 	}
 	var root tlog.Hash
 	if size > 0 {
 		if root, err = tlog.TreeHash(size, &treeReader{ctx: ctx, tx: tx}); err != nil {
-			return fmt.Errorf("recorder: audit tree: %w", err)
+			return fmt.Errorf("audit: tree: %w", err)
 		}
 	}
 	h, err := k.signHead(ctx, tx, Head{Size: size, Root: root, Time: l.opts.Now(), Checkpoints: count})
@@ -109,7 +109,7 @@ func (l *Log) signFirstHead(ctx context.Context) error {
 		return err
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("recorder: audit: %w", err)
+		return fmt.Errorf("audit: %w", err)
 	}
 	k.head = h
 	return nil

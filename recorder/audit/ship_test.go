@@ -105,7 +105,7 @@ func TestAuditForgedCheckpointDetected(t *testing.T) {
 		t.Fatal(err)
 	}
 	rep := e.verify(t, nil)
-	if rep.OK || !strings.Contains(rep.Problem, "checkpoint 1 of 1 in the database does not verify: recorder: checkpoint signature: invalid signature") {
+	if rep.OK || !strings.Contains(rep.Problem, "checkpoint 1 of 1 in the database does not verify: audit: checkpoint signature: invalid signature") {
 		t.Fatalf("report = %s", rep)
 	}
 }

@@ -29,14 +29,14 @@ func (l *Log) Refusals(ctx context.Context, since time.Time, top int) ([]Count, 
 func topCounts(ctx context.Context, db *sql.DB, q string, args ...any) ([]Count, error) {
 	rows, err := db.QueryContext(ctx, q, args...)
 	if err != nil {
-		return nil, fmt.Errorf("recorder: stats: %w", err)
+		return nil, fmt.Errorf("audit: stats: %w", err)
 	}
 	defer rows.Close()
 	var out []Count
 	for rows.Next() {
 		var c Count
 		if err := rows.Scan(&c.Label, &c.N); err != nil {
-			return nil, fmt.Errorf("recorder: stats: %w", err)
+			return nil, fmt.Errorf("audit: stats: %w", err)
 		}
 		out = append(out, c)
 	}

@@ -10,7 +10,7 @@ import (
 func LastEventID(ctx context.Context, db *sql.DB) (int64, error) {
 	var id sql.NullInt64
 	if err := db.QueryRowContext(ctx, `SELECT MAX(id) FROM audit_events`).Scan(&id); err != nil {
-		return 0, fmt.Errorf("recorder: audit head: %w", err)
+		return 0, fmt.Errorf("audit: head: %w", err)
 	}
 	return id.Int64, nil
 }
@@ -21,7 +21,7 @@ func LastEventID(ctx context.Context, db *sql.DB) (int64, error) {
 func EventsAfter(ctx context.Context, db *sql.DB, after int64, limit int, fn func(StoredEvent) error) error {
 	rows, err := db.QueryContext(ctx, `SELECT `+eventColumns+` FROM audit_events WHERE id > ? ORDER BY id LIMIT ?`, after, limit)
 	if err != nil {
-		return fmt.Errorf("recorder: audit tail: %w", err)
+		return fmt.Errorf("audit: tail: %w", err)
 	}
 	defer rows.Close()
 	for rows.Next() {

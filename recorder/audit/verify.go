@@ -228,7 +228,7 @@ func (v *verification) bounds() error {
 	var first sql.NullInt64
 	err := v.db.QueryRowContext(v.ctx, `SELECT MIN(id), COALESCE(MAX(id), 0) FROM audit_events`).Scan(&first, &v.last)
 	if err != nil {
-		return fmt.Errorf("recorder: verify: %w", err)
+		return fmt.Errorf("audit: verify: %w", err)
 	}
 	if first.Valid && first.Int64 > 1 {
 		v.base = first.Int64 - 1
@@ -433,7 +433,7 @@ func (v *verification) head() error {
 			commas(v.last-v.matched))
 	}
 	if err != nil {
-		return fmt.Errorf("recorder: verify: %w", err)
+		return fmt.Errorf("audit: verify: %w", err)
 	}
 	h, err := parseHead([]byte(msg), v.opts.Keys)
 	if err != nil {
@@ -520,7 +520,7 @@ func (v *verification) fresh() error {
 	err := v.db.QueryRowContext(v.ctx, `SELECT (SELECT time FROM audit_events WHERE id = ?), (SELECT time FROM audit_events WHERE id = ?)`,
 		covered+1, v.last).Scan(&oldest, &newest)
 	if err != nil {
-		return fmt.Errorf("recorder: verify: %w", err)
+		return fmt.Errorf("audit: verify: %w", err)
 	}
 	allowed := v.opts.Interval + v.opts.Interval/2
 	if gap := time.Duration(newest - oldest); gap > allowed {
@@ -535,7 +535,7 @@ func stamp(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05Z") }
 func storedCheckpoints(ctx context.Context, db *sql.DB) ([][]byte, error) {
 	rows, err := db.QueryContext(ctx, `SELECT note FROM audit_checkpoints ORDER BY id`)
 	if err != nil {
-		return nil, fmt.Errorf("recorder: checkpoints: %w", err)
+		return nil, fmt.Errorf("audit: checkpoints: %w", err)
 	}
 	defer rows.Close()
 	var out [][]byte
@@ -556,7 +556,7 @@ func (l *Log) Verify(ctx context.Context) (VerifyReport, error) {
 	if p := l.opts.CheckpointFile; p != "" {
 		b, err := os.ReadFile(p)
 		if err != nil && !errors.Is(err, os.ErrNotExist) {
-			return VerifyReport{}, fmt.Errorf("recorder: checkpoint file: %w", err)
+			return VerifyReport{}, fmt.Errorf("audit: checkpoint file: %w", err)
 		}
 		opts.Extra, opts.ExtraName = b, p
 	}
