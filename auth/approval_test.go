@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -285,4 +286,43 @@ func connCtx(t *testing.T) context.Context {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// TestApprovalCapsHoldUnderConcurrentFlood: forty logins from one source
+// start at once over two instances; exactly the per-source cap get codes
+// (the count and the insert are one transaction under the approvals lock).
+func TestApprovalCapsHoldUnderConcurrentFlood(t *testing.T) {
+	eachEngine(t, func(t *testing.T, db *sql.DB) {
+		insts := []*Approvals{
+			{DB: db, Instance: "gw-a", BaseURL: "https://gw", MaxPerSource: 10},
+			{DB: db, Instance: "gw-b", BaseURL: "https://gw", MaxPerSource: 10},
+		}
+		ctx := connCtx(t)
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		got, capped := 0, 0
+		for i := 0; i < 40; i++ {
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				r := victimRequest()
+				r.ClientAddr = fmt.Sprintf("127.0.0.7:%d", 1000+i)
+				_, err := insts[i%2].Begin(ctx, r)
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case err == nil:
+					got++
+				case errors.Is(err, ErrApprovalsSource):
+					capped++
+				default:
+					t.Errorf("begin: %v", err)
+				}
+			}(i)
+		}
+		wg.Wait()
+		if got != 10 || capped != 30 {
+			t.Fatalf("%d codes and %d refusals from one source, want 10 and 30", got, capped)
+		}
+	})
 }
