@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/gatehouse/gatehouse/internal/usererr"
 )
 
 // Following a recording another instance is writing (the live view of a
@@ -19,6 +21,11 @@ import (
 // viewer's instance reads the records as they arrive, decrypting them with
 // the recording's key from the shared database. Nothing travels between
 // instances except through the database and the store.
+
+// ErrNotShared's message is what a viewer reads when the recording is in
+// another instance's own directory.
+var ErrNotShared = errors.New("this session runs on another instance whose recordings this instance cannot read; " +
+	"live view and replay across instances need a shared recording store (recording.s3)")
 
 // FollowPoll is how often Follow looks for new records.
 const FollowPoll = 500 * time.Millisecond
@@ -156,7 +163,7 @@ func (r *Recordings) openFrom(ctx context.Context, m recRow, st *followState) (i
 	}
 	f, err := os.Open(filepath.Join(r.dir, filepath.Base(m.file)))
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, 0, fmt.Errorf("recorder: recording %s is not in this instance's recording directory (%s): live view and replay of another instance's sessions need a shared recording store", m.ID, r.dir)
+		return nil, 0, usererr.Wrap(fmt.Errorf("recording %s is not in %s", m.ID, r.dir), "recorder", ErrNotShared.Error())
 	}
 	if err != nil {
 		return nil, 0, fmt.Errorf("recorder: recording %s: %w", m.ID, err)

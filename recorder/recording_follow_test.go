@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/secrets"
+	"github.com/gatehouse/gatehouse/internal/usererr"
 )
 
 // followed collects what Follow sends.
@@ -121,7 +122,7 @@ func TestFollowRecordingElsewhere(t *testing.T) {
 	}
 	defer rec.Close("exited")
 	err = other.Follow(context.Background(), rec.ID(), 0, func([]byte) error { return nil })
-	if err == nil || !strings.Contains(err.Error(), "need a shared recording store") {
+	if msg, _ := usererr.Message(err); err == nil || !strings.Contains(msg, "need a shared recording store (recording.s3)") {
 		t.Fatalf("follow of another instance's local recording: %v", err)
 	}
 }

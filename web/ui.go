@@ -23,6 +23,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/auth"
 	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/usererr"
 	"github.com/gatehouse/gatehouse/policy"
 	"github.com/gatehouse/gatehouse/recorder"
 	"github.com/gatehouse/gatehouse/recorder/audit"
@@ -314,7 +315,11 @@ func (s *Server) followElsewhere(r *http.Request, ws *websocket.Conn, sess recor
 		return websocket.Message.Send(ws, string(line))
 	})
 	if err != nil && ctx.Err() == nil {
-		s.log.Warn("live view of a session on another instance", "session", sess.ID, "err", err)
+		msg, ref := usererr.Message(err)
+		s.log.Warn("live view of a session on another instance stopped", "session", sess.ID, "ref", ref, "err", err)
+		// Said in the terminal, as output, before the page shows "session ended".
+		line, _ := json.Marshal([]any{0, "o", "\r\n[gatehouse: live view stopped: " + msg + "]\r\n"})
+		websocket.Message.Send(ws, string(line))
 	}
 }
 

@@ -244,3 +244,44 @@ func countRows(t *testing.T, w *world, q string) (int, error) {
 	err := w.app.Env.DB.QueryRow(q).Scan(&n)
 	return n, err
 }
+
+// TestInstancesLiveViewNeedsSharedStore: with each instance recording to
+// its own directory, B's live view of a session on A says why it cannot
+// show it (in the terminal, then the stream ends) instead of an empty view.
+func TestInstancesLiveViewNeedsSharedStore(t *testing.T) {
+	w := newWorldWith(t, "", "web:\n  listen: \"127.0.0.1:0\"\n  insecure_http: true\n")
+	wb := secondInstance(t, w)
+	alice := w.newUser("alice", time.Hour)
+	c := alice.cmd(context.Background(), "ssh", "-p", w.port, "root@db-1@127.0.0.1", "echo started; sleep 60")
+	var out syncBuffer
+	c.Stdout = &out
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { c.Process.Kill(); c.Wait() }()
+	waitFor(t, "the session on A", func() bool { return strings.Contains(out.String(), "started") })
+	live, err := wb.app.Sessions.List(context.Background(), recorder.SessionFilter{Live: true})
+	if err != nil || len(live) != 1 {
+		t.Fatalf("B's live sessions: %+v %v", live, err)
+	}
+	cookie, _ := webCookie(t, w, "alice")
+	cfg, _ := websocket.NewConfig("ws://"+wb.app.WebAddr()+"/sessions/"+live[0].ID+"/stream", "http://"+wb.app.WebAddr())
+	cfg.Header = http.Header{"Cookie": {"gh_session=" + cookie}}
+	ws, err := websocket.DialConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	ws.SetReadDeadline(time.Now().Add(45 * time.Second))
+	var msg string
+	if err := websocket.Message.Receive(ws, &msg); err != nil {
+		t.Fatalf("B's live view: %v", err)
+	}
+	if !strings.Contains(msg, "live view stopped: this session runs on another instance whose recordings this instance cannot read") ||
+		!strings.Contains(msg, "recording.s3") {
+		t.Fatalf("B's live view said %q", msg)
+	}
+	if err := websocket.Message.Receive(ws, &msg); err == nil {
+		t.Fatalf("the stream went on: %q", msg)
+	}
+}
