@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -127,7 +128,8 @@ func postTerminate(t *testing.T, base, id, cookie, csrf, message string) int {
 // TestInstancesShareLiveViewAndTerminate: alice's session runs on instance
 // A (recordings in one S3 bucket); an admin on instance B watches it live
 // (B follows the recording in the shared store) and terminates it (B writes
-// a termination request, A polls for it and ends the session). The
+// a termination request, A polls for it and ends the session); B's web UI
+// lists the session and replays its recording. The
 // latencies are logged: live view ≈ A's flush (1 s) + B's poll (0.5 s);
 // terminate ≈ A's poll (1 s) + the session's teardown.
 func TestInstancesShareLiveViewAndTerminate(t *testing.T) {
@@ -235,6 +237,27 @@ func TestInstancesShareLiveViewAndTerminate(t *testing.T) {
 	}
 	if n, _ := countRows(t, w, `SELECT COUNT(*) FROM session_terminations`); n != 0 {
 		t.Fatalf("%d termination requests left", n)
+	}
+	// B's web UI lists A's session and replays its recording.
+	get := func(path string) string {
+		req, _ := http.NewRequest("GET", webB+path, nil)
+		req.AddCookie(&http.Cookie{Name: "gh_session", Value: cookie})
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 {
+			t.Fatalf("GET %s on B: %d", path, resp.StatusCode)
+		}
+		return string(b)
+	}
+	if !strings.Contains(get("/sessions"), id) {
+		t.Fatal("B's session list lacks A's session")
+	}
+	if cast := get("/sessions/" + id + "/cast"); !strings.Contains(cast, "started") || !strings.Contains(cast, "tick ") {
+		t.Fatalf("B's replay of A's recording:\n%s", cast)
 	}
 }
 
