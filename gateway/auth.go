@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -17,20 +16,14 @@ import (
 	"github.com/gatehouse/gatehouse/policy"
 )
 
-// Keys of ssh.Permissions.Extensions that carry the authenticated identity.
-// Identity travels in the Permissions of the key that actually authenticated
-// (never "the last key offered": CVE-2024-45337).
+// Keys of ssh.Permissions.Extensions. The identity itself never travels
+// there as text: permID is an opaque token into the authState of the
+// handshake that issued it, whose principal the server owns. It is in the
+// Permissions of the key that actually authenticated, so the identity is
+// that key's (never "the last key offered": CVE-2024-45337).
 const (
-	permUser    = "gatehouse.user"
-	permIssuer  = "gatehouse.issuer"
-	permSubject = "gatehouse.subject"
-	permGroups  = "gatehouse.groups"
-	permMFA     = "gatehouse.mfa"
-	permSerial  = "gatehouse.serial"
-	permFP      = "gatehouse.fingerprint"
-	permVia     = "gatehouse.via"     // certificate | approval
-	permExpires = "gatehouse.expires" // the user certificate's ValidBefore (unix seconds)
-	permPlain   = "gatehouse.plainkey"
+	permID    = "gatehouse.id"
+	permPlain = "gatehouse.plainkey" // a plain key's fingerprint, between PublicKeyCallback and VerifiedPublicKeyCallback
 )
 
 // principal is the authenticated user of a connection.
@@ -38,73 +31,91 @@ type principal struct {
 	auth.Identity
 	Serial      uint64 // user certificate serial (0 for browser approvals)
 	Fingerprint string
-	Via         string
+	Via         string // certificate | approval
 	// Expires is the user certificate's end (ValidBefore); sessions end
 	// then. Zero for browser approvals (no certificate).
 	Expires time.Time
 }
 
-func identityPerms(id auth.Identity, serial uint64, fp, via string, critical map[string]string) *ssh.Permissions {
-	ext := map[string]string{
-		permUser: id.User, permIssuer: id.Issuer, permSubject: id.Subject,
-		permGroups: strings.Join(id.Groups, ","), permSerial: strconv.FormatUint(serial, 10),
-		permFP: fp, permVia: via,
-	}
-	if !id.MFAAt.IsZero() {
-		ext[permMFA] = id.MFAAt.UTC().Format(time.RFC3339)
-	}
-	return &ssh.Permissions{CriticalOptions: critical, Extensions: ext}
-}
-
-func principalFrom(p *ssh.Permissions) (principal, error) {
-	if p == nil || p.Extensions[permUser] == "" {
-		return principal{}, errors.New("gateway: connection has no authenticated identity")
-	}
-	e := p.Extensions
-	pr := principal{Identity: auth.Identity{User: e[permUser], Issuer: e[permIssuer], Subject: e[permSubject]},
-		Fingerprint: e[permFP], Via: e[permVia]}
-	if g := e[permGroups]; g != "" {
-		pr.Groups = strings.Split(g, ",")
-	}
-	pr.Serial, _ = strconv.ParseUint(e[permSerial], 10, 64)
-	if v, err := strconv.ParseInt(e[permExpires], 10, 64); err == nil && v > 0 {
-		pr.Expires = time.Unix(v, 0)
-	}
-	if m := e[permMFA]; m != "" {
-		pr.MFAAt, _ = time.Parse(time.RFC3339, m)
-	}
-	return pr, nil
-}
-
 // authState is what one connection's authentication has learned so far.
-// The callbacks of one connection run one after another, never at once.
+// The callbacks of one connection run one after another, never at once,
+// and the handshake's caller reads it only once they are done.
 type authState struct {
 	// locked is set when a lock refused this connection's certificate: a
 	// lock refuses, it never opens another way in (no approval code).
 	locked error
+	// inner is the ProxyJump target this handshake is for; "" for a
+	// connection to the gateway itself.
+	inner string
+	// ids are the principals this handshake accepted, by the token in
+	// their Permissions (permID).
+	ids map[string]*principal
+	// user is the SSH user name addr (or addrErr) was parsed from: the
+	// address is parsed once per name a client tries (nearly always one).
+	parsed  bool
+	user    string
+	addr    Address
+	addrErr error
 }
 
-// authConfig returns the ssh.ServerConfig for one connection. hostPrincipals
+// issue records pr as an identity this handshake accepted and returns the
+// Permissions that name it.
+func (st *authState) issue(pr principal, critical map[string]string) *ssh.Permissions {
+	if st.ids == nil {
+		st.ids = map[string]*principal{}
+	}
+	tok := newID()
+	st.ids[tok] = &pr
+	return &ssh.Permissions{CriticalOptions: critical, Extensions: map[string]string{permID: tok}}
+}
+
+// principal returns the identity perms name, or an error when they name
+// none this handshake accepted.
+func (st *authState) principal(perms *ssh.Permissions) (*principal, error) {
+	if perms != nil {
+		if pr := st.ids[perms.Extensions[permID]]; pr != nil {
+			return pr, nil
+		}
+	}
+	return nil, errors.New("gateway: connection has no authenticated identity")
+}
+
+// address is the login and target the SSH user name asks for: for a
+// ProxyJump inner connection the name is the login and the target is the
+// jump's; otherwise login@target (or a name alone: the menu).
+func (st *authState) address(user string) (Address, error) {
+	if st.parsed && user == st.user {
+		return st.addr, st.addrErr
+	}
+	st.parsed, st.user = true, user
+	if st.inner != "" {
+		st.addr, st.addrErr = Address{Login: user, Target: st.inner}, nil
+	} else {
+		st.addr, st.addrErr = ParseAddress(user)
+	}
+	return st.addr, st.addrErr
+}
+
+// authConfig returns the ssh.ServerConfig for one connection, whose
+// callbacks record what they learn in st. hostPrincipals
 // name the host certificate presented (the gateway's names, or the target
 // name for a ProxyJump inner connection). ctx is the handshake's context: it
 // ends when the client goes away or the server shuts down.
-func (s *Server) authConfig(ctx context.Context, hostPrincipals []string, inner bool) (*ssh.ServerConfig, error) {
-	st := &authState{}
-	itarget := innerTarget(hostPrincipals, inner)
+func (s *Server) authConfig(ctx context.Context, st *authState, hostPrincipals []string, inner bool) (*ssh.ServerConfig, error) {
 	cfg := &ssh.ServerConfig{
 		ServerVersion: "SSH-2.0-Gatehouse",
 		MaxAuthTries:  6,
 		PublicKeyCallback: func(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
-			if err := s.checkUserName(meta.User(), inner); err != nil {
+			if err := s.checkName(st, meta.User(), inner); err != nil {
 				return nil, &ssh.BannerError{Err: err, Message: "gatehouse: " + err.Error() + "\n"}
 			}
 			return s.publicKey(meta, key, st)
 		},
 		VerifiedPublicKeyCallback: func(meta ssh.ConnMetadata, key ssh.PublicKey, perms *ssh.Permissions, alg string) (*ssh.Permissions, error) {
 			if perms.Extensions[permPlain] != "" {
-				return s.plainKey(ctx, meta, perms.Extensions[permPlain], itarget)
+				return s.plainKey(ctx, meta, perms.Extensions[permPlain], st)
 			}
-			return s.maybeSessionMFA(meta, perms, itarget)
+			return s.maybeSessionMFA(meta, perms, st)
 		},
 		AuthLogCallback: s.authLog,
 	}
@@ -182,20 +193,18 @@ func (s *Server) publicKey(meta ssh.ConnMetadata, key ssh.PublicKey, st *authSta
 		st.locked = err
 		return nil, lockBanner(err)
 	}
-	perms := identityPerms(id, cert.Serial, fp, "certificate", cert.CriticalOptions)
+	pr := principal{Identity: id, Serial: cert.Serial, Fingerprint: fp, Via: "certificate"}
 	if cert.ValidBefore < uint64(1)<<62 {
-		perms.Extensions[permExpires] = strconv.FormatUint(cert.ValidBefore, 10)
+		pr.Expires = time.Unix(int64(cert.ValidBefore), 0)
 	}
-	return perms, nil
+	return st.issue(pr, cert.CriticalOptions), nil
 }
 
 // approvalRequest describes what a plain-key login asks for.
-func approvalRequest(meta ssh.ConnMetadata, fp, innerTarget string) auth.ApprovalRequest {
+func approvalRequest(meta ssh.ConnMetadata, fp string, st *authState) auth.ApprovalRequest {
 	req := auth.ApprovalRequest{KeyFingerprint: fp, ClientAddr: meta.RemoteAddr().String(),
 		ClientVersion: string(meta.ClientVersion())}
-	if innerTarget != "" {
-		req.Login, req.Target = meta.User(), innerTarget
-	} else if a, err := ParseAddress(meta.User()); err == nil {
+	if a, err := st.address(meta.User()); err == nil {
 		req.Login, req.Target = a.Login, a.Target
 	}
 	return req
@@ -205,20 +214,20 @@ func approvalRequest(meta ssh.ConnMetadata, fp, innerTarget string) auth.Approva
 // belong to a locked user is refused; an approval of this very request
 // (key, source IP, login@target) within the window is reused; anything else
 // goes on to the browser approval (keyboard-interactive).
-func (s *Server) plainKey(ctx context.Context, meta ssh.ConnMetadata, fp, innerTarget string) (*ssh.Permissions, error) {
+func (s *Server) plainKey(ctx context.Context, meta ssh.ConnMetadata, fp string, st *authState) (*ssh.Permissions, error) {
 	if err := s.knownKeyLocked(fp); err != nil {
 		return nil, lockBanner(err)
 	}
-	req := approvalRequest(meta, fp, innerTarget)
+	req := approvalRequest(meta, fp, st)
 	if id, ok := s.cfg.Approver.Reuse(req); ok {
 		if err := s.lockError(id.User); err != nil {
 			return nil, lockBanner(err)
 		}
-		return s.maybeSessionMFA(meta, identityPerms(id, 0, fp, "approval", nil), innerTarget)
+		return s.maybeSessionMFA(meta, st.issue(principal{Identity: id, Fingerprint: fp, Via: "approval"}, nil), st)
 	}
 	return nil, &ssh.PartialSuccessError{Next: ssh.ServerAuthCallbacks{
 		KeyboardInteractiveCallback: func(meta ssh.ConnMetadata, client ssh.KeyboardInteractiveChallenge) (*ssh.Permissions, error) {
-			return s.approve(ctx, client, req)
+			return s.approve(ctx, client, req, st)
 		},
 	}}
 }
@@ -239,22 +248,9 @@ func innerTarget(hostPrincipals []string, inner bool) string {
 	return ""
 }
 
-// sessionMFATarget is the login and target a connection asks for, for the
-// per-session MFA check; ok is false for the target menu.
-func sessionMFATarget(meta ssh.ConnMetadata, innerTarget string) (login, target string, ok bool) {
-	if innerTarget != "" {
-		return meta.User(), innerTarget, true
-	}
-	a, err := ParseAddress(meta.User())
-	if err != nil || !a.Direct() {
-		return "", "", false
-	}
-	return a.Login, a.Target, true
-}
-
 // requiresSessionMFA reports whether a role that allows this login on this
 // target asks for a fresh TOTP code for every session.
-func (s *Server) requiresSessionMFA(pr principal, login, tname string) bool {
+func (s *Server) requiresSessionMFA(pr *principal, login, tname string) bool {
 	pt := policy.Target{Name: tname}
 	if t, ok := s.target(tname); ok {
 		pt = t.Policy()
@@ -264,24 +260,24 @@ func (s *Server) requiresSessionMFA(pr principal, login, tname string) bool {
 
 // maybeSessionMFA asks for a fresh TOTP code at the ssh prompt when a role
 // that allows this login on this target requires per-session MFA.
-func (s *Server) maybeSessionMFA(meta ssh.ConnMetadata, perms *ssh.Permissions, innerTarget string) (*ssh.Permissions, error) {
+func (s *Server) maybeSessionMFA(meta ssh.ConnMetadata, perms *ssh.Permissions, st *authState) (*ssh.Permissions, error) {
 	if s.cfg.Approver == nil {
 		return perms, nil
 	}
-	login, tname, ok := sessionMFATarget(meta, innerTarget)
-	if !ok {
+	a, err := st.address(meta.User())
+	if err != nil || !a.Direct() {
 		return perms, nil
 	}
-	pr, err := principalFrom(perms)
+	pr, err := st.principal(perms)
 	if err != nil {
 		return nil, err
 	}
-	if !s.requiresSessionMFA(pr, login, tname) {
+	if !s.requiresSessionMFA(pr, a.Login, a.Target) {
 		return perms, nil
 	}
 	return nil, &ssh.PartialSuccessError{Next: ssh.ServerAuthCallbacks{
 		KeyboardInteractiveCallback: func(meta ssh.ConnMetadata, client ssh.KeyboardInteractiveChallenge) (*ssh.Permissions, error) {
-			return s.sessionMFA(client, perms, pr.User, tname)
+			return s.sessionMFA(client, perms, pr, a.Target)
 		},
 	}}
 }
@@ -289,7 +285,8 @@ func (s *Server) maybeSessionMFA(meta ssh.ConnMetadata, perms *ssh.Permissions, 
 // sessionMFA prompts for a TOTP code (three prompts) and marks the identity
 // as freshly verified. An empty answer (an unattended ssh has nobody to type)
 // is not a guess: it is not checked and cannot lock the user's TOTP.
-func (s *Server) sessionMFA(client ssh.KeyboardInteractiveChallenge, perms *ssh.Permissions, user, target string) (*ssh.Permissions, error) {
+func (s *Server) sessionMFA(client ssh.KeyboardInteractiveChallenge, perms *ssh.Permissions, pr *principal, target string) (*ssh.Permissions, error) {
+	user := pr.User
 	instr := fmt.Sprintf("Your role requires a fresh TOTP code for every session to %s.", target)
 	lastErr := auth.ErrTOTPEmpty
 	for try := 0; try < 3; try++ {
@@ -308,7 +305,7 @@ func (s *Server) sessionMFA(client ssh.KeyboardInteractiveChallenge, perms *ssh.
 		lastErr = s.cfg.Approver.VerifyTOTP(ctx, user, ans[0])
 		cancel()
 		if lastErr == nil {
-			perms.Extensions[permMFA] = s.now().UTC().Format(time.RFC3339)
+			pr.MFAAt = s.now()
 			return perms, nil
 		}
 		if errors.Is(lastErr, auth.ErrTOTPLocked) {
@@ -332,7 +329,7 @@ const approvalWait = 5 * time.Minute
 // approve shows the approval URL and code, and waits for the browser. The
 // handshake deadline is lifted while it waits; the wait ends with the
 // connection (client gone), the server (shutdown) or approvalWait.
-func (s *Server) approve(ctx context.Context, client ssh.KeyboardInteractiveChallenge, req auth.ApprovalRequest) (*ssh.Permissions, error) {
+func (s *Server) approve(ctx context.Context, client ssh.KeyboardInteractiveChallenge, req auth.ApprovalRequest, st *authState) (*ssh.Permissions, error) {
 	if err := s.knownKeyLocked(req.KeyFingerprint); err != nil {
 		return nil, lockBanner(err)
 	}
@@ -357,12 +354,12 @@ func (s *Server) approve(ctx context.Context, client ssh.KeyboardInteractiveChal
 	if err := s.lockError(id.User); err != nil {
 		return nil, lockBanner(err)
 	}
-	perms := identityPerms(id, 0, req.KeyFingerprint, "approval", nil)
-	pr, _ := principalFrom(perms)
+	perms := st.issue(principal{Identity: id, Fingerprint: req.KeyFingerprint, Via: "approval"}, nil)
+	pr, _ := st.principal(perms)
 	if req.Target != "" && s.requiresSessionMFA(pr, req.Login, req.Target) && id.MFAAt.Before(p.Created) {
 		// The approval page asks for TOTP when the role needs it; should an
 		// approval arrive without it, ask here.
-		return s.sessionMFA(client, perms, id.User, req.Target)
+		return s.sessionMFA(client, perms, pr, req.Target)
 	}
 	return perms, nil
 }

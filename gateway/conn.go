@@ -35,6 +35,11 @@ type clientConn struct {
 	resolved   resolvedTarget
 	resolveErr error
 
+	// rmu protects reachD and reachOK: the connection's decision (see reach).
+	rmu     sync.Mutex
+	reachD  policy.Decision
+	reachOK bool
+
 	backendOnce sync.Once
 	backend     target.Conn
 	backendErr  error
@@ -71,10 +76,11 @@ func newID() string {
 // handle runs one TCP connection from accept to close.
 func (s *Server) handle(nc net.Conn) {
 	defer nc.Close()
-	host, _, _ := net.SplitHostPort(nc.RemoteAddr().String())
+	remote := nc.RemoteAddr().String()
+	host, _, _ := net.SplitHostPort(remote)
 	release, ok := s.admit(host)
 	if !ok {
-		s.log.Warn("ssh connection refused: too many unauthenticated connections", "remote", nc.RemoteAddr().String())
+		s.log.Warn("ssh connection refused: too many unauthenticated connections", "remote", remote)
 		return
 	}
 	defer release()
@@ -86,29 +92,48 @@ func (s *Server) handle(nc net.Conn) {
 	// Large reads while streaming (see bufConn), deadline, lifted while an
 	// approval waits.
 	hc, hctx, finish := s.startHandshake(ctx, newBufConn(nc))
-	sc, chans, reqs, err := s.handshake(hctx, hc, s.hostNames(), false)
+	in, err := s.handshake(hctx, hc, s.hostNames(), false)
 	finish()
 	if err != nil {
-		s.log.Debug("ssh handshake failed", "remote", nc.RemoteAddr().String(), "err", err)
+		s.log.Debug("ssh handshake failed", "remote", remote, "err", err)
 		return
 	}
 	release()
-	c, err := s.newClientConn(ctx, cancel, sc, nc.RemoteAddr().String())
-	if err != nil {
-		s.log.Error("ssh connection", "remote", nc.RemoteAddr().String(), "err", err)
-		sc.Close()
-		return
-	}
-	c.serve(chans, reqs)
+	c := s.newClientConn(ctx, cancel, in, remote)
+	c.serve(in.chans, in.reqs)
+}
+
+// authed is a connection that completed the SSH handshake, with what
+// authentication learned: who (the principal that authenticated) and what
+// they ask for (the address, parsed once).
+type authed struct {
+	sc    *ssh.ServerConn
+	chans <-chan ssh.NewChannel
+	reqs  <-chan *ssh.Request
+	pr    principal
+	addr  Address
 }
 
 // handshake runs the SSH server handshake with client authentication.
-func (s *Server) handshake(ctx context.Context, nc net.Conn, hostNames []string, inner bool) (*ssh.ServerConn, <-chan ssh.NewChannel, <-chan *ssh.Request, error) {
-	cfg, err := s.authConfig(ctx, hostNames, inner)
+func (s *Server) handshake(ctx context.Context, nc net.Conn, hostNames []string, inner bool) (*authed, error) {
+	st := &authState{inner: innerTarget(hostNames, inner)}
+	cfg, err := s.authConfig(ctx, st, hostNames, inner)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, err
 	}
-	return ssh.NewServerConn(nc, cfg)
+	sc, chans, reqs, err := ssh.NewServerConn(nc, cfg)
+	if err != nil {
+		return nil, err
+	}
+	pr, err := st.principal(sc.Permissions)
+	if err == nil {
+		var addr Address
+		if addr, err = st.address(sc.User()); err == nil {
+			return &authed{sc: sc, chans: chans, reqs: reqs, pr: *pr, addr: addr}, nil
+		}
+	}
+	sc.Close()
+	return nil, err
 }
 
 func (s *Server) hostNames() []string {
@@ -118,22 +143,17 @@ func (s *Server) hostNames() []string {
 	return []string{"localhost", "127.0.0.1", "::1"}
 }
 
-func (s *Server) newClientConn(ctx context.Context, cancel context.CancelCauseFunc, sc *ssh.ServerConn, remote string) (*clientConn, error) {
-	pr, err := principalFrom(sc.Permissions)
-	if err != nil {
-		return nil, err
-	}
-	addr, err := ParseAddress(sc.User())
-	if err != nil {
-		return nil, err
-	}
-	c := &clientConn{s: s, sc: sc, pr: pr, addr: addr, id: newID(), remote: remote, ctx: ctx, cancel: cancel,
+// newClientConn makes the connection's one connection-info value: who,
+// from where, asking for what — and, for a direct connection, the target
+// resolved and the connection's decision (see reach).
+func (s *Server) newClientConn(ctx context.Context, cancel context.CancelCauseFunc, in *authed, remote string) *clientConn {
+	c := &clientConn{s: s, sc: in.sc, pr: in.pr, addr: in.addr, id: newID(), remote: remote, ctx: ctx, cancel: cancel,
 		sessions: map[*session]struct{}{}, inner: map[*clientConn]struct{}{}, served: make(chan struct{}), mode: "menu"}
-	if addr.Direct() {
+	if in.addr.Direct() {
 		c.mode = "direct"
-		c.resolved, c.resolveErr = s.resolve(ctx, addr.Target)
+		c.resolved, c.resolveErr = s.resolve(ctx, in.addr.Target)
 	}
-	return c, nil
+	return c
 }
 
 // resolve looks up a target name ("db-1" or "docker:web-1").
@@ -195,7 +215,7 @@ func (c *clientConn) serve(chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request
 	// users and seal first, for a bounded time, then hangs up.
 	stop := context.AfterFunc(c.ctx, c.closeAfterSessions)
 	defer stop()
-	if c.mode == "direct" && c.resolveErr == nil && c.check("").Allowed {
+	if c.mode == "direct" && c.reach().Allowed {
 		// Reach the target while the client opens its channel.
 		go c.dialBackend()
 	}
@@ -286,10 +306,34 @@ func (c *clientConn) globalRequests(reqs <-chan *ssh.Request) {
 	}
 }
 
-// check asks policy about this connection's target and login.
-func (c *clientConn) check(command string) policy.Decision {
+// decide asks policy once about one request on this connection: its
+// target and login, and command ("" for a shell, a subsystem or a forward).
+// The decision is passed down to whatever serves the request.
+func (c *clientConn) decide(command string) policy.Decision {
 	return c.s.cfg.Policy.Check(policy.Request{User: c.pr.User, Groups: c.pr.Groups,
 		Target: c.resolved.pol, Login: c.addr.Login, Command: command})
+}
+
+// reach is the connection's decision: may this user reach login@target at
+// all (without a command restriction), and with which options. It decides
+// what no single request can: whether the target connection shared by the
+// connection's sessions may be dialled ahead of the first request, and
+// with which certificate options; and the agent-forwarding answer given
+// before a session's request. It is made once, when the connection is
+// served; a refusal is asked again next time (a just-in-time grant may have
+// been approved since), an allowance is kept. Every request still gets its
+// own decision (decide), so a reload or an expired grant refuses requests
+// at once.
+func (c *clientConn) reach() policy.Decision {
+	if c.resolveErr != nil {
+		return policy.Decision{Reason: c.resolveErr.Error()}
+	}
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	if !c.reachOK || !c.reachD.Allowed {
+		c.reachD, c.reachOK = c.decide(""), true
+	}
+	return c.reachD
 }
 
 // notifyShutdown tells every live session that the gateway is going down,

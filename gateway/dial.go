@@ -30,7 +30,7 @@ var targetCiphers = []string{"aes128-gcm@openssh.com", "aes256-gcm@openssh.com",
 // connection from dialCommand.
 func (c *clientConn) dialBackend() (target.Conn, error) {
 	c.backendOnce.Do(func() {
-		d0 := c.check("")
+		d0 := c.reach()
 		if !d0.Allowed {
 			// Fail closed: a shared connection's certificate has no
 			// force-command, so it exists only for users allowed a shell.

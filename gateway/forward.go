@@ -35,7 +35,7 @@ func (c *clientConn) forward(nc ssh.NewChannel) {
 		nc.Reject(ssh.ConnectionFailed, "gatehouse: "+c.resolveErr.Error())
 		return
 	}
-	d := c.check("")
+	d := c.decide("")
 	if !d.Allowed || !d.Options.PortForwarding {
 		reason := fmt.Sprintf("port forwarding to %s via %s is not allowed by your roles", dest, c.addr.Target)
 		c.audit(audit.Event{Type: audit.EventForwardDenied, Reason: reason, Details: details})

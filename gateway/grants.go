@@ -43,7 +43,7 @@ func (c *clientConn) recheckGrants() {
 	}
 	c.mu.Unlock()
 	for _, s := range granted {
-		if c.check(s.command).Allowed {
+		if c.decide(s.command).Allowed {
 			continue
 		}
 		reason := fmt.Sprintf("your access grant for role %s expired", strings.Join(s.decision.Granted, ", "))

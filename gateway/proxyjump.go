@@ -38,22 +38,21 @@ func (c *clientConn) proxyJump(nc ssh.NewChannel) {
 	go ssh.DiscardRequests(reqs)
 	conn := &chanConn{Channel: ch, local: c.sc.LocalAddr(), remote: c.sc.RemoteAddr()}
 	hc, hctx, finish := c.s.startHandshake(c.ctx, conn)
-	sc, chans, greqs, err := c.s.handshake(hctx, hc, []string{name}, true)
+	in, err := c.s.handshake(hctx, hc, []string{name}, true)
 	finish()
 	if err != nil {
 		c.s.log.Debug("proxyjump inner handshake failed", "conn", c.id, "target", name, "err", err)
 		ch.Close()
 		return
 	}
-	pr, err := principalFrom(sc.Permissions)
-	if err != nil || pr.User != c.pr.User {
-		c.s.log.Warn("proxyjump: inner user differs from outer", "outer", c.pr.User, "inner", pr.User)
-		sc.Close()
+	if in.pr.User != c.pr.User {
+		c.s.log.Warn("proxyjump: inner user differs from outer", "outer", c.pr.User, "inner", in.pr.User)
+		in.sc.Close()
 		return
 	}
 	ctx, cancel := context.WithCancelCause(c.ctx)
 	defer cancel(nil)
-	inner := &clientConn{s: c.s, sc: sc, pr: pr, addr: Address{Login: sc.User(), Target: name}, mode: "proxyjump",
+	inner := &clientConn{s: c.s, sc: in.sc, pr: in.pr, addr: in.addr, mode: "proxyjump",
 		id: newID(), remote: c.remote, ctx: ctx, cancel: cancel, resolved: rt, sessions: map[*session]struct{}{},
 		inner: map[*clientConn]struct{}{}, served: make(chan struct{})}
 	c.mu.Lock()
@@ -64,7 +63,7 @@ func (c *clientConn) proxyJump(nc ssh.NewChannel) {
 		delete(c.inner, inner)
 		c.mu.Unlock()
 	}()
-	inner.serve(chans, greqs)
+	inner.serve(in.chans, in.reqs)
 }
 
 // chanConn presents an SSH channel as a net.Conn for the inner handshake.

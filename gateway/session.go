@@ -169,7 +169,7 @@ func (c *clientConn) session(nc ssh.NewChannel) {
 // in one line the user can read.
 func (s *session) openTarget() *ssh.OpenChannelError {
 	c := s.c
-	if c.resolveErr != nil || !c.check("").Allowed {
+	if !c.reach().Allowed {
 		return nil
 	}
 	backend, err := c.dialBackend()
@@ -259,7 +259,7 @@ func (s *session) setup(r *ssh.Request) bool {
 	case "shell", "exec", "subsystem":
 		return s.start(r)
 	case "auth-agent-req@openssh.com":
-		s.agent = s.c.resolveErr == nil && s.c.check("").Options.AgentForwarding
+		s.agent = s.c.reach().Options.AgentForwarding
 		r.Reply(s.agent, nil)
 	case "window-change":
 		var w windowChange
@@ -312,7 +312,7 @@ func (s *session) authorize() (string, bool) {
 		return c.resolveErr.Error(), false
 	}
 	cmd := s.command
-	s.decision = c.check(cmd)
+	s.decision = c.decide(cmd)
 	if !s.decision.Allowed {
 		c.audit(audit.Event{Type: audit.EventSessionDenied, Reason: s.decision.Reason, SessionID: s.id,
 			Details: map[string]any{"kind": s.kind, "command": cmd}})
@@ -458,7 +458,9 @@ func (s *session) replaySetup() error {
 	for _, e := range s.env {
 		s.tch.SendRequest("env", false, e.Payload)
 	}
-	if s.agent {
+	if s.agent && s.decision.Options.AgentForwarding {
+		// Answered from the connection's decision before the request; the
+		// request's own decision has the last word.
 		s.tch.SendRequest("auth-agent-req@openssh.com", false, nil)
 	}
 	return nil

@@ -68,19 +68,31 @@ var ErrLoginNotAllowed = errors.New("login not allowed")
 // ssh.login_pattern is refused before policy runs. The inner connection of a
 // ProxyJump carries only the login.
 func (s *Server) checkUserName(user string, inner bool) error {
-	login := user
 	if inner {
 		if !loginRE.MatchString(user) {
 			return fmt.Errorf("%q is not a valid login name", user)
 		}
-	} else {
-		a, err := ParseAddress(user)
-		if err != nil || !a.Direct() {
-			return err
-		}
-		login = a.Login
+		return s.checkLogin(user)
 	}
-	return s.checkLogin(login)
+	a, err := ParseAddress(user)
+	return s.checkAddress(a, err)
+}
+
+// checkName is checkUserName for a handshake, which parses the name once
+// (authState.address) for everything that needs it.
+func (s *Server) checkName(st *authState, user string, inner bool) error {
+	if inner {
+		return s.checkUserName(user, true)
+	}
+	return s.checkAddress(st.address(user))
+}
+
+// checkAddress is the outer connection's check of a parsed user name.
+func (s *Server) checkAddress(a Address, err error) error {
+	if err != nil || !a.Direct() {
+		return err
+	}
+	return s.checkLogin(a.Login)
 }
 
 // checkLogin refuses a login the configured pattern does not match. Logins

@@ -28,7 +28,13 @@ func (e *Engine) BoundRoles(user string, groups []string) []string {
 }
 
 // Check: see ruleSet.Check.
-func (e *Engine) Check(req Request) Decision { return e.cur.Load().Check(req) }
+func (e *Engine) Check(req Request) Decision {
+	d := e.cur.Load().Check(req)
+	if fn := e.observe.Load(); fn != nil {
+		(*fn)(req, d)
+	}
+	return d
+}
 
 // Logins: see ruleSet.Logins.
 func (e *Engine) Logins(user string, groups []string, t Target) []string {

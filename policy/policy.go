@@ -20,6 +20,20 @@ import (
 // decision uses one set of rules throughout).
 type Engine struct {
 	cur atomic.Pointer[ruleSet]
+	// observe, if set, is told of every decision Check makes (see
+	// OnDecision).
+	observe atomic.Pointer[func(Request, Decision)]
+}
+
+// OnDecision makes fn be told of every later decision Check makes, in the
+// caller's goroutine once the decision is made; nil stops it. It is for
+// counting and metrics: fn must be quick and must not call the Engine.
+func (e *Engine) OnDecision(fn func(Request, Decision)) {
+	if fn == nil {
+		e.observe.Store(nil)
+		return
+	}
+	e.observe.Store(&fn)
 }
 
 // ruleSet is one configuration's rules, immutable.

@@ -1,6 +1,8 @@
 package policy
 
 import (
+	"fmt"
+	"reflect"
 	"testing"
 	"time"
 )
@@ -140,4 +142,20 @@ func FuzzCheck(f *testing.F) {
 			t.Fatalf("unbound user %q allowed", user)
 		}
 	})
+}
+
+// TestOnDecision: the hook is told of every decision Check makes, with the
+// request and the answer, and stops when cleared.
+func TestOnDecision(t *testing.T) {
+	e := engine(t)
+	var got []string
+	e.OnDecision(func(r Request, d Decision) { got = append(got, fmt.Sprintf("%s %s %v", r.User, r.Login, d.Allowed)) })
+	e.Check(Request{User: "alice", Target: Target{Name: "db-1", Labels: map[string]string{"role": "db"}}, Login: "postgres"})
+	e.Check(Request{User: "nobody", Target: Target{Name: "db-1"}, Login: "root"})
+	e.Logins("alice", nil, Target{Name: "db-1"}) // not a decision
+	e.OnDecision(nil)
+	e.Check(Request{User: "alice", Target: Target{Name: "db-1"}, Login: "root"})
+	if want := []string{"alice postgres true", "nobody root false"}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("observed %q, want %q", got, want)
+	}
 }
