@@ -22,6 +22,15 @@ import (
 	"github.com/gatehouse/gatehouse/recorder"
 )
 
+// severalInstances skips a test of several instances in the SQLite run
+// before it starts anything.
+func severalInstances(t *testing.T) {
+	t.Helper()
+	if !onPostgres() {
+		t.Skip("several instances share a PostgreSQL database; this run uses SQLite (set GATEHOUSE_TEST_DB=postgres)")
+	}
+}
+
 // secondWebInstance starts a second instance of iw on its database with its
 // own web listener (the public URL stays the first one's, as behind a load
 // balancer) and returns it with its web base URL. The browser's login
@@ -46,6 +55,7 @@ func secondWebInstance(t *testing.T, iw *idpWorld) (*idpWorld, string) {
 // victim's approval on B, B's page for it shows the attacker's request, and
 // the approval is reused for the same key, address and target on B.
 func TestInstancesShareApprovals(t *testing.T) {
+	severalInstances(t)
 	iw, _ := loggedInIdPWorld(t, "")
 	ib, webB := secondWebInstance(t, iw)
 	victimKey, _ := plainKey(t)
@@ -133,9 +143,7 @@ func postTerminate(t *testing.T, base, id, cookie, csrf, message string) int {
 // latencies are logged: live view ≈ A's flush (1 s) + B's poll (0.5 s);
 // terminate ≈ A's poll (1 s) + the session's teardown.
 func TestInstancesShareLiveViewAndTerminate(t *testing.T) {
-	if !onPostgres() {
-		t.Skip("several instances share a PostgreSQL database; this run uses SQLite (set GATEHOUSE_TEST_DB=postgres)")
-	}
+	severalInstances(t)
 	w, _ := s3World(t)
 	wb := secondInstance(t, w)
 	alice := w.newUser("alice", time.Hour)
@@ -272,6 +280,7 @@ func countRows(t *testing.T, w *world, q string) (int, error) {
 // its own directory, B's live view of a session on A says why it cannot
 // show it (in the terminal, then the stream ends) instead of an empty view.
 func TestInstancesLiveViewNeedsSharedStore(t *testing.T) {
+	severalInstances(t)
 	w := newWorldWith(t, "", "web:\n  listen: \"127.0.0.1:0\"\n  insecure_http: true\n")
 	wb := secondInstance(t, w)
 	alice := w.newUser("alice", time.Hour)
