@@ -47,6 +47,10 @@ type RecordingOptions struct {
 	// keeps them in the directory. Recordings already in the directory
 	// stay readable there.
 	S3 *S3Options
+	// Instance is the id (internal/instance) written as the owner of every
+	// recording started here; recovery seals a recording only once its
+	// owner's lease is gone.
+	Instance string
 }
 
 // recSink is where a recording's bytes go while it is written: a local
@@ -294,9 +298,9 @@ func (r *Recordings) Start(info SessionInfo) (*Recording, error) {
 	// The row is written whatever happens to the session that asked for it:
 	// no caller's context cancels it (as for the seal and command rows).
 	_, err = r.db.ExecContext(context.Background(), `INSERT INTO recordings(id, session_id, user_name, target, login, file, wrapped_key, started,
-		cols, rows, interactive, command) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		cols, rows, interactive, command, instance_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		id, info.SessionID, info.User, info.Target, info.Login, file, wrapped, info.Start.UnixNano(), info.Cols, info.Rows,
-		info.Interactive, info.Command)
+		info.Interactive, info.Command, r.opts.Instance)
 	if err != nil {
 		r.discard(f)
 		return nil, fmt.Errorf("recorder: recording row: %w", err)
@@ -550,7 +554,9 @@ func (rec *Recording) Close(reason string) (Summary, error) {
 		reason = fmt.Sprintf("%s (seal failed: %v)", reason, werr)
 	}
 	s := Summary{ID: rec.id, SHA256: sum, Bytes: bytes, Complete: complete, Reason: reason, Streams: streams}
-	if err := rec.r.finishRow(context.Background(), rec.id, s); err != nil {
+	// A final record that could not be written (the store was down) leaves
+	// the seal pending: recovery writes it once the store is back.
+	if err := rec.r.finishRow(context.Background(), rec.id, s, werr != nil); err != nil {
 		return s, err
 	}
 	switch {
@@ -578,9 +584,11 @@ func (rec *Recording) streamSummaries() map[string]StreamSummary {
 	return out
 }
 
-func (r *Recordings) finishRow(ctx context.Context, id string, s Summary) error {
-	_, err := r.db.ExecContext(ctx, `UPDATE recordings SET ended = ?, complete = ?, reason = ?, sha256 = ?, bytes = ? WHERE id = ?`,
-		r.opts.Now().UnixNano(), s.Complete, s.Reason, s.SHA256, s.Bytes, id)
+// finishRow marks the recording ended; sealPending says its final record
+// is not written yet.
+func (r *Recordings) finishRow(ctx context.Context, id string, s Summary, sealPending bool) error {
+	_, err := r.db.ExecContext(ctx, `UPDATE recordings SET ended = ?, complete = ?, reason = ?, sha256 = ?, bytes = ?, seal_pending = ?
+		WHERE id = ?`, r.opts.Now().UnixNano(), s.Complete, s.Reason, s.SHA256, s.Bytes, sealPending, id)
 	if err != nil {
 		return fmt.Errorf("recorder: seal row: %w", err)
 	}

@@ -142,6 +142,21 @@ func (rr *recordReader) next() ([]byte, error) {
 	return pt, nil
 }
 
+// recordBytes is the session bytes (output, stderr, input) an events
+// record holds; zero for any other record.
+func recordBytes(pt []byte) int64 {
+	var n int64
+	if len(pt) > 0 && pt[0] == recEvents {
+		decodeEvents(pt[1:], func(ev castEvent) error {
+			if ev.Type == 'o' || ev.Type == 'e' || ev.Type == 'i' {
+				n += int64(len(ev.Data))
+			}
+			return nil
+		})
+	}
+	return n
+}
+
 // castEvent is one decoded event.
 type castEvent struct {
 	Type byte

@@ -31,12 +31,16 @@ type RecordingMeta struct {
 	Interactive                        bool
 	Command                            string
 	Commands                           []Command
+	// SealPending: the recording ended but its final record could not be
+	// written yet (its store was down); recovery retries the seal.
+	SealPending bool
 }
 
 type recRow struct {
 	RecordingMeta
-	file    string
-	wrapped []byte
+	file     string
+	wrapped  []byte
+	instance string // the owning instance
 }
 
 func (r *Recordings) row(ctx context.Context, id string) (recRow, error) {
@@ -44,9 +48,10 @@ func (r *Recordings) row(ctx context.Context, id string) (recRow, error) {
 	var started int64
 	var ended sql.NullInt64
 	err := r.db.QueryRowContext(ctx, `SELECT id, session_id, user_name, target, login, file, wrapped_key, started,
-		ended, complete, reason, sha256, bytes, cols, rows, interactive, command FROM recordings WHERE id = ?`, id).Scan(
+		ended, complete, reason, sha256, bytes, cols, rows, interactive, command, instance_id, seal_pending
+		FROM recordings WHERE id = ?`, id).Scan(
 		&m.ID, &m.SessionID, &m.User, &m.Target, &m.Login, &m.file, &m.wrapped, &started, &ended, &m.Complete,
-		&m.Reason, &m.SHA256, &m.Bytes, &m.Cols, &m.Rows, &m.Interactive, &m.Command)
+		&m.Reason, &m.SHA256, &m.Bytes, &m.Cols, &m.Rows, &m.Interactive, &m.Command, &m.instance, &m.SealPending)
 	if errors.Is(err, sql.ErrNoRows) {
 		return m, ErrNoRecording
 	}
@@ -100,7 +105,9 @@ func (r *Recordings) readRecords(m recRow, header func([]byte), fn func(castEven
 	if err != nil {
 		return err
 	}
-	sealed := !m.Ended.IsZero()
+	// A recording whose seal is pending (its store was down when it ended)
+	// reads like a live one: up to its last whole record.
+	sealed := !m.Ended.IsZero() && !m.SealPending
 	for i := 0; ; i++ {
 		pt, err := rr.next()
 		if err == io.EOF || (err == errTornTail && !sealed) {
@@ -235,85 +242,17 @@ func appendJSONString(dst, data []byte) []byte {
 	return append(dst, bytes.TrimRight(b.Bytes(), "\n")...)
 }
 
-// Recovered describes a recording sealed after a crash.
-type Recovered struct {
-	ID, SessionID, Reason, SHA256 string
-	Commands                      []Command
-}
-
-// Recover seals every recording a crashed or killed gateway left open: a
-// torn last record is cut off, a final record marks the recording
-// incomplete with a reason, and it stays playable.
-func (r *Recordings) Recover(ctx context.Context) ([]Recovered, error) {
-	rows, err := r.db.QueryContext(ctx, `SELECT id FROM recordings WHERE ended IS NULL`)
-	if err != nil {
-		return nil, fmt.Errorf("recorder: %w", err)
-	}
-	var ids []string
-	for rows.Next() {
-		var id string
-		rows.Scan(&id)
-		ids = append(ids, id)
-	}
-	rows.Close()
-	var out []Recovered
-	for _, id := range ids {
-		if r.isLive(id) {
-			continue
-		}
-		rec, err := r.recoverOne(ctx, id)
-		if err != nil {
-			return out, err
-		}
-		out = append(out, rec)
-	}
-	return out, nil
-}
-
-func (r *Recordings) isLive(id string) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for rec := range r.live {
-		if rec.id == id {
-			return true
-		}
-	}
-	return false
-}
-
-const crashReason = "gateway stopped unexpectedly; recording sealed as incomplete"
-
-func (r *Recordings) recoverOne(ctx context.Context, id string) (Recovered, error) {
-	m, err := r.row(ctx, id)
-	if err != nil {
-		return Recovered{}, err
-	}
-	out := Recovered{ID: id, SessionID: m.SessionID, Reason: crashReason}
-	sum, bytes, err := r.sealTorn(m)
-	if err != nil {
-		out.Reason = fmt.Sprintf("%s; recording unreadable: %v", crashReason, err)
-		r.log.Error("recover recording", "recording", id, "err", err)
-	}
-	out.SHA256 = sum
-	if err := r.finishRow(ctx, id, Summary{SHA256: sum, Bytes: bytes, Reason: out.Reason}); err != nil {
-		return out, err
-	}
-	if m.Interactive && err == nil {
-		out.Commands = r.reconstructMissed(id)
-	}
-	r.log.Warn("sealed recording left open by a crash", "recording", id, "session", m.SessionID)
-	return out, nil
-}
-
-// sealTorn cuts a torn tail and appends a final record; it returns the new
-// file hash and the recorded output bytes.
-func (r *Recordings) sealTorn(m recRow) (string, int64, error) {
+// sealTorn cuts a torn tail and appends a final record saying reason; it
+// returns the new file hash and the recorded output bytes. A recording that
+// already ends with its final record (an instance died between writing it
+// and its row) is left as it is.
+func (r *Recordings) sealTorn(m recRow, reason string) (string, int64, error) {
 	key, err := r.key(m)
 	if err != nil {
 		return "", 0, err
 	}
 	if isS3File(m.file) {
-		return r.sealTornS3(m, key)
+		return r.sealTornS3(m, key, reason)
 	}
 	path := filepath.Join(r.dir, filepath.Base(m.file))
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
@@ -326,22 +265,21 @@ func (r *Recordings) sealTorn(m recRow) (string, int64, error) {
 		return "", 0, err
 	}
 	var bytes int64
-	for {
+	final := false
+	for !final {
 		pt, err := rr.next()
-		if err == io.EOF || err == errTornTail {
+		if err == io.EOF || errors.Is(err, errTornTail) {
 			break
 		}
 		if err != nil {
-			return "", 0, err // never cut a file short because a read failed
+			return "", 0, err // never cut what could not be read
 		}
-		if len(pt) > 0 && pt[0] == recEvents {
-			decodeEvents(pt[1:], func(ev castEvent) error {
-				if ev.Type == 'o' || ev.Type == 'e' || ev.Type == 'i' {
-					bytes += int64(len(ev.Data))
-				}
-				return nil
-			})
-		}
+		bytes += recordBytes(pt)
+		final = len(pt) > 0 && pt[0] == recFinal
+	}
+	if final {
+		sum, err := fileSHA256(path)
+		return sum, bytes, err
 	}
 	if err := f.Truncate(rr.off); err != nil {
 		return "", 0, err
@@ -354,7 +292,7 @@ func (r *Recordings) sealTorn(m recRow) (string, int64, error) {
 		return "", 0, err
 	}
 	w := &Recording{id: m.ID, f: f, aead: aead, n: rr.n}
-	fb, _ := json.Marshal(recFinalJSON{Reason: crashReason, Complete: false, End: r.opts.Now().UnixNano()})
+	fb, _ := json.Marshal(recFinalJSON{Reason: reason, Complete: false, End: r.opts.Now().UnixNano()})
 	if err := w.writeRecord(append([]byte{recFinal}, fb...)); err != nil {
 		return "", 0, err
 	}
@@ -450,7 +388,7 @@ func (r *Recordings) openFile(m recRow) (io.ReadCloser, error) {
 // sealTornS3 is sealTorn for a recording in object storage: its segments
 // are read through (each was one atomic PUT of whole records) and the final
 // record is written as the next segment. Nothing is overwritten or deleted.
-func (r *Recordings) sealTornS3(m recRow, key []byte) (string, int64, error) {
+func (r *Recordings) sealTornS3(m recRow, key []byte, reason string) (string, int64, error) {
 	if r.s3 == nil {
 		return "", 0, fmt.Errorf("recorder: recording %s is in object storage but recording.s3 is not configured", m.ID)
 	}
@@ -478,13 +416,9 @@ func (r *Recordings) sealTornS3(m recRow, key []byte) (string, int64, error) {
 			// torn write but damage, and it cannot be cut off.
 			return "", 0, fmt.Errorf("%w: record %d does not authenticate", ErrRecordingCorrupt, rr.n)
 		}
-		if len(pt) > 0 && pt[0] == recEvents {
-			decodeEvents(pt[1:], func(ev castEvent) error {
-				if ev.Type == 'o' || ev.Type == 'e' || ev.Type == 'i' {
-					bytes += int64(len(ev.Data))
-				}
-				return nil
-			})
+		bytes += recordBytes(pt)
+		if len(pt) > 0 && pt[0] == recFinal {
+			return fmt.Sprintf("%x", h.Sum(nil)), bytes, nil
 		}
 	}
 	aead, err := newAEAD(key)
@@ -494,7 +428,7 @@ func (r *Recordings) sealTornS3(m recRow, key []byte) (string, int64, error) {
 	sw := newSegmentWriter(r.s3, m.ID, nseg)
 	sw.h = h
 	w := &Recording{id: m.ID, f: sw, aead: aead, n: rr.n}
-	fb, _ := json.Marshal(recFinalJSON{Reason: crashReason, Complete: false, End: r.opts.Now().UnixNano()})
+	fb, _ := json.Marshal(recFinalJSON{Reason: reason, Complete: false, End: r.opts.Now().UnixNano()})
 	if err := w.writeRecord(append([]byte{recFinal}, fb...)); err != nil {
 		return "", 0, err
 	}

@@ -169,7 +169,7 @@ func (st *s3Store) open(ctx context.Context, id string) (io.ReadCloser, int, err
 		return nil, 0, err
 	}
 	if len(keys) == 0 {
-		return nil, 0, fmt.Errorf("recorder: recording %s: no objects in the object store", id)
+		return nil, 0, fmt.Errorf("%w: recording %s: no objects in the object store", ErrRecordingCorrupt, id)
 	}
 	return &segmentReader{ctx: ctx, st: st, keys: keys}, len(keys), nil
 }

@@ -313,3 +313,66 @@ func BenchmarkS3RecordingOutput(b *testing.B) {
 		b.Fatal(err)
 	}
 }
+
+// TestS3SealRetriedAfterOutage: the store goes down mid-session, so the
+// final record cannot be written when the session ends: the row is ended,
+// incomplete, with its seal pending (not "sealed" with the final record
+// missing). Retries while the store is down change nothing; the first one
+// after it is back adds the final record as one more object, and the
+// recording plays and hashes to its objects.
+func TestS3SealRetriedAfterOutage(t *testing.T) {
+	w := newS3World(t, true)
+	r := w.open(t, 20*time.Millisecond)
+	rec, err := r.Start(SessionInfo{SessionID: "s-outage", User: "alice", Target: "db-1", Login: "root"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.Output([]byte("before the outage\r\n"))
+	deadline := time.Now().Add(45 * time.Second)
+	for {
+		keys, err := r.s3.segments(context.Background(), rec.ID())
+		if err == nil && len(keys) >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no flushed segment: %v %v", keys, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	w.gw.Stop()
+	rec.Output([]byte("during the outage\r\n"))
+	if _, err := rec.Close("exited"); err == nil {
+		t.Fatal("sealed with the store down")
+	}
+	m, err := r.Meta(context.Background(), rec.ID())
+	if err != nil || !m.SealPending || m.Ended.IsZero() || m.Complete {
+		t.Fatalf("after the failed seal: %+v %v", m, err)
+	}
+	if got, err := r.RetryPendingSeals(context.Background()); err != nil || len(got) != 0 {
+		t.Fatalf("retry with the store down: %+v %v", got, err)
+	}
+	w.gw.Start()
+	got, err := r.RetryPendingSeals(context.Background())
+	if err != nil || len(got) != 1 || got[0].ID != rec.ID() {
+		t.Fatalf("retry with the store back: %+v %v", got, err)
+	}
+	m, err = r.Meta(context.Background(), rec.ID())
+	if err != nil || m.SealPending || m.Complete || !strings.Contains(m.Reason, "sealed as incomplete once its store was back") {
+		t.Fatalf("after the retry: %+v %v", m, err)
+	}
+	if _, evs := castLines(t, r, rec.ID(), false); outputOf(evs, "o") != "before the outage\r\n" {
+		t.Fatalf("plays %q", outputOf(evs, "o"))
+	}
+	rc, _, err := r.s3.open(context.Background(), rec.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(rc)
+	rc.Close()
+	if sha256Hex(raw) != m.SHA256 {
+		t.Fatalf("row hash %s, objects hash %s", m.SHA256, sha256Hex(raw))
+	}
+	if again, err := r.RetryPendingSeals(context.Background()); err != nil || len(again) != 0 {
+		t.Fatalf("sealed twice: %+v %v", again, err)
+	}
+}

@@ -16,11 +16,16 @@ import (
 // SessionStore writes the start and end row of every session (one session =
 // one SSH session channel on a target) to the sessions table.
 type SessionStore struct {
-	db *sql.DB
+	db       *sql.DB
+	instance string // written as the owner of every session this store starts
 }
 
 // NewSessionStore returns a SessionStore over db.
 func NewSessionStore(db *sql.DB) *SessionStore { return &SessionStore{db: db} }
+
+// SetInstance names the instance (internal/instance) that owns the sessions
+// Start writes from now on; recovery seals them only once its lease is gone.
+func (s *SessionStore) SetInstance(id string) { s.instance = id }
 
 // Session is one session row.
 type Session struct {
@@ -55,10 +60,10 @@ type Session struct {
 func (s *SessionStore) Start(ctx context.Context, r Session) error {
 	_, err := s.db.ExecContext(ctx, `INSERT INTO sessions(id, user_name, client_addr, client_version,
 		key_fingerprint, user_cert_serial, target, target_kind, login, mode, kind, command,
-		session_cert_serial, start_at, recording_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		session_cert_serial, start_at, recording_id, instance_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		r.ID, r.User, r.ClientAddr, r.ClientVersion, r.KeyFingerprint, int64(r.UserCertSerial), r.Target,
 		r.TargetKind, r.Login, r.Mode, r.Kind, r.Command, int64(r.SessionCertSerial), r.Start.UTC().UnixNano(),
-		r.RecordingID)
+		r.RecordingID, s.instance)
 	if err != nil {
 		return fmt.Errorf("recorder: session start row: %w", err)
 	}
@@ -131,33 +136,6 @@ func scanSession(row rowScanner, extra ...any) (Session, error) {
 		r.ExitStatus = &v
 	}
 	return r, nil
-}
-
-// EndAbandoned ends every session left open by a gateway that died, with
-// reason. It returns the sessions it ended (for abnormal session-end events).
-func (s *SessionStore) EndAbandoned(ctx context.Context, reason string) ([]Session, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+sessionColumns+` FROM sessions WHERE end_at IS NULL`)
-	if err != nil {
-		return nil, fmt.Errorf("recorder: %w", err)
-	}
-	var open []Session
-	for rows.Next() {
-		r, err := scanSession(rows)
-		if err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("recorder: %w", err)
-		}
-		open = append(open, r)
-	}
-	rows.Close()
-	for i := range open {
-		open[i].EndReason = reason
-		open[i].End = time.Now()
-		if err := s.Finish(ctx, open[i]); err != nil {
-			return nil, err
-		}
-	}
-	return open, rows.Err()
 }
 
 // SessionFilter selects sessions for the sessions page. Zero fields do not

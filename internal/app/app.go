@@ -15,6 +15,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/gatehouse/gatehouse/web"
 
@@ -22,6 +23,7 @@ import (
 	"github.com/gatehouse/gatehouse/gateway"
 	"github.com/gatehouse/gatehouse/internal/alerts"
 	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/instance"
 	"github.com/gatehouse/gatehouse/internal/metrics"
 	"github.com/gatehouse/gatehouse/internal/secrets"
 	"github.com/gatehouse/gatehouse/internal/store"
@@ -84,6 +86,7 @@ type App struct {
 	Policy    *policy.Engine     // the configuration's policy with grants
 	Metrics   *metrics.Metrics   // nil when metrics.listen is empty
 	Alerts    *alerts.Dispatcher // nil when no alerts are configured
+	Instance  *instance.Instance // this process in the instances table (its lease)
 
 	sshAddr, webAddr, opsAddr string
 	ops                       *metrics.Server
@@ -91,6 +94,8 @@ type App struct {
 	rotQuit, rotDone          chan struct{}  // stop and wait for followRotations
 	reqQuit, reqDone          chan struct{}  // stop and wait for expireRequests
 	termQuit, termDone        chan struct{}  // stop and wait for watchTerminations
+	beatQuit, beatDone        chan struct{}  // stop and wait for heartbeat
+	released                  bool           // the instance lease was released (Close)
 	watchQuit, watchDone      chan struct{}  // stop and wait for watchConfig (nil: not watching)
 	reloadMu                  sync.Mutex     // one Reload at a time
 	active                    *config.Config // roles, bindings and targets in force (Reload)
@@ -145,6 +150,8 @@ func Start(cfg *config.Config, log *slog.Logger) (*App, error) {
 	go a.expireRequests(a.reqQuit, a.reqDone)
 	a.termQuit, a.termDone = make(chan struct{}), make(chan struct{})
 	go a.watchTerminations(a.termQuit, a.termDone)
+	a.beatQuit, a.beatDone = make(chan struct{}), make(chan struct{})
+	go a.heartbeat(a.beatQuit, a.beatDone)
 	if cfg.WatchConfig > 0 && cfg.Path() != "" {
 		a.watchQuit, a.watchDone = make(chan struct{}), make(chan struct{})
 		go a.watchConfig(cfg.WatchConfig, a.watchQuit, a.watchDone)
@@ -204,14 +211,18 @@ func (a *App) open(rules policy.Policy, targets []gateway.Target) error {
 	if a.Audit, err = OpenAudit(a.Env, a.Log); err != nil {
 		return err
 	}
+	if err := a.register(ctx); err != nil {
+		return err
+	}
 	if a.Recs, err = recorder.OpenRecordings(cfg.Recording.Dir, a.Env.DB, a.Env.Secrets.Keyring(), recorder.RecordingOptions{
 		MaxBytes: cfg.Recording.MaxSessionBytes, StreamFullBytes: cfg.Recording.StreamFullBytes, Logger: a.Log, OnFlush: a.recordingFlushHook(),
-		S3: RecordingS3(cfg.Recording.S3),
+		S3: RecordingS3(cfg.Recording.S3), Instance: a.Instance.ID(),
 	}); err != nil {
 		return fmt.Errorf("recording: %w", err)
 	}
 	a.Sessions = recorder.NewSessionStore(a.Env.DB.DB)
-	if err := a.recoverCrash(ctx); err != nil {
+	a.Sessions.SetInstance(a.Instance.ID())
+	if err := a.recoverAtStart(ctx); err != nil {
 		return err
 	}
 	if err := a.openIdentity(); err != nil {
@@ -284,35 +295,6 @@ func OpenAudit(env *Env, log *slog.Logger) (*audit.Log, error) {
 	})
 }
 
-// recoverCrash seals recordings and ends sessions a killed gateway left open,
-// writing an abnormal session-end event for each.
-func (a *App) recoverCrash(ctx context.Context) error {
-	recovered, err := a.Recs.Recover(ctx)
-	if err != nil {
-		return fmt.Errorf("recover recordings: %w", err)
-	}
-	byID := map[string]recorder.Recovered{}
-	for _, r := range recovered {
-		byID[r.SessionID] = r
-	}
-	open, err := a.Sessions.EndAbandoned(ctx, "gateway stopped unexpectedly")
-	if err != nil {
-		return err
-	}
-	for _, s := range open {
-		r := byID[s.ID]
-		ev := audit.Event{Type: audit.EventSessionEnd, User: s.User, ClientAddr: s.ClientAddr, Target: s.Target,
-			Login: s.Login, SessionID: s.ID, Reason: "gateway stopped unexpectedly; recording sealed as incomplete",
-			Details: map[string]any{"abnormal": true, "recording": s.RecordingID, "recording_sha256": r.SHA256,
-				"recording_complete": false}}
-		if err := a.Audit.Append(ctx, ev); err != nil {
-			return err
-		}
-		a.Log.Warn("sealed session left open by a crash", "session", s.ID, "user", s.User, "target", s.Target)
-	}
-	return nil
-}
-
 func hostNames(cfg *config.Config) []string {
 	names := []string{"localhost", "127.0.0.1", "::1"}
 	if u, err := url.Parse(cfg.Web.PublicURL); err == nil && u.Hostname() != "" {
@@ -361,10 +343,26 @@ func (a *App) Close(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
+	if a.beatQuit != nil {
+		close(a.beatQuit)
+		<-a.beatDone
+		a.beatQuit = nil
+	}
 	if a.Recs != nil {
 		// After the gateway: its sessions seal their recordings first; this
 		// stops the flusher goroutine.
 		a.Recs.Close()
+	}
+	if a.Instance != nil && !a.released {
+		a.released = true
+		// After the gateway: a clean stop hands anything still open to the
+		// next live instance at once instead of after the lease.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		err := a.Instance.Release(rctx)
+		cancel()
+		if err != nil {
+			a.Log.Warn("instance lease not released; other instances will wait for it to run out", "err", err)
+		}
 	}
 	if a.Alerts != nil {
 		a.Alerts.Close()

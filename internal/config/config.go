@@ -465,6 +465,7 @@ func (c *Config) applyDefaults() {
 	def(&c.SSH.HandshakeTimeout, 30*time.Second)
 	def(&c.SSH.TargetDialTimeout, 10*time.Second)
 	def(&c.SSH.ShutdownGrace, 10*time.Second)
+	def(&c.Database.InstanceLease, 15*time.Second)
 	if c.SSH.MaxUnauthenticatedPerIP == 0 {
 		c.SSH.MaxUnauthenticatedPerIP = 10
 	}
@@ -545,6 +546,9 @@ func (c *Config) validate() error {
 	}
 	if c.SSH.HandshakeTimeout < 0 || c.SSH.TargetDialTimeout < 0 || c.SSH.MaxUnauthenticatedPerIP < 0 || c.SSH.MaxUnauthenticated < 0 {
 		add(c.fail("ssh", "timeouts and limits must not be negative"))
+	}
+	if c.Database.InstanceLease < time.Second {
+		add(c.fail("database.instance_lease", "%s is too short: at least 1s", c.Database.InstanceLease))
 	}
 	if c.Certs.MaxPendingApprovalsPerIP < 0 || c.Certs.MaxPendingApprovals < 0 {
 		add(c.fail("certificates", "max_pending_approvals limits must not be negative"))
@@ -728,6 +732,10 @@ type Database struct {
 	// GATEHOUSE_DATABASE_URL environment variable wins, so the password need
 	// not be in the file.
 	URL string `yaml:"url"`
+	// InstanceLease is how long an instance counts as alive after its last
+	// heartbeat (renewed every fifth of it); once it has run out, another
+	// instance seals the sessions the instance left open. Zero means 15s.
+	InstanceLease time.Duration `yaml:"instance_lease"`
 }
 
 func (c *Config) validateRecordingS3() error {

@@ -155,10 +155,10 @@ func TestS3Kill9GatewaySealsOnRestart(t *testing.T) {
 	term.Wait()
 	before := len(recordingObjects(t, gw, id))
 
-	serveProcess(t, bin, w.configFile) // the restart recovers
-	if list := w.cli(t, bin, "recording", "list"); !strings.Contains(list, "partial") {
-		t.Fatalf("recording list:\n%s", list)
-	}
+	serveProcess(t, bin, w.configFile) // the restart recovers (on PostgreSQL once the lease has run out)
+	waitFor(t, "the killed instance's recording to be sealed", func() bool {
+		return strings.Contains(w.cli(t, bin, "recording", "list"), "partial")
+	})
 	if after := len(recordingObjects(t, gw, id)); after != before+1 {
 		t.Fatalf("objects before the seal %d, after %d (want one final segment added)", before, after)
 	}
@@ -190,7 +190,9 @@ func castHolds(t *testing.T, w *world, bin, recID, text string) bool {
 
 // TestS3StoreDownEndsLiveSession: the object store goes away while a
 // session is printing; the session is ended with the same line as a full
-// disk (never continues unrecorded), and the recording row says why.
+// disk (never continues unrecorded), and the recording row says why. Its
+// final record cannot be written then; once the store is back the recovery
+// pass seals it as incomplete and it plays.
 func TestS3StoreDownEndsLiveSession(t *testing.T) {
 	w, gw := s3World(t)
 	alice := w.newUser("alice", time.Hour)
@@ -205,7 +207,12 @@ func TestS3StoreDownEndsLiveSession(t *testing.T) {
 			return false
 		}
 		recID = rows[0].RecordingID
-		return len(recordingObjects(t, gw, recID)) >= 2
+		rc, err := w.app.Recs.OpenCast(context.Background(), recID, false)
+		if err != nil {
+			return false
+		}
+		b, _ := io.ReadAll(rc)
+		return strings.Contains(string(b), "tick-1") // a flush with output reached the store
 	})
 	gw.Stop()
 	var r result
@@ -229,4 +236,26 @@ func TestS3StoreDownEndsLiveSession(t *testing.T) {
 		t.Fatalf("recording meta %+v err %v", meta, err)
 	}
 	t.Logf("reason: %s", meta.Reason)
+	// Failed closed, the seal pending until the store is back.
+	s := lastSession(t, w)
+	if !meta.SealPending || s.End.IsZero() || s.RecordingComplete || !strings.Contains(s.EndReason, "the recording could not be written") {
+		t.Fatalf("while the store is down: seal pending %v, session %+v", meta.SealPending, s)
+	}
+	gw.Start()
+	waitFor(t, "the recovery pass to seal the recording once the store is back", func() bool {
+		m, err := w.app.Recs.Meta(context.Background(), recID)
+		return err == nil && !m.SealPending
+	})
+	meta, _ = w.app.Recs.Meta(context.Background(), recID)
+	if meta.Complete || !strings.Contains(meta.Reason, "sealed as incomplete once its store was back") {
+		t.Fatalf("re-sealed recording %+v", meta)
+	}
+	bin := gatehouseBinary(t)
+	out := filepath.Join(w.dir, "resealed.cast")
+	if msg := w.cli(t, bin, "recording", "export", recID, "--out", out); !strings.Contains(msg, "INCOMPLETE") {
+		t.Fatalf("export: %s", msg)
+	}
+	if cast, _ := os.ReadFile(out); !strings.Contains(string(cast), "tick-1") {
+		t.Fatalf("the re-sealed recording lost what was written before the outage:\n%s", cast)
+	}
 }

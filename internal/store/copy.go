@@ -13,7 +13,7 @@ import (
 // copied. A source table not listed here makes the copy refuse, so a table
 // added by a later migration is never silently left behind.
 var copyTables = []string{
-	"secrets", "certificates", "sessions", "audit_events", "audit_tree", "audit_checkpoints", "audit_head",
+	"secrets", "instances", "certificates", "sessions", "audit_events", "audit_tree", "audit_checkpoints", "audit_head",
 	"recordings", "recording_commands", "users", "recovery_codes", "web_sessions", "login_tokens", "locks",
 	"alert_cursor", "alert_deliveries", "ca_keys", "access_requests", "access_approvals", "ssh_key_users",
 }

@@ -162,10 +162,23 @@ func (pg *Postgres) stop() {
 // again on the same port.
 func (pg *Postgres) Restart(t testing.TB) {
 	t.Helper()
+	pg.Stop(t)
+	pg.Start(t)
+}
+
+// Stop stops the server immediately, as a crash would; Start brings it back.
+func (pg *Postgres) Stop(t testing.TB) {
+	t.Helper()
 	data := filepath.Join(pg.Dir, "data")
 	if out, err := asPostgres(filepath.Join(PostgresBin, "pg_ctl"), "-D", data, "-m", "immediate", "-w", "stop").CombinedOutput(); err != nil {
 		t.Fatalf("pg_ctl stop: %v\n%s", err, out)
 	}
+}
+
+// Start starts a server stopped with Stop again, on the same port.
+func (pg *Postgres) Start(t testing.TB) {
+	t.Helper()
+	data := filepath.Join(pg.Dir, "data")
 	opts := fmt.Sprintf("-p %s -k %s -c listen_addresses=127.0.0.1 -c ssl=on -c max_connections=300 -c fsync=off", pg.Port, pg.Dir)
 	if out, err := asPostgres(filepath.Join(PostgresBin, "pg_ctl"), "-D", data, "-o", opts, "-l",
 		filepath.Join(pg.Dir, "log"), "-w", "-t", "60", "start").CombinedOutput(); err != nil {

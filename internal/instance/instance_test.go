@@ -1,0 +1,98 @@
+package instance
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/gatehouse/gatehouse/internal/store"
+	"github.com/gatehouse/gatehouse/internal/testenv"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testenv.StopSharedPostgres()
+	os.Exit(code)
+}
+
+func engines(t *testing.T) map[string]*store.DB {
+	t.Helper()
+	lite, err := store.Open(filepath.Join(t.TempDir(), "gatehouse.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lite.Close() })
+	pg, err := store.OpenURL(context.Background(), testenv.SharedPostgres(t).NewDatabase(t), t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pg.Close() })
+	return map[string]*store.DB{store.SQLite: lite, store.Postgres: pg}
+}
+
+func liveIDs(t *testing.T, db *store.DB) map[string]bool {
+	t.Helper()
+	live, err := Live(context.Background(), db, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]bool{}
+	for _, i := range live {
+		out[i.ID] = true
+	}
+	return out
+}
+
+// TestLease: a registered instance is live while it renews; a lease that
+// ran out is reported as lost on the next renewal (the instance must end
+// the sessions others may have sealed) and taken again; Release ends it at
+// once. On PostgreSQL the lease is on the server's clock.
+func TestLease(t *testing.T) {
+	ctx := context.Background()
+	for name, db := range engines(t) {
+		t.Run(name, func(t *testing.T) {
+			a, err := Register(ctx, db, Options{Lease: time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := Register(ctx, db, Options{Lease: time.Hour})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a.ID() == b.ID() {
+				t.Fatal("two instances share an id")
+			}
+			if live := liveIDs(t, db); !live[a.ID()] || !live[b.ID()] {
+				t.Fatalf("live %v", live)
+			}
+			if err := a.Renew(ctx); err != nil {
+				t.Fatalf("renew within the lease: %v", err)
+			}
+			deadline := time.Now().Add(30 * time.Second)
+			for liveIDs(t, db)[a.ID()] { // no renewals: the lease runs out
+				if time.Now().After(deadline) {
+					t.Fatal("a's lease never ran out")
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			if err := a.Renew(ctx); !errors.Is(err, ErrLeaseLost) {
+				t.Fatalf("renew after the lease ran out: %v", err)
+			}
+			if !liveIDs(t, db)[a.ID()] {
+				t.Fatal("a not live again after taking a new lease")
+			}
+			if err := b.Release(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if liveIDs(t, db)[b.ID()] {
+				t.Fatal("b live after Release")
+			}
+			if err := b.Renew(ctx); !errors.Is(err, ErrLeaseLost) {
+				t.Fatalf("renew after release: %v", err)
+			}
+		})
+	}
+}
