@@ -249,7 +249,7 @@ func appendJSONString(dst, data []byte) []byte {
 func (r *Recordings) sealTorn(m recRow, reason string) (string, int64, error) {
 	key, err := r.key(m)
 	if err != nil {
-		return "", 0, err
+		return "", 0, fmt.Errorf("%w: its key does not open: %v", ErrRecordingCorrupt, err)
 	}
 	if isS3File(m.file) {
 		return r.sealTornS3(m, key, reason)

@@ -195,13 +195,14 @@ func (r *Recordings) sealOwned(ctx context.Context, id string) (Recovered, error
 	return out, nil
 }
 
-// retryable reports whether sealing m failed because its store is
-// unreachable (worth retrying), not because the recording is damaged.
+// retryable reports whether sealing m failed because its store could not
+// be reached or written (an object store down, a full disk: worth
+// retrying), not because the recording is damaged, gone or elsewhere.
 func (r *Recordings) retryable(m recRow, err error) bool {
 	if errors.Is(err, ErrRecordingCorrupt) || errors.Is(err, os.ErrNotExist) {
 		return false
 	}
-	return isS3File(m.file) && r.s3 != nil
+	return !isS3File(m.file) || r.s3 != nil
 }
 
 // markPending ends a claimed recording whose seal could not be written.
