@@ -265,7 +265,7 @@ func (a *App) openIdentity() error {
 			a.auditor().Append(context.Background(), audit.Event{Type: audit.EventMFALockout, User: user,
 				Reason: "too many wrong TOTP codes"})
 		}})
-	a.Approvals = &auth.Approvals{DB: a.Env.DB.DB, CodeKey: a.Env.Secrets.Keyring().Derive("ssh approval codes"),
+	a.Approvals = &auth.Approvals{DB: a.Env.DB.DB, CodeKey: a.Env.Secrets.Keyring().Derive("ssh approval codes"), Instance: a.Instance.ID(),
 		Log: a.Log, BaseURL: cfg.Web.PublicURL, Window: cfg.Certs.ApprovalWindow,
 		MaxPerSource: cfg.Certs.MaxPendingApprovalsPerIP, MaxPending: cfg.Certs.MaxPendingApprovals}
 	if cfg.OIDC.Issuer == "" {

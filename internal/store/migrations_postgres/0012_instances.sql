@@ -1,5 +1,5 @@
 -- Instances and the owner of each session and recording (PostgreSQL twin of
--- migrations/0011_instances.sql).
+-- migrations/0012_instances.sql).
 CREATE TABLE instances (
 	id TEXT PRIMARY KEY,
 	host TEXT NOT NULL,
