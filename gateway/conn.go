@@ -19,16 +19,24 @@ import (
 	"github.com/gatehouse/gatehouse/recorder/audit"
 )
 
+// connInfo is what a connection is, computed once when it authenticates
+// and never derived again: who, from where, with which client, asking for
+// what. It never changes afterwards.
+type connInfo struct {
+	pr            principal
+	addr          Address // login and target; for a ProxyJump inner connection, the jump target
+	mode          string  // direct | proxyjump | menu
+	remote        string  // client IP:port of the outer TCP connection
+	clientVersion string
+}
+
 // clientConn is one authenticated client connection (outer, or the inner
 // connection of a ProxyJump).
 type clientConn struct {
+	connInfo
 	s      *Server
 	sc     *ssh.ServerConn
-	pr     principal
-	addr   Address // login and target; for a ProxyJump inner connection, the jump target
-	mode   string  // direct | proxyjump | menu
-	id     string  // connection id; session channels add a suffix
-	remote string  // client IP:port of the outer TCP connection
+	id     string // connection id; session channels add a suffix
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 
@@ -147,10 +155,13 @@ func (s *Server) hostNames() []string {
 // from where, asking for what — and, for a direct connection, the target
 // resolved and the connection's decision (see reach).
 func (s *Server) newClientConn(ctx context.Context, cancel context.CancelCauseFunc, in *authed, remote string) *clientConn {
-	c := &clientConn{s: s, sc: in.sc, pr: in.pr, addr: in.addr, id: newID(), remote: remote, ctx: ctx, cancel: cancel,
-		sessions: map[*session]struct{}{}, inner: map[*clientConn]struct{}{}, served: make(chan struct{}), mode: "menu"}
+	info := connInfo{pr: in.pr, addr: in.addr, mode: "menu", remote: remote, clientVersion: string(in.sc.ClientVersion())}
 	if in.addr.Direct() {
-		c.mode = "direct"
+		info.mode = "direct"
+	}
+	c := &clientConn{connInfo: info, s: s, sc: in.sc, id: newID(), ctx: ctx, cancel: cancel,
+		sessions: map[*session]struct{}{}, inner: map[*clientConn]struct{}{}, served: make(chan struct{})}
+	if in.addr.Direct() {
 		c.resolved, c.resolveErr = s.resolve(ctx, in.addr.Target)
 	}
 	return c
@@ -349,7 +360,7 @@ func (c *clientConn) notifyShutdown() {
 // audit appends an event about this connection, filling in who and from where.
 func (c *clientConn) audit(ev audit.Event) error {
 	ev.User, ev.UserIssuer, ev.UserSubject = c.pr.User, c.pr.Issuer, c.pr.Subject
-	ev.ClientAddr, ev.ClientVersion = c.remote, string(c.sc.ClientVersion())
+	ev.ClientAddr, ev.ClientVersion = c.remote, c.clientVersion
 	ev.KeyFingerprint, ev.CertSerial = c.pr.Fingerprint, c.pr.Serial
 	if ev.Target == "" {
 		ev.Target, ev.Login = c.addr.Target, c.addr.Login

@@ -52,8 +52,9 @@ func (c *clientConn) proxyJump(nc ssh.NewChannel) {
 	}
 	ctx, cancel := context.WithCancelCause(c.ctx)
 	defer cancel(nil)
-	inner := &clientConn{s: c.s, sc: in.sc, pr: in.pr, addr: in.addr, mode: "proxyjump",
-		id: newID(), remote: c.remote, ctx: ctx, cancel: cancel, resolved: rt, sessions: map[*session]struct{}{},
+	info := connInfo{pr: in.pr, addr: in.addr, mode: "proxyjump", remote: c.remote, clientVersion: string(in.sc.ClientVersion())}
+	inner := &clientConn{connInfo: info, s: c.s, sc: in.sc,
+		id: newID(), ctx: ctx, cancel: cancel, resolved: rt, sessions: map[*session]struct{}{},
 		inner: map[*clientConn]struct{}{}, served: make(chan struct{})}
 	c.mu.Lock()
 	c.inner[inner] = struct{}{}

@@ -51,7 +51,7 @@ func (s *session) startRecording() error {
 		return errNotRecorded
 	}
 	s.rec = rec
-	s.row = recorder.Session{ID: s.id, User: c.pr.User, ClientAddr: c.remote, ClientVersion: string(c.sc.ClientVersion()),
+	s.row = recorder.Session{ID: s.id, User: c.pr.User, ClientAddr: c.remote, ClientVersion: c.clientVersion,
 		KeyFingerprint: c.pr.Fingerprint, UserCertSerial: c.pr.Serial, Target: c.addr.Target,
 		TargetKind: c.resolved.cfg.Kind, Login: c.addr.Login, Mode: c.mode, Kind: s.kind, Command: s.command,
 		SessionCertSerial: s.certSerial, Start: info.Start, RecordingID: rec.ID()}
