@@ -66,9 +66,7 @@ func instanceConfigs(t *testing.T, w *world, lease string) (a, b string) {
 // session is untouched and ends complete; every session.start committed
 // before the kill is in the log, and the log verifies.
 func TestInstancesKill9OneOfTwo(t *testing.T) {
-	if !onPostgres() {
-		t.Skip("two instances share a PostgreSQL database; this run uses SQLite (set GATEHOUSE_TEST_DB=postgres)")
-	}
+	severalInstances(t)
 	bin := gatehouseBinary(t)
 	w, _ := s3World(t)
 	alice := w.newUser("alice", time.Hour)
@@ -220,6 +218,7 @@ func TestInstancesKill9OneOfTwo(t *testing.T) {
 // stays open in the database, finishes normally on A with a complete
 // recording, and no abnormal end is logged for it.
 func TestInstancesRestartLeavesOthersLive(t *testing.T) {
+	severalInstances(t)
 	w := newWorld(t, "")
 	wb := secondInstance(t, w)
 	alice := w.newUser("alice", time.Hour)
