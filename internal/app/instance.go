@@ -126,7 +126,7 @@ func (a *App) beat(ctx context.Context) {
 	err := a.Instance.Renew(ctx)
 	switch {
 	case errors.Is(err, instance.ErrLeaseLost):
-		a.Log.Error("instance lease ran out before it was renewed (the database was unreachable for longer than database.instance_lease); ending sessions another instance sealed",
+		a.Log.Error("instance lease ran out before it was renewed (not renewed within database.instance_lease: the database unreachable or this process stalled); ending the sessions another instance sealed",
 			"instance", a.Instance.ID())
 		a.fence(ctx)
 	case err != nil:

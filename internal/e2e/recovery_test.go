@@ -308,3 +308,54 @@ func TestReadyzPostgresDown(t *testing.T) {
 		return code == 200
 	})
 }
+
+// TestInstancesLostLeaseEndsSealedSessions: instance A's lease runs out
+// while its session is live (expired in the database here, as when A was
+// cut off from it for longer than the lease); B claims the session and
+// seals it. At its next heartbeat A learns it lost the lease and ends that
+// session with a line saying why (fencing), instead of letting it run on
+// behind B's seal.
+func TestInstancesLostLeaseEndsSealedSessions(t *testing.T) {
+	severalInstances(t)
+	w := newWorld(t, "")
+	instanceConfigs(t, w, "1s") // B: 1 s lease (a pass every 200 ms); A runs with the default
+	wb := secondInstance(t, w)
+	alice := w.newUser("alice", time.Hour)
+	c := alice.cmd(context.Background(), "ssh", "-p", w.port, "root@db-1@127.0.0.1", "echo started; sleep 120; echo finished")
+	var out, errb syncBuffer
+	c.Stdout, c.Stderr = &out, &errb
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Process.Kill() })
+	waitFor(t, "session start on A", func() bool { return strings.Contains(out.String(), "started") })
+	live, err := w.app.Sessions.List(context.Background(), recorder.SessionFilter{Live: true})
+	if err != nil || len(live) != 1 {
+		t.Fatalf("live %+v %v", live, err)
+	}
+	id, idA, idB := live[0].ID, w.app.Instance.ID(), wb.app.Instance.ID()
+	db := w.app.Env.DB
+	// Expire A's lease until B has claimed the session (A's own heartbeat
+	// may take a new lease in between).
+	waitFor(t, "B to claim A's session", func() bool {
+		db.Exec(`UPDATE instances SET lease_until = 0 WHERE id = ?`, idA)
+		var owner string
+		db.QueryRow(`SELECT instance_id FROM sessions WHERE id = ?`, id).Scan(&owner)
+		return owner == idB
+	})
+	done := make(chan error, 1)
+	go func() { done <- c.Wait() }()
+	select {
+	case err = <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("A's session ran on after B sealed it")
+	}
+	if err == nil || strings.Contains(out.String(), "finished") ||
+		!strings.Contains(errb.String(), "gatehouse: session ended: this gateway lost contact with the database and another instance sealed the session") {
+		t.Fatalf("A's session: %v stdout %q stderr %q", err, out.String(), errb.String())
+	}
+	s, err := w.app.Sessions.Get(context.Background(), id)
+	if err != nil || s.End.IsZero() || s.EndReason != "gateway stopped unexpectedly" {
+		t.Fatalf("session row %+v %v", s, err)
+	}
+}
