@@ -586,11 +586,17 @@ func (rec *Recording) streamSummaries() map[string]StreamSummary {
 
 // finishRow marks the recording ended; sealPending says its final record
 // is not written yet.
+// A row another instance has claimed (this instance's lease ran out and it
+// sealed the recording) is left as that instance wrote it.
 func (r *Recordings) finishRow(ctx context.Context, id string, s Summary, sealPending bool) error {
-	_, err := r.db.ExecContext(ctx, `UPDATE recordings SET ended = ?, complete = ?, reason = ?, sha256 = ?, bytes = ?, seal_pending = ?
-		WHERE id = ?`, r.opts.Now().UnixNano(), s.Complete, s.Reason, s.SHA256, s.Bytes, sealPending, id)
+	res, err := r.db.ExecContext(ctx, `UPDATE recordings SET ended = ?, complete = ?, reason = ?, sha256 = ?, bytes = ?, seal_pending = ?
+		WHERE id = ? AND instance_id = ?`, r.opts.Now().UnixNano(), s.Complete, s.Reason, s.SHA256, s.Bytes, sealPending, id,
+		r.opts.Instance)
 	if err != nil {
 		return fmt.Errorf("recorder: seal row: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		return fmt.Errorf("recorder: seal row: recording %s was claimed and sealed by another instance", id)
 	}
 	return nil
 }
