@@ -138,6 +138,14 @@ func IdleSession(addr string, cfg *ssh.ClientConfig) (*ssh.Client, error) {
 		c.Close()
 		return nil, err
 	}
+	// Stdin stays open, as a person's terminal does: with no Stdin the
+	// session sends EOF at once and the shell on the target ends, leaving
+	// a connection without a session (the figure then missed every
+	// goroutine and buffer of the session itself).
+	if _, err = s.StdinPipe(); err != nil {
+		c.Close()
+		return nil, err
+	}
 	out, err := s.StdoutPipe()
 	if err == nil {
 		err = s.RequestPty("xterm", 24, 80, ssh.TerminalModes{})

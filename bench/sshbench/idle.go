@@ -1,8 +1,12 @@
 package main
 
 import (
+	"bufio"
 	"fmt"
+	"net/http"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -11,18 +15,39 @@ import (
 	"github.com/gatehouse/gatehouse/bench"
 )
 
+// memSample is the gateway process's memory as the OS and the Go runtime
+// see it, read right after a garbage collection.
+type memSample struct {
+	rss        int64 // resident set (what the OS charges: live data, GC headroom, freed pages not yet returned)
+	heapInuse  int64 // heap spans in use (live objects and their fragmentation)
+	heapLive   int64 // heap the last GC found reachable
+	stack      int64 // goroutine stacks
+	goroutines int64
+}
+
+// idleResult is memory per idle session, each figure's growth divided by n.
+type idleResult struct {
+	n                               int
+	rss, heapInuse, heapLive, stack float64 // bytes per session
+	goroutines                      float64
+	heapPlusStacks                  float64 // heapInuse + stack: the goal's figure
+	rssBefore, rssAfter             int64
+}
+
 // idleMemory opens n interactive recorded sessions (pty and shell) through
 // the gateway to the in-process Go target with Go clients (n OpenSSH client
 // processes and n sshd sessions would not fit next to it) and reports the
-// gateway's resident memory growth per session.
-func (e *env) idleMemory(n int) (float64, error) {
+// gateway's own memory growth per session: its heap in use plus goroutine
+// stacks right after a GC (from its /metrics), and its RSS. Clients and the
+// target live in this process, so nothing of theirs is counted.
+func (e *env) idleMemory(n int) (idleResult, error) {
 	cfg, err := e.goClientConfig("root@fast")
 	if err != nil {
-		return 0, err
+		return idleResult{}, err
 	}
-	before, err := rss(e.gwProc.Process.Pid)
+	before, err := e.memAfterGC(cfg)
 	if err != nil {
-		return 0, err
+		return idleResult{}, err
 	}
 	var mu sync.Mutex
 	var clients []*ssh.Client
@@ -57,13 +82,77 @@ func (e *env) idleMemory(n int) (float64, error) {
 	wg.Wait()
 	close(errs)
 	if err := <-errs; err != nil {
-		return 0, fmt.Errorf("%d of %d sessions failed, first: %w", n-len(clients), n, err)
+		return idleResult{}, fmt.Errorf("%d of %d sessions failed, first: %w", n-len(clients), n, err)
 	}
 	time.Sleep(3 * time.Second)
-	after, err := rss(e.gwProc.Process.Pid)
+	e.profileStart()
+	after, err := e.memAfterGC(cfg)
+	e.profileStop()
 	if err != nil {
-		return 0, err
+		return idleResult{}, err
 	}
-	fmt.Fprintf(os.Stderr, "gateway RSS %d KiB -> %d KiB with %d idle sessions\n", before/1024, after/1024, n)
-	return float64(after-before) / float64(n), nil
+	per := func(a, b int64) float64 { return float64(a-b) / float64(n) }
+	r := idleResult{n: n, rss: per(after.rss, before.rss), heapInuse: per(after.heapInuse, before.heapInuse),
+		heapLive: per(after.heapLive, before.heapLive), stack: per(after.stack, before.stack),
+		goroutines: per(after.goroutines, before.goroutines), rssBefore: before.rss, rssAfter: after.rss}
+	r.heapPlusStacks = r.heapInuse + r.stack
+	fmt.Fprintf(os.Stderr, "gateway with %d idle sessions: RSS %d -> %d KiB; per session: heap in use %.1f KiB (live %.1f), stacks %.1f KiB, %.1f goroutines, RSS %.1f KiB\n",
+		n, before.rss/1024, after.rss/1024, r.heapInuse/1024, r.heapLive/1024, r.stack/1024, r.goroutines, r.rss/1024)
+	return r, nil
+}
+
+// memAfterGC makes the gateway collect garbage — by opening short exec
+// sessions until its GC count moves (an idle gateway allocates nothing, so
+// it would not collect for minutes) — and then reads its memory.
+func (e *env) memAfterGC(cfg *ssh.ClientConfig) (memSample, error) {
+	m0, err := e.scrape()
+	if err != nil {
+		return memSample{}, err
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		if err := oneSession(e.gwAddr, cfg); err != nil {
+			return memSample{}, err
+		}
+		m, err := e.scrape()
+		if err != nil {
+			return memSample{}, err
+		}
+		if m["go_gc_duration_seconds_count"] > m0["go_gc_duration_seconds_count"] {
+			rss, err := rss(e.gwProc.Process.Pid)
+			if err != nil {
+				return memSample{}, err
+			}
+			return memSample{rss: rss, heapInuse: int64(m["go_memstats_heap_inuse_bytes"]), heapLive: int64(m["go_gc_heap_live_bytes"]),
+				stack: int64(m["go_memstats_stack_inuse_bytes"]), goroutines: int64(m["go_goroutines"])}, nil
+		}
+		if time.Now().After(deadline) {
+			return memSample{}, fmt.Errorf("the gateway did not collect garbage within 2 minutes")
+		}
+	}
+}
+
+// scrape reads the gateway's /metrics into name → value (unlabelled
+// series only).
+func (e *env) scrape() (map[string]float64, error) {
+	resp, err := http.Get("http://" + e.metricsAddr + "/metrics")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "#") || strings.Contains(line, "{") {
+			continue
+		}
+		if name, v, ok := strings.Cut(line, " "); ok {
+			if f, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil {
+				out[name] = f
+			}
+		}
+	}
+	return out, sc.Err()
 }

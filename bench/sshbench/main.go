@@ -45,14 +45,24 @@ var (
 	flagFidelity    = flag.Bool("fidelity", true, "run the command fidelity corpus")
 	flagGWEnv       = flag.String("gw-env", "", "extra environment for the gateway process, space separated (e.g. GOGC=50 GOMEMLIMIT=256MiB)")
 	flagLive        = flag.Int("live", 200, "commands typed for the Enter → audit event delay; with -idle, also memory per idle session that typed (0 skips)")
-	flagOnly        = flag.String("only", "", "run only this part: fidelity | idle | rate | live")
+	flagOnly        = flag.String("only", "", "run only this part: fidelity | idle | rate | live | bulk")
+	flagBulkModes   = flag.String("bulk-modes", "", "with -only bulk: comma-separated modes (direct,viajump,gwdirect,gwjump; default all)")
+	flagRounds      = flag.Int("rounds", 3, "bulk and echo rounds, each running every mode once (bulk: median round; echo: all keystrokes)")
 	flagGH          = flag.String("gatehouse", "", "path to the gatehouse binary (default: build it)")
 	flagCipher      = flag.String("cipher", "chacha20-poly1305@openssh.com", "client cipher for every mode")
 	flagKeep        = flag.Bool("keep", false, "keep the temporary directory")
 	flagSkipBulk    = flag.Bool("skip-bulk", false, "skip the throughput runs")
+	flagGWProfile   = flag.String("gw-profile", "", "run the gateway in-process in a child of this program and write a CPU and heap profile of each measured part into this directory")
 )
 
 func main() {
+	if len(os.Args) == 4 && os.Args[1] == serveProfileArg {
+		if err := serveProfile(os.Args[2], os.Args[3]); err != nil {
+			fmt.Fprintln(os.Stderr, "sshbench serve-profile:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	flag.Parse()
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "sshbench:", err)
@@ -61,15 +71,16 @@ func main() {
 }
 
 type env struct {
-	dir        string
-	gh         string
-	target     *sshd           // the host everyone reaches
-	goTarget   *bench.GoTarget // a cheap in-process target for the session rate and idle sessions
-	jump       *sshd           // a plain OpenSSH jump host
-	gwAddr     string
-	gwProc     *exec.Cmd
-	clientCfg  string
-	hostCALine string
+	dir         string
+	gh          string
+	target      *sshd           // the host everyone reaches
+	goTarget    *bench.GoTarget // a cheap in-process target for the session rate and idle sessions
+	jump        *sshd           // a plain OpenSSH jump host
+	gwAddr      string
+	metricsAddr string // the gateway's /metrics (Go runtime memory)
+	gwProc      *exec.Cmd
+	clientCfg   string
+	hostCALine  string
 }
 
 func run() error {
@@ -109,20 +120,33 @@ func run() error {
 		fmt.Printf("| figure | Gatehouse | OpenSSH | ratio | goal | verdict |\n|---|---|---|---|---|---|\n")
 		lr.print()
 		return nil
+	case "bulk":
+		res := map[string]*result{}
+		modes := benchModes[:0:0]
+		for _, m := range benchModes {
+			if *flagBulkModes == "" || strings.Contains(","+*flagBulkModes+",", ","+m.host+",") {
+				modes = append(modes, m)
+			}
+			res[m.host] = &result{}
+		}
+		if err := e.bulkAndEcho(modes, res, true, false); err != nil {
+			return err
+		}
+		j := res["viajump"]
+		for _, m := range modes {
+			fmt.Printf("bulk %-20s %6.0f MB/s  %.2f× -J  (rounds: %s)\n", m.name, res[m.host].mbps, ratio(res[m.host].mbps, j.mbps), res[m.host].rounds)
+		}
+		return nil
 	case "idle":
-		perSession, err := e.idleMemory(*flagIdle)
+		r, err := e.idleMemory(*flagIdle)
 		if err != nil {
 			return err
 		}
-		fmt.Printf("gateway memory per idle interactive recorded session: %.1f KiB at %d (gateway env %q)\n", perSession/1024, *flagIdle, *flagGWEnv)
+		fmt.Printf("gateway memory per idle interactive recorded session at %d (gateway env %q): heap in use + stacks %.1f KiB (heap %.1f, live %.1f, stacks %.1f, %.1f goroutines); RSS %.1f KiB\n",
+			*flagIdle, *flagGWEnv, r.heapPlusStacks/1024, r.heapInuse/1024, r.heapLive/1024, r.stack/1024, r.goroutines, r.rss/1024)
 		return nil
 	}
-	modes := []struct{ name, host string }{
-		{"OpenSSH direct", "direct"},
-		{"OpenSSH ProxyJump", "viajump"},
-		{"Gatehouse direct", "gwdirect"},
-		{"Gatehouse ProxyJump", "gwjump"},
-	}
+	modes := benchModes
 	res := map[string]*result{}
 	for _, m := range modes {
 		r := &result{}
@@ -130,14 +154,15 @@ func run() error {
 		if r.setup, err = e.setupTime(m.host); err != nil {
 			return fmt.Errorf("%s setup: %w", m.name, err)
 		}
-		if !*flagSkipBulk {
-			if r.mbps, err = e.throughput(m.host); err != nil {
-				return fmt.Errorf("%s throughput: %w", m.name, err)
-			}
-		}
-		if r.p50, r.p99, err = e.echo(m.host); err != nil {
-			return fmt.Errorf("%s echo: %w", m.name, err)
-		}
+	}
+	// Bulk and echo run in -rounds rounds, each round every mode once, so a
+	// swing in the machine's load hits every mode alike; bulk reports the
+	// median round, echo the percentiles of all rounds' keystrokes.
+	if err := e.bulkAndEcho(modes, res, !*flagSkipBulk, true); err != nil {
+		return err
+	}
+	for _, m := range modes {
+		r := res[m.host]
 		fmt.Fprintf(os.Stderr, "%-20s setup %v  %.0f MB/s  echo p50 %v p99 %v\n", m.name, r.setup, r.mbps, r.p50, r.p99)
 	}
 	if res["directkex"] == nil {
@@ -166,7 +191,7 @@ func run() error {
 		}
 	}
 	if *flagIdle > 0 {
-		if x.perSession, err = e.idleMemory(*flagIdle); err != nil {
+		if x.idle, err = e.idleMemory(*flagIdle); err != nil {
 			return fmt.Errorf("idle memory: %w", err)
 		}
 	}
@@ -242,6 +267,58 @@ type result struct {
 	setup    time.Duration
 	mbps     float64
 	p50, p99 time.Duration
+	rounds   string // each bulk round's MB/s
+}
+
+// benchModes are the four ways through, OpenSSH's and Gatehouse's.
+var benchModes = []struct{ name, host string }{
+	{"OpenSSH direct", "direct"},
+	{"OpenSSH ProxyJump", "viajump"},
+	{"Gatehouse direct", "gwdirect"},
+	{"Gatehouse ProxyJump", "gwjump"},
+}
+
+// bulkAndEcho runs -rounds rounds of the throughput and/or echo
+// measurement, every mode once per round.
+func (e *env) bulkAndEcho(modes []struct{ name, host string }, res map[string]*result, bulk, echo bool) error {
+	rounds := max(*flagRounds, 1)
+	mbps := map[string][]float64{}
+	echoes := map[string][]time.Duration{}
+	for i := 0; i < rounds; i++ {
+		for _, m := range modes {
+			if bulk {
+				v, err := e.throughput(m.host)
+				if err != nil {
+					return fmt.Errorf("%s throughput: %w", m.name, err)
+				}
+				mbps[m.host] = append(mbps[m.host], v)
+			}
+			if echo {
+				ds, err := e.echo(m.host, max(*flagEcho/rounds, 1))
+				if err != nil {
+					return fmt.Errorf("%s echo: %w", m.name, err)
+				}
+				echoes[m.host] = append(echoes[m.host], ds...)
+			}
+		}
+	}
+	for _, m := range modes {
+		r := res[m.host]
+		if v := mbps[m.host]; len(v) > 0 {
+			var parts []string
+			for _, x := range v {
+				parts = append(parts, fmt.Sprintf("%.0f", x))
+			}
+			r.rounds = strings.Join(parts, ", ")
+			sort.Float64s(v)
+			r.mbps = v[len(v)/2]
+		}
+		if ds := echoes[m.host]; len(ds) > 0 {
+			sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+			r.p50, r.p99 = ds[len(ds)/2], ds[len(ds)*99/100]
+		}
+	}
+	return nil
 }
 
 // extras are the gateway-only figures.
@@ -249,7 +326,7 @@ type extras struct {
 	rate                    float64
 	cpuPerSession           time.Duration
 	cpuShare                float64
-	perSession              float64 // bytes
+	idle                    idleResult
 	searchSel, searchCommon time.Duration
 }
 
@@ -283,8 +360,9 @@ func printGoals(gd, gj, jump, directKex *result, x extras) {
 			*flagRateClients, x.rate, float64(x.cpuPerSession)/1e6, x.cpuShare*100, verdict(x.rate >= 200))
 	}
 	if *flagIdle > 0 {
-		fmt.Printf("| gateway memory per idle interactive recorded session | %.1f KiB at %d | | | ≤ 100 KiB at 2,000 | %s |\n",
-			x.perSession/1024, *flagIdle, verdict(x.perSession <= 100*1024 && *flagIdle >= 2000))
+		i := x.idle
+		fmt.Printf("| gateway memory per idle interactive recorded session (heap in use + stacks after a GC; %.1f goroutines) | %.1f KiB at %d (RSS %.1f KiB) | | | ≤ 100 KiB at 2,000 | %s |\n",
+			i.goroutines, i.heapPlusStacks/1024, *flagIdle, i.rss/1024, verdict(i.heapPlusStacks <= 100*1024 && *flagIdle >= 2000))
 	}
 	if *flagSearch > 0 {
 		fmt.Printf("| \"command contains\" over %d sessions (selective / every session matches) | %.1f / %.1f ms | | | ≤ 10 ms | %s |\n",
@@ -398,7 +476,11 @@ func (e *env) setup() error {
 	}
 	e.gwAddr = gwAddr
 	// First pass: create the CAs so the target can trust the session CA.
-	cfg := fmt.Sprintf("data_dir: %s/data\nssh: {listen: %q, max_unauthenticated_per_ip: 1000}\nweb: {listen: \"127.0.0.1:0\"}\n", e.dir, gwAddr)
+	if e.metricsAddr, err = freePort(); err != nil {
+		return err
+	}
+	cfg := fmt.Sprintf("data_dir: %s/data\nssh: {listen: %q, max_unauthenticated_per_ip: 1000}\nweb: {listen: \"127.0.0.1:0\"}\nmetrics: {listen: %q}\n",
+		e.dir, gwAddr, e.metricsAddr)
 	os.WriteFile(filepath.Join(e.dir, "gatehouse.yaml"), []byte(cfg), 0o600)
 	ca, err := e.gatehouse("ca", "public", "--target")
 	if err != nil {
@@ -439,6 +521,16 @@ bindings:
 		return err
 	}
 	e.gwProc = exec.Command(e.gh, "serve", "--config", filepath.Join(e.dir, "gatehouse.yaml"))
+	if *flagGWProfile != "" {
+		self, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		if err := os.MkdirAll(*flagGWProfile, 0o755); err != nil {
+			return err
+		}
+		e.gwProc = exec.Command(self, serveProfileArg, filepath.Join(e.dir, "gatehouse.yaml"), *flagGWProfile)
+	}
 	e.gwProc.Stderr, _ = os.Create(filepath.Join(e.dir, "gatehouse.log"))
 	e.gwProc.Env = append(os.Environ(), strings.Fields(*flagGWEnv)...)
 	if err := e.gwProc.Start(); err != nil {
@@ -538,6 +630,11 @@ func (e *env) throughput(host string) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
+	if strings.HasPrefix(host, "gw") {
+		e.profileStart()
+		defer e.profileStop()
+	}
+	gw0, _ := procCPU(e.gwProc.Process.Pid)
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		return 0, err
@@ -546,19 +643,27 @@ func (e *env) throughput(host string) (float64, error) {
 	if err := cmd.Wait(); err != nil {
 		return 0, err
 	}
+	el := time.Since(start)
 	if n != *flagBytes {
 		return 0, fmt.Errorf("received %d bytes, want %d", n, *flagBytes)
 	}
-	return float64(n) / 1e6 / time.Since(start).Seconds(), nil
+	// CPU per MB of the client (ssh and, for -J, its ssh -W child) and of
+	// the gateway: which side a mode's throughput is bound by.
+	gw1, _ := procCPU(e.gwProc.Process.Pid)
+	client := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	mb := float64(n) / 1e6
+	fmt.Fprintf(os.Stderr, "bulk %-9s %6.0f MB/s  client CPU %.2f ms/MB  gateway CPU %.2f ms/MB\n", host, mb/el.Seconds(),
+		ms(client)/mb, ms(gw1-gw0)/mb)
+	return mb / el.Seconds(), nil
 }
 
 // echo measures keystroke round trips through `ssh -tt HOST` running a raw
 // `cat` on the target.
-func (e *env) echo(host string) (p50, p99 time.Duration, err error) {
+func (e *env) echo(host string, keys int) ([]time.Duration, error) {
 	cmd := e.ssh("-tt", host, "stty raw -echo; echo READY; exec cat")
 	f, err := pty.StartWithSize(cmd, &pty.Winsize{Cols: 80, Rows: 24})
 	if err != nil {
-		return 0, 0, err
+		return nil, err
 	}
 	defer func() { cmd.Process.Kill(); cmd.Wait(); f.Close() }()
 	if _, err := exec.Command("stty", "-F", f.Name(), "raw", "-echo").CombinedOutput(); err != nil {
@@ -569,18 +674,18 @@ func (e *env) echo(host string) (p50, p99 time.Duration, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if err := waitFor(ctx, r, "READY"); err != nil {
-		return 0, 0, err
+		return nil, err
 	}
 	var ds []time.Duration
 	buf := make([]byte, 64)
-	for i := 0; i < *flagEcho; i++ {
+	for i := 0; i < keys; i++ {
 		c := byte('a' + i%26)
 		start := time.Now()
 		f.Write([]byte{c})
 		for {
 			n, err := r.Read(buf)
 			if err != nil {
-				return 0, 0, err
+				return nil, err
 			}
 			if bytes.IndexByte(buf[:n], c) >= 0 {
 				break
@@ -589,8 +694,7 @@ func (e *env) echo(host string) (p50, p99 time.Duration, err error) {
 		ds = append(ds, time.Since(start))
 		time.Sleep(2 * time.Millisecond)
 	}
-	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
-	return ds[len(ds)/2], ds[len(ds)*99/100], nil
+	return ds, nil
 }
 
 func waitFor(ctx context.Context, r *bufio.Reader, s string) error {

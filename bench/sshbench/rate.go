@@ -74,6 +74,7 @@ func (e *env) sessionRate() (perSec float64, cpuPerSession time.Duration, cpuSha
 			return 0, 0, 0, fmt.Errorf("warm-up session: %w", err)
 		}
 	}
+	e.profileStart()
 	cpu0, err := procCPU(e.gwProc.Process.Pid)
 	if err != nil {
 		return 0, 0, 0, err
@@ -103,6 +104,7 @@ func (e *env) sessionRate() (perSec float64, cpuPerSession time.Duration, cpuSha
 	if err != nil {
 		return 0, 0, 0, err
 	}
+	e.profileStop()
 	if n := failed.Load(); n > 0 {
 		return 0, 0, 0, fmt.Errorf("%d sessions failed, first: %v", n, firstErr.Load())
 	}

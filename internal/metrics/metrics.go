@@ -12,6 +12,7 @@
 package metrics
 
 import (
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -77,7 +78,11 @@ func New() *Metrics {
 		Help: "Alert webhook delivery attempts, by alert and outcome (delivered, retry, failed)."}, []string{"alert", "outcome"})
 	m.reg.MustRegister(m.activeSessions, m.sessionStarts, m.refusals, m.authFailures, m.certsIssued,
 		m.recordingBytes, m.recordingFlush, m.auditAppend, m.targetDial, m.alerts,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		// go_gc_heap_live_bytes (the heap the last GC found live) next to the
+		// memstats: memory per session without the GC's headroom.
+		collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(
+			collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/gc/heap/live:bytes$`)})),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
