@@ -53,6 +53,9 @@ func (db *DB) Engine() string {
 // IsPostgres reports whether db is a PostgreSQL database.
 func (db *DB) IsPostgres() bool { return db.engine == Postgres }
 
+// sqliteIdleConns is how many SQLite connections stay open when idle.
+const sqliteIdleConns = 16
+
 // Open opens (creating if needed) the database file at path and migrates it
 // to the newest schema.
 func Open(path string) (*DB, error) {
@@ -65,6 +68,12 @@ func Open(path string) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
+	// Keep connections open between bursts: database/sql keeps only 2 idle
+	// by default, so under concurrent sessions it closed and reopened
+	// SQLite connections all the time, each open re-running the pragmas
+	// and re-reading the schema (10% of the gateway's CPU per new session,
+	// docs/performance.md).
+	sdb.SetMaxIdleConns(sqliteIdleConns)
 	db := &DB{DB: sdb, path: path, engine: SQLite}
 	if err := db.migrate(context.Background()); err != nil {
 		sdb.Close()
