@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"io"
 	"net"
 	"strings"
 	"time"
@@ -65,6 +66,31 @@ func (c *clientConn) proxyJump(nc ssh.NewChannel) {
 		c.mu.Unlock()
 	}()
 	inner.serve(in.chans, in.reqs)
+}
+
+// jumpChunk is the most data the gateway writes to a channel of a
+// ProxyJump inner connection at once. The inner connection travels inside
+// the outer direct-tcpip channel, whose packets carry at most 32 KiB
+// (OpenSSH's default for it); a full 32 KiB inner data packet plus its
+// header, padding and MAC (at most 128 bytes with any cipher and MAC the
+// gateway offers) would not fit and go out as two outer packets — a 32 KiB
+// one and a ~40-byte one, each encrypted, MACed and written with its own
+// syscall. Writing a little less keeps it one outer packet per inner one.
+const jumpChunk = 32<<10 - 128
+
+// writeJumpChunks writes p to w in jumpChunk pieces.
+func writeJumpChunks(w io.Writer, p []byte) (int, error) {
+	n := 0
+	for len(p) > 0 {
+		k := min(len(p), jumpChunk)
+		m, err := w.Write(p[:k])
+		n += m
+		if err != nil {
+			return n, err
+		}
+		p = p[k:]
+	}
+	return n, nil
 }
 
 // chanConn presents an SSH channel as a net.Conn for the inner handshake.

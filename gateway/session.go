@@ -560,10 +560,14 @@ type clientWriter struct {
 func (w clientWriter) Write(p []byte) (int, error) {
 	w.s.wmu.Lock()
 	defer w.s.wmu.Unlock()
-	if w.ext == 0 {
-		return w.s.ch.Write(p)
+	dst := io.Writer(w.s.ch)
+	if w.ext != 0 {
+		dst = w.s.ch.Stderr()
 	}
-	return w.s.ch.Stderr().Write(p)
+	if w.s.c.mode == "proxyjump" {
+		return writeJumpChunks(dst, p)
+	}
+	return dst.Write(p)
 }
 
 // copyOut copies target output to the client and the recording.
@@ -590,20 +594,27 @@ func (s *session) copyOut(dst io.Writer, src io.Reader, record func([]byte)) {
 }
 
 // relayBuf starts small, so thousands of idle interactive sessions cost
-// little, and grows when reads fill it, so bulk transfers take fewer trips
-// through the recorder and the channel.
+// little (three per session: a keystroke or a prompt fits 512 bytes), grows
+// when reads fill it, so bulk transfers take fewer trips through the
+// recorder and the channel, and drops back to the small size when a read
+// uses under a sixteenth of it, so a session that had a burst of output
+// does not keep up to 128 KiB while it idles.
 type relayBuf struct{ b []byte }
 
 const (
-	relayBufMin = 4 << 10
+	relayBufMin = 512
 	relayBufMax = 128 << 10
 )
 
 func newRelayBuf() *relayBuf { return &relayBuf{b: make([]byte, relayBufMin)} }
 
+// grow resizes the buffer after a read of n bytes into it.
 func (r *relayBuf) grow(n int) {
-	if n == len(r.b) && len(r.b) < relayBufMax {
+	switch {
+	case n == len(r.b) && len(r.b) < relayBufMax:
 		r.b = make([]byte, 2*len(r.b))
+	case n < len(r.b)/16 && len(r.b) > relayBufMin:
+		r.b = make([]byte, relayBufMin)
 	}
 }
 
