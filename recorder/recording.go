@@ -189,8 +189,7 @@ type Recording struct {
 	f      recSink
 	aead   cipher.AEAD
 	n      uint64 // records written
-	buf    []byte // pending 'E' record payload (starts with the kind byte)
-	out    []byte // reused sealing buffer
+	buf    []byte // pending 'E' record payload (starts with the kind byte); nil when none, from recBufs
 	bytes  int64
 	err    error
 	closed bool
@@ -328,17 +327,40 @@ func (rec *Recording) writeHead() error {
 // ID is the recording id.
 func (rec *Recording) ID() string { return rec.id }
 
+// recBufs holds the event and sealing buffers of recordings between
+// flushes: a recording holds none while its session is idle (thousands of
+// idle sessions would otherwise keep what their last burst grew), and a
+// busy one takes back a buffer already grown to a flush's size.
+var recBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+// getRecBuf returns an empty buffer from the pool.
+func getRecBuf() []byte { return (*recBufs.Get().(*[]byte))[:0] }
+
+// putRecBuf returns b to the pool unless it is oversized.
+func putRecBuf(b []byte) {
+	if b != nil && cap(b) <= 2*flushSize+recordOverhead {
+		b = b[:0]
+		recBufs.Put(&b)
+	}
+}
+
+// recordOverhead is what sealing adds to a record: its length and the
+// AEAD tag.
+const recordOverhead = 4 + 16
+
 // writeRecord seals and writes one record. Caller holds mu (or is Start).
+// The sealing buffer goes back to the pool once written (the sink does not
+// keep it: a file write, or an object PUT that has been answered).
 func (rec *Recording) writeRecord(pt []byte) error {
-	out := append(rec.out[:0], 0, 0, 0, 0)
+	out := append(getRecBuf(), 0, 0, 0, 0)
 	out = rec.aead.Seal(out, recNonce(rec.n), pt, []byte(rec.id))
 	binary.BigEndian.PutUint32(out[:4], uint32(len(out)-4))
-	if cap(out) <= 2*flushSize {
-		rec.out = out
-	}
 	if _, err := rec.f.Write(out); err != nil {
+		// Not pooled: after a failed object PUT the HTTP transport may
+		// still be reading it.
 		return fmt.Errorf("recorder: write recording: %w", err)
 	}
+	putRecBuf(out)
 	rec.n++
 	return nil
 }
@@ -368,6 +390,9 @@ func (rec *Recording) addEvent(typ byte, data []byte, track bool) error {
 		return rec.err
 	}
 	if len(rec.buf) == 0 {
+		if rec.buf == nil {
+			rec.buf = getRecBuf()
+		}
 		rec.buf = append(rec.buf, recEvents)
 	}
 	t := rec.since()
@@ -420,11 +445,8 @@ func (rec *Recording) flushLocked() error {
 	if fn := rec.r.opts.OnFlush; fn != nil && err == nil {
 		fn(n, time.Since(start))
 	}
-	if cap(rec.buf) > 2*flushSize {
-		rec.buf = nil
-	} else {
-		rec.buf = rec.buf[:0]
-	}
+	putRecBuf(rec.buf)
+	rec.buf = nil
 	if err != nil {
 		rec.fail(err)
 	}
@@ -536,7 +558,8 @@ func (rec *Recording) Close(reason string) (Summary, error) {
 	for ch := range rec.subs {
 		close(ch)
 	}
-	rec.subs, rec.buf, rec.out = nil, nil, nil
+	putRecBuf(rec.buf)
+	rec.subs, rec.buf = nil, nil
 	bytes := rec.bytes
 	rec.mu.Unlock()
 	// Hashing the sealed file here, not while writing, keeps SHA-256 off the
