@@ -46,10 +46,15 @@ func (r *Recordings) Recover(ctx context.Context) ([]Recovered, error) {
 // instances existed). Each is claimed first, so two instances never seal the
 // same recording.
 func (r *Recordings) RecoverDead(ctx context.Context, cutoff int64) ([]Recovered, error) {
-	rows, err := r.db.QueryContext(ctx, `SELECT r.id, r.instance_id FROM recordings r
-		LEFT JOIN instances i ON i.id = r.instance_id
-		WHERE (r.ended IS NULL OR r.seal_pending = 1) AND (? = '' OR r.instance_id <> ?)
-		AND (i.id IS NULL OR i.lease_until < ?)`, r.opts.Instance, r.opts.Instance, cutoff)
+	// Two branches, each served by its partial index (open; seal pending),
+	// so the pass never scans the whole table.
+	const deadOwner = `(? = '' OR r.instance_id <> ?)
+		AND NOT EXISTS (SELECT 1 FROM instances i WHERE i.id = r.instance_id AND i.lease_until >= ?)`
+	self := r.opts.Instance
+	rows, err := r.db.QueryContext(ctx, `SELECT r.id, r.instance_id FROM recordings r WHERE r.ended IS NULL AND `+deadOwner+`
+		UNION ALL
+		SELECT r.id, r.instance_id FROM recordings r WHERE r.seal_pending = 1 AND r.ended IS NOT NULL AND `+deadOwner,
+		self, self, cutoff, self, self, cutoff)
 	if err != nil {
 		return nil, fmt.Errorf("recorder: %w", err)
 	}
