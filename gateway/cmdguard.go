@@ -28,6 +28,11 @@ type lineGuard struct {
 	s          *session
 	deny, warn bool
 	typed      cmdline.Typed
+	// carry is the text of earlier lines the shell has not run yet because
+	// they continue (a trailing backslash, an open quote, a trailing | or
+	// &&): the next line is also checked joined to it, as the shell will
+	// run it.
+	carry string
 }
 
 const (
@@ -39,15 +44,17 @@ const (
 	echoPoll   = 5 * time.Millisecond
 )
 
-// Key sequences that cancel a line on the target. At a prompt, Ctrl-C: bash,
-// dash, zsh and their line editors drop the line and print a new prompt.
-// Typed ahead while a command runs (the tty holds the line), Ctrl-E Ctrl-U:
-// the tty's kill character erases it, and readline erases it if it already
-// has it.
-var (
-	cancelAtPrompt = []byte{0x03}
-	cancelAhead    = []byte{0x05, 0x15}
-)
+// cancelLine empties the line on the target: Ctrl-E Ctrl-U is readline's
+// end-of-line and kill-to-start (bash, and zsh's emacs mode), and in a shell
+// without line editing the tty's kill character erases the line it holds
+// (Ctrl-E is erased with it). No signal is sent: a Ctrl-C makes the tty
+// discard input readline has not read yet — the kill keys with it — while
+// readline may already hold the line, which a later Enter would then run
+// (seen with bash). A line typed ahead while a command runs is in the tty's
+// buffer and is erased there the same way, and the running command is left
+// alone. A continued line (after a trailing backslash) stays continued: the
+// next line is checked joined to it.
+var cancelLine = []byte{0x05, 0x15}
 
 // newLineGuard returns the guard for a terminal session whose user has
 // deny or warn command rules where it runs, else nil.
@@ -72,6 +79,9 @@ func (s *session) lineRequest() policy.Request {
 func (g *lineGuard) forward(p []byte) error {
 	start := 0
 	for i, b := range p {
+		if b == 0x03 {
+			g.carry = "" // Ctrl-C abandons a continued line too
+		}
 		if !g.typed.Feed(b) {
 			continue
 		}
@@ -175,7 +185,13 @@ func (g *lineGuard) decide(h heldLine, enter []byte) error {
 	if !h.known && g.deny {
 		deny, denied = errLineUnread.Error(), strings.Join(h.lines, " | ")
 	}
-	for _, line := range h.lines {
+	lines := h.lines
+	if g.carry != "" {
+		for _, line := range h.lines {
+			lines = append(lines, joinContinued(g.carry, line))
+		}
+	}
+	for _, line := range lines {
 		if deny != "" {
 			break
 		}
@@ -191,6 +207,10 @@ func (g *lineGuard) decide(h heldLine, enter []byte) error {
 		if err := g.s.sendInput(enter); err != nil {
 			return err
 		}
+		g.carry = joinContinued(g.carry, h.lines[0])
+		if !continues(g.carry) {
+			g.carry = ""
+		}
 		for _, w := range warnings {
 			g.s.c.audit(audit.Event{Type: audit.EventCommandWarn, Reason: w, SessionID: g.s.id,
 				Details: map[string]any{"kind": g.s.kind, "command": h.lines[0], "interactive": true}})
@@ -200,27 +220,78 @@ func (g *lineGuard) decide(h heldLine, enter []byte) error {
 	return g.refuse(h, deny, denied)
 }
 
+// joinContinued joins a line to the earlier lines it continues, as the
+// shell reads them: a backslash before the newline joins the two lines
+// into one, anything else keeps the newline.
+func joinContinued(carry, line string) string {
+	switch {
+	case carry == "":
+		return line
+	case strings.HasSuffix(carry, `\`):
+		return carry[:len(carry)-1] + line
+	}
+	return carry + "\n" + line
+}
+
+// continues reports whether a shell would read another line before running
+// text: it ends in a backslash, a quote, $( ( or a backtick is open, or it
+// ends with | && or ||. Compound commands (if, for, while) are not followed:
+// each of their lines is checked on its own anyway.
+func continues(text string) bool {
+	var single, double, backtick bool
+	depth := 0
+	for i := 0; i < len(text); i++ {
+		switch c := text[i]; {
+		case single:
+			single = c != '\''
+		case c == '\\':
+			i++
+			if i >= len(text) {
+				return true // a backslash before the newline
+			}
+		case double:
+			double = c != '"'
+		case c == '\'':
+			single = true
+		case c == '"':
+			double = true
+		case c == '`':
+			backtick = !backtick
+		case c == '(':
+			depth++
+		case c == ')' && depth > 0:
+			depth--
+		}
+	}
+	if single || double || backtick || depth > 0 {
+		return true
+	}
+	t := strings.TrimRight(text, " \t")
+	return strings.HasSuffix(t, "|") || strings.HasSuffix(t, "&&")
+}
+
 // refuse tells the user why, cancels the line on the target and audits it.
 func (g *lineGuard) refuse(h heldLine, reason, line string) error {
 	s := g.s
-	msg := []byte("\r\ngatehouse: line not run: " + reason + "\r\n")
+	if err := s.sendInput(cancelLine); err != nil {
+		return err
+	}
+	// Let the line editor redraw the emptied line before the reason is
+	// printed under it, then hold what the user types next until then.
+	st := g.waitEcho(s.rec.Line())
+	msg := "\r\ngatehouse: line not run: " + reason + "\r\n"
+	if !h.ahead {
+		// The shell still reads the same (now empty) line: show its
+		// prompt again under the reason, where the cursor now is.
+		msg += st.Prompt
+	}
 	s.recMu.Lock()
-	s.rec.Notice(msg)
+	s.rec.Notice([]byte(msg))
 	s.recMu.Unlock()
-	if _, err := (clientWriter{s, 0}).Write(msg); err != nil {
+	if _, err := (clientWriter{s, 0}).Write([]byte(msg)); err != nil {
 		s.cancel(errDisconnected)
 		return err
 	}
-	cancel := cancelAtPrompt
-	if h.ahead {
-		cancel = cancelAhead
-	}
-	if err := s.sendInput(cancel); err != nil {
-		return err
-	}
-	// Hold what the user types next until the shell has answered the
-	// cancel (its new prompt), so the next line starts on a fresh one.
-	g.waitEcho(s.rec.Line())
 	s.c.s.log.Info("interactive line refused", "session", s.id, "user", s.c.pr.User, "target", s.c.addr.Target,
 		"line", line, "reason", reason)
 	s.c.audit(audit.Event{Type: audit.EventCommandDenied, Reason: reason, SessionID: s.id,

@@ -42,7 +42,7 @@ func TestInteractiveLineRules(t *testing.T) {
 	term.Expect(t, "# ", 60*time.Second)
 	term.Send("PS1='rec''$ '\r")
 	defer func() {
-		if t.Failed() {
+		if t.Failed() || testing.Verbose() {
 			t.Logf("terminal:\n%q", term.Output())
 		}
 	}()
@@ -82,12 +82,36 @@ func TestInteractiveLineRules(t *testing.T) {
 		{"plain", "rm -rf " + x + "\r", denied("rm -rf " + x)},
 		{"after true;", "true; rm -rf " + x + "\r", denied("rm -rf " + x)},
 		{"computed program", "$(echo rm) -rf " + x + "\r", computed("$(echo rm) -rf " + x)},
+		// A backslash continues the line: the shell runs "rm -rf x".
+		{"continued", "rm \\\r-rf " + x + "\r", denied("rm -rf " + x)},
+		// Ctrl-O (bash's operate-and-get-next) runs a line like Enter.
+		{"ctrl-o", "rm -rf " + x + "\x0f", denied("rm -rf " + x)},
 		// Tab completes the path on the target: only the screen knows the line.
 		{"tab completed", "rm -rf " + x[:len(x)-4] + "\t\r", denied("rm -rf " + x + "/")},
 	}
+	// refused waits for the reason and the shell's next prompt. Keys that
+	// reach bash before readline reads them are dropped with the line, and
+	// then bash may not redraw its prompt: as a person would, press Enter
+	// on the (empty) line to get one.
+	refused := func(keys, want string) {
+		t.Helper()
+		n := strings.Count(term.Output(), want) + 1
+		term.Send(keys)
+		waitFor(t, fmt.Sprintf("%q (%d)", want, n), func() bool { return strings.Count(term.Output(), want) >= n })
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) {
+			out := term.Output()
+			if strings.Contains(out[strings.LastIndex(out, want):], "rec$ ") {
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		t.Logf("no prompt after %q: pressing Enter", want)
+		term.Send("\r")
+		promptAfter(n, want)
+	}
 	for i, tt := range tests {
-		term.Send(tt.keys)
-		promptAfter(strings.Count(term.Output(), tt.want)+1, tt.want)
+		refused(tt.keys, tt.want)
 		if _, err := os.Stat(x); err != nil {
 			t.Fatalf("%s: the deny did not hold: %v", tt.name, err)
 		}
@@ -123,26 +147,29 @@ func TestInteractiveLineRules(t *testing.T) {
 		return false
 	})
 	// Lines pasted in one go: the denied one is stopped, the ones before it ran.
-	n := strings.Count(term.Output(), denied("rm -rf "+x))
-	term.Send("echo pasted-one\rrm -rf " + x + "\r")
-	promptAfter(n+1, denied("rm -rf "+x))
+	refused("echo pasted-one\rrm -rf "+x+"\r", denied("rm -rf "+x))
 	if _, err := os.Stat(x); err != nil {
 		t.Fatalf("pasted: the deny did not hold: %v", err)
 	}
 	term.Send("echo ok-$((40+2))\r")
 	promptAfter(1, "ok-42\r\n")
-	want := []string{"PS1='rec''$ '", "echo ok-$((20+1))", "echo after-ctrl-c", "echo warn-me now", "echo pasted-one", "echo ok-$((40+2))"}
+	// A continued line is recorded as the screen shows it, line by line
+	// ("rm \\" was the first line of the refused "rm -rf").
+	want := []string{"PS1='rec''$ '", `rm \`, "echo ok-$((20+1))", "echo after-ctrl-c", "echo warn-me now", "echo pasted-one", "echo ok-$((40+2))"}
+	var lastGot []string
+	defer func() {
+		if t.Failed() {
+			t.Logf("live command events: %q", lastGot)
+		}
+	}()
 	waitFor(t, "every command as a live audit event", func() bool {
 		evs, _ := w.app.Audit.Query(context.Background(), audit.Filter{Type: audit.EventCommand, SessionID: sessionID})
 		var got []string
 		for _, e := range evs {
 			got = append(got, fmt.Sprint(e.Details["command"]))
 		}
-		if strings.Join(got, "\n") != strings.Join(want, "\n") {
-			t.Logf("commands so far %q", got)
-			return false
-		}
-		return true
+		lastGot = got
+		return strings.Join(got, "\n") == strings.Join(want, "\n")
 	})
 	term.Send("exit\r")
 	term.Wait()

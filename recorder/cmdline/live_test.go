@@ -104,14 +104,14 @@ func TestTypedLine(t *testing.T) {
 	}
 	var k Typed
 	enters := 0
-	for _, b := range []byte("a\rb\n\x1b[200~c\rd\x1b[201~\r") {
+	for _, b := range []byte("a\rb\n\x1b[200~c\rd\x1b[201~\re\x0f") {
 		if k.Feed(b) {
 			enters++
 			k.Reset()
 		}
 	}
-	if enters != 3 {
-		t.Fatalf("%d Enters, want 3 (none inside the paste)", enters)
+	if enters != 4 {
+		t.Fatalf("%d Enters, want 4 (Ctrl-O runs a line too; none inside the paste)", enters)
 	}
 }
 

@@ -43,9 +43,13 @@ func (t *Tracker) key(b byte, at uint64) {
 		t.queued, t.aheadKeys, t.byPrompt = nil, false, false
 	case (t.enterPending || len(t.queued) > 0 || t.aheadKeys) && !t.outputSince:
 		// Typed ahead, before any answer.
-		if b == '\r' || b == '\n' {
+		switch {
+		case b == '\r' || b == '\n' || b == 0x0f:
 			t.queued, t.aheadKeys = append(t.queued, at), false
-		} else if b >= ' ' || b == '\t' {
+		case b == 0x03 || b == 0x15:
+			// Ctrl-C or Ctrl-U drops the line typed ahead.
+			t.aheadKeys = false
+		case b >= ' ' || b == '\t':
 			t.aheadKeys = true
 		}
 		return
@@ -60,7 +64,7 @@ func (t *Tracker) key(b byte, at uint64) {
 		return
 	}
 	switch b {
-	case '\r', '\n':
+	case '\r', '\n', 0x0f: // Enter, Ctrl-J, Ctrl-O (operate-and-get-next)
 		// The line is read when the shell echoes the newline: keys often
 		// arrive in one chunk (a paste, a fast typist) before their echo.
 		if t.atPrompt && t.typed > 0 && !t.enterPending {

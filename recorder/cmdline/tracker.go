@@ -304,12 +304,14 @@ type State struct {
 	AltScreen bool
 	// Echoed reports that output arrived after the last key.
 	Echoed bool
+	// Prompt is the text left of where the current (or last) line began.
+	Prompt string
 }
 
 // State reads the line being typed.
 func (t *Tracker) State() State {
 	s := State{AtPrompt: t.atPrompt, Pending: t.enterPending || len(t.queued) > 0 || t.aheadKeys,
-		AltScreen: t.altScreen(), Echoed: t.outputSince}
+		AltScreen: t.altScreen(), Echoed: t.outputSince, Prompt: t.promptText}
 	if s.AtPrompt && !s.Pending && t.em != nil {
 		s.Line = t.lineText()
 	}

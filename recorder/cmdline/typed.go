@@ -17,8 +17,8 @@ type Typed struct {
 	esc     []byte // an escape sequence being read
 }
 
-// Feed applies one key and reports whether it is an Enter that submits the
-// line (outside a bracketed paste). After an Enter the caller decides and
+// Feed applies one key and reports whether it is a key that submits the
+// line (outside a bracketed paste): Enter, Ctrl-J or Ctrl-O. After an Enter the caller decides and
 // calls Reset.
 func (k *Typed) Feed(b byte) (enter bool) {
 	if k.esc != nil {
@@ -34,7 +34,9 @@ func (k *Typed) Feed(b byte) (enter bool) {
 		k.add(b)
 	case k.paste:
 		k.unknown = true
-	case b == '\r' || b == '\n':
+	case b == '\r' || b == '\n' || b == 0x0f:
+		// Enter, Ctrl-J, and Ctrl-O (bash's operate-and-get-next runs
+		// the line too).
 		return true
 	case b == 0x7f || b == 0x08:
 		_, n := utf8.DecodeLastRune(k.buf)
