@@ -166,11 +166,13 @@ func (s *Server) dialSSH(ctx context.Context, c *clientConn, t Target, leg *targ
 		return nil, handshakeError(t, c.addr.Login, err)
 	}
 	nc.SetDeadline(timeZero)
-	client := ssh.NewClient(conn, chans, reqs)
 	if leg.agentForward {
+		client := ssh.NewClient(conn, chans, reqs)
 		go c.serveAgent(client.HandleChannelOpen("auth-agent@openssh.com"))
+		return client, nil
 	}
-	return client, nil
+	go serveTargetIncoming(chans, reqs)
+	return conn, nil
 }
 
 // preferred orders allowed by pref first (in pref's order), then the rest

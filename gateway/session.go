@@ -504,24 +504,28 @@ func (s *session) run() {
 
 // relay starts copying both ways; the returned channel is closed once the
 // target has sent all its output and closed its channel.
+//
+// The second output copier to end waits for the target's requests and
+// closes the channel itself: no goroutine per session just to wait.
 func (s *session) relay() <-chan struct{} {
-	var out sync.WaitGroup
-	out.Add(2)
+	done := make(chan struct{})
+	var left atomic.Int32
+	left.Store(2)
+	outDone := func() {
+		if left.Add(-1) == 0 {
+			<-s.tdone
+			close(done)
+		}
+	}
 	go func() {
-		defer out.Done()
+		defer outDone()
 		s.copyOut(clientWriter{s, 0}, s.tch, s.recordOutput)
 	}()
 	go func() {
-		defer out.Done()
+		defer outDone()
 		s.copyOut(clientWriter{s, 1}, s.tch.Stderr(), s.recordStderr)
 	}()
 	go s.copyIn()
-	done := make(chan struct{})
-	go func() {
-		out.Wait()
-		<-s.tdone
-		close(done)
-	}()
 	return done
 }
 
