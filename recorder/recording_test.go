@@ -484,3 +484,65 @@ func TestStreamFull(t *testing.T) {
 	}
 	term.Close("quota")
 }
+
+// A gateway killed mid-session has stored each command live; recovery adds
+// only those after the last one stored (here the second, whose row the
+// crash lost), so no command is stored twice.
+func TestCrashRecoveryAddsOnlyMissedCommands(t *testing.T) {
+	r, db, rdir := newRecordings(t, RecordingOptions{FlushInterval: 10 * time.Millisecond})
+	rec, err := r.Start(SessionInfo{SessionID: "s-crash-cmds", User: "alice", Target: "db-1", Login: "root", Cols: 80, Rows: 24, Interactive: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const prompt = "root@db-1:~# "
+	rec.Output([]byte(prompt))
+	for _, line := range []string{"echo one", "echo two"} {
+		for i := 0; i < len(line); i++ {
+			rec.Input([]byte{line[i]})
+			rec.Output([]byte{line[i]})
+		}
+		rec.Input([]byte("\r"))
+		rec.Output([]byte("\r\n" + line[5:] + "\r\n" + prompt))
+	}
+	count := func() int {
+		var n int
+		db.QueryRow(`SELECT COUNT(*) FROM recording_commands WHERE recording_id = ?`, rec.ID()).Scan(&n)
+		return n
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for count() != 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d commands stored live, want 2", count())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	rec.flushIfDirty()
+	// The crash lost the second command's row; the gateway dies: no Close.
+	if _, err := db.Exec(`DELETE FROM recording_commands WHERE recording_id = ? AND text = 'echo two'`, rec.ID()); err != nil {
+		t.Fatal(err)
+	}
+	kr, _ := secrets.NewKeyring(make([]byte, 32))
+	r2, err := OpenRecordings(rdir, db, kr, RecordingOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r2.Close()
+	recs, err := r2.Recover(context.Background())
+	if err != nil || len(recs) != 1 {
+		t.Fatalf("recovered %+v err %v", recs, err)
+	}
+	if len(recs[0].Commands) != 1 || recs[0].Commands[0].Text != "echo two" {
+		t.Fatalf("recovery added %+v, want only echo two", recs[0].Commands)
+	}
+	m, err := r2.Meta(context.Background(), rec.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var texts []string
+	for _, c := range m.Commands {
+		texts = append(texts, c.Text)
+	}
+	if strings.Join(texts, "|") != "echo one|echo two" {
+		t.Fatalf("stored commands %q", texts)
+	}
+}
