@@ -9,6 +9,7 @@ package main
 import (
 	"context"
 	"database/sql"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -24,6 +25,28 @@ import (
 	"github.com/gatehouse/gatehouse/internal/store"
 	"github.com/gatehouse/gatehouse/recorder/cmdline"
 )
+
+var flagGuard = flag.Bool("guard", true, "give the bench user deny/warn command rules, so every interactive session runs through the line guard (the fidelity corpus then measures reconstruction with Enter held and checked)")
+
+// withGuardRole adds a role with deny and warn command rules that the
+// corpus never types to the bench configuration, bound to the bench user.
+func withGuardRole(cfg string) string {
+	if !*flagGuard {
+		return cfg
+	}
+	const binding = "bindings:\n  - user: bench\n    roles: [bench]"
+	if !strings.Contains(cfg, binding) {
+		panic("sshbench: the bench configuration changed; update withGuardRole")
+	}
+	return strings.Replace(cfg, binding, `  - name: guard
+    deny:
+      commands: ["gh-bench-never-typed", "shutdown -h"]
+    warn:
+      commands: ["gh-bench-warn-never-typed"]
+bindings:
+  - user: bench
+    roles: [bench, guard]`, 1)
+}
 
 // liveResult holds the live reconstruction figures.
 type liveResult struct {

@@ -512,6 +512,7 @@ bindings:
   - user: bench
     roles: [bench]
 `, e.target.addr, e.target.hostPub, e.goTarget.Addr(), e.goTarget.HostPub)
+	cfg = withGuardRole(cfg)
 	os.WriteFile(filepath.Join(e.dir, "gatehouse.yaml"), []byte(cfg), 0o600)
 	if _, err := e.gatehouse("admin", "issue-cert", "--user", "bench", "--pubkey", key+".pub"); err != nil {
 		return err
