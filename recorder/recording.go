@@ -70,11 +70,15 @@ type Recordings struct {
 	log  *slog.Logger
 	s3   *s3Store // nil: new recordings go to dir
 
-	// mu protects live.
+	// mu protects live and unsealed.
 	mu   sync.Mutex
 	live map[*Recording]struct{}
-	quit chan struct{}
-	once sync.Once
+	// unsealed are recordings this instance claimed from a dead one but
+	// could not seal (a database error): the next recovery pass retries
+	// them, as no other instance will while this one is alive.
+	unsealed map[string]bool
+	quit     chan struct{}
+	once     sync.Once
 }
 
 // SessionInfo describes the session being recorded.

@@ -73,6 +73,13 @@ func (r *Recordings) RecoverDead(ctx context.Context, cutoff int64) ([]Recovered
 		return nil, fmt.Errorf("recorder: %w", err)
 	}
 	var out []Recovered
+	for _, id := range r.takeUnsealed() {
+		rec, err := r.sealClaimed(ctx, id)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, rec)
+	}
 	for _, o := range found {
 		if r.isLive(o.id) {
 			continue
@@ -100,8 +107,35 @@ func (r *Recordings) ClaimAndSeal(ctx context.Context, id, owner string) (rec Re
 	if n, _ := res.RowsAffected(); n != 1 {
 		return Recovered{}, false, nil
 	}
-	rec, err = r.sealOwned(ctx, id)
+	rec, err = r.sealClaimed(ctx, id)
 	return rec, true, err
+}
+
+// sealClaimed seals a claimed recording, keeping it for the next pass if
+// that fails.
+func (r *Recordings) sealClaimed(ctx context.Context, id string) (Recovered, error) {
+	rec, err := r.sealOwned(ctx, id)
+	if err != nil {
+		r.mu.Lock()
+		if r.unsealed == nil {
+			r.unsealed = map[string]bool{}
+		}
+		r.unsealed[id] = true
+		r.mu.Unlock()
+	}
+	return rec, err
+}
+
+// takeUnsealed returns (and forgets) the claimed recordings left unsealed.
+func (r *Recordings) takeUnsealed() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var ids []string
+	for id := range r.unsealed {
+		ids = append(ids, id)
+	}
+	r.unsealed = nil
+	return ids
 }
 
 // RetryPendingSeals writes the final record of this instance's recordings

@@ -90,17 +90,21 @@ type App struct {
 
 	sshAddr, webAddr, opsAddr string
 	ops                       *metrics.Server
-	closeCA                   func()         // releases the CA keys' token (ca.pkcs11)
-	rotQuit, rotDone          chan struct{}  // stop and wait for followRotations
-	reqQuit, reqDone          chan struct{}  // stop and wait for expireRequests
-	termQuit, termDone        chan struct{}  // stop and wait for watchTerminations
-	beatQuit, beatDone        chan struct{}  // stop and wait for heartbeat
-	released                  bool           // the instance lease was released (Close)
-	watchQuit, watchDone      chan struct{}  // stop and wait for watchConfig (nil: not watching)
-	reloadMu                  sync.Mutex     // one Reload at a time
-	active                    *config.Config // roles, bindings and targets in force (Reload)
-	errc                      chan error
-	stopRetention             context.CancelFunc // nil when no retention is configured
+	closeCA                   func()        // releases the CA keys' token (ca.pkcs11)
+	rotQuit, rotDone          chan struct{} // stop and wait for followRotations
+	reqQuit, reqDone          chan struct{} // stop and wait for expireRequests
+	termQuit, termDone        chan struct{} // stop and wait for watchTerminations
+	beatQuit, beatDone        chan struct{} // stop and wait for heartbeat
+	released                  bool          // the instance lease was released (Close)
+	// unfinished are sessions this instance claimed from a dead one whose
+	// recovery failed midway (retried by the next pass). Only the start
+	// pass and then the heartbeat goroutine use it, one after the other.
+	unfinished           map[string]recorder.OpenSession
+	watchQuit, watchDone chan struct{}  // stop and wait for watchConfig (nil: not watching)
+	reloadMu             sync.Mutex     // one Reload at a time
+	active               *config.Config // roles, bindings and targets in force (Reload)
+	errc                 chan error
+	stopRetention        context.CancelFunc // nil when no retention is configured
 }
 
 // Start opens storage, seals what a previous crash left open, and starts the

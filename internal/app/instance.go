@@ -50,6 +50,12 @@ func (a *App) recoverDead(ctx context.Context, cutoff int64) error {
 	if _, err := a.Recs.RetryPendingSeals(ctx); err != nil {
 		return fmt.Errorf("recover recordings: %w", err)
 	}
+	for id, s := range a.unfinished { // claimed by an earlier pass that failed midway
+		if err := a.finishClaimed(ctx, s); err != nil {
+			return err
+		}
+		delete(a.unfinished, id)
+	}
 	open, err := a.Sessions.OpenOfDead(ctx, cutoff)
 	if err != nil {
 		return err
@@ -72,7 +78,24 @@ func (a *App) recoverSession(ctx context.Context, s recorder.OpenSession) error 
 	if err != nil || !won {
 		return err
 	}
+	if err := a.finishClaimed(ctx, s); err != nil {
+		// Now this instance's: no other instance will end it while this
+		// one lives, so the next pass tries again.
+		if a.unfinished == nil {
+			a.unfinished = map[string]recorder.OpenSession{}
+		}
+		a.unfinished[s.ID] = s
+		return err
+	}
+	return nil
+}
+
+// finishClaimed seals a claimed session's recording, logs the abnormal end
+// and ends its row.
+func (a *App) finishClaimed(ctx context.Context, s recorder.OpenSession) error {
 	var rec recorder.Recovered
+	var won bool
+	var err error
 	if s.RecordingID != "" {
 		if rec, won, err = a.Recs.ClaimAndSeal(ctx, s.RecordingID, s.Instance); err != nil {
 			return fmt.Errorf("recover recordings: %w", err)
