@@ -182,29 +182,32 @@ check "go test (the rest)" go_test $rest_pkgs
 # database) run only here. internal/store, auth and the multi-instance audit
 # test already ran against PostgreSQL above. Every e2e test runs again except
 # those with no path where the engines differ (their session rows are the
-# ones every other test writes), to keep this pass near 4 minutes
-# (docs/ha.md, "The same tests on both engines"):
+# ones every other test writes), to keep this pass near 5 minutes on a
+# loaded 2-core machine (docs/ha.md, "The same tests on both engines"):
 #   SQLite by design: the README demo (the zero-setup install)
 #   bytes and protocol, not rows: large download, scp, sftp, rsync, pty,
-#     exit signal, env, forwards, client disconnect, descriptor exhaustion
+#     exit signal, env, forwards, client disconnect, descriptor exhaustion,
+#     ControlMaster and per-connection command caps
 #   algorithms and certificate checks at the handshake
 #   containers (the Docker path)
 #   the browser's rendering (screenshots, axe)
 #   keys in a token or the master key file (SoftHSM)
-#   the clock: a certificate expiring under a live session (76 s of waiting)
-#   the object store going down
+#   the clock: a certificate expiring under a live session (76 s of waiting),
+#     a session TTL and idle timeout
+#   the object store refusing new sessions while down
 # A new e2e test runs on both engines unless it is added here with its reason.
 pg_e2e_skip='TestReadmeDemoCommandsRunAsPrinted'
 pg_e2e_skip+='|TestLargeDownloadArrivesWhole|TestSCPBothWays|TestSFTPBatch|TestRsyncTree|TestPTYResize|TestExitSignal|TestEnvAllowList'
 pg_e2e_skip+='|TestPortForwardAllowedAndRefused|TestIdleTimeoutClosesForwards|TestClientDisconnectLikeOpenSSH'
-pg_e2e_skip+='|TestAcceptSurvivesDescriptorExhaustion|TestSFTPFalseDoesNotStopExecTransfers'
+pg_e2e_skip+='|TestAcceptSurvivesDescriptorExhaustion|TestSFTPFalseDoesNotStopExecTransfers|TestControlMasterPastMaxSessions'
+pg_e2e_skip+='|TestCommandConnectionsAreCapped'
 pg_e2e_skip+='|TestSSHAuditGateway|TestSSHAuditGatewayAsClient|TestWeakAlgorithmsRefused|TestUserCertificateRefusedByTarget'
 pg_e2e_skip+='|TestSessionCertificateRefusedByGateway|TestCertificateValiditySpanRefused|TestLoginCaseCannotPassDeny'
 pg_e2e_skip+='|TestContainerImage|TestContainers|TestContainerCommandRules'
 pg_e2e_skip+='|TestScreenshots'
 pg_e2e_skip+='|TestCAKeysInSoftHSM|TestMasterKeyWrappedByToken|TestWrapMasterKeyConvertsAPlainInstall'
-pg_e2e_skip+='|TestCertificateExpiryEndsSession'
-pg_e2e_skip+='|TestS3StoreDownRefusesSessions|TestS3StoreDownEndsLiveSession'
+pg_e2e_skip+='|TestCertificateExpiryEndsSession|TestTTLAndIdleEndTheTargetProcess'
+pg_e2e_skip+='|TestS3StoreDownRefusesSessions'
 check "go test e2e (PostgreSQL engine)" env GATEHOUSE_TEST_DB=postgres go test -count=1 -timeout 20m ./internal/e2e/ -skip "^($pg_e2e_skip)\$"
 
 vulncheck() {
