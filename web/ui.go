@@ -236,6 +236,13 @@ func (s *Server) livePage(w http.ResponseWriter, r *http.Request) {
 	}
 	d := s.uiBase(v, "Live: "+sess.ID)
 	d["S"], d["CSS"] = sess, []string{"/static/vendor/xterm.css"}
+	if sess.RecordingID != "" && s.opts.Recordings != nil {
+		// Commands are read off the screen as the session runs: the
+		// ones typed so far.
+		if m, err := s.opts.Recordings.Meta(r.Context(), sess.RecordingID); err == nil {
+			d["Commands"] = m.Commands
+		}
+	}
 	s.render(w, "live.html", d)
 }
 

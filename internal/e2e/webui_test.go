@@ -115,6 +115,12 @@ func TestWebUIReplayLiveAndAudit(t *testing.T) {
 		txt, _ := chromedp.Run(b, chromedp.Evaluate[string](`(function(){var b=window.gatehouseTerm.buffer.active,s="";for(var i=0;i<b.length;i++){s+=b.getLine(i).translateToString(true)+"\n"}return s})()`))
 		return strings.Contains(txt, "live-42")
 	})
+	// The command is known while the session runs: the live page lists it.
+	waitFor(t, "the live page to list the command", func() bool {
+		testenv.Step(t, b, "reload the live view", chromedp.Navigate(iw.webURL+"/sessions/"+liveID+"/live"), chromedp.WaitVisible("#live-commands"))
+		txt, _ := chromedp.Run(b, chromedp.Text("#live-commands"))
+		return strings.Contains(txt, "echo live-$((6*7))")
+	})
 	testenv.Step(t, b, "terminate", chromedp.SendKeys("#terminate-message", "maintenance window"), chromedp.Click("#terminate"),
 		chromedp.WaitVisible("#commands"))
 	live.Expect(t, "gatehouse: session ended: maintenance window (test-user2)", 15*time.Second)
