@@ -5,6 +5,7 @@ import (
 	"crypto/cipher"
 	"crypto/rand"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -69,6 +70,9 @@ type Recordings struct {
 	opts RecordingOptions
 	log  *slog.Logger
 	s3   *s3Store // nil: new recordings go to dir
+
+	// stmts holds the per-session statements, prepared once (query → *sql.Stmt).
+	stmts sync.Map
 
 	// mu protects live and unsealed.
 	mu   sync.Mutex
@@ -300,7 +304,7 @@ func (r *Recordings) Start(info SessionInfo) (*Recording, error) {
 	}
 	// The row is written whatever happens to the session that asked for it:
 	// no caller's context cancels it (as for the seal and command rows).
-	_, err = r.db.ExecContext(context.Background(), `INSERT INTO recordings(id, session_id, user_name, target, login, file, wrapped_key, started,
+	_, err = r.exec(context.Background(), `INSERT INTO recordings(id, session_id, user_name, target, login, file, wrapped_key, started,
 		cols, rows, interactive, command, instance_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		id, info.SessionID, info.User, info.Target, info.Login, file, wrapped, info.Start.UnixNano(), info.Cols, info.Rows,
 		info.Interactive, info.Command, r.opts.Instance)
@@ -616,7 +620,7 @@ func (rec *Recording) streamSummaries() map[string]StreamSummary {
 // A row another instance has claimed (this instance's lease ran out and it
 // sealed the recording) is left as that instance wrote it.
 func (r *Recordings) finishRow(ctx context.Context, id string, s Summary, sealPending bool) error {
-	res, err := r.db.ExecContext(ctx, `UPDATE recordings SET ended = ?, complete = ?, reason = ?, sha256 = ?, bytes = ?, seal_pending = ?
+	res, err := r.exec(ctx, `UPDATE recordings SET ended = ?, complete = ?, reason = ?, sha256 = ?, bytes = ?, seal_pending = ?
 		WHERE id = ? AND instance_id = ?`, r.opts.Now().UnixNano(), s.Complete, s.Reason, s.SHA256, s.Bytes, sealPending, id,
 		r.opts.Instance)
 	if err != nil {
@@ -626,6 +630,43 @@ func (r *Recordings) finishRow(ctx context.Context, id string, s Summary, sealPe
 		return fmt.Errorf("recorder: seal row: recording %s was claimed and sealed by another instance", id)
 	}
 	return nil
+}
+
+// prepared returns query prepared once for these Recordings, or nil if it
+// could not be prepared (the caller then runs the text). database/sql keeps
+// it prepared on each pooled connection that has run it: SQLite otherwise
+// parses every per-session statement anew, which was 12% of the gateway's
+// CPU per new session (docs/performance.md). The statements live as long
+// as the database.
+func (r *Recordings) prepared(ctx context.Context, query string) *sql.Stmt {
+	if st, ok := r.stmts.Load(query); ok {
+		return st.(*sql.Stmt)
+	}
+	st, err := r.db.PrepareContext(ctx, query)
+	if err != nil {
+		return nil
+	}
+	if prev, loaded := r.stmts.LoadOrStore(query, st); loaded {
+		st.Close()
+		return prev.(*sql.Stmt)
+	}
+	return st
+}
+
+// exec runs query with args through its prepared statement.
+func (r *Recordings) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if st := r.prepared(ctx, query); st != nil {
+		return st.ExecContext(ctx, args...)
+	}
+	return r.db.ExecContext(ctx, query, args...)
+}
+
+// txStmt is query's prepared statement within tx.
+func (r *Recordings) txStmt(ctx context.Context, tx *sql.Tx, query string) (*sql.Stmt, error) {
+	if st := r.prepared(ctx, query); st != nil {
+		return tx.StmtContext(ctx, st), nil
+	}
+	return tx.PrepareContext(ctx, query)
 }
 
 func (r *Recordings) saveCommands(id string, cmds []Command) {
@@ -640,11 +681,18 @@ func (r *Recordings) saveCommands(id string, cmds []Command) {
 	}
 	defer tx.Rollback()
 	var seq int
-	tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq), 0) FROM recording_commands WHERE recording_id = ?`, id).Scan(&seq)
+	last, err := r.txStmt(ctx, tx, `SELECT COALESCE(MAX(seq), 0) FROM recording_commands WHERE recording_id = ?`)
+	if err == nil {
+		last.QueryRowContext(ctx, id).Scan(&seq)
+	}
+	insert, err := r.txStmt(ctx, tx, `INSERT INTO recording_commands(recording_id, seq, offset_us, time, source, text) VALUES (?, ?, ?, ?, ?, ?)`)
+	if err != nil {
+		r.log.Error("save commands", "recording", id, "err", err)
+		return
+	}
 	for _, c := range cmds {
 		seq++
-		if _, err := tx.ExecContext(ctx, `INSERT INTO recording_commands(recording_id, seq, offset_us, time, source, text) VALUES (?, ?, ?, ?, ?, ?)`,
-			id, seq, c.Offset.Microseconds(), c.Time.UnixNano(), c.Source, c.Text); err != nil {
+		if _, err := insert.ExecContext(ctx, id, seq, c.Offset.Microseconds(), c.Time.UnixNano(), c.Source, c.Text); err != nil {
 			r.log.Error("save commands", "recording", id, "err", err)
 			return
 		}
