@@ -140,3 +140,21 @@ func FuzzTyped(f *testing.F) {
 		}
 	})
 }
+
+// A line typed with echo off (stty -echo in a shell without line editing)
+// is not read off the screen: what the screen shows after the prompt is the
+// command's output. A line pasted whole before its echo still counts.
+func TestEchoOffLineIsNotACommand(t *testing.T) {
+	s := newScript(80, 24)
+	defer s.tr.Close()
+	s.out("$ ")
+	for _, k := range "echo secret-output\r" {
+		s.keys(string(k)) // no echo
+	}
+	s.out("secret-output\r\n$ ")
+	s.keys("echo pasted\r")
+	s.out("echo pasted\r\npasted\r\n$ ")
+	if got := s.texts(); strings.Join(got, "|") != "echo pasted" {
+		t.Fatalf("commands %q, want only the pasted line", got)
+	}
+}

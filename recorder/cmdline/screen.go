@@ -3,9 +3,14 @@ package cmdline
 import "strings"
 
 func (t *Tracker) commit() {
-	if text := t.lineText(); text != "" {
+	text := t.lineText()
+	if typed, ok := t.keys.Line(); ok && !t.echoed && !t.byPrompt && strings.TrimSpace(typed) != text {
+		text = "" // typed with echo off: the screen shows output
+	}
+	if text != "" {
 		t.add(t.enterAt, text)
 	}
+	t.keys.Reset()
 	t.enterPending, t.outputAfterEnter, t.atPrompt, t.typed, t.byPrompt = false, false, false, 0, false
 	if t.aheadKeys && len(t.queued) == 0 {
 		// A line was begun ahead: it goes on after the next prompt.
@@ -87,12 +92,18 @@ func (t *Tracker) key(b byte, at uint64) {
 	default:
 		if !t.atPrompt {
 			t.acquire()
+			t.keys.Reset()
+			t.echoed = false
 			pos := t.em.CursorPosition()
 			t.atPrompt, t.promptX, t.promptY = true, pos.X, pos.Y
 			t.em.ClearScrollback()
 			t.promptText = t.rowText(pos.Y, 0, pos.X)
 		}
 		t.typed++
+		t.keys.Feed(b)
+		if line, ok := t.keys.Line(); ok && line == "" {
+			t.echoed = false // the line was emptied (Ctrl-U): it starts again
+		}
 	}
 }
 

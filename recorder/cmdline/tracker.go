@@ -47,6 +47,14 @@ type Tracker struct {
 	aheadKeys   bool     // typed-ahead keys after the last queued Enter
 	byPrompt    bool     // the current line starts after promptText
 	outputSince bool     // output came since the last key
+
+	// keys is the current line as its keystrokes say; echoed reports
+	// output between the line's first key and its Enter. A line whose
+	// keys were plain typing, with no output before its Enter, and whose
+	// screen reading differs from those keys was typed with echo off: what
+	// the screen shows is the command's output, not the command.
+	keys   Typed
+	echoed bool
 }
 
 // New returns a Tracker for a cols×rows terminal; emit receives each command
@@ -93,6 +101,7 @@ func (t *Tracker) Input(p []byte, at uint64) {
 func (t *Tracker) Output(p []byte, at uint64) {
 	t.keepTail(p)
 	t.outputSince = t.outputSince || len(p) > 0
+	t.echoed = t.echoed || (t.atPrompt && !t.enterPending && len(p) > 0)
 	if t.em == nil {
 		return
 	}

@@ -54,7 +54,9 @@ func (k *Typed) Feed(b byte) (enter bool) {
 		k.buf = k.buf[:i]
 	case b == 0x03: // Ctrl-C abandons the line
 		k.Reset()
-	case b == 0x0c || b == 0x04 && len(k.buf) == 0: // Ctrl-L redraws; Ctrl-D on an empty line ends input
+	case b == 0x0c || b == 0x05 || b == 0x04 && len(k.buf) == 0:
+		// Ctrl-L redraws; Ctrl-E goes to the end, where the cursor is while
+		// the line is known; Ctrl-D on an empty line ends input.
 	case b < 0x20:
 		k.unknown = true
 	default:
