@@ -91,8 +91,9 @@ func TestInteractiveLineRules(t *testing.T) {
 	}
 	// refused waits for the reason and the shell's next prompt. Keys that
 	// reach bash before readline reads them are dropped with the line, and
-	// then bash may not redraw its prompt: as a person would, press Enter
-	// on the (empty) line to get one.
+	// then bash may not redraw its prompt: as a person would, press Ctrl-C
+	// for a fresh one. (Enter on that empty line can be read as a command
+	// made of the prompt's text — a known fidelity gap, docs/policy.md.)
 	refused := func(keys, want string) {
 		t.Helper()
 		n := strings.Count(term.Output(), want) + 1
@@ -106,8 +107,8 @@ func TestInteractiveLineRules(t *testing.T) {
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
-		t.Logf("no prompt after %q: pressing Enter", want)
-		term.Send("\r")
+		t.Logf("no prompt after %q: pressing Ctrl-C", want)
+		term.Send("\x03")
 		promptAfter(n, want)
 	}
 	for i, tt := range tests {
