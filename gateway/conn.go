@@ -61,7 +61,8 @@ type clientConn struct {
 	// mu protects the following.
 	mu       sync.Mutex
 	sessions map[*session]struct{}
-	inner    map[*clientConn]struct{} // ProxyJump connections carried by this one
+	forwards map[*grantedForward]struct{} // port forwards allowed only by a just-in-time grant
+	inner    map[*clientConn]struct{}     // ProxyJump connections carried by this one
 	nSession int
 	wg       sync.WaitGroup
 }

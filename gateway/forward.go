@@ -3,6 +3,7 @@ package gateway
 import (
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -69,10 +70,15 @@ func (c *clientConn) forward(nc ssh.NewChannel) {
 	last.Store(start.UnixNano())
 	touch := func() { last.Store(time.Now().UnixNano()) }
 	idleEnded, disarm := armForwardIdle(d.Options.IdleTimeout, &last, func() { ch.Close(); tch.Close() })
+	gf := c.trackGrantedForward(d, func() { ch.Close(); tch.Close() })
 	in, out := pipeBoth(ch, tch, touch)
 	disarm()
+	c.untrackForward(gf)
 	if idleEnded.Load() {
 		details["reason"] = fmt.Sprintf("idle for %s", d.Options.IdleTimeout)
+	}
+	if gf != nil && gf.ended.Load() {
+		details["reason"] = fmt.Sprintf("access grant for role %s expired", strings.Join(d.Granted, ", "))
 	}
 	details["bytes_in"], details["bytes_out"] = in, out
 	details["duration_ms"] = time.Since(start).Milliseconds()

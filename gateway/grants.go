@@ -3,6 +3,7 @@ package gateway
 import (
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/gatehouse/gatehouse/policy"
@@ -50,6 +51,67 @@ func (c *clientConn) recheckGrants() {
 		c.audit(audit.Event{Type: audit.EventRequestExpired, SessionID: s.id, Reason: reason + "; session ended",
 			Details: map[string]any{"roles": strings.Join(s.decision.Granted, ",")}})
 		s.cancel(revoked(reason))
+	}
+	c.recheckGrantedForwards()
+}
+
+// grantedForward is a port forward whose decision came from a just-in-time
+// grant: it is re-decided with the sessions and closed when the grant ends.
+type grantedForward struct {
+	roles []string
+	dest  string
+	end   func()
+	ended atomic.Bool
+}
+
+// trackGrantedForward registers a forward allowed by a grant (nil if the
+// decision needed none).
+func (c *clientConn) trackGrantedForward(d policy.Decision, end func()) *grantedForward {
+	if len(d.Granted) == 0 {
+		return nil
+	}
+	gf := &grantedForward{roles: d.Granted, end: end}
+	c.mu.Lock()
+	if c.forwards == nil {
+		c.forwards = map[*grantedForward]struct{}{}
+	}
+	c.forwards[gf] = struct{}{}
+	c.mu.Unlock()
+	return gf
+}
+
+func (c *clientConn) untrackForward(gf *grantedForward) {
+	if gf == nil {
+		return
+	}
+	c.mu.Lock()
+	delete(c.forwards, gf)
+	c.mu.Unlock()
+}
+
+// recheckGrantedForwards closes the forwards whose grant no longer allows
+// port forwarding (no other role does either), auditing each.
+func (c *clientConn) recheckGrantedForwards() {
+	c.mu.Lock()
+	fws := make([]*grantedForward, 0, len(c.forwards))
+	for gf := range c.forwards {
+		fws = append(fws, gf)
+	}
+	c.mu.Unlock()
+	if len(fws) == 0 {
+		return
+	}
+	if d := c.decide(""); d.Allowed && d.Options.PortForwarding {
+		return
+	}
+	for _, gf := range fws {
+		if gf.ended.Swap(true) {
+			continue
+		}
+		c.audit(audit.Event{Type: audit.EventRequestExpired,
+			Reason:  fmt.Sprintf("your access grant for role %s expired; port forward closed", strings.Join(gf.roles, ", ")),
+			Details: map[string]any{"roles": strings.Join(gf.roles, ","), "kind": "forward"}})
+		gf.end()
 	}
 }
 

@@ -99,7 +99,7 @@ roles:
     allow:
       targets: {names: [db-1]}
       logins: [root]
-    options: {requestable: true, max_request_ttl: 2h}
+    options: {requestable: true, max_request_ttl: 2h, port_forwarding: true}
   - name: forward-idle
     allow:
       targets: {names: [db-1]}

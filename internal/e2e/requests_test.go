@@ -1,8 +1,11 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"io"
+	"net"
 	"os/exec"
 	"regexp"
 	"strings"
@@ -156,6 +159,28 @@ func TestJITRequestApproveExpire(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "the granted session to start", func() bool { return strings.Contains(sout.String(), "started") })
+	// So does a port forward opened under the grant (ssh -N has no session).
+	lport := freePort(t)
+	fwd := u.cmd(ctx, "ssh", "-N", "-o", "ExitOnForwardFailure=yes", "-L", "127.0.0.1:"+lport+":"+iw.sshd.Addr,
+		"-p", iw.port, "root@db-1@127.0.0.1")
+	if err := fwd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { fwd.Process.Kill(); fwd.Wait() }()
+	var fconn net.Conn
+	waitFor(t, "the granted forward's local port", func() bool {
+		var err error
+		fconn, err = net.Dial("tcp", "127.0.0.1:"+lport)
+		return err == nil
+	})
+	defer fconn.Close()
+	fbr := bufio.NewReader(fconn)
+	fconn.SetReadDeadline(time.Now().Add(2 * time.Minute))
+	if line, err := fbr.ReadString('\n'); err != nil || !strings.HasPrefix(line, "SSH-2.0-") {
+		t.Fatalf("through the granted forward: %q %v", line, err)
+	}
+	fwdClosed := make(chan error, 1)
+	go func() { _, err := fbr.ReadString('\n'); fwdClosed <- err }()
 	done := make(chan error, 1)
 	go func() { done <- c.Wait() }()
 	select {
@@ -167,6 +192,18 @@ func TestJITRequestApproveExpire(t *testing.T) {
 	if err == nil || !strings.Contains(serr.String(), wantEnd) {
 		t.Fatalf("session end: %v stderr %q, want %q", err, serr.String(), wantEnd)
 	}
+	select { // the forward closes with the grant (EOF), well before sshd's LoginGraceTime
+	case err := <-fwdClosed:
+		if err != io.EOF {
+			t.Fatalf("the granted forward ended with %v, want EOF", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("the port forward outlived its grant")
+	}
+	waitFor(t, "forward.end naming the expired grant", func() bool {
+		ends, _ := iw.app.Audit.Query(context.Background(), audit.Filter{Type: audit.EventForwardEnd, User: jitUser})
+		return len(ends) == 1 && ends[0].Details["reason"] == "access grant for role oncall expired"
+	})
 	if r := u.direct("root", "db-1", "echo again"); r.code == 0 || !strings.Contains(r.stderr, "request it with: gatehouse request --role oncall") {
 		t.Fatalf("ssh after expiry: %s", r)
 	}
