@@ -1,13 +1,26 @@
 package gateway
 
-import "fmt"
+import (
+	"context"
+	"fmt"
+)
 
 // reserveSession takes one of user's session slots, or refuses with the
-// line the user sees when max (non-zero) are already taken.
-func (s *Server) reserveSession(user string, max int) (string, bool) {
+// line the user sees when max (non-zero) are already taken — on this
+// instance and, with Config.SessionsElsewhere, on the others.
+func (s *Server) reserveSession(ctx context.Context, user string, max int) (string, bool) {
+	elsewhere := 0
+	if max > 0 && s.cfg.SessionsElsewhere != nil {
+		n, err := s.cfg.SessionsElsewhere(ctx, user)
+		if err != nil { // fail closed: the limit cannot be known
+			s.log.Error("max_sessions: count sessions on other instances", "user", user, "err", err)
+			return "max_sessions cannot be checked right now (the database did not answer); try again", false
+		}
+		elsewhere = n
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if n := s.perUser[user]; max > 0 && n >= max {
+	if n := s.perUser[user] + elsewhere; max > 0 && n >= max {
 		return fmt.Sprintf("too many sessions: you have %d open and your roles allow %d at once (max_sessions); end one first", n, max), false
 	}
 	s.perUser[user]++

@@ -153,6 +153,10 @@ type Config struct {
 	// OnTargetDial, if set, is told how long connecting to each target took
 	// (metrics); nil means nobody is told.
 	OnTargetDial func(target string, took time.Duration, err error)
+	// SessionsElsewhere (optional) counts a user's open sessions on the
+	// other live instances sharing the database, so max_sessions holds
+	// across a cluster; nil counts this process only.
+	SessionsElsewhere func(ctx context.Context, user string) (int, error)
 }
 
 // Server is the SSH gateway.

@@ -333,7 +333,7 @@ func (s *session) authorize() (string, bool) {
 			return reason, false
 		}
 	}
-	if msg, ok := c.s.reserveSession(c.pr.User, c.s.cfg.Policy.MaxSessions(c.pr.User, c.pr.Groups)); !ok {
+	if msg, ok := c.s.reserveSession(c.ctx, c.pr.User, c.s.cfg.Policy.MaxSessions(c.pr.User, c.pr.Groups)); !ok {
 		c.audit(audit.Event{Type: audit.EventSessionDenied, Reason: msg, SessionID: s.id,
 			Details: map[string]any{"kind": s.kind, "command": cmd}})
 		return msg, false

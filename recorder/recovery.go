@@ -295,6 +295,21 @@ func (s *SessionStore) OpenOfDead(ctx context.Context, cutoff int64) ([]OpenSess
 	return out, rows.Err()
 }
 
+// OpenElsewhere counts user's open sessions owned by other instances whose
+// lease is still running at cutoff (unix nanoseconds on the database's
+// clock): the sessions max_sessions must count besides this instance's own.
+func (s *SessionStore) OpenElsewhere(ctx context.Context, user string, cutoff int64) (int, error) {
+	var n int
+	err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM sessions
+		WHERE user_name = ? AND end_at IS NULL AND instance_id <> ?
+		AND EXISTS (SELECT 1 FROM instances i WHERE i.id = sessions.instance_id AND i.lease_until >= ?)`,
+		user, s.instance, cutoff).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("recorder: count open sessions elsewhere: %w", err)
+	}
+	return n, nil
+}
+
 // Claim takes open session id over from owner (a dead instance); it reports
 // whether this instance won it.
 func (s *SessionStore) Claim(ctx context.Context, id, owner string) (bool, error) {

@@ -254,7 +254,7 @@ func (a *App) open(rules policy.Policy, targets []gateway.Target) error {
 		TargetDialTimeout: cfg.SSH.TargetDialTimeout, SessionCertTTL: cfg.Certs.SessionTTL,
 		Ciphers: cfg.SSH.Ciphers, KeyExchanges: cfg.SSH.KeyExchanges, MACs: cfg.SSH.MACs,
 		HostKeyAlgorithms: cfg.SSH.HostKeyTypes, LoginPattern: cfg.SSH.LoginRE(), HostNames: hostNames(cfg),
-		OnTargetDial: a.targetDialHook(),
+		OnTargetDial: a.targetDialHook(), SessionsElsewhere: a.sessionsElsewhere(),
 	})
 	return err
 }

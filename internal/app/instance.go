@@ -177,3 +177,19 @@ func (a *App) fence(ctx context.Context) {
 		a.Gateway.Terminate(id, "this gateway lost contact with the database and another instance sealed the session")
 	}
 }
+
+// sessionsElsewhere counts a user's open sessions on the other live
+// instances (max_sessions across a cluster); nil on SQLite, where one
+// process is the whole installation.
+func (a *App) sessionsElsewhere() func(ctx context.Context, user string) (int, error) {
+	if a.Instance == nil || !a.Env.DB.IsPostgres() {
+		return nil
+	}
+	return func(ctx context.Context, user string) (int, error) {
+		cutoff, err := a.Instance.DBNow(ctx)
+		if err != nil {
+			return 0, err
+		}
+		return a.Sessions.OpenElsewhere(ctx, user, cutoff)
+	}
+}

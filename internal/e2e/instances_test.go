@@ -171,3 +171,33 @@ func TestPostgresRestartedUnderLoad(t *testing.T) {
 		t.Fatalf("audit verify: %s", out)
 	}
 }
+
+// TestInstancesShareMaxSessions: max_sessions counts a user's sessions on
+// every live instance: with one session open on A, a second one on B is
+// refused with the same line as on one instance, and allowed once the
+// first has ended.
+func TestInstancesShareMaxSessions(t *testing.T) {
+	w := newWorld(t, "")
+	wb := secondInstance(t, w)
+	lina := w.newUser("lina", time.Hour)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	first := lina.cmd(ctx, "ssh", "-p", w.port, "root@db-1@127.0.0.1", "echo started; sleep 300")
+	var out syncBuffer
+	first.Stdout = &out
+	if err := first.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the first session, on A", func() bool { return strings.Contains(out.String(), "started") })
+	want := "gatehouse: too many sessions: you have 1 open and your roles allow 1 at once (max_sessions); end one first"
+	r := lina.run("ssh", "-p", wb.port, "root@db-1@127.0.0.1", "echo second")
+	if r.code == 0 || !strings.Contains(r.stderr, want) {
+		t.Fatalf("second session, on B: %s\nwant %q", r, want)
+	}
+	cancel()
+	first.Wait()
+	waitFor(t, "a session on B once the first ended", func() bool {
+		r := lina.run("ssh", "-p", wb.port, "root@db-1@127.0.0.1", "echo second")
+		return r.code == 0 && r.stdout == "second\n"
+	})
+}
