@@ -31,7 +31,7 @@ func (s *Server) approvalNeedsTOTP(ws *websession, p *auth.PendingApproval) bool
 		return false
 	}
 	t := policy.Target{Name: p.Target}
-	for _, ct := range s.opts.Config.Targets {
+	for _, ct := range s.config().Targets {
 		if ct.Name == p.Target {
 			t = policy.Target{Name: ct.Name, Kind: ct.Kind, Labels: ct.Labels}
 		}

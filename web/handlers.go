@@ -40,10 +40,10 @@ func (s *Server) home(w http.ResponseWriter, r *http.Request) {
 	}
 	d := s.base(ws, "Home")
 	host, port, _ := net.SplitHostPort(s.opts.SSHAddr)
-	if u, err := url.Parse(s.opts.Config.Web.PublicURL); err == nil && u.Hostname() != "" {
+	if u, err := url.Parse(s.config().Web.PublicURL); err == nil && u.Hostname() != "" {
 		host = u.Hostname()
 	}
-	cfg := s.opts.Config
+	cfg := s.config()
 	d["Issuer"], d["Subject"], d["Groups"] = ws.id.Issuer, ws.id.Subject, ws.id.Groups
 	d["Roles"] = s.opts.Policy.Roles(ws.id.User, ws.id.Groups)
 	d["MFAAt"] = ws.mfaAt.Format(time.RFC3339)
@@ -51,14 +51,14 @@ func (s *Server) home(w http.ResponseWriter, r *http.Request) {
 	d["PublicURL"], d["SSHHost"], d["SSHPort"] = s.publicURL(), host, port
 	d["Certs"] = s.userCerts(r, ws.id.User)
 	d["Example"] = s.exampleAddress(ws)
-	d["HostCA"] = s.opts.Config.KnownHostsCALine(s.opts.Authority.HostCAPublicKey(), s.opts.SSHAddr)
+	d["HostCA"] = s.config().KnownHostsCALine(s.opts.Authority.HostCAPublicKey(), s.opts.SSHAddr)
 	s.render(w, "home.html", d)
 }
 
 // exampleAddress is login@target for the first target the user may reach
 // (for ready-to-paste commands), or "LOGIN@TARGET" when there is none.
 func (s *Server) exampleAddress(ws *websession) string {
-	for _, t := range s.opts.Config.Targets {
+	for _, t := range s.config().Targets {
 		if t.Kind == "docker" && t.Container == "" {
 			continue
 		}
@@ -275,7 +275,7 @@ func (s *Server) allowedRedirect(raw string) bool {
 	if u.Scheme == "http" && (u.Hostname() == "127.0.0.1" || u.Hostname() == "localhost" || u.Hostname() == "::1") && u.Port() != "" {
 		return true
 	}
-	for _, p := range s.opts.Config.OIDC.AllowedRedirects {
+	for _, p := range s.config().OIDC.AllowedRedirects {
 		if p != "" && strings.HasPrefix(raw, p) && strings.Count(raw, "://") == 1 {
 			return true
 		}
@@ -317,7 +317,7 @@ func (s *Server) cliCert(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "not an SSH public key", http.StatusBadRequest)
 		return
 	}
-	cfg := s.opts.Config
+	cfg := s.config()
 	ttl := s.opts.Policy.CertTTL(ws.id.User, ws.id.Groups, cfg.Certs.UserTTL, cfg.Certs.MaxUserTTL)
 	cert, err := s.opts.Authority.IssueUserCert(r.Context(), auth.UserCertRequest{Identity: ws.id, PublicKey: pub, TTL: ttl})
 	if err != nil {
@@ -339,7 +339,7 @@ func (s *Server) cliCert(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(CertResponse{User: ws.id.User, Roles: s.opts.Policy.Roles(ws.id.User, ws.id.Groups),
 		Targets: targets, Certificate: string(ssh.MarshalAuthorizedKey(cert)),
-		HostCA:      s.opts.Config.KnownHostsCALine(s.opts.Authority.HostCAPublicKey(), s.opts.SSHAddr),
+		HostCA:      s.config().KnownHostsCALine(s.opts.Authority.HostCAPublicKey(), s.opts.SSHAddr),
 		ValidBefore: time.Unix(int64(cert.ValidBefore), 0).UTC(), SSHAddr: s.opts.SSHAddr})
 }
 

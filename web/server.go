@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -72,6 +73,10 @@ type Server struct {
 	http  *http.Server
 	https bool
 
+	// conf is the configuration the pages read: the startup one, with the
+	// roles, bindings and targets of the last applied reload (ApplyPolicy).
+	conf atomic.Pointer[config.Config]
+
 	// mu protects logins (OIDC logins in flight, by state).
 	mu     sync.Mutex
 	logins map[string]pendingLogin
@@ -102,9 +107,27 @@ func NewServer(opts Options) (*Server, error) {
 	}
 	s := &Server{opts: opts, log: opts.Logger, tmpl: tmpl, mux: http.NewServeMux(), logins: map[string]pendingLogin{},
 		https: !opts.Config.Web.InsecureHTTP}
+	s.conf.Store(opts.Config)
 	s.routes()
 	s.http = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
 	return s, nil
+}
+
+// config is the configuration in force for the pages (see ApplyPolicy).
+func (s *Server) config() *config.Config {
+	if c := s.conf.Load(); c != nil {
+		return c
+	}
+	return s.opts.Config
+}
+
+// ApplyPolicy makes a reloaded file's roles, bindings and targets those the
+// pages show (targets, access matrix, approval page); every other setting
+// stays as it was at start, as on the gateway.
+func (s *Server) ApplyPolicy(reloaded *config.Config) {
+	next := *s.config()
+	next.Roles, next.Bindings, next.Targets = reloaded.Roles, reloaded.Bindings, reloaded.Targets
+	s.conf.Store(&next)
 }
 
 func (s *Server) routes() {
@@ -157,7 +180,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	if !s.https {
 		return s.http.Serve(ln)
 	}
-	cert, err := loadOrCreateTLS(s.opts.Config, s.log)
+	cert, err := loadOrCreateTLS(s.config(), s.log)
 	if err != nil {
 		return err
 	}
@@ -222,7 +245,7 @@ func localPath(next string) string {
 	return next
 }
 
-func (s *Server) publicURL() string { return strings.TrimRight(s.opts.Config.Web.PublicURL, "/") }
+func (s *Server) publicURL() string { return strings.TrimRight(s.config().Web.PublicURL, "/") }
 
 // The browser chooses its user agent and, before login, much of what a
 // refusal reason quotes: what is written about it is capped.

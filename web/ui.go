@@ -482,7 +482,7 @@ type targetRow struct {
 func (s *Server) targetsPage(w http.ResponseWriter, r *http.Request) {
 	v := viewerOf(r)
 	var rows []targetRow
-	for _, t := range s.opts.Config.Targets {
+	for _, t := range s.config().Targets {
 		st := "container engine"
 		switch {
 		case t.Kind == "docker":
@@ -524,7 +524,7 @@ type roleRow struct {
 func (s *Server) policyPage(w http.ResponseWriter, r *http.Request) {
 	v := viewerOf(r)
 	var targets []policy.Target
-	for _, t := range s.opts.Config.Targets {
+	for _, t := range s.config().Targets {
 		pt := policy.Target{Name: t.Name, Kind: t.Kind, Labels: t.Labels}
 		if t.Kind == "docker" && t.Container == "" {
 			pt.Name = "docker:*"
@@ -532,7 +532,7 @@ func (s *Server) policyPage(w http.ResponseWriter, r *http.Request) {
 		targets = append(targets, pt)
 	}
 	var rows []accessRow
-	for _, b := range s.opts.Config.Bindings {
+	for _, b := range s.config().Bindings {
 		who, user, groups := "user "+b.User, b.User, []string(nil)
 		if b.Group != "" {
 			who, groups, user = "group "+b.Group, []string{b.Group}, "\x00"
@@ -544,7 +544,7 @@ func (s *Server) policyPage(w http.ResponseWriter, r *http.Request) {
 		rows = append(rows, row)
 	}
 	var roles []roleRow
-	for _, ro := range s.opts.Config.Roles {
+	for _, ro := range s.config().Roles {
 		roles = append(roles, describeRole(ro))
 	}
 	d := s.uiBase(v, "Access")

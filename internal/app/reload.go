@@ -119,6 +119,9 @@ func (a *App) Reload(trigger string) error {
 		return a.refuseReload(ctx, trigger, err)
 	}
 	a.Policy.Replace(rules)
+	if a.Web != nil {
+		a.Web.ApplyPolicy(cfg)
+	}
 	a.active = cfg
 	a.Log.Info("configuration reloaded", "trigger", trigger, "changes", d.String())
 	details := map[string]any{"trigger": trigger}
