@@ -193,17 +193,7 @@ func TestS3MinimalIAMPolicy(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec.Output([]byte("before the crash\r\n"))
-	deadline := time.Now().Add(45 * time.Second)
-	for {
-		keys, err := r.s3.segments(context.Background(), rec.ID())
-		if err == nil && len(keys) >= 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no flushed segment under the documented policy: %v %v", keys, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitFlushedSegment(t, r, rec.ID()) // the flusher writes it as its own segment
 	r.Close()
 	r2, err := w.open(0)
 	if err != nil {

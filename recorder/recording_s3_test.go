@@ -113,18 +113,8 @@ func TestS3RecordingCrashRecovered(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec.Output([]byte("before the crash\r\n"))
-	deadline := time.Now().Add(45 * time.Second)
-	for { // the flusher writes it as its own segment
-		keys, err := r.s3.segments(context.Background(), rec.ID())
-		if err == nil && len(keys) >= 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no flushed segment: %v %v", keys, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	r.Close() // the process dies: no seal, no more flushes
+	waitFlushedSegment(t, r, rec.ID()) // the flusher writes it as its own segment
+	r.Close()                          // the process dies: no seal, no more flushes
 	r2 := w.open(t, 0)
 	recs, err := r2.Recover(context.Background())
 	if err != nil || len(recs) != 1 || recs[0].SessionID != "s-crash" {
@@ -328,17 +318,7 @@ func TestS3SealRetriedAfterOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec.Output([]byte("before the outage\r\n"))
-	deadline := time.Now().Add(45 * time.Second)
-	for {
-		keys, err := r.s3.segments(context.Background(), rec.ID())
-		if err == nil && len(keys) >= 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no flushed segment: %v %v", keys, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitFlushedSegment(t, r, rec.ID()) // the flusher writes it as its own segment
 	w.gw.Stop()
 	rec.Output([]byte("during the outage\r\n"))
 	if _, err := rec.Close("exited"); err == nil {
@@ -374,5 +354,22 @@ func TestS3SealRetriedAfterOutage(t *testing.T) {
 	}
 	if again, err := r.RetryPendingSeals(context.Background()); err != nil || len(again) != 0 {
 		t.Fatalf("sealed twice: %+v %v", again, err)
+	}
+}
+
+// waitFlushedSegment waits until recording id has a segment object beyond
+// its header, written by the periodic flusher.
+func waitFlushedSegment(t *testing.T, r *Recordings, id string) {
+	t.Helper()
+	deadline := time.Now().Add(45 * time.Second)
+	for {
+		keys, err := r.s3.segments(context.Background(), id)
+		if err == nil && len(keys) >= 2 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no flushed segment: %v %v", keys, err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
