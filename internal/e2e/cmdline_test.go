@@ -122,6 +122,11 @@ func TestInteractiveLineRules(t *testing.T) {
 				strings.HasPrefix(tt.want, "gatehouse: line not run: "+evs[i].Reason)
 		})
 	}
+	// Enter on the emptied line, as people press after a refusal, runs
+	// nothing and is no command (the list checked at the end has none).
+	before := strings.Count(term.Output(), "rec$ ")
+	term.Send("\r")
+	waitFor(t, "the prompt after Enter on the emptied line", func() bool { return strings.Count(term.Output(), "rec$ ") > before })
 	// The shell is still usable, and the next line runs.
 	term.Send("echo ok-$((20+1))\r")
 	promptAfter(1, "ok-21\r\n")

@@ -7,10 +7,14 @@ func (t *Tracker) commit() {
 	if typed, ok := t.keys.Line(); ok && !t.echoed && !t.byPrompt && strings.TrimSpace(typed) != text {
 		text = "" // typed with echo off: the screen shows output
 	}
+	if t.emptied {
+		text = "" // Ctrl-U emptied the line and nothing was typed after it
+	}
 	if text != "" {
 		t.add(t.enterAt, text)
 	}
 	t.keys.Reset()
+	t.emptied = false
 	t.enterPending, t.outputAfterEnter, t.atPrompt, t.typed, t.byPrompt = false, false, false, 0, false
 	if t.aheadKeys && len(t.queued) == 0 {
 		// A line was begun ahead: it goes on after the next prompt.
@@ -79,7 +83,7 @@ func (t *Tracker) key(b byte, at uint64) {
 		t.atPrompt, t.typed = false, 0
 	case 0x03, 0x04:
 		// Ctrl-C abandons the line; Ctrl-D ends input.
-		t.atPrompt, t.typed = false, 0
+		t.atPrompt, t.typed, t.emptied = false, 0, false
 	case 0x0c:
 		// Ctrl-L redraws the prompt (and the line) at the top, perhaps
 		// after the next key: the line is found by the prompt's text.
@@ -101,6 +105,13 @@ func (t *Tracker) key(b byte, at uint64) {
 		}
 		t.typed++
 		t.keys.Feed(b)
+		switch b {
+		case 0x15:
+			t.emptied = true
+		case 0x05, 0x0c: // Ctrl-E, Ctrl-L: the line is unchanged
+		default:
+			t.emptied = false
+		}
 		if line, ok := t.keys.Line(); ok && line == "" {
 			t.echoed = false // the line was emptied (Ctrl-U): it starts again
 		}

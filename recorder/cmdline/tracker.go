@@ -55,6 +55,11 @@ type Tracker struct {
 	// the screen shows is the command's output, not the command.
 	keys   Typed
 	echoed bool
+	// emptied: the last key that changed the line was Ctrl-U (a user's, or
+	// the gateway's cancel of a refused line): the line is empty, whatever
+	// the screen shows after the prompt (the refusal notice, a redrawn
+	// prompt), until another key adds to it.
+	emptied bool
 }
 
 // New returns a Tracker for a cols×rows terminal; emit receives each command
