@@ -59,7 +59,6 @@ func (c *clientConn) recheckGrants() {
 // grant: it is re-decided with the sessions and closed when the grant ends.
 type grantedForward struct {
 	roles []string
-	dest  string
 	end   func()
 	ended atomic.Bool
 }
