@@ -1,13 +1,12 @@
 package auth
 
 import (
-	"context"
 	"database/sql"
 	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/gatehouse/gatehouse/internal/store"
+	"github.com/gatehouse/gatehouse/internal/store/storetest"
 	"github.com/gatehouse/gatehouse/internal/testenv"
 )
 
@@ -21,17 +20,8 @@ func TestMain(m *testing.M) {
 // database on the test binary's PostgreSQL cluster).
 func approvalEngines(t *testing.T) map[string]*sql.DB {
 	t.Helper()
-	lite, err := store.Open(filepath.Join(t.TempDir(), "gatehouse.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { lite.Close() })
-	pg, err := store.OpenURL(context.Background(), testenv.SharedPostgres(t).NewDatabase(t), t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pg.Close() })
-	return map[string]*sql.DB{store.SQLite: lite.DB, store.Postgres: pg.DB}
+	dbs := storetest.Engines(t)
+	return map[string]*sql.DB{store.SQLite: dbs[store.SQLite].DB, store.Postgres: dbs[store.Postgres].DB}
 }
 
 // eachEngine runs f once per engine with a fresh database.

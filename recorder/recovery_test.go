@@ -3,7 +3,6 @@ package recorder
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -12,24 +11,11 @@ import (
 	"github.com/gatehouse/gatehouse/internal/instance"
 	"github.com/gatehouse/gatehouse/internal/secrets"
 	"github.com/gatehouse/gatehouse/internal/store"
-	"github.com/gatehouse/gatehouse/internal/testenv"
+	"github.com/gatehouse/gatehouse/internal/store/storetest"
 )
 
 // recoveryEngines opens one empty database per engine.
-func recoveryEngines(t *testing.T) map[string]*store.DB {
-	t.Helper()
-	lite, err := store.Open(filepath.Join(t.TempDir(), "gatehouse.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { lite.Close() })
-	pg, err := store.OpenURL(context.Background(), testenv.SharedPostgres(t).NewDatabase(t), t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pg.Close() })
-	return map[string]*store.DB{store.SQLite: lite, store.Postgres: pg}
-}
+func recoveryEngines(t *testing.T) map[string]*store.DB { return storetest.Engines(t) }
 
 // gwInstance is one gateway's recorder side: its registration, recordings
 // (in a directory every instance shares) and session store.

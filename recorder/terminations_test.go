@@ -2,12 +2,10 @@ package recorder
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/gatehouse/gatehouse/internal/store"
-	"github.com/gatehouse/gatehouse/internal/testenv"
+	"github.com/gatehouse/gatehouse/internal/store/storetest"
 )
 
 // TestTerminationRequests: on both engines, a request is seen by every
@@ -15,17 +13,7 @@ import (
 // second request for the same session keeps the first reason; a request
 // nobody answers is dropped after TerminationTTL.
 func TestTerminationRequests(t *testing.T) {
-	lite, err := store.Open(filepath.Join(t.TempDir(), "gatehouse.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { lite.Close() })
-	pg, err := store.OpenURL(context.Background(), testenv.SharedPostgres(t).NewDatabase(t), t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pg.Close() })
-	for name, db := range map[string]*store.DB{store.SQLite: lite, store.Postgres: pg} {
+	for name, db := range storetest.Engines(t) {
 		t.Run(name, func(t *testing.T) {
 			ctx := context.Background()
 			a, b := NewSessionStore(db.DB), NewSessionStore(db.DB) // two instances

@@ -25,9 +25,7 @@ import (
 // change the configuration text further (e.g. another web port).
 func secondInstance(t *testing.T, w *world, edits ...func(string) string) *world {
 	t.Helper()
-	if !onPostgres() {
-		t.Skip("several instances share a PostgreSQL database; this run uses SQLite (set GATEHOUSE_TEST_DB=postgres)")
-	}
+	severalInstances(t)
 	orig, err := os.ReadFile(w.configFile)
 	if err != nil {
 		t.Fatal(err)

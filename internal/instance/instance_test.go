@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/store"
+	"github.com/gatehouse/gatehouse/internal/store/storetest"
 	"github.com/gatehouse/gatehouse/internal/testenv"
 )
 
@@ -18,20 +18,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func engines(t *testing.T) map[string]*store.DB {
-	t.Helper()
-	lite, err := store.Open(filepath.Join(t.TempDir(), "gatehouse.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { lite.Close() })
-	pg, err := store.OpenURL(context.Background(), testenv.SharedPostgres(t).NewDatabase(t), t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pg.Close() })
-	return map[string]*store.DB{store.SQLite: lite, store.Postgres: pg}
-}
+func engines(t *testing.T) map[string]*store.DB { return storetest.Engines(t) }
 
 func liveIDs(t *testing.T, db *store.DB) map[string]bool {
 	t.Helper()
