@@ -69,8 +69,9 @@ func (c *clientConn) forward(nc ssh.NewChannel) {
 	var last atomic.Int64
 	last.Store(start.UnixNano())
 	touch := func() { last.Store(time.Now().UnixNano()) }
-	idleEnded, disarm := armForwardIdle(d.Options.IdleTimeout, &last, func() { ch.Close(); tch.Close() })
-	gf := c.trackGrantedForward(d, func() { ch.Close(); tch.Close() })
+	closeBoth := func() { ch.Close(); tch.Close() }
+	idleEnded, disarm := armForwardIdle(d.Options.IdleTimeout, &last, closeBoth)
+	gf := c.trackGrantedForward(d, closeBoth)
 	in, out := pipeBoth(ch, tch, touch)
 	disarm()
 	c.untrackForward(gf)
