@@ -19,7 +19,8 @@ import (
 // see it, read right after a garbage collection.
 type memSample struct {
 	rss        int64 // resident set (what the OS charges: live data, GC headroom, freed pages not yet returned)
-	heapInuse  int64 // heap spans in use (live objects and their fragmentation)
+	heapInuse  int64 // heap spans in use once swept (live objects and the free slots of their spans)
+	unswept    int64 // heap in use right after the GC, before sweeping (counts garbage)
 	heapLive   int64 // heap the last GC found reachable
 	stack      int64 // goroutine stacks
 	goroutines int64
@@ -29,6 +30,7 @@ type memSample struct {
 type idleResult struct {
 	n                               int
 	rss, heapInuse, heapLive, stack float64 // bytes per session
+	unswept                         float64 // heap in use right after the GC, before sweeping
 	goroutines                      float64
 	heapPlusStacks                  float64 // heapInuse + stack: the goal's figure
 	rssBefore, rssAfter             int64
@@ -93,11 +95,11 @@ func (e *env) idleMemory(n int) (idleResult, error) {
 	}
 	per := func(a, b int64) float64 { return float64(a-b) / float64(n) }
 	r := idleResult{n: n, rss: per(after.rss, before.rss), heapInuse: per(after.heapInuse, before.heapInuse),
-		heapLive: per(after.heapLive, before.heapLive), stack: per(after.stack, before.stack),
+		heapLive: per(after.heapLive, before.heapLive), unswept: per(after.unswept, before.unswept), stack: per(after.stack, before.stack),
 		goroutines: per(after.goroutines, before.goroutines), rssBefore: before.rss, rssAfter: after.rss}
 	r.heapPlusStacks = r.heapInuse + r.stack
-	fmt.Fprintf(os.Stderr, "gateway with %d idle sessions: RSS %d -> %d KiB; per session: heap in use %.1f KiB (live %.1f), stacks %.1f KiB, %.1f goroutines, RSS %.1f KiB\n",
-		n, before.rss/1024, after.rss/1024, r.heapInuse/1024, r.heapLive/1024, r.stack/1024, r.goroutines, r.rss/1024)
+	fmt.Fprintf(os.Stderr, "gateway with %d idle sessions: RSS %d -> %d KiB; per session: heap in use %.1f KiB once swept (%.1f right after the GC; live %.1f), stacks %.1f KiB, %.1f goroutines, RSS %.1f KiB\n",
+		n, before.rss/1024, after.rss/1024, r.heapInuse/1024, r.unswept/1024, r.heapLive/1024, r.stack/1024, r.goroutines, r.rss/1024)
 	return r, nil
 }
 
@@ -119,17 +121,46 @@ func (e *env) memAfterGC(cfg *ssh.ClientConfig) (memSample, error) {
 			return memSample{}, err
 		}
 		if m["go_gc_duration_seconds_count"] > m0["go_gc_duration_seconds_count"] {
+			unswept := int64(m["go_memstats_heap_inuse_bytes"])
+			if m, err = e.swept(m); err != nil {
+				return memSample{}, err
+			}
 			rss, err := rss(e.gwProc.Process.Pid)
 			if err != nil {
 				return memSample{}, err
 			}
-			return memSample{rss: rss, heapInuse: int64(m["go_memstats_heap_inuse_bytes"]), heapLive: int64(m["go_gc_heap_live_bytes"]),
+			return memSample{rss: rss, unswept: unswept, heapInuse: int64(m["go_memstats_heap_inuse_bytes"]), heapLive: int64(m["go_gc_heap_live_bytes"]),
 				stack: int64(m["go_memstats_stack_inuse_bytes"]), goroutines: int64(m["go_goroutines"])}, nil
 		}
 		if time.Now().After(deadline) {
 			return memSample{}, fmt.Errorf("the gateway did not collect garbage within 2 minutes")
 		}
 	}
+}
+
+// swept waits, after a GC, until the gateway has swept its heap. Right
+// after a collection the spans of objects it found dead still count as
+// heap in use until the background sweeper frees them (hundreds of MiB at
+// 2,000 sessions), so a figure read then counts garbage; once the sweeper
+// is done, heap in use is what the gateway holds: live objects and the
+// free slots in the spans they keep. It polls until heap in use stops
+// falling (an idle gateway allocates only for the scrape), at most 10 s.
+func (e *env) swept(m map[string]float64) (map[string]float64, error) {
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		time.Sleep(250 * time.Millisecond)
+		n, err := e.scrape()
+		if err != nil {
+			return nil, err
+		}
+		d := m["go_memstats_heap_inuse_bytes"] - n["go_memstats_heap_inuse_bytes"]
+		gcs := n["go_gc_duration_seconds_count"] != m["go_gc_duration_seconds_count"]
+		m = n
+		if !gcs && d < 64<<10 {
+			return m, nil
+		}
+	}
+	return m, nil
 }
 
 // scrape reads the gateway's /metrics into name → value (unlabelled
