@@ -57,6 +57,9 @@ type clientConn struct {
 	commandConns atomic.Int32
 
 	served chan struct{} // closed when serve returns
+	// targetIn carries the shared target connection's unasked channel
+	// opens and requests to serve's loop (buffered: sent once, by the dial).
+	targetIn chan targetIncoming
 
 	// mu protects the following.
 	mu       sync.Mutex
@@ -161,7 +164,8 @@ func (s *Server) newClientConn(ctx context.Context, cancel context.CancelCauseFu
 		info.mode = "direct"
 	}
 	c := &clientConn{connInfo: info, s: s, sc: in.sc, id: newID(), ctx: ctx, cancel: cancel,
-		sessions: map[*session]struct{}{}, inner: map[*clientConn]struct{}{}, served: make(chan struct{})}
+		sessions: map[*session]struct{}{}, inner: map[*clientConn]struct{}{}, served: make(chan struct{}),
+		targetIn: make(chan targetIncoming, 1)}
 	if in.addr.Direct() {
 		c.resolved, c.resolveErr = s.resolve(ctx, in.addr.Target)
 	}
@@ -214,7 +218,9 @@ func (s *Server) defaultDockerHost() (Target, bool) {
 	return Target{}, false
 }
 
-// serve dispatches the connection's channels until it closes.
+// serve dispatches the connection's channels and answers its global
+// requests — and the shared target connection's unasked ones — in one
+// goroutine (serveIncoming) until it closes.
 func (c *clientConn) serve(chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request) {
 	defer close(c.served)
 	if !c.s.track(c, true) {
@@ -222,7 +228,6 @@ func (c *clientConn) serve(chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request
 		return
 	}
 	defer c.s.track(c, false)
-	go c.globalRequests(reqs)
 	// A cancelled connection (lock, shutdown) lets its sessions tell their
 	// users and seal first, for a bounded time, then hangs up.
 	stop := context.AfterFunc(c.ctx, c.closeAfterSessions)
@@ -231,16 +236,29 @@ func (c *clientConn) serve(chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request
 		// Reach the target while the client opens its channel.
 		go c.dialBackend()
 	}
-	for nc := range chans {
+	t, unread := serveIncoming(chans, reqs, c.targetIn, func(nc ssh.NewChannel) {
 		c.wg.Add(1)
 		go func() {
 			defer c.wg.Done()
 			c.dispatch(nc)
 		}()
-	}
+	}, c.globalRequest)
 	c.cancel(errDisconnected)
+	// The target may still ask while the sessions end.
+	if t.chans != nil || t.reqs != nil {
+		go serveTargetIncoming(t.chans, t.reqs)
+	}
 	c.wg.Wait()
 	c.closeBackend()
+	if unread {
+		// Dialled after the loop ended (closeBackend waited for the dial,
+		// which has sent by now): drain it until it has closed.
+		select {
+		case t := <-c.targetIn:
+			go serveTargetIncoming(t.chans, t.reqs)
+		default:
+		}
+	}
 }
 
 // liveSessions is the number of sessions on this connection.
@@ -304,17 +322,15 @@ func (c *clientConn) dispatch(nc ssh.NewChannel) {
 	}
 }
 
-// globalRequests answers connection-level requests: keepalives get a reply,
+// globalRequest answers a connection-level request: keepalives get a reply,
 // remote forwarding (ssh -R) is refused and audited.
-func (c *clientConn) globalRequests(reqs <-chan *ssh.Request) {
-	for r := range reqs {
-		if r.Type == "tcpip-forward" {
-			c.audit(audit.Event{Type: audit.EventForwardDenied, Reason: "remote port forwarding (ssh -R) is not allowed",
-				Details: map[string]any{"kind": "remote"}})
-		}
-		if r.WantReply {
-			r.Reply(false, nil)
-		}
+func (c *clientConn) globalRequest(r *ssh.Request) {
+	if r.Type == "tcpip-forward" {
+		c.audit(audit.Event{Type: audit.EventForwardDenied, Reason: "remote port forwarding (ssh -R) is not allowed",
+			Details: map[string]any{"kind": "remote"}})
+	}
+	if r.WantReply {
+		r.Reply(false, nil)
 	}
 }
 

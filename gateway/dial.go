@@ -37,7 +37,8 @@ func (c *clientConn) dialBackend() (target.Conn, error) {
 			c.backendErr = fmt.Errorf("access denied: %s", d0.Reason)
 			return
 		}
-		leg := &targetLeg{sessionID: c.id, portForward: d0.Options.PortForwarding, agentForward: d0.Options.AgentForwarding}
+		leg := &targetLeg{sessionID: c.id, portForward: d0.Options.PortForwarding, agentForward: d0.Options.AgentForwarding,
+			incoming: c.targetIn}
 		start := c.s.now()
 		c.backend, c.backendErr = c.s.dialTarget(c, leg)
 		if fn := c.s.cfg.OnTargetDial; fn != nil {
@@ -103,6 +104,9 @@ type targetLeg struct {
 	portForward  bool
 	agentForward bool
 	certSerial   uint64 // set by dialSSH
+	// incoming, when set, receives what the target sends unasked (the
+	// client connection's loop refuses it); else a goroutine refuses it.
+	incoming chan<- targetIncoming
 }
 
 func (s *Server) dialTarget(c *clientConn, leg *targetLeg) (target.Conn, error) {
@@ -171,7 +175,11 @@ func (s *Server) dialSSH(ctx context.Context, c *clientConn, t Target, leg *targ
 		go c.serveAgent(client.HandleChannelOpen("auth-agent@openssh.com"))
 		return client, nil
 	}
-	go serveTargetIncoming(chans, reqs)
+	if leg.incoming != nil {
+		leg.incoming <- targetIncoming{chans, reqs}
+	} else {
+		go serveTargetIncoming(chans, reqs)
+	}
 	return conn, nil
 }
 

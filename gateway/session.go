@@ -203,7 +203,7 @@ func (s *session) touch() { s.lastActive.Store(time.Now().UnixNano()) }
 // serve handles client requests until the client closes the channel or goes
 // away, then cancels the session's context and waits for run to seal it.
 func (s *session) serve(reqs <-chan *ssh.Request) {
-	runDone := make(chan struct{})
+	var runDone <-chan struct{}
 	// Ended before it started (a lock during setup): hang up the client.
 	stop := context.AfterFunc(s.ctx, func() {
 		if !s.started.Load() {
@@ -218,10 +218,7 @@ func (s *session) serve(reqs <-chan *ssh.Request) {
 			continue
 		}
 		if s.setup(r) {
-			go func() {
-				defer close(runDone)
-				s.run()
-			}()
+			runDone = s.run()
 		}
 	}
 	s.cancel(errDisconnected)
@@ -474,22 +471,47 @@ func openErrMessage(err error) string {
 	return err.Error()
 }
 
-// run relays data until the target side is done or the session's context
-// is cancelled, then answers the client and seals the session.
-func (s *session) run() {
-	relayDone := s.relay()
+// run starts relaying data; when the target side is done or the session's
+// context is cancelled, whichever comes first, the session is ended (end)
+// and the returned channel closed. No goroutine waits for either while the
+// session runs: the last output copier to finish ends it, or a cancellation
+// does, in a goroutine of its own (context.AfterFunc).
+func (s *session) run() <-chan struct{} {
+	runDone := make(chan struct{})
+	var ended atomic.Bool
+	var relayDone <-chan struct{}
+	var stopCtx func() bool
 	disarm := s.arm()
-	defer disarm()
+	end := func(cancelled bool) {
+		if !ended.CompareAndSwap(false, true) {
+			return // the other one ends it
+		}
+		defer close(runDone)
+		defer disarm()
+		stopCtx()
+		s.end(cancelled, relayDone)
+	}
+	// relayDone is set before either end can run: the relay's callback
+	// and the context's both wait for ready.
+	ready := make(chan struct{})
+	relayDone = s.relay(func() { <-ready; end(false) })
+	stopCtx = context.AfterFunc(s.ctx, func() { <-ready; end(true) })
+	close(ready)
+	return runDone
+}
+
+// end answers the client and seals the session once the relay is done
+// (cancelled false) or the session's context is cancelled (true).
+func (s *session) end(cancelled bool, relayDone <-chan struct{}) {
 	var cause error
-	select {
-	case <-relayDone:
+	if !cancelled {
 		if s.ctx.Err() == nil && !s.hasExit() {
 			lost := s.lost()
 			s.cancel(lost)
 			s.notice(lost.notice)
 			cause = lost
 		}
-	case <-s.ctx.Done():
+	} else {
 		cause = context.Cause(s.ctx)
 		s.teardown(cause, relayDone)
 	}
@@ -503,11 +525,13 @@ func (s *session) run() {
 }
 
 // relay starts copying both ways; the returned channel is closed once the
-// target has sent all its output and closed its channel.
+// target has sent all its output and closed its channel, and then onDone
+// is called.
 //
-// The second output copier to end waits for the target's requests and
-// closes the channel itself: no goroutine per session just to wait.
-func (s *session) relay() <-chan struct{} {
+// The second output copier to end waits for the target's requests, closes
+// the channel and calls onDone itself: no goroutine per session just to
+// wait.
+func (s *session) relay(onDone func()) <-chan struct{} {
 	done := make(chan struct{})
 	var left atomic.Int32
 	left.Store(2)
@@ -515,6 +539,7 @@ func (s *session) relay() <-chan struct{} {
 		if left.Add(-1) == 0 {
 			<-s.tdone
 			close(done)
+			onDone()
 		}
 	}
 	go func() {
