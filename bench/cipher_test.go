@@ -63,9 +63,9 @@ func benchCipher(b *testing.B, cipher, mac string) {
 	}
 	b.SetBytes(cipherChunk)
 	b.ResetTimer()
-	cpu0 := processCPU()
+	cpu0 := ProcessCPU()
 	n, err := io.Copy(io.Discard, out)
-	cpu := processCPU() - cpu0
+	cpu := ProcessCPU() - cpu0
 	b.StopTimer()
 	if err != nil || n != total {
 		b.Fatalf("received %d of %d bytes: %v", n, total, err)

@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
@@ -35,22 +34,14 @@ func BenchmarkSessionList100k(b *testing.B) {
 	}
 	for name, f := range cases {
 		b.Run(name, func(b *testing.B) {
-			cpu0 := processCPU()
+			cpu0 := ProcessCPU()
 			for i := 0; i < b.N; i++ {
 				rows, err := ss.List(context.Background(), f)
 				if err != nil || len(rows) == 0 {
 					b.Fatalf("%d rows, %v", len(rows), err)
 				}
 			}
-			b.ReportMetric(float64(processCPU()-cpu0)/float64(time.Millisecond)/float64(b.N), "cpu-ms/op")
+			b.ReportMetric(float64(ProcessCPU()-cpu0)/float64(time.Millisecond)/float64(b.N), "cpu-ms/op")
 		})
 	}
-}
-
-// processCPU is this process's user and system CPU time: less sensitive
-// than wall time to other work on a shared machine.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

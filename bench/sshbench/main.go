@@ -45,7 +45,7 @@ var (
 	flagFidelity    = flag.Bool("fidelity", true, "run the command fidelity corpus")
 	flagGWEnv       = flag.String("gw-env", "", "extra environment for the gateway process, space separated (e.g. GOGC=50 GOMEMLIMIT=256MiB)")
 	flagLive        = flag.Int("live", 200, "commands typed for the Enter → audit event delay; with -idle, also memory per idle session that typed (0 skips)")
-	flagOnly        = flag.String("only", "", "run only this part: fidelity | idle | rate | live | bulk")
+	flagOnly        = flag.String("only", "", "run only this part: fidelity | idle | rate | live | bulk | search")
 	flagBulkModes   = flag.String("bulk-modes", "", "with -only bulk: comma-separated modes (direct,viajump,gwdirect,gwjump; default all)")
 	flagRounds      = flag.Int("rounds", 3, "bulk and echo rounds, each running every mode once (bulk: median round; echo: all keystrokes)")
 	flagGH          = flag.String("gatehouse", "", "path to the gatehouse binary (default: build it)")
@@ -81,6 +81,7 @@ type env struct {
 	gwProc      *exec.Cmd
 	clientCfg   string
 	hostCALine  string
+	searchCPU   string // the command search's CPU per query, for the report
 }
 
 func run() error {
@@ -98,6 +99,16 @@ func run() error {
 		defer os.RemoveAll(dir)
 	}
 	e := &env{dir: dir}
+	if *flagOnly == "search" {
+		// The database query alone: no sshd, no gateway.
+		sel, common, err := e.commandSearch(*flagSearch)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("\"command contains\" over %d sessions: selective %.1f ms, every session matches %.1f ms (median of 20 wall times; %s)\n",
+			*flagSearch, ms(sel), ms(common), e.searchCPU)
+		return nil
+	}
 	if err := e.setup(); err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/gatehouse/gatehouse/bench"
@@ -47,8 +48,10 @@ func (e *env) commandSearch(n int) (selective, common time.Duration, err error) 
 		fmt.Fprintf(os.Stderr, "command search: %d sessions written in %v (kept in %s)\n", n, time.Since(t0).Round(time.Millisecond), path)
 	}
 	ss := recorder.NewSessionStore(db.DB)
+	var cpuNote []string
 	time1 := func(text string) (time.Duration, error) {
 		var ds []time.Duration
+		cpu0 := bench.ProcessCPU()
 		for i := 0; i < 20; i++ {
 			start := time.Now()
 			rows, err := ss.List(context.Background(), recorder.SessionFilter{Command: text, Limit: 50})
@@ -60,9 +63,11 @@ func (e *env) commandSearch(n int) (selective, common time.Duration, err error) 
 			}
 			ds = append(ds, time.Since(start))
 		}
+		cpuNote = append(cpuNote, fmt.Sprintf("%q %.1f ms", text, float64(bench.ProcessCPU()-cpu0)/float64(time.Millisecond)/20))
 		sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
 		return ds[len(ds)/2], nil
 	}
+	defer func() { e.searchCPU = "CPU per query: " + strings.Join(cpuNote, ", ") }()
 	if selective, err = time1("service-313-2"); err != nil {
 		return 0, 0, err
 	}
