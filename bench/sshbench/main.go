@@ -45,7 +45,9 @@ var (
 	flagFidelity    = flag.Bool("fidelity", true, "run the command fidelity corpus")
 	flagGWEnv       = flag.String("gw-env", "", "extra environment for the gateway process, space separated (e.g. GOGC=50 GOMEMLIMIT=256MiB)")
 	flagLive        = flag.Int("live", 200, "commands typed for the Enter → audit event delay; with -idle, also memory per idle session that typed (0 skips)")
-	flagOnly        = flag.String("only", "", "run only this part: fidelity | idle | rate | live | bulk | search")
+	flagOnly        = flag.String("only", "", "run only this part: fidelity | idle | rate | live | bulk | search | setup")
+	flagSetupModes  = flag.String("setup-modes", "", "with -only setup: comma-separated hosts (directkex,gwdirect,direct,gwjump; default all)")
+	flagHold        = flag.Bool("hold", false, "with -only setup: keep the targets and the gateway running afterwards until SIGINT (to trace a session by hand)")
 	flagBulkModes   = flag.String("bulk-modes", "", "with -only bulk: comma-separated modes (direct,viajump,gwdirect,gwjump; default all)")
 	flagRounds      = flag.Int("rounds", 3, "bulk and echo rounds, each running every mode once (bulk: median round; echo: all keystrokes)")
 	flagGH          = flag.String("gatehouse", "", "path to the gatehouse binary (default: build it)")
@@ -114,6 +116,8 @@ func run() error {
 	}
 	defer e.teardown()
 	switch *flagOnly {
+	case "setup":
+		return e.setupOnly()
 	case "rate":
 		rate, cpu, share, err := e.sessionRate()
 		if err != nil {
@@ -577,17 +581,19 @@ Host gwdirect
   HostName %[5]s
   Port %[6]s
   User root@bench
+  CertificateFile %[7]s-cert.pub
 Host gw
   HostName %[5]s
   Port %[6]s
   User bench
+  CertificateFile %[7]s-cert.pub
 Host gwjump
   HostName bench
   ProxyJump gw
+  CertificateFile %[7]s-cert.pub
 Host *
   User root
   IdentityFile %[7]s
-  CertificateFile %[7]s-cert.pub
   IdentitiesOnly yes
   UserKnownHostsFile %[8]s
   StrictHostKeyChecking yes
