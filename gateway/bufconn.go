@@ -17,11 +17,21 @@ import (
 // pass-through mode and the buffer back into a pool, so thousands of idle
 // sessions cost nothing here. Writes are not touched (x/crypto flushes one
 // packet per write, which is what keystroke latency needs).
+//
+// While a connection is being set up (its first setupAckBytes), every read
+// also acknowledges what it read at once (pushAck). An OpenSSH client (and
+// sshd on the target leg) runs with Nagle's algorithm until its session is
+// interactive, so a small packet sent while the previous one is
+// unacknowledged waits for our ACK — which Linux delays by 40 ms when we
+// have nothing to send back. The handshake hits that at least twice per leg
+// (the key exchange's ECDH message after KEXINIT, the service request after
+// NEWKEYS), two legs per session.
 type bufConn struct {
 	net.Conn
 	buf        *[]byte // nil in pass-through mode
 	start, end int     // unread bytes are (*buf)[start:end]
 	streaming  bool    // the last read filled what was asked for
+	setupLeft  int     // bytes still read with an immediate ACK
 }
 
 // bufConnSize is the read size while streaming: two full SSH packets.
@@ -29,7 +39,13 @@ const bufConnSize = 64 << 10
 
 var bufConnPool = sync.Pool{New: func() any { b := make([]byte, bufConnSize); return &b }}
 
-func newBufConn(c net.Conn) *bufConn { return &bufConn{Conn: c} }
+func newBufConn(c net.Conn) *bufConn { return &bufConn{Conn: c, setupLeft: setupAckBytes} }
+
+// setupAckBytes covers a connection's key exchange, authentication and its
+// first session's requests (a few KiB; a ProxyJump connection's inner
+// handshake too) and stops well before a bulk transfer would pay a
+// setsockopt per read.
+const setupAckBytes = 64 << 10
 
 // Read serves buffered bytes first; otherwise it reads straight into p
 // (pass-through), or fills the buffer with one large read (streaming).
@@ -41,6 +57,16 @@ func (c *bufConn) Read(p []byte) (int, error) {
 			c.release()
 		}
 		return n, nil
+	}
+	if c.setupLeft > 0 {
+		n, err := c.Conn.Read(p)
+		c.setupLeft -= n
+		// The version line is read a byte at a time; its ACK travels
+		// with our KEXINIT.
+		if n > 1 {
+			pushAck(c.Conn)
+		}
+		return n, err
 	}
 	if !c.streaming || len(p) >= bufConnSize {
 		n, err := c.Conn.Read(p)
