@@ -142,22 +142,32 @@ func (s *Server) dialSSH(ctx context.Context, c *clientConn, t Target, leg *targ
 	budget := max(s.cfg.HandshakeTimeout, s.cfg.TargetDialTimeout)
 	mctx, mcancel := context.WithTimeout(c.ctx, budget)
 	defer mcancel()
-	sc, err := s.cfg.Authority.MintSessionCert(mctx, auth.SessionCertRequest{
-		User: c.pr.User, SessionID: leg.sessionID, Login: c.addr.Login, SourceAddress: local, TTL: s.cfg.SessionCertTTL,
-		PTY: true, PortForward: leg.portForward, AgentForward: leg.agentForward, ForceCommand: leg.forceCommand,
-	})
-	if err != nil {
-		nc.Close()
-		return nil, fmt.Errorf("cannot mint a session certificate: %v", err)
-	}
-	leg.certSerial = sc.Cert.Serial
 	if dl, ok := mctx.Deadline(); ok {
 		nc.SetDeadline(dl)
+	}
+	// The certificate is minted while the target's sshd starts and the key
+	// exchange runs; authentication, after the exchange, waits for it.
+	minted := make(chan struct{})
+	var sc *auth.SessionCert
+	var mintErr error
+	go func() {
+		defer close(minted)
+		sc, mintErr = s.cfg.Authority.MintSessionCert(mctx, auth.SessionCertRequest{
+			User: c.pr.User, SessionID: leg.sessionID, Login: c.addr.Login, SourceAddress: local, TTL: s.cfg.SessionCertTTL,
+			PTY: true, PortForward: leg.portForward, AgentForward: leg.agentForward, ForceCommand: leg.forceCommand,
+		})
+	}()
+	signers := func() ([]ssh.Signer, error) {
+		<-minted
+		if mintErr != nil {
+			return nil, mintErr
+		}
+		return []ssh.Signer{sc.Signer}, nil
 	}
 	algs := s.algorithms()
 	ccfg := &ssh.ClientConfig{
 		User:            c.addr.Login,
-		Auth:            []ssh.AuthMethod{ssh.PublicKeys(sc.Signer)},
+		Auth:            []ssh.AuthMethod{ssh.PublicKeysCallback(signers)},
 		HostKeyCallback: hostKeyCallback(t),
 		ClientVersion:   "SSH-2.0-Gatehouse",
 		Config: ssh.Config{Ciphers: preferred(targetCiphers, algs.Ciphers), KeyExchanges: algs.KeyExchanges,
@@ -165,6 +175,12 @@ func (s *Server) dialSSH(ctx context.Context, c *clientConn, t Target, leg *targ
 		HostKeyAlgorithms: targetHostKeyAlgorithms(t, algs.HostKeys),
 	}
 	conn, chans, reqs, err := ssh.NewClientConn(newBufConn(nc), t.Address, ccfg)
+	<-minted
+	if mintErr != nil {
+		nc.Close()
+		return nil, fmt.Errorf("cannot mint a session certificate: %v", mintErr)
+	}
+	leg.certSerial = sc.Cert.Serial
 	if err != nil {
 		nc.Close()
 		return nil, handshakeError(t, c.addr.Login, err)
