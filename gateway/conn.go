@@ -141,7 +141,14 @@ func (s *Server) handshake(ctx context.Context, nc net.Conn, hostNames []string,
 	if err == nil {
 		var addr Address
 		if addr, err = st.address(sc.User()); err == nil {
-			return &authed{sc: sc, chans: chans, reqs: reqs, pr: *pr, addr: addr}, nil
+			a := &authed{sc: sc, chans: chans, reqs: reqs, pr: *pr, addr: addr}
+			// x/crypto keeps the ServerConfig, whose callbacks hold st, and
+			// the Permissions for the connection's life; authentication is
+			// over and a has what they named: an idle connection need not
+			// keep them.
+			*st = authState{}
+			sc.Permissions = nil
+			return a, nil
 		}
 	}
 	sc.Close()

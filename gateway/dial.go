@@ -147,6 +147,10 @@ func (s *Server) dialSSH(ctx context.Context, c *clientConn, t Target, leg *targ
 	}
 	// The certificate is minted while the target's sshd starts and the key
 	// exchange runs; authentication, after the exchange, waits for it.
+	// x/crypto's transport keeps the ClientConfig for the connection's life
+	// (for key re-exchanges) and with it this auth callback: sc is emptied
+	// once the handshake is over, so an idle connection does not keep the
+	// certificate and its key (~2 KiB per session).
 	minted := make(chan struct{})
 	var sc *auth.SessionCert
 	var mintErr error
@@ -181,6 +185,7 @@ func (s *Server) dialSSH(ctx context.Context, c *clientConn, t Target, leg *targ
 		return nil, fmt.Errorf("cannot mint a session certificate: %v", mintErr)
 	}
 	leg.certSerial = sc.Cert.Serial
+	sc = nil // authentication is over either way (it ran in this goroutine)
 	if err != nil {
 		nc.Close()
 		return nil, handshakeError(t, c.addr.Login, err)
