@@ -45,10 +45,10 @@ var (
 	flagFidelity    = flag.Bool("fidelity", true, "run the command fidelity corpus")
 	flagGWEnv       = flag.String("gw-env", "", "extra environment for the gateway process, space separated (e.g. GOGC=50 GOMEMLIMIT=256MiB)")
 	flagLive        = flag.Int("live", 200, "commands typed for the Enter → audit event delay; with -idle, also memory per idle session that typed (0 skips)")
-	flagOnly        = flag.String("only", "", "run only this part: fidelity | idle | rate | live | bulk | search | setup")
+	flagOnly        = flag.String("only", "", "run only this part: fidelity | idle | rate | live | bulk | echo | search | setup")
 	flagSetupModes  = flag.String("setup-modes", "", "with -only setup: comma-separated hosts (directkex,gwdirect,direct,gwjump; default all)")
 	flagHold        = flag.Bool("hold", false, "with -only setup: keep the targets and the gateway running afterwards until SIGINT (to trace a session by hand)")
-	flagBulkModes   = flag.String("bulk-modes", "", "with -only bulk: comma-separated modes (direct,viajump,gwdirect,gwjump; default all)")
+	flagBulkModes   = flag.String("bulk-modes", "", "with -only bulk or echo: comma-separated modes (direct,viajump,gwdirect,gwjump; default all)")
 	flagRounds      = flag.Int("rounds", 3, "bulk and echo rounds, each running every mode once (bulk: median round; echo: all keystrokes)")
 	flagGH          = flag.String("gatehouse", "", "path to the gatehouse binary (default: build it)")
 	flagCipher      = flag.String("cipher", "chacha20-poly1305@openssh.com", "client cipher for every mode")
@@ -135,7 +135,8 @@ func run() error {
 		fmt.Printf("| figure | Gatehouse | OpenSSH | ratio | goal | verdict |\n|---|---|---|---|---|---|\n")
 		lr.print()
 		return nil
-	case "bulk":
+	case "bulk", "echo":
+		bulk := *flagOnly == "bulk"
 		res := map[string]*result{}
 		modes := benchModes[:0:0]
 		for _, m := range benchModes {
@@ -144,12 +145,18 @@ func run() error {
 			}
 			res[m.host] = &result{}
 		}
-		if err := e.bulkAndEcho(modes, res, true, false); err != nil {
+		if err := e.bulkAndEcho(modes, res, bulk, !bulk); err != nil {
 			return err
 		}
 		j := res["viajump"]
 		for _, m := range modes {
-			fmt.Printf("bulk %-20s %6.0f MB/s  %.2f× -J  (rounds: %s)\n", m.name, res[m.host].mbps, ratio(res[m.host].mbps, j.mbps), res[m.host].rounds)
+			if bulk {
+				fmt.Printf("bulk %-20s %6.0f MB/s  %.2f× -J  (rounds: %s)\n", m.name, res[m.host].mbps, ratio(res[m.host].mbps, j.mbps), res[m.host].rounds)
+			} else {
+				r := res[m.host]
+				fmt.Printf("echo %-20s p50 %4d µs p99 %5d µs  %.2f× / %.2f× -J\n", m.name, r.p50.Microseconds(), r.p99.Microseconds(),
+					ratio(float64(r.p50), float64(j.p50)), ratio(float64(r.p99), float64(j.p99)))
+			}
 		}
 		return nil
 	case "idle":
@@ -670,8 +677,12 @@ func (e *env) throughput(host string) (float64, error) {
 	gw1, _ := procCPU(e.gwProc.Process.Pid)
 	client := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	mb := float64(n) / 1e6
-	fmt.Fprintf(os.Stderr, "bulk %-9s %6.0f MB/s  client CPU %.2f ms/MB  gateway CPU %.2f ms/MB\n", host, mb/el.Seconds(),
-		ms(client)/mb, ms(gw1-gw0)/mb)
+	// The gateway seals the recording after the client has gone (it hashes
+	// the whole file): a second later, its CPU per MB with the seal.
+	time.Sleep(time.Second)
+	gw2, _ := procCPU(e.gwProc.Process.Pid)
+	fmt.Fprintf(os.Stderr, "bulk %-9s %6.0f MB/s  client CPU %.2f ms/MB  gateway CPU %.2f ms/MB (%.2f with the seal)\n", host, mb/el.Seconds(),
+		ms(client)/mb, ms(gw1-gw0)/mb, ms(gw2-gw0)/mb)
 	return mb / el.Seconds(), nil
 }
 
@@ -694,8 +705,19 @@ func (e *env) echo(host string, keys int) ([]time.Duration, error) {
 	if err := waitFor(ctx, r, "READY"); err != nil {
 		return nil, err
 	}
+	if strings.HasPrefix(host, "gw") {
+		e.profileStart()
+		defer e.profileStop()
+	}
+	gw0 := procCPUPrecise(e.gwProc.Process.Pid)
 	var ds []time.Duration
 	buf := make([]byte, 64)
+	defer func() {
+		if len(ds) > 0 {
+			gw := procCPUPrecise(e.gwProc.Process.Pid) - gw0
+			fmt.Fprintf(os.Stderr, "echo %-9s %d keys  gateway CPU %.1f µs per keystroke\n", host, len(ds), float64(gw.Microseconds())/float64(len(ds)))
+		}
+	}()
 	for i := 0; i < keys; i++ {
 		c := byte('a' + i%26)
 		start := time.Now()
