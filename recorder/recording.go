@@ -193,18 +193,35 @@ type Recording struct {
 	start time.Time
 
 	// mu protects the following.
-	mu     sync.Mutex
-	f      recSink
-	aead   cipher.AEAD
-	n      uint64 // records written
-	buf    []byte // pending 'E' record payload (starts with the kind byte); nil when none, from recBufs
-	bytes  int64
-	err    error
-	closed bool
-	failed chan struct{}
-	subs   map[chan []byte]struct{}
-	onFail []func()
-	lastT  uint64
+	mu   sync.Mutex
+	f    recSink
+	aead cipher.AEAD
+	n    uint64 // records written
+	buf  []byte // pending 'E' record payload (starts with the kind byte); nil when none, from recBufs
+	// spans are the raw-stream bytes in buf not yet hashed: the writer
+	// hashes them with the batch, off the relay's path.
+	spans []hashSpan
+	// batches holds full batches of events waiting to be sealed and written;
+	// writing is set while someone (a writer goroutine started by
+	// flushIfFull, the flusher or Close) owns f, n and the batches it took.
+	// cond (on mu) is signalled whenever a batch is done or writing ends.
+	batches []recBatch
+	writing bool
+	cond    sync.Cond
+	// fileHash is the SHA-256 of every byte written to a local file so
+	// far, kept by whoever owns the sink; nil for objects, or once a write
+	// failed (the seal then reads the file back).
+	fileHash hash.Hash
+	// queued and written count batches ever queued and ever done (written,
+	// or only hashed after a failure): the flusher waits for its own.
+	queued, written uint64
+	bytes           int64
+	err             error
+	closed          bool
+	failed          chan struct{}
+	subs            map[chan []byte]struct{}
+	onFail          []func()
+	lastT           uint64
 	// streams are the raw streams of a session without a terminal (nil
 	// for a terminal session), indexed by event type.
 	streams map[byte]*rawStream
@@ -217,7 +234,29 @@ type Recording struct {
 type rawStream struct {
 	bytes, stored int64
 	hash          hash.Hash
+	// inline: the stream is full, so its bytes are hashed as they pass
+	// (they are not in any batch); every earlier batch was hashed first.
+	inline bool
 }
+
+// recBatch is a full 'E' record payload waiting to be written, with the
+// raw-stream bytes in it that still need hashing.
+type recBatch struct {
+	buf   []byte
+	spans []hashSpan
+}
+
+// hashSpan is buf[off:end] of a batch, to be written to h.
+type hashSpan struct {
+	h        hash.Hash
+	off, end int
+}
+
+// maxQueued bounds the batches waiting for the writer: a session that
+// produces faster than its recording is written stalls (the relay waits in
+// flushIfFull), it never drops bytes. With the batch being written and the
+// one being filled, a busy session holds at most flushSize × (maxQueued+2).
+const maxQueued = 1
 
 // streamNames name the raw streams by event type.
 var streamNames = map[byte]string{'o': "stdout", 'e': "stderr", 'i': "stdin"}
@@ -290,6 +329,10 @@ func (r *Recordings) Start(info SessionInfo) (*Recording, error) {
 		return nil, err
 	}
 	rec := &Recording{r: r, id: id, info: info, start: info.Start, f: f, aead: aead, failed: make(chan struct{})}
+	rec.cond.L = &rec.mu
+	if _, ok := f.(*os.File); ok {
+		rec.fileHash = sha256.New()
+	}
 	if info.Interactive {
 		rec.lines = cmdline.New(info.Cols, info.Rows, rec.onLine)
 	} else {
@@ -329,6 +372,9 @@ func (rec *Recording) writeHead() error {
 	if _, err := rec.f.Write([]byte(recMagic)); err != nil {
 		return fmt.Errorf("recorder: write recording: %w", err)
 	}
+	if rec.fileHash != nil {
+		rec.fileHash.Write([]byte(recMagic))
+	}
 	return rec.writeRecord(append([]byte{recHeader}, hb...))
 }
 
@@ -356,20 +402,34 @@ func putRecBuf(b []byte) {
 // AEAD tag.
 const recordOverhead = 4 + 16
 
-// writeRecord seals and writes one record. Caller holds mu (or is Start).
-// The sealing buffer goes back to the pool once written (the sink does not
-// keep it: a file write, or an object PUT that has been answered).
+// writeRecord seals and writes one record. Caller holds mu and no writer
+// is active (Start, or Close once the queue is drained).
 func (rec *Recording) writeRecord(pt []byte) error {
+	if err := rec.sealWrite(pt, rec.n); err != nil {
+		return err
+	}
+	rec.n++
+	return nil
+}
+
+// sealWrite seals pt as record n and writes it. The caller owns the sink:
+// it holds mu with no writer active, or it is the writer. The sealing
+// buffer goes back to the pool once written (the sink does not keep it: a
+// file write, or an object PUT that has been answered).
+func (rec *Recording) sealWrite(pt []byte, n uint64) error {
 	out := append(getRecBuf(), 0, 0, 0, 0)
-	out = rec.aead.Seal(out, recNonce(rec.n), pt, []byte(rec.id))
+	out = rec.aead.Seal(out, recNonce(n), pt, []byte(rec.id))
 	binary.BigEndian.PutUint32(out[:4], uint32(len(out)-4))
 	if _, err := rec.f.Write(out); err != nil {
 		// Not pooled: after a failed object PUT the HTTP transport may
 		// still be reading it.
+		rec.fileHash = nil // part of out may be in the file
 		return fmt.Errorf("recorder: write recording: %w", err)
 	}
+	if rec.fileHash != nil {
+		rec.fileHash.Write(out)
+	}
 	putRecBuf(out)
-	rec.n++
 	return nil
 }
 
@@ -397,19 +457,20 @@ func (rec *Recording) addEvent(typ byte, data []byte, track bool) error {
 	if rec.err != nil || rec.closed {
 		return rec.err
 	}
-	if len(rec.buf) == 0 {
-		if rec.buf == nil {
-			rec.buf = getRecBuf()
-		}
-		rec.buf = append(rec.buf, recEvents)
-	}
 	t := rec.since()
-	if rs := rec.streams[typ]; rs != nil {
-		rs.hash.Write(data)
+	rs := rec.streams[typ]
+	if rs != nil {
 		rs.bytes += int64(len(data))
 		if full := rec.r.opts.StreamFullBytes; full > 0 && rs.stored >= full {
-			// Full: keep the timing and length, not the bytes.
-			rec.buf = appendEvent(rec.buf, recElided, t, binary.AppendUvarint([]byte{typ}, uint64(len(data))))
+			// Full: keep the timing and length, not the bytes. The hash
+			// takes the bytes now, after every batch that holds earlier ones.
+			if !rs.inline {
+				rec.enqueueLocked()
+				rec.drainLocked()
+				rs.inline = true
+			}
+			rs.hash.Write(data)
+			rec.buf = appendEvent(rec.startBuf(), recElided, t, binary.AppendUvarint([]byte{typ}, uint64(len(data))))
 			return rec.flushIfFull()
 		}
 		rs.stored += int64(len(data))
@@ -421,11 +482,25 @@ func (rec *Recording) addEvent(typ byte, data []byte, track bool) error {
 		rec.bytes += int64(len(data))
 		quota := rec.streams == nil || rec.r.opts.StreamFullBytes <= 0
 		if max := rec.r.opts.MaxBytes; quota && max > 0 && rec.bytes > max {
+			// The full batches queued before the quota was passed are
+			// written, as they were when the relay wrote them itself; the
+			// events after them are not (the recording ends here).
+			rec.drainLocked()
 			rec.fail(ErrQuota)
+			if rs != nil {
+				// The stream's hash covers every byte that passed: the
+				// unwritten events', then these.
+				rec.enqueueLocked()
+				rec.drainLocked()
+				rs.hash.Write(data)
+			}
 			return ErrQuota
 		}
 	}
-	rec.buf = appendEvent(rec.buf, typ, t, data)
+	rec.buf = appendEvent(rec.startBuf(), typ, t, data)
+	if rs != nil {
+		rec.spans = append(rec.spans, hashSpan{rs.hash, len(rec.buf) - len(data), len(rec.buf)})
+	}
 	if rec.lines != nil && track {
 		feedTracker(rec.lines, typ, t, data)
 	}
@@ -435,37 +510,150 @@ func (rec *Recording) addEvent(typ byte, data []byte, track bool) error {
 	return rec.flushIfFull()
 }
 
-// flushIfFull writes the buffered events once they reach flushSize. Caller
+// startBuf returns the pending record's payload, started with its kind
+// byte if empty. Caller holds mu.
+func (rec *Recording) startBuf() []byte {
+	if len(rec.buf) == 0 {
+		if rec.buf == nil {
+			rec.buf = getRecBuf()
+		}
+		rec.buf = append(rec.buf, recEvents)
+	}
+	return rec.buf
+}
+
+// flushIfFull hands the buffered events to a writer goroutine once they
+// reach flushSize, so the session's relay does not seal, hash and write
+// them itself. The goroutine exists only while there are batches to write.
+// When maxQueued batches are already waiting, the caller waits for the
+// writer (backpressure: the session stalls, nothing is dropped). Caller
 // holds mu.
 func (rec *Recording) flushIfFull() error {
-	if len(rec.buf) >= flushSize {
-		return rec.flushLocked()
+	if len(rec.buf) < flushSize {
+		return nil
 	}
-	return nil
+	rec.enqueueLocked()
+	if !rec.writing {
+		rec.writing = true
+		go rec.writeLoop()
+	}
+	for len(rec.batches) > maxQueued && rec.err == nil {
+		rec.cond.Wait()
+	}
+	return rec.err
 }
 
-func (rec *Recording) flushLocked() error {
-	if len(rec.buf) == 0 || rec.err != nil {
-		return rec.err
-	}
-	start, n := time.Now(), len(rec.buf)
-	err := rec.writeRecord(rec.buf)
-	if fn := rec.r.opts.OnFlush; fn != nil && err == nil {
-		fn(n, time.Since(start))
-	}
-	putRecBuf(rec.buf)
-	rec.buf = nil
-	if err != nil {
-		rec.fail(err)
-	}
-	return err
+// writeLoop is the writer goroutine: it writes batches until none is left.
+func (rec *Recording) writeLoop() {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	rec.writeQueuedLocked(0)
+	rec.writing = false
+	rec.cond.Broadcast()
 }
 
+// enqueueLocked moves the buffered events to the write queue. Caller holds
+// mu.
+func (rec *Recording) enqueueLocked() {
+	if len(rec.buf) == 0 {
+		return
+	}
+	rec.batches = append(rec.batches, recBatch{rec.buf, rec.spans})
+	rec.buf, rec.spans = nil, nil
+	rec.queued++
+}
+
+// drainLocked returns once every queued batch is written: by the writer
+// goroutine if one runs, else by the caller. Caller holds mu.
+func (rec *Recording) drainLocked() {
+	for rec.writing {
+		rec.cond.Wait()
+	}
+	if len(rec.batches) == 0 {
+		return
+	}
+	rec.writing = true
+	rec.writeQueuedLocked(0)
+	rec.writing = false
+	rec.cond.Broadcast()
+}
+
+// writeQueuedLocked hashes, seals and writes the queued batches in order,
+// with mu released while it works (the session keeps adding events), until
+// none is left or, with until > 0, batch number until is done. After a
+// failure the remaining batches are hashed but not written: the stream
+// summaries still cover every byte that passed. Caller holds mu and set
+// writing.
+func (rec *Recording) writeQueuedLocked(until uint64) {
+	for len(rec.batches) > 0 && (until == 0 || rec.written < until) {
+		b := rec.batches[0]
+		rec.batches[0] = recBatch{}
+		rec.batches = rec.batches[1:]
+		write, n := rec.err == nil, rec.n
+		rec.mu.Unlock()
+		for _, sp := range b.spans {
+			sp.h.Write(b.buf[sp.off:sp.end])
+		}
+		var err error
+		if write {
+			start := time.Now()
+			if err = rec.sealWrite(b.buf, n); err == nil {
+				if fn := rec.r.opts.OnFlush; fn != nil {
+					fn(len(b.buf), time.Since(start))
+				}
+			}
+		}
+		rec.mu.Lock()
+		if write {
+			if err == nil {
+				rec.n++
+			} else {
+				rec.fail(err)
+			}
+		}
+		putRecBuf(b.buf)
+		rec.written++
+		rec.cond.Broadcast()
+	}
+	if len(rec.batches) == 0 {
+		rec.batches = nil
+	}
+}
+
+// flushLocked writes everything buffered and queued before returning.
+// Caller holds mu (released while the batches are written).
+func (rec *Recording) flushLocked() {
+	for len(rec.buf) > 0 || len(rec.batches) > 0 {
+		rec.enqueueLocked()
+		rec.drainLocked()
+	}
+}
+
+// flushIfDirty writes the buffered events (the flusher, every
+// FlushInterval) and returns once they are written. It writes only up to
+// its own batch: a busy session's later batches are left to a writer
+// goroutine, so one session cannot hold the flusher (and every other
+// session's bound on crash loss).
 func (rec *Recording) flushIfDirty() {
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
-	if !rec.closed {
-		rec.flushLocked()
+	if rec.closed {
+		return
+	}
+	rec.enqueueLocked()
+	mine := rec.queued
+	if !rec.writing && rec.written < mine {
+		rec.writing = true
+		rec.writeQueuedLocked(mine)
+		rec.writing = false
+		if len(rec.batches) > 0 {
+			rec.writing = true
+			go rec.writeLoop()
+		}
+		rec.cond.Broadcast()
+	}
+	for rec.written < mine {
+		rec.cond.Wait()
 	}
 }
 
@@ -546,6 +734,8 @@ func (rec *Recording) Close(reason string) (Summary, error) {
 		rec.mu.Unlock()
 		return Summary{}, errors.New("recorder: recording already closed")
 	}
+	// Everything queued or buffered is hashed, sealed and written before
+	// the final record; events added meanwhile are written too.
 	rec.flushLocked()
 	complete := rec.err == nil
 	if !complete {
@@ -570,9 +760,9 @@ func (rec *Recording) Close(reason string) (Summary, error) {
 	rec.subs, rec.buf = nil, nil
 	bytes := rec.bytes
 	rec.mu.Unlock()
-	// Hashing the sealed file here, not while writing, keeps SHA-256 off the
-	// session's hot path (it cost 9% of the relay's CPU); the file is still
-	// in the page cache.
+	// The file's SHA-256 was taken as it was written, by the writer
+	// goroutine (off the relay's path: on it, it cost 9% of the relay's
+	// CPU); after a failed write the file is read back instead.
 	sum, herr := rec.sum()
 	if werr == nil {
 		werr = herr
@@ -777,6 +967,9 @@ func (r *Recordings) discard(f recSink) {
 func (rec *Recording) sum() (string, error) {
 	if sw, ok := rec.f.(*segmentWriter); ok {
 		return sw.sum(), nil
+	}
+	if rec.fileHash != nil {
+		return hex.EncodeToString(rec.fileHash.Sum(nil)), nil
 	}
 	return fileSHA256(filepath.Join(rec.r.dir, rec.id+".ghrec"))
 }
