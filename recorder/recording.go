@@ -198,9 +198,12 @@ type Recording struct {
 	aead cipher.AEAD
 	n    uint64 // records written
 	buf  []byte // pending 'E' record payload (starts with the kind byte); nil when none, from recBufs
-	// spans are the raw-stream bytes in buf not yet hashed: the writer
-	// hashes them with the batch, off the relay's path.
+	// spans are the raw-stream bytes in buf and hbuf not yet hashed: the
+	// writer hashes them with the batch, off the relay's path. hbuf holds
+	// copies of bytes a full stream no longer stores, only to be hashed (a
+	// copy costs the relay far less than SHA-256); nil when none.
 	spans []hashSpan
+	hbuf  []byte
 	// batches holds full batches of events waiting to be sealed and written;
 	// writing is set while someone (a writer goroutine started by
 	// flushIfFull, the flusher or Close) owns f, n and the batches it took.
@@ -234,22 +237,21 @@ type Recording struct {
 type rawStream struct {
 	bytes, stored int64
 	hash          hash.Hash
-	// inline: the stream is full, so its bytes are hashed as they pass
-	// (they are not in any batch); every earlier batch was hashed first.
-	inline bool
 }
 
 // recBatch is a full 'E' record payload waiting to be written, with the
 // raw-stream bytes in it that still need hashing.
 type recBatch struct {
-	buf   []byte
-	spans []hashSpan
+	buf, hbuf []byte
+	spans     []hashSpan
 }
 
-// hashSpan is buf[off:end] of a batch, to be written to h.
+// hashSpan is buf[off:end] (hbuf[off:end] if side) of a batch, to be
+// written to h.
 type hashSpan struct {
 	h        hash.Hash
 	off, end int
+	side     bool
 }
 
 // maxQueued bounds the batches waiting for the writer: a session that
@@ -462,14 +464,13 @@ func (rec *Recording) addEvent(typ byte, data []byte, track bool) error {
 	if rs != nil {
 		rs.bytes += int64(len(data))
 		if full := rec.r.opts.StreamFullBytes; full > 0 && rs.stored >= full {
-			// Full: keep the timing and length, not the bytes. The hash
-			// takes the bytes now, after every batch that holds earlier ones.
-			if !rs.inline {
-				rec.enqueueLocked()
-				rec.drainLocked()
-				rs.inline = true
+			// Full: keep the timing and length, not the bytes. The writer
+			// hashes a copy, in order with the stream's stored bytes.
+			if rec.hbuf == nil {
+				rec.hbuf = getRecBuf()
 			}
-			rs.hash.Write(data)
+			rec.hbuf = append(rec.hbuf, data...)
+			rec.spans = append(rec.spans, hashSpan{rs.hash, len(rec.hbuf) - len(data), len(rec.hbuf), true})
 			rec.buf = appendEvent(rec.startBuf(), recElided, t, binary.AppendUvarint([]byte{typ}, uint64(len(data))))
 			return rec.flushIfFull()
 		}
@@ -499,7 +500,7 @@ func (rec *Recording) addEvent(typ byte, data []byte, track bool) error {
 	}
 	rec.buf = appendEvent(rec.startBuf(), typ, t, data)
 	if rs != nil {
-		rec.spans = append(rec.spans, hashSpan{rs.hash, len(rec.buf) - len(data), len(rec.buf)})
+		rec.spans = append(rec.spans, hashSpan{rs.hash, len(rec.buf) - len(data), len(rec.buf), false})
 	}
 	if rec.lines != nil && track {
 		feedTracker(rec.lines, typ, t, data)
@@ -529,7 +530,7 @@ func (rec *Recording) startBuf() []byte {
 // writer (backpressure: the session stalls, nothing is dropped). Caller
 // holds mu.
 func (rec *Recording) flushIfFull() error {
-	if len(rec.buf) < flushSize {
+	if len(rec.buf) < flushSize && len(rec.hbuf) < flushSize {
 		return nil
 	}
 	rec.enqueueLocked()
@@ -555,11 +556,11 @@ func (rec *Recording) writeLoop() {
 // enqueueLocked moves the buffered events to the write queue. Caller holds
 // mu.
 func (rec *Recording) enqueueLocked() {
-	if len(rec.buf) == 0 {
+	if len(rec.buf) == 0 && len(rec.hbuf) == 0 {
 		return
 	}
-	rec.batches = append(rec.batches, recBatch{rec.buf, rec.spans})
-	rec.buf, rec.spans = nil, nil
+	rec.batches = append(rec.batches, recBatch{rec.buf, rec.hbuf, rec.spans})
+	rec.buf, rec.hbuf, rec.spans = nil, nil, nil
 	rec.queued++
 }
 
@@ -592,9 +593,14 @@ func (rec *Recording) writeQueuedLocked(until uint64) {
 		write, n := rec.err == nil, rec.n
 		rec.mu.Unlock()
 		for _, sp := range b.spans {
-			sp.h.Write(b.buf[sp.off:sp.end])
+			if sp.side {
+				sp.h.Write(b.hbuf[sp.off:sp.end])
+			} else {
+				sp.h.Write(b.buf[sp.off:sp.end])
+			}
 		}
 		var err error
+		write = write && len(b.buf) > 0
 		if write {
 			start := time.Now()
 			if err = rec.sealWrite(b.buf, n); err == nil {
@@ -612,6 +618,7 @@ func (rec *Recording) writeQueuedLocked(until uint64) {
 			}
 		}
 		putRecBuf(b.buf)
+		putRecBuf(b.hbuf)
 		rec.written++
 		rec.cond.Broadcast()
 	}
@@ -620,10 +627,11 @@ func (rec *Recording) writeQueuedLocked(until uint64) {
 	}
 }
 
-// flushLocked writes everything buffered and queued before returning.
-// Caller holds mu (released while the batches are written).
+// flushLocked writes everything buffered and queued, and waits for a
+// writer still busy with the last batch, before returning. Caller holds mu
+// (released while the batches are written).
 func (rec *Recording) flushLocked() {
-	for len(rec.buf) > 0 || len(rec.batches) > 0 {
+	for len(rec.buf) > 0 || len(rec.hbuf) > 0 || len(rec.batches) > 0 || rec.writing {
 		rec.enqueueLocked()
 		rec.drainLocked()
 	}

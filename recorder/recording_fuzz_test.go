@@ -75,9 +75,16 @@ func BenchmarkRecordingOutput(b *testing.B) {
 // MB of a session without a terminal (its stdout hashed and stored), in
 // 32 KiB chunks: relay-ms/MB is the CPU of the calling thread alone (the
 // session's relay goroutine), total-ms/MB the whole process's (with the
-// writer goroutine and the GC). Linux only (RUSAGE_THREAD).
+// writer goroutine and the GC). Linux only (RUSAGE_THREAD). "full" is a
+// stream past StreamFullBytes (the default 64 MiB; here 1 MiB): hashed,
+// no longer stored.
 func BenchmarkRecordingOutputRaw(b *testing.B) {
-	r, _, _ := newRecordings(b, RecordingOptions{})
+	b.Run("stored", func(b *testing.B) { benchmarkOutputRaw(b, RecordingOptions{}) })
+	b.Run("full", func(b *testing.B) { benchmarkOutputRaw(b, RecordingOptions{StreamFullBytes: 1 << 20}) })
+}
+
+func benchmarkOutputRaw(b *testing.B, opts RecordingOptions) {
+	r, _, _ := newRecordings(b, opts)
 	rec, err := r.Start(SessionInfo{SessionID: "bench", User: "u", Target: "t", Login: "l", Command: "x"})
 	if err != nil {
 		b.Fatal(err)

@@ -113,6 +113,47 @@ func TestRecordingWriterKeepsOrder(t *testing.T) {
 	}
 }
 
+// A stream that passes StreamFullBytes across many batches keeps its
+// stored prefix exact and its hash over every byte: the bytes no longer
+// stored are hashed by the writer, after the stored ones.
+func TestRecordingWriterStreamFullHash(t *testing.T) {
+	const full = 3 * flushSize / 2
+	r, _, _ := newRecordings(t, RecordingOptions{StreamFullBytes: full})
+	rec, err := r.Start(SessionInfo{SessionID: "s", User: "u", Target: "t", Login: "l", Command: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	var out, errs []byte
+	for len(out) < 8*flushSize {
+		chunk := make([]byte, 1+rng.IntN(40000))
+		for i := range chunk {
+			chunk[i] = byte(rng.Uint32())
+		}
+		out = append(out, chunk...)
+		rec.Output(chunk)
+		if rng.IntN(8) == 0 {
+			errs = append(errs, chunk[:100]...)
+			rec.Stderr(chunk[:100])
+		}
+	}
+	sum, err := rec.Close("exited")
+	if err != nil || !sum.Complete {
+		t.Fatalf("close: %+v %v", sum, err)
+	}
+	so := sum.Streams["stdout"]
+	if so.Bytes != int64(len(out)) || so.SHA256 != sha(out) || so.Stored < full || so.Stored >= full+40000 {
+		t.Fatalf("stdout summary %+v, want %d bytes, sha %s", so, len(out), sha(out))
+	}
+	if se := sum.Streams["stderr"]; se.SHA256 != sha(errs) || se.Stored != int64(len(errs)) {
+		t.Fatalf("stderr summary %+v", se)
+	}
+	got, _ := rawStreams(t, r, rec.ID())
+	if !bytes.Equal(got["stdout"].Bytes(), out[:so.Stored]) || !bytes.Equal(got["stderr"].Bytes(), errs) {
+		t.Fatalf("stored stdout %d bytes, want the first %d", got["stdout"].Len(), so.Stored)
+	}
+}
+
 // waitBlockedInFlush returns once a goroutine waits in flushIfFull (the
 // queue is full), or fails the test if done closes first (nothing held the
 // producer back).
