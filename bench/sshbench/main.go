@@ -47,6 +47,7 @@ var (
 	flagLive        = flag.Int("live", 200, "commands typed for the Enter → audit event delay; with -idle, also memory per idle session that typed (0 skips)")
 	flagOnly        = flag.String("only", "", "run only this part: fidelity | idle | rate | live | bulk | echo | search | setup")
 	flagSetupModes  = flag.String("setup-modes", "", "with -only setup: comma-separated hosts (directkex,gwdirect,direct,gwjump; default all)")
+	flagSetupPhases = flag.Bool("setup-phases", false, "with -only setup: run ssh -vvv and print the median time of each step (key exchange, auth, channel, exec) per mode")
 	flagHold        = flag.Bool("hold", false, "with -only setup: keep the targets and the gateway running afterwards until SIGINT (to trace a session by hand)")
 	flagBulkModes   = flag.String("bulk-modes", "", "with -only bulk or echo: comma-separated modes (direct,viajump,gwdirect,gwjump; default all)")
 	flagRounds      = flag.Int("rounds", 3, "bulk and echo rounds, each running every mode once (bulk: median round; echo: all keystrokes)")

@@ -23,7 +23,8 @@ var setupModes = []struct{ name, host string }{
 // setupOnly times `ssh HOST true` -n times per mode, the modes interleaved
 // (one run of each per round) so a swing in the machine's load hits them
 // alike, and prints each mode's median and the gateway's CPU per session.
-// With -hold it then keeps everything running until SIGINT, printing the
+// With -setup-phases each ssh runs with -vvv and the steps of the session
+// are timed from its debug lines (see phases.go). With -hold it then keeps everything running until SIGINT, printing the
 // client config, for tracing one session by hand.
 func (e *env) setupOnly() error {
 	modes := setupModes
@@ -37,6 +38,7 @@ func (e *env) setupOnly() error {
 	}
 	times := map[string][]time.Duration{}
 	gwCPU := map[string]time.Duration{}
+	spans := map[string]map[string][]time.Duration{}
 	if *flagGWProfile != "" {
 		time.Sleep(time.Second) // the profiling gateway installs its signal handlers after it listens
 	}
@@ -45,7 +47,16 @@ func (e *env) setupOnly() error {
 		for _, m := range modes {
 			cpu0, _ := procCPU(e.gwProc.Process.Pid)
 			start := time.Now()
-			if out, err := e.ssh(m.host, "true").CombinedOutput(); err != nil {
+			if *flagSetupPhases {
+				at, err := e.timedSSH(m.host)
+				if err != nil {
+					return fmt.Errorf("%s: %w", m.name, err)
+				}
+				if spans[m.host] == nil {
+					spans[m.host] = map[string][]time.Duration{}
+				}
+				phaseSpans(at, spans[m.host])
+			} else if out, err := e.ssh(m.host, "true").CombinedOutput(); err != nil {
 				return fmt.Errorf("%s: %v: %s", m.name, err, out)
 			}
 			times[m.host] = append(times[m.host], time.Since(start))
@@ -61,6 +72,11 @@ func (e *env) setupOnly() error {
 		med[m.host] = ds[len(ds)/2]
 		fmt.Printf("setup %-28s median %6.1f ms  min %6.1f  max %6.1f  gateway CPU %.1f ms per session\n", m.name,
 			ms(med[m.host]), ms(ds[0]), ms(ds[len(ds)-1]), ms(gwCPU[m.host])/float64(len(ds)))
+	}
+	for _, m := range modes {
+		if spans[m.host] != nil {
+			printPhases(m.name, spans[m.host])
+		}
 	}
 	if g, d := med["gwdirect"], med["directkex"]; g > 0 && d > 0 {
 		fmt.Printf("setup, curve25519 both sides: %.2f× (goal ≤ 1.15×)\n", ms(g)/ms(d))
