@@ -93,6 +93,20 @@ func (e *env) idleMemory(n int) (idleResult, error) {
 	if err != nil {
 		return idleResult{}, err
 	}
+	// Stacks shrink only at a GC, by half each time, when a goroutine uses
+	// under a quarter of its stack: those grown during a session's setup
+	// take several collections to come down. Show how the figure moves over
+	// the next collections (an idle gateway collects at least every two
+	// minutes).
+	for i := 2; i <= 4; i++ {
+		m, err := e.memAfterGC(cfg)
+		if err != nil {
+			return idleResult{}, err
+		}
+		fmt.Fprintf(os.Stderr, "after GC %d: per session heap in use %.1f KiB, live %.1f KiB, stacks %.1f KiB, RSS %.1f KiB\n", i,
+			float64(m.heapInuse-before.heapInuse)/float64(n)/1024, float64(m.heapLive-before.heapLive)/float64(n)/1024,
+			float64(m.stack-before.stack)/float64(n)/1024, float64(m.rss-before.rss)/float64(n)/1024)
+	}
 	per := func(a, b int64) float64 { return float64(a-b) / float64(n) }
 	r := idleResult{n: n, rss: per(after.rss, before.rss), heapInuse: per(after.heapInuse, before.heapInuse),
 		heapLive: per(after.heapLive, before.heapLive), unswept: per(after.unswept, before.unswept), stack: per(after.stack, before.stack),
