@@ -202,8 +202,9 @@ func (s *session) touch() { s.lastActive.Store(time.Now().UnixNano()) }
 
 // serve handles client requests until the client closes the channel or goes
 // away, then cancels the session's context and waits for run to seal it.
+// Once the session runs, the same goroutine serves the target channel's
+// requests too (see requests).
 func (s *session) serve(reqs <-chan *ssh.Request) {
-	var runDone <-chan struct{}
 	// Ended before it started (a lock during setup): hang up the client.
 	stop := context.AfterFunc(s.ctx, func() {
 		if !s.started.Load() {
@@ -212,17 +213,14 @@ func (s *session) serve(reqs <-chan *ssh.Request) {
 	})
 	defer stop()
 	defer s.closeOwn()
-	for r := range reqs {
-		if s.started.Load() {
-			s.inSession(r)
-			continue
+	runDone := s.requests(reqs, func(r *ssh.Request) (<-chan *ssh.Request, <-chan struct{}, bool) {
+		if !s.setup(r) {
+			return nil, nil, false
 		}
-		if s.setup(r) {
-			runDone = s.run()
-		}
-	}
+		return s.treqs, s.run(), true
+	})
 	s.cancel(errDisconnected)
-	if s.started.Load() {
+	if runDone != nil {
 		<-runDone
 		return
 	}
@@ -231,6 +229,73 @@ func (s *session) serve(reqs <-chan *ssh.Request) {
 	}
 	s.ch.Close()
 	close(s.finished)
+}
+
+// requests is serve's loop. Until the session starts, the client's requests
+// go to start, which reports whether it started the session and then the
+// target channel's requests and the channel closed once the session is
+// sealed. From then on the loop hands the client's requests to the target
+// and the target's to the client (one goroutine for both sides): each
+// direction goes through a reqQueue, so the loop never waits for a reply —
+// waiting for the client's answer to a target keepalive while the client's
+// requests pile up unread would stall the client's connection with the
+// answer in it — and a side whose queue is full is not read until it has
+// room. It returns once the client's requests have ended and, for a
+// started session, the target's too or the session is sealed; s.tdone is
+// closed once every request of the target's has been passed on.
+func (s *session) requests(reqs <-chan *ssh.Request,
+	start func(*ssh.Request) (treqs <-chan *ssh.Request, runDone <-chan struct{}, ok bool)) (runDone <-chan struct{}) {
+	var treqs <-chan *ssh.Request
+	started := false
+	toTarget, toClient := newReqQueue(s.inSession), newReqQueue(s.targetRequest)
+	var ended <-chan struct{} // runDone, once the client's requests ended
+	for reqs != nil || treqs != nil {
+		creqs, tr := reqs, treqs
+		if toTarget.full() {
+			creqs = nil
+		}
+		if toClient.full() {
+			tr = nil
+		}
+		select {
+		case r, ok := <-creqs:
+			if !ok {
+				reqs = nil
+				s.cancel(errDisconnected)
+				ended = runDone
+				continue
+			}
+			if started {
+				toTarget.add(r)
+				continue
+			}
+			treqs, runDone, started = start(r)
+		case r, ok := <-tr:
+			if !ok {
+				treqs = nil
+				toClient.close(func() { close(s.tdone) })
+				continue
+			}
+			toClient.add(r)
+		case <-toTarget.room:
+		case <-toClient.room:
+		case <-ended:
+			// Sealed, with the target's channel closed (teardown waits a
+			// bounded time for the target to confirm): the rest of its
+			// requests must not hold this loop.
+			rest, drained := treqs, make(chan struct{})
+			toClient.close(func() { close(drained) })
+			go func() {
+				<-drained
+				for r := range rest {
+					s.targetRequest(r)
+				}
+				close(s.tdone)
+			}()
+			treqs = nil
+		}
+	}
+	return runDone
 }
 
 // setup handles a request before the session has started. It reports whether
@@ -381,15 +446,18 @@ func (s *session) begin() error {
 		s.tch, s.treqs = tch, treqs
 	}
 	tch := s.tch
-	go s.targetRequests(s.treqs)
+	// The target's requests are served by serve's loop once the session
+	// has started; until then nothing reads them.
 	if err := s.replaySetup(); err != nil {
 		tch.Close()
+		go ssh.DiscardRequests(s.treqs)
 		s.finish(err)
 		return err
 	}
 	ok, err := tch.SendRequest(s.kindRequest())
 	if err != nil || !ok {
 		tch.Close()
+		go ssh.DiscardRequests(s.treqs)
 		err = fmt.Errorf("%s refused the %s request", c.addr.Target, strings.SplitN(s.kind, ":", 2)[0])
 		if c.resolved.cfg.Kind == "docker" && s.kind == "subsystem:sftp" {
 			err = fmt.Errorf("file transfer (sftp/scp) into containers is not available; use ssh %s 'cat > FILE' < FILE", c.addr.Target)
@@ -711,34 +779,34 @@ func (s *session) sendInput(p []byte) error {
 	return err
 }
 
-// targetRequests forwards requests from the target (exit-status, exit-signal,
-// eow@openssh.com) to the client, noting the exit.
-func (s *session) targetRequests(reqs <-chan *ssh.Request) {
-	defer close(s.tdone)
-	for r := range reqs {
-		if s.ctx.Err() != nil && (r.Type == "exit-status" || r.Type == "exit-signal") {
-			// The session was ended; the target's verdict on the ended
-			// command is not the user's exit status.
-			continue
-		}
-		switch r.Type {
-		case "exit-status":
-			var m exitStatusMsg
-			if ssh.Unmarshal(r.Payload, &m) == nil {
-				s.setExit(int(m.Status))
-			}
-		case "exit-signal":
-			var m exitSignalMsg
-			if ssh.Unmarshal(r.Payload, &m) == nil {
-				s.mu.Lock()
-				s.exitSignal = m.Signal
-				s.mu.Unlock()
-			}
-		}
-		ok, _ := s.ch.SendRequest(r.Type, r.WantReply, r.Payload)
+// targetRequest forwards a request from the target (exit-status,
+// exit-signal, eow@openssh.com, keepalives) to the client, noting the exit.
+func (s *session) targetRequest(r *ssh.Request) {
+	if s.ctx.Err() != nil && (r.Type == "exit-status" || r.Type == "exit-signal") {
+		// The session was ended; the target's verdict on the ended
+		// command is not the user's exit status.
 		if r.WantReply {
-			r.Reply(ok, nil)
+			r.Reply(false, nil)
 		}
+		return
+	}
+	switch r.Type {
+	case "exit-status":
+		var m exitStatusMsg
+		if ssh.Unmarshal(r.Payload, &m) == nil {
+			s.setExit(int(m.Status))
+		}
+	case "exit-signal":
+		var m exitSignalMsg
+		if ssh.Unmarshal(r.Payload, &m) == nil {
+			s.mu.Lock()
+			s.exitSignal = m.Signal
+			s.mu.Unlock()
+		}
+	}
+	ok, _ := s.ch.SendRequest(r.Type, r.WantReply, r.Payload)
+	if r.WantReply {
+		r.Reply(ok, nil)
 	}
 }
 
