@@ -22,8 +22,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
 
 //go:embed migrations/*.sql migrations_postgres/*.sql
@@ -53,6 +51,11 @@ func (db *DB) Engine() string {
 // IsPostgres reports whether db is a PostgreSQL database.
 func (db *DB) IsPostgres() bool { return db.engine == Postgres }
 
+// busyTimeoutMS is how long SQLite waits for a lock another process holds
+// (the CLI, a backup); writers of this process queue in Go (sqlitelock.go).
+// A variable so a test can shorten it.
+var busyTimeoutMS = 10000
+
 // sqliteIdleConns is how many SQLite connections stay open when idle.
 const sqliteIdleConns = 16
 
@@ -62,12 +65,11 @@ func Open(path string) (*DB, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
-	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)" +
+	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(" + strconv.Itoa(busyTimeoutMS) + ")" +
 		"&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_txlock=immediate"
-	sdb, err := sql.Open("sqlite", dsn)
-	if err != nil {
-		return nil, fmt.Errorf("store: open %s: %w", path, err)
-	}
+	// Writers queue for the file in Go rather than in SQLite's busy
+	// handler (sqlitelock.go).
+	sdb := sql.OpenDB(newSQLiteConnector(dsn, path))
 	// Keep connections open between bursts: database/sql keeps only 2 idle
 	// by default, so under concurrent sessions it closed and reopened
 	// SQLite connections all the time, each open re-running the pragmas
