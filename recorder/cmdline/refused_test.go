@@ -76,3 +76,58 @@ func TestRefusedLineThenEmptyEnter(t *testing.T) {
 		})
 	}
 }
+
+// TestPastedLineEchoedAfterItsEnter: on a loaded target the shell echoes a
+// pasted line only after the gateway has sent its Enter, and the refused
+// line pasted after it (with the gateway's Ctrl-E Ctrl-U cancel) reaches
+// the target before that echo's newline. The first line still ran and is a
+// command: the keys after its Enter belong to the next line, and the late
+// echo is not a program answering the Enter. The screen and keys are those
+// of a failed TestInteractiveLineRules run on a loaded CI machine.
+func TestPastedLineEchoedAfterItsEnter(t *testing.T) {
+	const prompt = "\x1b[?2004hrec$ "
+	const refused = "rm -rf /tmp/victim/xdir-unique"
+	cases := map[string]func(s *screenScript){
+		"echo after the Enter": func(s *screenScript) {
+			s.keys("echo pasted-one")
+			s.keys("\r")
+			s.out("echo pasted-one")
+			s.keys(refused)
+			s.keys("\x05\x15")
+			s.out("\r\n\x1b[?2004l\r")
+		},
+		"echo split by the Enter": func(s *screenScript) {
+			s.keys("echo pasted-one")
+			s.out("echo pasted-o")
+			s.keys("\r")
+			s.out("ne")
+			s.keys(refused)
+			s.keys("\x05\x15")
+			s.out("\r\n\x1b[?2004l\r")
+		},
+		"echo before the Enter": func(s *screenScript) {
+			s.keys("echo pasted-one")
+			s.out("echo pasted-one")
+			s.keys("\r")
+			s.keys(refused)
+			s.keys("\x05\x15")
+			s.out("\r\n\x1b[?2004l\r")
+		},
+	}
+	for name, run := range cases {
+		t.Run(name, func(t *testing.T) {
+			s := newScript(80, 24)
+			s.out("warn-me now\r\n" + prompt)
+			run(s)
+			// The cancel reached the tty while bash ran echo: the tty
+			// echoed ^E and erased it; bash then drew the held line.
+			s.out("pasted-one\r\n^E\b \b\b \b" + prompt + refused)
+			s.keys("\x03")
+			s.out("^C\x1b[?2004l\r\x1b[?2004h\x1b[?2004l\r\r\n" + prompt)
+			s.typeEchoed("echo ok-$((40+2))\r")
+			if got, want := strings.Join(s.texts(), "|"), "echo pasted-one|echo ok-$((40+2))"; got != want {
+				t.Fatalf("commands %q, want %q", got, want)
+			}
+		})
+	}
+}

@@ -50,8 +50,12 @@ func (t *Tracker) key(b byte, at uint64) {
 		// and anything typed ahead of it.
 		t.enterPending, t.outputAfterEnter, t.atPrompt, t.typed = false, false, false, 0
 		t.queued, t.aheadKeys, t.byPrompt = nil, false, false
-	case (t.enterPending || len(t.queued) > 0 || t.aheadKeys) && !t.outputSince:
-		// Typed ahead, before any answer.
+	case t.enterPending || (len(t.queued) > 0 || t.aheadKeys) && !t.outputSince:
+		// Typed ahead, before any answer: keys after an Enter whose
+		// newline has not been echoed belong to the next line, even when
+		// the echo of the line itself came after the Enter (a Ctrl-U
+		// among them, such as the gateway's cancel of a refused line
+		// pasted after it, does not empty the line already entered).
 		switch {
 		case b == '\r' || b == '\n' || b == 0x0f:
 			t.queued, t.aheadKeys = append(t.queued, at), false

@@ -3,6 +3,7 @@ package cmdline
 import (
 	"bytes"
 	"io"
+	"strings"
 	"sync"
 	"time"
 
@@ -110,10 +111,11 @@ func (t *Tracker) Output(p []byte, at uint64) {
 	if t.em == nil {
 		return
 	}
+	answered := false
 	for t.enterPending || len(t.queued) > 0 {
 		i := bytes.IndexByte(p, '\n')
 		if i < 0 {
-			t.outputAfterEnter = t.outputAfterEnter || (t.enterPending && len(p) > 0)
+			answered = t.enterPending && len(p) > 0
 			break
 		}
 		t.em.Write(p[:i])
@@ -126,7 +128,23 @@ func (t *Tracker) Output(p []byte, at uint64) {
 		p = p[i+1:]
 	}
 	t.em.Write(p)
+	if answered && !t.outputAfterEnter && !t.lateEcho() {
+		t.outputAfterEnter = true
+	}
 	t.releaseIfIdle()
+}
+
+// lateEcho reports whether output after a pending Enter, with no newline, is
+// the echo of the line itself arriving late (a loaded target's shell echoes
+// a pasted line after its Enter was sent) rather than a program answering
+// the Enter: the screen's line is a beginning of the line as typed.
+func (t *Tracker) lateEcho() bool {
+	typed, ok := t.keys.Line()
+	if !ok {
+		return false
+	}
+	text := t.lineText()
+	return text != "" && strings.HasPrefix(strings.TrimSpace(typed), text)
 }
 
 // keepTail appends output to the tail, keeping the last tailMax bytes from
