@@ -37,7 +37,7 @@ func (c *clientConn) proxyJump(nc ssh.NewChannel) {
 		return
 	}
 	go ssh.DiscardRequests(reqs)
-	conn := &chanConn{Channel: ch, local: c.sc.LocalAddr(), remote: c.sc.RemoteAddr()}
+	conn := &chanConn{Channel: ch, out: newJumpWriter(ch), local: c.sc.LocalAddr(), remote: c.sc.RemoteAddr()}
 	hc, hctx, finish := c.s.startHandshake(c.ctx, conn)
 	in, err := c.s.handshake(hctx, hc, []string{name}, true)
 	finish()
@@ -93,10 +93,21 @@ func writeJumpChunks(w io.Writer, p []byte) (int, error) {
 	return n, nil
 }
 
-// chanConn presents an SSH channel as a net.Conn for the inner handshake.
+// chanConn presents an SSH channel as a net.Conn for the inner connection.
+// Its writes go through a jumpWriter (the outer channel's encryption on its
+// own goroutine).
 type chanConn struct {
 	ssh.Channel
+	out           *jumpWriter
 	local, remote net.Addr
+}
+
+func (c *chanConn) Write(p []byte) (int, error) { return c.out.Write(p) }
+
+// Close sends what is queued, then closes the channel.
+func (c *chanConn) Close() error {
+	c.out.flush(jumpDrainWait)
+	return c.Channel.Close()
 }
 
 func (c *chanConn) LocalAddr() net.Addr                { return c.local }
