@@ -52,7 +52,10 @@ const (
 // readline may already hold the line, which a later Enter would then run
 // (seen with bash). A line typed ahead while a command runs is in the tty's
 // buffer and is erased there the same way, and the running command is left
-// alone. A continued line (after a trailing backslash) stays continued: the
+// alone — usually: when the command ends as the cancel arrives, the shell
+// may take the line over without its erasure and show it again (seen in CI
+// under load with a pasted block). It still does not run: every Enter is
+// checked, so the next one refuses it again. A continued line (after a trailing backslash) stays continued: the
 // next line is checked joined to it.
 var cancelLine = []byte{0x05, 0x15}
 
