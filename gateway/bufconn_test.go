@@ -12,20 +12,7 @@ import (
 // order whatever the read sizes, and holds no buffer once a burst is over
 // (idle sessions must not keep 64 KiB each).
 func TestBufConnStream(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	sc, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
+	client, sc := tcpPair(t)
 	c := newBufConn(sc)
 	defer c.Close()
 	rng := rand.New(rand.NewSource(1))
@@ -60,4 +47,26 @@ func TestBufConnStream(t *testing.T) {
 	if c.buf != nil || c.streaming {
 		t.Errorf("after a short read the connection still holds a buffer (%v) or streams (%v)", c.buf != nil, c.streaming)
 	}
+}
+
+// tcpPair connects two sockets over loopback TCP; both close at the end of
+// the test.
+func tcpPair(t *testing.T) (client, server net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	server, err = ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { server.Close() })
+	return client, server
 }

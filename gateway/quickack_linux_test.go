@@ -34,20 +34,7 @@ func quickAckMode(t *testing.T, nc net.Conn) bool {
 // not kept waiting 40 ms), and that reads after them leave the kernel's
 // ACK timing alone.
 func TestBufConnPushesAcksDuringSetup(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	sc, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
+	client, sc := tcpPair(t)
 	defer sc.Close()
 	c := newBufConn(sc)
 	// pingPong trades small messages as a request/reply protocol does,

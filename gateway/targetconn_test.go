@@ -18,66 +18,27 @@ import (
 // open (here an X11 channel the gateway never asked for) is rejected as an
 // unknown type, and the handler ends with the connection.
 func TestTargetIncomingRefused(t *testing.T) {
-	_, hostPriv, _ := ed25519.GenerateKey(rand.Reader)
-	signer, err := ssh.NewSignerFromKey(hostPriv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	scfg := &ssh.ServerConfig{NoClientAuth: true}
-	scfg.AddHostKey(signer)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	type result struct {
-		replied bool
-		openErr error
-	}
-	res := make(chan result, 1)
+	conn, chans, reqs, sc, schans, sreqs := sshPair(t)
+	go ssh.DiscardRequests(sreqs)
 	go func() {
-		nc, err := ln.Accept()
-		if err != nil {
-			res <- result{openErr: err}
-			return
+		for nc := range schans {
+			nc.Reject(ssh.Prohibited, "no")
 		}
-		sc, chans, reqs, err := ssh.NewServerConn(nc, scfg)
-		if err != nil {
-			res <- result{openErr: err}
-			return
-		}
-		go ssh.DiscardRequests(reqs)
-		go func() {
-			for nc := range chans {
-				nc.Reject(ssh.Prohibited, "no")
-			}
-		}()
-		ok, _, _ := sc.SendRequest("keepalive@openssh.com", true, nil)
-		_, _, err = sc.OpenChannel("x11", nil)
-		res <- result{replied: ok, openErr: err}
-		sc.Close()
 	}()
-	nc, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, chans, reqs, err := ssh.NewClientConn(nc, ln.Addr().String(), &ssh.ClientConfig{User: "u", HostKeyCallback: ssh.InsecureIgnoreHostKey()})
-	if err != nil {
-		t.Fatal(err)
-	}
 	ended := make(chan struct{})
 	go func() {
 		serveTargetIncoming(chans, reqs)
 		close(ended)
 	}()
-	r := <-res
-	if r.replied {
+	if ok, _, _ := sc.SendRequest("keepalive@openssh.com", true, nil); ok {
 		t.Fatal("the target's global request was accepted")
 	}
+	_, _, err := sc.OpenChannel("x11", nil)
 	var oe *ssh.OpenChannelError
-	if !errors.As(r.openErr, &oe) || oe.Reason != ssh.UnknownChannelType {
-		t.Fatalf("the target's channel open: %v, want it rejected as an unknown channel type", r.openErr)
+	if !errors.As(err, &oe) || oe.Reason != ssh.UnknownChannelType {
+		t.Fatalf("the target's channel open: %v, want it rejected as an unknown channel type", err)
 	}
+	sc.Close()
 	conn.Wait()
 	select {
 	case <-ended:
