@@ -41,12 +41,22 @@ func TestWebUIReplayLiveAndAudit(t *testing.T) {
 	c := alice.cmd(context.Background(), "ssh", "-tt", "-p", iw.port, "root@db-1@127.0.0.1")
 	term := testenv.StartPTY(t, c, 100, 30)
 	term.Expect(t, "# ", 15*time.Second)
+	// Each line is typed at its prompt, as a person does after seeing the
+	// output (lines typed ahead of their prompt are the fidelity corpus's
+	// and the cmdline tests' subject, not this test's).
+	promptAfter := func(output string) {
+		term.Expect(t, output, 15*time.Second)
+		waitFor(t, "the prompt after "+output, func() bool {
+			out := term.Output()
+			return strings.Contains(out[strings.LastIndex(out, output):], "# ")
+		})
+	}
 	term.Send("echo unique-marker-$((20+3))\r")
-	term.Expect(t, "unique-marker-23", 15*time.Second)
+	promptAfter("unique-marker-23")
 	term.Send(`printf '<script>alert(1)</script>\033]52;c;ZXZpbA==\007\033]0;pwned\007done-%s\n' x` + "\r")
-	term.Expect(t, "done-x", 15*time.Second)
+	promptAfter("done-x")
 	term.Send("sleep 1; echo second-$((1+1))\r")
-	term.Expect(t, "second-2", 15*time.Second)
+	promptAfter("second-2")
 	term.Send("exit\r")
 	term.Wait()
 	s := lastSession(t, iw.world)
