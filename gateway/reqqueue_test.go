@@ -97,19 +97,11 @@ func TestSessionRequestsServeBothSides(t *testing.T) {
 	user, ucchans, ucreqs, gwSrv, gchans, greqsConn := sshPair(t)
 	go ssh.DiscardRequests(ucreqs)
 	go ssh.DiscardRequests(greqsConn)
-	go func() {
-		for nc := range ucchans {
-			nc.Reject(ssh.Prohibited, "no")
-		}
-	}()
+	go rejectChannels(ucchans)
 	gwCli, tcchans, tcreqs, _, tchans, treqsConn := sshPair(t)
 	go ssh.DiscardRequests(tcreqs)
 	go ssh.DiscardRequests(treqsConn)
-	go func() {
-		for nc := range tcchans {
-			nc.Reject(ssh.Prohibited, "no")
-		}
-	}()
+	go rejectChannels(tcchans)
 	_ = gwSrv
 
 	// The user's session channel, as the gateway accepts it.

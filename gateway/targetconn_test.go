@@ -20,11 +20,7 @@ import (
 func TestTargetIncomingRefused(t *testing.T) {
 	conn, chans, reqs, sc, schans, sreqs := sshPair(t)
 	go ssh.DiscardRequests(sreqs)
-	go func() {
-		for nc := range schans {
-			nc.Reject(ssh.Prohibited, "no")
-		}
-	}()
+	go rejectChannels(schans)
 	ended := make(chan struct{})
 	go func() {
 		serveTargetIncoming(chans, reqs)
@@ -105,19 +101,11 @@ func TestServeIncomingAnswersBothConnections(t *testing.T) {
 	// The user's client and the gateway's server side of it.
 	user, uchans, ureqs, gwServer, chans, reqs := sshPair(t)
 	go ssh.DiscardRequests(ureqs)
-	go func() {
-		for nc := range uchans {
-			nc.Reject(ssh.Prohibited, "no")
-		}
-	}()
+	go rejectChannels(uchans)
 	// The gateway's client side of the target connection, and the target.
 	_, tchans, treqs, target, schans, sreqs := sshPair(t)
 	go ssh.DiscardRequests(sreqs)
-	go func() {
-		for nc := range schans {
-			nc.Reject(ssh.Prohibited, "no")
-		}
-	}()
+	go rejectChannels(schans)
 
 	targetIn := make(chan targetIncoming, 1)
 	var mu sync.Mutex
@@ -210,5 +198,12 @@ func TestServeIncomingTargetNeverDialled(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("the loop did not end with the client connection")
+	}
+}
+
+// rejectChannels refuses every channel open that arrives on chans.
+func rejectChannels(chans <-chan ssh.NewChannel) {
+	for nc := range chans {
+		nc.Reject(ssh.Prohibited, "no")
 	}
 }
