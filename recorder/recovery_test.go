@@ -250,3 +250,131 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// backdate moves an instance's last renewal and lease end back by d, as if
+// it had died d ago.
+func backdate(t *testing.T, db *store.DB, id string, d time.Duration) {
+	t.Helper()
+	if _, err := db.ExecContext(context.Background(), `UPDATE instances SET renewed = renewed - ?, lease_until = lease_until - ?
+		WHERE id = ?`, d.Nanoseconds(), d.Nanoseconds(), id); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// dbNowOf is the database's clock as g's instance reads it.
+func dbNowOf(t *testing.T, g *gwInstance) int64 {
+	t.Helper()
+	n, err := g.in.DBNow(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func instanceRows(t *testing.T, db *store.DB) map[string]bool {
+	t.Helper()
+	rows, err := db.QueryContext(context.Background(), `SELECT id FROM instances`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	out := map[string]bool{}
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		out[id] = true
+	}
+	return out
+}
+
+// TestPruneInstancesOnlyAfterRecovery: the row of an instance dead for
+// longer than instance.Retention stays while it still owns an open session,
+// an open recording or a seal-pending one (recovery needs it to decide
+// ownership), and goes once a live instance's recovery pass claimed and
+// sealed all of them. Live instances, the pruning instance itself and an
+// instance dead for less than the retention keep their rows.
+func TestPruneInstancesOnlyAfterRecovery(t *testing.T) {
+	ctx := context.Background()
+	for name, db := range recoveryEngines(t) {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			dead := startInstance(t, db, dir, time.Second, nil)
+			dead.startSession(t, "s-1", "one\r\n")
+			dead.startSession(t, "s-2", "two\r\n")
+			dead.recs.Close()
+			pending := startInstance(t, db, dir, time.Second, nil) // died with a seal pending
+			rp := pending.startSession(t, "s-p", "pending\r\n")
+			pending.recs.Close()
+			recent := startInstance(t, db, dir, time.Second, nil) // died, but not long ago
+			live := startInstance(t, db, dir, time.Hour, nil)
+			b := startInstance(t, db, dir, time.Hour, nil) // the survivor that recovers and prunes
+			for _, g := range []*gwInstance{dead, pending} {
+				backdate(t, db, g.in.ID(), instance.Retention+time.Hour)
+			}
+			backdate(t, db, recent.in.ID(), instance.Retention-time.Hour)
+
+			// Before recovery: dead and pending still own open rows.
+			if gone, err := b.in.PruneDead(ctx); err != nil || len(gone) != 0 {
+				t.Fatalf("pruned before recovery: %v %v", gone, err)
+			}
+			// Recovery claims and ends dead's sessions and seals its
+			// recordings; pending's session is ended by hand and its
+			// recording left seal-pending, still owned by pending (as when
+			// its store is down and nobody claimed it yet).
+			open, err := b.ss.OpenOfDead(ctx, dbNowOf(t, b))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, o := range open {
+				if o.Instance != dead.in.ID() {
+					continue
+				}
+				if won, err := b.ss.Claim(ctx, o.ID, o.Instance); err != nil || !won {
+					t.Fatalf("claim %s: %v %v", o.ID, won, err)
+				}
+				o.EndReason = "gateway stopped unexpectedly"
+				if err := b.ss.EndClaimed(ctx, o.Session, time.Now()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := db.ExecContext(ctx, `UPDATE sessions SET end_at = ? WHERE id = 's-p'`, time.Now().UnixNano()); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := db.ExecContext(ctx, `UPDATE recordings SET ended = ?, seal_pending = 1 WHERE id = ?`,
+				time.Now().UnixNano(), rp.ID()); err != nil {
+				t.Fatal(err)
+			}
+			// dead's recordings are sealed by the pass; pending's is
+			// parked on the live instance for now so the pass leaves it.
+			if _, err := db.ExecContext(ctx, `UPDATE recordings SET instance_id = ? WHERE id = ?`, live.in.ID(), rp.ID()); err != nil {
+				t.Fatal(err)
+			}
+			if got, err := b.recs.RecoverDead(ctx, dbNowOf(t, b)); err != nil || len(got) != 2 {
+				t.Fatalf("recovered %+v %v", got, err)
+			}
+			if _, err := db.ExecContext(ctx, `UPDATE recordings SET instance_id = ? WHERE id = ?`, pending.in.ID(), rp.ID()); err != nil {
+				t.Fatal(err)
+			}
+			gone, err := b.in.PruneDead(ctx)
+			if err != nil || len(gone) != 1 || gone[0] != dead.in.ID() {
+				t.Fatalf("pruned %v %v, want only %s", gone, err, dead.in.ID())
+			}
+			rows := instanceRows(t, db)
+			for _, g := range []*gwInstance{pending, recent, live, b} {
+				if !rows[g.in.ID()] {
+					t.Errorf("row of %s pruned", g.in.ID())
+				}
+			}
+			// Once the seal-pending recording is claimed and sealed,
+			// pending's row goes too.
+			if got, err := b.recs.RecoverDead(ctx, dbNowOf(t, b)); err != nil || len(got) != 1 || got[0].ID != rp.ID() {
+				t.Fatalf("recovered %+v %v", got, err)
+			}
+			if gone, err := b.in.PruneDead(ctx); err != nil || len(gone) != 1 || gone[0] != pending.in.ID() {
+				t.Fatalf("pruned %v %v, want %s", gone, err, pending.in.ID())
+			}
+		})
+	}
+}

@@ -100,6 +100,7 @@ type App struct {
 	// recovery failed midway (retried by the next pass). Only the start
 	// pass and then the heartbeat goroutine use it, one after the other.
 	unfinished           map[string]recorder.OpenSession
+	lastPrune            time.Time      // the last pruneInstances (heartbeat goroutine after the start pass)
 	watchQuit, watchDone chan struct{}  // stop and wait for watchConfig (nil: not watching)
 	reloadMu             sync.Mutex     // one Reload at a time
 	active               *config.Config // roles, bindings and targets in force (Reload)

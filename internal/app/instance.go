@@ -38,7 +38,33 @@ func (a *App) recoverAtStart(ctx context.Context) error {
 			return err
 		}
 	}
-	return a.recoverDead(ctx, cutoff)
+	if err := a.recoverDead(ctx, cutoff); err != nil {
+		return err
+	}
+	a.pruneInstances(ctx)
+	return nil
+}
+
+// pruneEvery is how often the heartbeat deletes the rows of instances dead
+// for longer than instance.Retention: they pile up slowly (one per
+// stopped or crashed process), so once an hour is plenty.
+const pruneEvery = time.Hour
+
+// pruneInstances deletes the rows of instances that died or stopped more
+// than instance.Retention ago and own nothing recovery has not yet sealed.
+// It runs only after a recovery pass that succeeded; a failure is logged
+// and retried at the next pass (the rows are harmless meanwhile).
+func (a *App) pruneInstances(ctx context.Context) {
+	a.lastPrune = time.Now()
+	ids, err := a.Instance.PruneDead(ctx)
+	if err != nil {
+		a.Log.Warn("pruning the rows of long-dead instances failed; retrying later", "err", err)
+		return
+	}
+	if len(ids) > 0 {
+		a.Log.Info("pruned the rows of instances stopped or dead for longer than their retention",
+			"instances", ids, "retention", instance.Retention)
+	}
 }
 
 // recoverDead seals the open sessions and recordings of every instance
@@ -162,6 +188,10 @@ func (a *App) beat(ctx context.Context) {
 	}
 	if err != nil {
 		a.Log.Warn("recovery pass failed; retrying at the next heartbeat", "instance", a.Instance.ID(), "err", err)
+		return
+	}
+	if time.Since(a.lastPrune) >= pruneEvery {
+		a.pruneInstances(ctx)
 	}
 }
 

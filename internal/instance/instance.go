@@ -41,11 +41,13 @@ type Options struct {
 
 // Instance is this process's registration.
 type Instance struct {
-	id    string
-	db    *store.DB
-	lease time.Duration
-	now   func() time.Time
-	log   *slog.Logger
+	id      string
+	host    string
+	started int64 // unix nanoseconds, local clock
+	db      *store.DB
+	lease   time.Duration
+	now     func() time.Time
+	log     *slog.Logger
 }
 
 // Register adds this process to the instances table with a fresh lease.
@@ -60,16 +62,22 @@ func Register(ctx context.Context, db *store.DB, o Options) (*Instance, error) {
 		o.Logger = slog.Default()
 	}
 	host, _ := os.Hostname()
-	in := &Instance{id: newID(host), db: db, lease: o.Lease, now: o.Now, log: o.Logger}
+	in := &Instance{id: newID(host), host: host, started: o.Now().UnixNano(), db: db, lease: o.Lease, now: o.Now, log: o.Logger}
 	now, err := in.DBNow(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := db.ExecContext(ctx, `INSERT INTO instances(id, host, pid, started, renewed, lease_until)
-		VALUES (?, ?, ?, ?, ?, ?)`, in.id, host, os.Getpid(), o.Now().UnixNano(), now, now+o.Lease.Nanoseconds()); err != nil {
+	if err := in.insert(ctx, now); err != nil {
 		return nil, fmt.Errorf("instance: register: %w", err)
 	}
 	return in, nil
+}
+
+// insert writes this instance's row with a lease from now.
+func (in *Instance) insert(ctx context.Context, now int64) error {
+	_, err := in.db.ExecContext(ctx, `INSERT INTO instances(id, host, pid, started, renewed, lease_until)
+		VALUES (?, ?, ?, ?, ?, ?)`, in.id, in.host, os.Getpid(), in.started, now, now+in.lease.Nanoseconds())
+	return err
 }
 
 func newID(host string) string {
@@ -110,7 +118,9 @@ func DBNow(ctx context.Context, db *store.DB, now func() time.Time) (int64, erro
 var ErrLeaseLost = errors.New("instance: the lease ran out before it was renewed; other instances may have sealed this instance's sessions")
 
 // Renew extends the lease. It returns ErrLeaseLost (and takes a new lease)
-// when the old one had expired or was released.
+// when the old one had expired or was released, or when its row was gone
+// (pruned by another instance after this one went unrenewed for longer
+// than Retention: the row is written again).
 func (in *Instance) Renew(ctx context.Context) error {
 	now, err := in.DBNow(ctx)
 	if err != nil {
@@ -124,11 +134,71 @@ func (in *Instance) Renew(ctx context.Context) error {
 	if n, _ := res.RowsAffected(); n == 1 {
 		return nil
 	}
-	if _, err := in.db.ExecContext(ctx, `UPDATE instances SET renewed = ?, lease_until = ?, stopped = NULL WHERE id = ?`,
-		now, now+in.lease.Nanoseconds(), in.id); err != nil {
+	res, err = in.db.ExecContext(ctx, `UPDATE instances SET renewed = ?, lease_until = ?, stopped = NULL WHERE id = ?`,
+		now, now+in.lease.Nanoseconds(), in.id)
+	if err != nil {
 		return fmt.Errorf("instance: renew: %w", err)
 	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		if err := in.insert(ctx, now); err != nil {
+			return fmt.Errorf("instance: renew: register again: %w", err)
+		}
+	}
 	return ErrLeaseLost
+}
+
+// Retention is how long the row of an instance that stopped or died is
+// kept after its last renewal. Its sessions and recordings keep naming it
+// (its id is in their rows and in the audit events of its recovery), and
+// the row says which host and pid that was; after Retention the row goes,
+// but only once the instance owns nothing recovery must still decide.
+const Retention = 24 * time.Hour
+
+// PruneDead deletes the rows of other instances whose lease has run out
+// and which were last renewed more than Retention ago, and which own no
+// open session and no open or seal-pending recording: recovery has
+// claimed (moved to a live instance) and sealed everything they left. A
+// row still owning such rows stays until recovery has taken them, however
+// old it is. It returns the ids it deleted.
+//
+// Deleting a row never makes a live instance's work look dead sooner than
+// its lease does: a row is only deleted long after its lease ran out, and
+// recovery already treats an owner with no row as dead. An instance that
+// was stalled for longer than Retention takes its row back on its next
+// Renew (ErrLeaseLost, as for any lease that ran out).
+func (in *Instance) PruneDead(ctx context.Context) ([]string, error) {
+	now, err := in.DBNow(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return prune(ctx, in.db, in.id, now, now-Retention.Nanoseconds())
+}
+
+// prune deletes, on db's clock at now, the rows other than self's that
+// were last renewed before renewedBefore, whose lease ran out, and that own
+// nothing open.
+func prune(ctx context.Context, db *store.DB, self string, now, renewedBefore int64) ([]string, error) {
+	const dead = `id <> ? AND lease_until < ? AND renewed < ?
+		AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.end_at IS NULL AND s.instance_id = instances.id)
+		AND NOT EXISTS (SELECT 1 FROM recordings r WHERE r.ended IS NULL AND r.instance_id = instances.id)
+		AND NOT EXISTS (SELECT 1 FROM recordings r WHERE r.seal_pending = 1 AND r.instance_id = instances.id)`
+	rows, err := db.QueryContext(ctx, `DELETE FROM instances WHERE `+dead+` RETURNING id`, self, now, renewedBefore)
+	if err != nil {
+		return nil, fmt.Errorf("instance: prune: %w", err)
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("instance: prune: %w", err)
+		}
+		ids = append(ids, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("instance: prune: %w", err)
+	}
+	return ids, nil
 }
 
 // Release ends the lease at once (a clean stop): what the instance still

@@ -83,3 +83,44 @@ func TestLease(t *testing.T) {
 		})
 	}
 }
+
+// TestRenewAfterRowPruned: an instance that went unrenewed for longer than
+// Retention (stalled, or cut off from the database) may find its row
+// pruned by another instance; its next Renew reports the lease lost (it
+// must end what others sealed) and writes the row again, so it is live and
+// its new sessions are not taken for a dead instance's.
+func TestRenewAfterRowPruned(t *testing.T) {
+	ctx := context.Background()
+	for name, db := range engines(t) {
+		t.Run(name, func(t *testing.T) {
+			a, err := Register(ctx, db, Options{Lease: time.Hour})
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := Register(ctx, db, Options{Lease: time.Hour})
+			if err != nil {
+				t.Fatal(err)
+			}
+			back := (Retention + time.Hour).Nanoseconds()
+			if _, err := db.ExecContext(ctx, `UPDATE instances SET renewed = renewed - ?, lease_until = lease_until - ? WHERE id = ?`,
+				back, back, a.ID()); err != nil {
+				t.Fatal(err)
+			}
+			if gone, err := b.PruneDead(ctx); err != nil || len(gone) != 1 || gone[0] != a.ID() {
+				t.Fatalf("pruned %v %v, want %s", gone, err, a.ID())
+			}
+			if gone, err := a.PruneDead(ctx); err != nil || len(gone) != 0 {
+				t.Fatalf("a pruned the live b (or itself): %v %v", gone, err)
+			}
+			if err := a.Renew(ctx); !errors.Is(err, ErrLeaseLost) {
+				t.Fatalf("renew after the row was pruned: %v", err)
+			}
+			if live := liveIDs(t, db); !live[a.ID()] || !live[b.ID()] {
+				t.Fatalf("live %v after a renewed", live)
+			}
+			if err := a.Renew(ctx); err != nil {
+				t.Fatalf("renew once the row is back: %v", err)
+			}
+		})
+	}
+}
