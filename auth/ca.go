@@ -95,6 +95,46 @@ func LoadAuthority(ctx context.Context, sec *secrets.Store, db *sql.DB) (*Author
 	return a, nil
 }
 
+// ErrCASignersMissing is returned by LoadAuthorityWithSigners when a CA has
+// no signer: it never falls back to a key sealed in the database.
+var ErrCASignersMissing = errors.New("auth: a CA key held outside the database is missing")
+
+// LoadAuthorityWithSigners loads an Authority whose three CA keys are held
+// outside the database (a PKCS#11 token): s must set all three. Only the
+// gateway's own host key is read (or created) from the sealed-secret store;
+// no sealed CA key is read, created or used, so nothing signs with a
+// software CA key. sessionCAMigrated is the caller's finding (the token's
+// session key was created for an install whose user key existed).
+func LoadAuthorityWithSigners(ctx context.Context, sec *secrets.Store, db *sql.DB, s CASigners, sessionCAMigrated bool) (*Authority, error) {
+	if s.User == nil || s.Session == nil || s.Host == nil {
+		return nil, ErrCASignersMissing
+	}
+	hostKey, err := loadKey(ctx, sec, secretHostKey)
+	if err != nil {
+		return nil, err
+	}
+	return &Authority{db: db, hostCerts: map[string]ssh.Signer{}, userCA: s.User, sessionCA: s.Session, hostCA: s.Host,
+		hostKey: hostKey, sessionCAMigrated: sessionCAMigrated}, nil
+}
+
+// SealedCAKeys lists the CA keys sealed in sec's store under the names
+// LoadAuthority uses ("ca/user", "ca/session", "ca/host"): with CA keys on
+// a token, those left by an earlier software-key install (they sign
+// nothing there, but targets may still trust them).
+func SealedCAKeys(ctx context.Context, sec *secrets.Store) ([]string, error) {
+	var out []string
+	for _, name := range []string{secretUserCA, secretSessionCA, secretHostCA} {
+		_, err := sec.Get(ctx, name)
+		switch {
+		case err == nil:
+			out = append(out, name)
+		case !errors.Is(err, secrets.ErrNotFound):
+			return nil, fmt.Errorf("auth: load %s: %w", name, err)
+		}
+	}
+	return out, nil
+}
+
 // loadKey opens the sealed Ed25519 seed name, creating it when absent.
 func loadKey(ctx context.Context, sec *secrets.Store, name string) (ssh.Signer, error) {
 	seed, err := sec.GetOrCreate(ctx, name, newEd25519Seed)

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -289,5 +290,49 @@ func TestMintSessionCertTTLBounds(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "want more than 0 and at most 15m0s") {
 			t.Errorf("TTL %s: err = %v", ttl, err)
 		}
+	}
+}
+
+// TestLoadAuthorityWithSignersNeedsAllThree: CA keys held outside the
+// database are all or nothing; a missing one is an error, never a sealed
+// key made in its place, and no sealed CA key is created either way.
+func TestLoadAuthorityWithSignersNeedsAllThree(t *testing.T) {
+	db, err := store.Open(filepath.Join(t.TempDir(), "gh.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	kr, _ := secrets.NewKeyring(make([]byte, 32))
+	sec := secrets.NewStore(db.DB, kr)
+	signer := func() ssh.Signer {
+		_, priv, _ := ed25519.GenerateKey(rand.Reader)
+		s, _ := ssh.NewSignerFromKey(priv)
+		return s
+	}
+	ctx := context.Background()
+	full := CASigners{User: signer(), Session: signer(), Host: signer()}
+	for name, s := range map[string]CASigners{
+		"no user":    {Session: full.Session, Host: full.Host},
+		"no session": {User: full.User, Host: full.Host},
+		"no host":    {User: full.User, Session: full.Session},
+	} {
+		if _, err := LoadAuthorityWithSigners(ctx, sec, db.DB, s, false); !errors.Is(err, ErrCASignersMissing) {
+			t.Errorf("%s: %v, want %v", name, err, ErrCASignersMissing)
+		}
+	}
+	a, err := LoadAuthorityWithSigners(ctx, sec, db.DB, full, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(a.UserCAPublicKey().Marshal(), full.User.PublicKey().Marshal()) ||
+		!bytes.Equal(a.SessionCAPublicKey().Marshal(), full.Session.PublicKey().Marshal()) ||
+		!bytes.Equal(a.HostCAPublicKey().Marshal(), full.Host.PublicKey().Marshal()) {
+		t.Fatal("the Authority does not use the given CA keys")
+	}
+	if left, err := SealedCAKeys(ctx, sec); err != nil || len(left) != 0 {
+		t.Fatalf("sealed CA keys created: %v %v", left, err)
+	}
+	if a.HostKey() == nil {
+		t.Fatal("no gateway host key")
 	}
 }

@@ -213,6 +213,7 @@ func (a *App) open(rules policy.Policy, targets []gateway.Target) error {
 	if a.Authority.SessionCAMigrated() {
 		a.Log.Warn(auth.SessionCAMigrationNotice)
 	}
+	a.warnUnusedSealedCAKeys(ctx)
 	if a.Audit, err = OpenAudit(a.Env, a.Log); err != nil {
 		return err
 	}

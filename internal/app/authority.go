@@ -18,13 +18,16 @@ import (
 // LoadAuthority loads the CAs of env, with their keys on the PKCS#11 token
 // when ca.pkcs11 is configured (generated there on first use). close
 // releases the token; call it when the Authority is no longer used.
+//
+// With ca.pkcs11 no software CA key is created, loaded or used: a token
+// that cannot be opened, or a key that cannot be found or made on it, is an
+// error (fail closed), never a fallback to keys sealed in the database.
 func LoadAuthority(ctx context.Context, env *Env) (a *auth.Authority, close func(), err error) {
-	a, err = auth.LoadAuthority(ctx, env.Secrets, env.DB.DB)
-	if err != nil {
-		return nil, nil, err
-	}
 	p := env.Config.CA.PKCS11
 	if p.Module == "" {
+		if a, err = auth.LoadAuthority(ctx, env.Secrets, env.DB.DB); err != nil {
+			return nil, nil, err
+		}
 		// Sealed keys rotate (gatehouse ca rotate).
 		if err := a.EnableRotation(ctx, auth.SealedKeys{Secrets: env.Secrets}); err != nil {
 			return nil, nil, err
@@ -35,23 +38,56 @@ func LoadAuthority(ctx context.Context, env *Env) (a *auth.Authority, close func
 	if err != nil {
 		return nil, nil, err
 	}
+	if a, err = loadTokenAuthority(ctx, env, tok); err != nil {
+		tok.Close()
+		return nil, nil, err
+	}
+	return a, func() { tok.Close() }, nil
+}
+
+// loadTokenAuthority loads the Authority whose CA keys are tok's, creating
+// them there on first use.
+func loadTokenAuthority(ctx context.Context, env *Env, tok *hsm.Token) (*auth.Authority, error) {
+	// An install whose user CA key is on the token but not its session CA
+	// key gets one now: its targets must be told (SessionCAMigrated).
+	_, errUser := tok.Signer(hsm.KeyLabel("user"), false)
+	_, errSession := tok.Signer(hsm.KeyLabel("session"), false)
+	migrated := errUser == nil && errSession != nil
 	var s auth.CASigners
 	for _, k := range []struct {
 		ca  string
 		dst *ssh.Signer
 	}{{"user", &s.User}, {"session", &s.Session}, {"host", &s.Host}} {
+		var err error
 		if *k.dst, err = tok.Signer(hsm.KeyLabel(k.ca), true); err != nil {
-			tok.Close()
-			return nil, nil, err
+			return nil, err
 		}
 	}
-	a.UseCASigners(s)
+	a, err := auth.LoadAuthorityWithSigners(ctx, env.Secrets, env.DB.DB, s, migrated)
+	if err != nil {
+		return nil, err
+	}
 	// Token keys rotate on the token.
 	if err := a.EnableRotation(ctx, tokenKeys{tok}); err != nil {
-		tok.Close()
-		return nil, nil, err
+		return nil, err
 	}
-	return a, func() { tok.Close() }, nil
+	return a, nil
+}
+
+// warnUnusedSealedCAKeys tells the operator of an install moved to
+// ca.pkcs11 that its earlier software CA keys are still sealed in the
+// database: they sign nothing, but a target or client that still trusts
+// them trusts a key that exists outside the token.
+func (a *App) warnUnusedSealedCAKeys(ctx context.Context) {
+	if a.Config.CA.PKCS11.Module == "" {
+		return
+	}
+	names, err := auth.SealedCAKeys(ctx, a.Env.Secrets)
+	if err != nil || len(names) == 0 {
+		return
+	}
+	a.Log.Warn("software CA keys from before ca.pkcs11 are still sealed in the database; they sign nothing, "+
+		"but remove them from every target's TrustedUserCAKeys and every client's @cert-authority line", "keys", names)
 }
 
 // tokenKeys is the auth.KeyStore of CA keys on a PKCS#11 token; a key's name

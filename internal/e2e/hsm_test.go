@@ -15,6 +15,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/gatehouse/gatehouse/auth"
+	"github.com/gatehouse/gatehouse/internal/hsm"
 	"github.com/gatehouse/gatehouse/internal/testenv"
 )
 
@@ -30,9 +31,55 @@ func TestCAKeysInSoftHSM(t *testing.T) {
 			t.Fatalf("%s CA is %s, want the token's ECDSA P-256 key", name, k.Type())
 		}
 	}
+	// No software CA key was made: the database seals only the gateway's
+	// own host key, and the CAs are the keys read from the token itself.
+	rows, err := w.app.Env.DB.QueryContext(context.Background(), `SELECT name FROM secrets WHERE name LIKE ?`, "ca/%")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var name string
+		rows.Scan(&name)
+		t.Errorf("software CA key %s sealed in the database with ca.pkcs11", name)
+	}
+	rows.Close()
+	tok, err := hsm.Open(hsm.Config{Module: h.Module, TokenLabel: h.TokenLabel, Pin: h.Pin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	onToken := map[string]ssh.PublicKey{}
+	for _, ca := range []string{"user", "session", "host"} {
+		s, err := tok.Signer(hsm.KeyLabel(ca), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		onToken[ca] = s.PublicKey()
+	}
+	tok.Close()
 	alice := w.newUser("alice", time.Hour) // signed by the user CA on the token
 	if r := alice.run("ssh", "db-1", "echo via-hsm"); r.code != 0 || r.stdout != "via-hsm\n" {
 		t.Fatalf("session through a gateway whose CAs are on the token: %s", r)
+	}
+	// The user certificate ssh presented verifies under the token's key.
+	certBytes, err := os.ReadFile(alice.key + "-cert.pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _, _, _, err := ssh.ParseAuthorizedKey(certBytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uc, ok := pub.(*ssh.Certificate)
+	if !ok || string(uc.SignatureKey.Marshal()) != string(onToken["user"].Marshal()) {
+		t.Fatalf("alice's certificate is not signed by the token's user CA key")
+	}
+	if err := (&ssh.CertChecker{}).CheckCert("alice", uc); err != nil {
+		t.Fatalf("alice's certificate does not verify under the token's key: %v", err)
+	}
+	for name, k := range map[string]ssh.PublicKey{"session": a.SessionCAPublicKey(), "host": a.HostCAPublicKey()} {
+		if string(k.Marshal()) != string(onToken[name].Marshal()) {
+			t.Fatalf("the gateway's %s CA is not the token's key", name)
+		}
 	}
 	// sshd names the CA that signed the accepted per-session certificate.
 	want := "signed by ECDSA CA " + ssh.FingerprintSHA256(a.SessionCAPublicKey())
