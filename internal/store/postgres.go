@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
+	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
@@ -35,6 +36,26 @@ func (c pgConnector) Driver() driver.Driver { return c.inner.Driver() }
 // pgConn is a pgx connection that takes SQLite-style queries.
 type pgConn struct {
 	*stdlib.Conn
+	// rebound memoizes Rebind: the same few dozen texts run again and
+	// again. Bounded by maxRebound; used by one goroutine at a time, as the
+	// connection is.
+	rebound map[string]string
+}
+
+// maxRebound bounds pgConn.rebound; past it the memo starts over.
+const maxRebound = 256
+
+// rebind is Rebind(query), memoized.
+func (c *pgConn) rebind(query string) string {
+	if q, ok := c.rebound[query]; ok {
+		return q
+	}
+	q, _ := Rebind(query)
+	if c.rebound == nil || len(c.rebound) >= maxRebound {
+		c.rebound = make(map[string]string)
+	}
+	c.rebound[query] = q
+	return q
 }
 
 var (
@@ -51,19 +72,47 @@ func (c *pgConn) Prepare(query string) (driver.Stmt, error) {
 	return c.PrepareContext(context.Background(), query)
 }
 
+// PrepareContext returns a handle that runs query through the connection's
+// statement cache (pgx's default mode: a text is prepared on the server the
+// first time this connection runs it, and executed by name after that). A
+// prepared statement of pgx's own would instead be prepared and, when the
+// caller closes it, deallocated again: two round trips per statement for
+// the audit log's per-transaction statements.
 func (c *pgConn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
-	q, _ := Rebind(query)
-	return c.Conn.PrepareContext(ctx, q)
+	return &pgStmt{c: c, query: query}, nil
 }
 
 func (c *pgConn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
-	q, _ := Rebind(query)
-	return c.Conn.ExecContext(ctx, q, args)
+	return c.Conn.ExecContext(ctx, c.rebind(query), args)
 }
 
 func (c *pgConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
-	q, _ := Rebind(query)
-	return c.Conn.QueryContext(ctx, q, args)
+	return c.Conn.QueryContext(ctx, c.rebind(query), args)
+}
+
+// pgStmt is a statement of a pgConn, run through its statement cache.
+type pgStmt struct {
+	c     *pgConn
+	query string
+}
+
+func (s *pgStmt) Close() error  { return nil }
+func (s *pgStmt) NumInput() int { return -1 } // the server checks the arguments
+
+func (s *pgStmt) Exec(args []driver.Value) (driver.Result, error) {
+	return nil, errors.New("store: Stmt.Exec without a context")
+}
+
+func (s *pgStmt) Query(args []driver.Value) (driver.Rows, error) {
+	return nil, errors.New("store: Stmt.Query without a context")
+}
+
+func (s *pgStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
+	return s.c.ExecContext(ctx, s.query, args)
+}
+
+func (s *pgStmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
+	return s.c.QueryContext(ctx, s.query, args)
 }
 
 // CheckNamedValue sends a bool as 0 or 1: flags are INTEGER columns in the

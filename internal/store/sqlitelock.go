@@ -152,6 +152,7 @@ type liteConn struct {
 	inner driver.Conn
 	lock  writeLock
 	inTx  bool
+	stmts stmtCache // statements kept prepared (stmtcache.go)
 }
 
 var (
@@ -168,15 +169,19 @@ func (c *liteConn) Prepare(query string) (driver.Stmt, error) {
 	return c.PrepareContext(context.Background(), query)
 }
 
+// PrepareContext returns a handle on query's statement in the connection's
+// cache (prepared now if it is not there yet, so a bad query fails here).
 func (c *liteConn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
-	s, err := c.inner.(driver.ConnPrepareContext).PrepareContext(ctx, query)
-	if err != nil {
+	if _, _, err := c.stmts.get(ctx, c.inner, query); err != nil {
 		return nil, err
 	}
-	return &liteStmt{inner: s, c: c, query: query}, nil
+	return &liteStmt{c: c, query: query}, nil
 }
 
-func (c *liteConn) Close() error { return c.inner.Close() }
+func (c *liteConn) Close() error {
+	c.stmts.close()
+	return c.inner.Close()
+}
 
 func (c *liteConn) Begin() (driver.Tx, error) {
 	return c.BeginTx(context.Background(), driver.TxOptions{})
@@ -214,27 +219,47 @@ func (c *liteConn) writing(ctx context.Context, writes bool) (done func(), err e
 }
 
 func (c *liteConn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
-	done, err := c.writing(ctx, execWrites(query))
+	cs, busy, err := c.stmts.get(ctx, c.inner, query)
+	if err != nil {
+		return nil, err
+	}
+	done, err := c.writing(ctx, cs.execWrites)
 	if err != nil {
 		return nil, err
 	}
 	if done != nil {
 		defer done()
 	}
-	return c.inner.(driver.ExecerContext).ExecContext(ctx, query, args)
+	if busy {
+		return c.inner.(driver.ExecerContext).ExecContext(ctx, query, args)
+	}
+	return cs.inner.(driver.StmtExecContext).ExecContext(ctx, args)
 }
 
 func (c *liteConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
-	done, err := c.writing(ctx, queryWrites(query))
+	cs, busy, err := c.stmts.get(ctx, c.inner, query)
 	if err != nil {
 		return nil, err
 	}
-	rows, err := c.inner.(driver.QueryerContext).QueryContext(ctx, query, args)
+	done, err := c.writing(ctx, cs.queryWrites)
+	if err != nil {
+		return nil, err
+	}
+	var rows driver.Rows
+	if busy {
+		rows, err = c.inner.(driver.QueryerContext).QueryContext(ctx, query, args)
+	} else {
+		rows, err = cs.inner.(driver.StmtQueryContext).QueryContext(ctx, args)
+	}
 	if err != nil {
 		if done != nil {
 			done()
 		}
 		return nil, err
+	}
+	if !busy {
+		cs.rowsOpen = true
+		rows = &cachedRows{Rows: rows, sc: &c.stmts, cs: cs}
 	}
 	return holdRows(rows, done), nil
 }
@@ -272,15 +297,16 @@ func (t *liteTx) end() {
 	}
 }
 
-// liteStmt is a prepared statement of a liteConn.
+// liteStmt is a prepared statement of a liteConn: a handle on the
+// connection's cached statement for query. Closing it leaves the statement
+// in the cache.
 type liteStmt struct {
-	inner driver.Stmt
 	c     *liteConn
 	query string
 }
 
-func (s *liteStmt) Close() error  { return s.inner.Close() }
-func (s *liteStmt) NumInput() int { return s.inner.NumInput() }
+func (s *liteStmt) Close() error  { return nil }
+func (s *liteStmt) NumInput() int { return -1 } // as the driver's: SQLite checks the arguments
 
 func (s *liteStmt) Exec(args []driver.Value) (driver.Result, error) {
 	return nil, errors.New("store: Stmt.Exec without a context")
@@ -291,29 +317,11 @@ func (s *liteStmt) Query(args []driver.Value) (driver.Rows, error) {
 }
 
 func (s *liteStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
-	done, err := s.c.writing(ctx, execWrites(s.query))
-	if err != nil {
-		return nil, err
-	}
-	if done != nil {
-		defer done()
-	}
-	return s.inner.(driver.StmtExecContext).ExecContext(ctx, args)
+	return s.c.ExecContext(ctx, s.query, args)
 }
 
 func (s *liteStmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
-	done, err := s.c.writing(ctx, queryWrites(s.query))
-	if err != nil {
-		return nil, err
-	}
-	rows, err := s.inner.(driver.StmtQueryContext).QueryContext(ctx, args)
-	if err != nil {
-		if done != nil {
-			done()
-		}
-		return nil, err
-	}
-	return holdRows(rows, done), nil
+	return s.c.QueryContext(ctx, s.query, args)
 }
 
 // lockedRows holds the write lock until the rows of a write statement
