@@ -12,6 +12,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -59,14 +60,23 @@ type liveResult struct {
 
 // typingSession is an interactive session whose keys the bench types.
 type typingSession struct {
-	c   *ssh.Client
-	in  io.WriteCloser
-	out io.Reader
+	c    *ssh.Client
+	conn net.Conn // under c: a deadline on it bounds each wait for output
+	addr string
+	in   io.WriteCloser
+	out  io.Reader
 }
 
+// openTyping opens a shell and waits for its prompt, within
+// -session-timeout; the session then stays open without a deadline until
+// the next expect.
 func (e *env) openTyping(cfg *ssh.ClientConfig) (*typingSession, error) {
-	c, err := ssh.Dial("tcp", e.gwAddr, cfg)
+	deadline := time.Now().Add(*flagSessionTimeout)
+	c, conn, err := dialDeadline(e.gwAddr, cfg, deadline)
 	if err != nil {
+		if !time.Now().Before(deadline) {
+			return nil, errStuck(e.gwAddr, "an interactive session", err)
+		}
 		return nil, err
 	}
 	s, err := c.NewSession()
@@ -75,7 +85,7 @@ func (e *env) openTyping(cfg *ssh.ClientConfig) (*typingSession, error) {
 	}
 	var ts *typingSession
 	if err == nil {
-		ts = &typingSession{c: c}
+		ts = &typingSession{c: c, conn: conn, addr: e.gwAddr}
 		if ts.in, err = s.StdinPipe(); err == nil {
 			ts.out, err = s.StdoutPipe()
 		}
@@ -93,8 +103,12 @@ func (e *env) openTyping(cfg *ssh.ClientConfig) (*typingSession, error) {
 	return ts, nil
 }
 
-// expect reads output until s has arrived.
+// expect reads output until s has arrived, within -session-timeout (past
+// it the connection is cut and the bench fails saying so).
 func (ts *typingSession) expect(s string) error {
+	deadline := time.Now().Add(*flagSessionTimeout)
+	ts.conn.SetDeadline(deadline)
+	defer ts.conn.SetDeadline(time.Time{})
 	var seen []byte
 	buf := make([]byte, 512)
 	for {
@@ -104,6 +118,9 @@ func (ts *typingSession) expect(s string) error {
 			return nil
 		}
 		if err != nil {
+			if !time.Now().Before(deadline) {
+				return errStuck(ts.addr, fmt.Sprintf("waiting for %q", s), err)
+			}
 			return err
 		}
 	}

@@ -420,15 +420,6 @@ type sshd struct {
 	cmd     *exec.Cmd
 }
 
-func freePort() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
-
 func startSSHD(dir, name, extra string) (*sshd, error) {
 	d := filepath.Join(dir, name)
 	os.MkdirAll(d, 0o700)
@@ -451,22 +442,13 @@ func startSSHD(dir, name, extra string) (*sshd, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	if err := waitPort(addr); err != nil {
+	if err := waitListening(addr, cmd.Process.Pid, "sshd "+name, filepath.Join(d, "log")); err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
 		return nil, err
 	}
 	pub, _ := os.ReadFile(hk + ".pub")
 	return &sshd{addr: addr, hostPub: strings.TrimSpace(string(pub)), cmd: cmd}, nil
-}
-
-func waitPort(addr string) error {
-	for i := 0; i < 100; i++ {
-		if c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond); err == nil {
-			c.Close()
-			return nil
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return fmt.Errorf("%s did not start listening", addr)
 }
 
 func (e *env) gatehouse(args ...string) (string, error) {
@@ -560,7 +542,7 @@ bindings:
 	if err := e.gwProc.Start(); err != nil {
 		return err
 	}
-	if err := waitPort(gwAddr); err != nil {
+	if err := waitListening(gwAddr, e.gwProc.Process.Pid, "gatehouse serve", filepath.Join(e.dir, "gatehouse.log")); err != nil {
 		return err
 	}
 	e.hostCALine = strings.TrimSpace(hostCA)
@@ -606,6 +588,9 @@ Host *
   UserKnownHostsFile %[8]s
   StrictHostKeyChecking yes
   BatchMode yes
+  ConnectTimeout 10
+  ServerAliveInterval 10
+  ServerAliveCountMax 3
   Ciphers %[9]s
   LogLevel ERROR
 `, th, tp, jh, jp, gh, gp, key, kh, *flagCipher)

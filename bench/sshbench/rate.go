@@ -88,8 +88,10 @@ func (e *env) sessionRate() (perSec float64, cpuPerSession time.Duration, cpuSha
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for time.Now().Before(stop) {
+			for time.Now().Before(stop) && failed.Load() == 0 {
 				if err := oneSession(e.gwAddr, cfg); err != nil {
+					// The first failure ends the run: the others stop
+					// after their current session.
 					failed.Add(1)
 					firstErr.CompareAndSwap(nil, err)
 					continue
@@ -112,20 +114,6 @@ func (e *env) sessionRate() (perSec float64, cpuPerSession time.Duration, cpuSha
 	cpu := cpu1 - cpu0
 	fmt.Fprintf(os.Stderr, "session rate: %d sessions in %v, gateway CPU %v\n", n, el.Round(time.Millisecond), cpu)
 	return float64(n) / el.Seconds(), cpu / time.Duration(n), cpu.Seconds() / el.Seconds(), nil
-}
-
-func oneSession(addr string, cfg *ssh.ClientConfig) error {
-	c, err := ssh.Dial("tcp", addr, cfg)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	s, err := c.NewSession()
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	return s.Run("true")
 }
 
 // procCPU is a process's user plus system CPU time.
