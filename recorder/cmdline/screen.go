@@ -15,7 +15,7 @@ func (t *Tracker) commit() {
 	}
 	t.keys.Reset()
 	t.emptied = false
-	t.enterPending, t.outputAfterEnter, t.atPrompt, t.typed, t.byPrompt = false, false, false, 0, false
+	t.enterPending, t.outputAfterEnter, t.atPrompt, t.typed, t.byPrompt, t.early = false, false, false, 0, false, false
 	if t.aheadKeys && len(t.queued) == 0 {
 		// A line was begun ahead: it goes on after the next prompt.
 		t.atPrompt, t.typed, t.byPrompt, t.aheadKeys = true, 1, true, false
@@ -81,6 +81,17 @@ func (t *Tracker) key(b byte, at uint64) {
 		// The line is read when the shell echoes the newline: keys often
 		// arrive in one chunk (a paste, a fast typist) before their echo.
 		if t.atPrompt && t.typed > 0 && !t.enterPending {
+			if t.early && !t.echoed {
+				// Typed ahead of its prompt, nothing shown yet: the
+				// terminal may echo it now (still in cooked mode) and
+				// the shell again after its prompt, or only the shell.
+				// Read it at the prompt, as a line typed ahead of an
+				// Enter is.
+				t.queued = append(t.queued, at)
+				t.atPrompt, t.typed, t.early = false, 0, false
+				t.keys.Reset()
+				return
+			}
 			t.enterPending, t.enterAt = true, at
 			return
 		}
@@ -105,7 +116,13 @@ func (t *Tracker) key(b byte, at uint64) {
 			pos := t.em.CursorPosition()
 			t.atPrompt, t.promptX, t.promptY = true, pos.X, pos.Y
 			t.em.ClearScrollback()
-			t.promptText = t.rowText(pos.Y, 0, pos.X)
+			// Nothing left of the cursor after a prompt was seen: the
+			// prompt may not be drawn yet; keep the last one's text.
+			left := t.rowText(pos.Y, 0, pos.X)
+			t.early = strings.TrimSpace(left) == "" && t.promptText != ""
+			if !t.early {
+				t.promptText = left
+			}
 		}
 		t.typed++
 		t.keys.Feed(b)
@@ -133,6 +150,14 @@ func (t *Tracker) lineText() string {
 	if t.byPrompt {
 		text, _ := t.promptLine()
 		return text
+	}
+	if t.early {
+		// Keys that reached a shell in raw mode before its prompt was
+		// drawn are echoed after it, on the prompt's row; keys echoed by
+		// the terminal itself (still in cooked mode) are on their own row.
+		if text, ok := t.promptLine(); ok {
+			return text
+		}
 	}
 	cur := t.em.CursorPosition()
 	w, h := t.em.Width(), t.em.Height()

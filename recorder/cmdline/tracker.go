@@ -43,11 +43,17 @@ type Tracker struct {
 	// Typing ahead: keys that came after an Enter and before any answer
 	// (a pasted block, a fast typist) belong to lines whose prompt is not
 	// on the screen yet. Those lines are found by the prompt's text.
-	promptText  string   // the screen left of where typing started
-	queued      []uint64 // times of typed-ahead Enters, oldest first
-	aheadKeys   bool     // typed-ahead keys after the last queued Enter
-	byPrompt    bool     // the current line starts after promptText
-	outputSince bool     // output came since the last key
+	promptText string   // the screen left of where typing started
+	queued     []uint64 // times of typed-ahead Enters, oldest first
+	aheadKeys  bool     // typed-ahead keys after the last queued Enter
+	byPrompt   bool     // the current line starts after promptText
+	// early: the line's first key came at the start of an empty row, after
+	// a command's output and before the shell drew its prompt (typed
+	// ahead of the prompt, not of an Enter). Where the shell had already
+	// set its terminal raw, the prompt is drawn in front of the keys: the
+	// line is read after the last prompt's text when its row has one.
+	early       bool
+	outputSince bool // output came since the last key
 
 	// keys is the current line as its keystrokes say; echoed reports
 	// output between the line's first key and its Enter. A line whose
@@ -144,6 +150,13 @@ func (t *Tracker) lateEcho() bool {
 		return false
 	}
 	text := t.lineText()
+	if t.early {
+		// A line typed before its prompt: the prompt is drawn after the
+		// Enter, then the line after it.
+		if _, ok := t.promptLine(); ok {
+			return strings.HasPrefix(strings.TrimSpace(typed), text)
+		}
+	}
 	return text != "" && strings.HasPrefix(strings.TrimSpace(typed), text)
 }
 
