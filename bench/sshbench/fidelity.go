@@ -30,6 +30,9 @@ type key struct {
 	text  string
 	paste bool
 	wait  time.Duration // extra settle time (full-screen programs)
+	// upTo: instead of waiting for the output to settle, go on as soon as
+	// it shows this (to type the next keys while a command runs).
+	upTo string
 }
 
 func typed(s string) key { return key{text: s} }
@@ -69,6 +72,15 @@ var fidelityCorpus = []fidelityCase{
 	{name: "password prompts", secrets: []string{"hunter2-secret", "s3cr3t-second"}, keys: []key{
 		typed("read -r -s -p 'Password: ' pw; echo\r"), typed("hunter2-secret\r"),
 		typed("stty -echo; read -r x; stty echo\r"), typed("s3cr3t-second\r"), typed("echo done\r")}},
+	// Typed before the prompt: while the command before runs (the terminal
+	// echoes the keys at once, bash again after its prompt), key by key and
+	// pasted, and a password read with echo off typed before its read.
+	{name: "typed ahead of the prompt", secrets: []string{"hunter3-ahead"}, keys: []key{
+		{text: "sleep 0.5; echo a-$((1+1)); sleep 0.3\r", upTo: "a-2\r\n"}, {text: "echo b-$((2+1))\r", paste: true, wait: 500 * time.Millisecond},
+		{text: "sleep 0.6\r", upTo: "sleep 0.6\r\n"}, {text: "echo c-$((3+1))\r", wait: 500 * time.Millisecond},
+		{text: "sleep 0.4\r", upTo: "sleep 0.4\r\n"}, {text: "echo d-$((4+1))\recho e-$((5+1))\r", paste: true, wait: 500 * time.Millisecond},
+		{text: "sleep 0.4; read -r -s pw; echo got-${#pw}\r", upTo: "read -r -s pw; echo got-${#pw}\r\n"},
+		{text: "hunter3-ahead\r", paste: true, wait: 500 * time.Millisecond}, typed("echo done\r")}},
 	{name: "clear and unicode", keys: []key{typed("echo héllo wörld\r"), typed("\x0c"), typed("echo after clear\r"),
 		typed("printf '%s\\n' a b c\r")}},
 }
@@ -123,6 +135,7 @@ func (e *env) runCase(db *sql.DB, i int, c fidelityCase) (got, want []string, er
 		return nil, nil, err
 	}
 	for _, k := range c.keys {
+		out.mark()
 		if k.paste {
 			f.Write([]byte(k.text))
 		} else {
@@ -130,6 +143,13 @@ func (e *env) runCase(db *sql.DB, i int, c fidelityCase) (got, want []string, er
 				f.Write([]byte(tok))
 				time.Sleep(15 * time.Millisecond)
 			}
+		}
+		if k.upTo != "" {
+			if err := out.await(k.upTo, 10*time.Second); err != nil {
+				cmd.Process.Kill()
+				return nil, nil, err
+			}
+			continue
 		}
 		time.Sleep(k.wait)
 		if err := out.settle(10 * time.Second); err != nil {
@@ -282,6 +302,7 @@ type settleBuffer struct {
 	buf  bytes.Buffer
 	last time.Time
 	err  error
+	from int // where await looks from
 }
 
 func (b *settleBuffer) drain(f *os.File) {
@@ -298,6 +319,31 @@ func (b *settleBuffer) drain(f *os.File) {
 		}
 		b.mu.Unlock()
 	}
+}
+
+// mark starts the output that await looks in.
+func (b *settleBuffer) mark() {
+	b.mu.Lock()
+	b.from = b.buf.Len()
+	b.mu.Unlock()
+}
+
+// await waits until the output since mark shows s.
+func (b *settleBuffer) await(s string, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		b.mu.Lock()
+		found, err := bytes.Contains(b.buf.Bytes()[b.from:], []byte(s)), b.err
+		b.mu.Unlock()
+		if found {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("session output: %v", err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return fmt.Errorf("output never showed %q: %q", s, b.buf.String())
 }
 
 // settle waits until no output has arrived for 300 ms.
