@@ -60,6 +60,9 @@ type clientConn struct {
 	// targetIn carries the shared target connection's unasked channel
 	// opens and requests to serve's loop (buffered: sent once, by the dial).
 	targetIn chan targetIncoming
+	// adopted carries a started session's requests to serve's loop (see
+	// adopt; buffered: sent only while the loop holds none).
+	adopted chan *sessionReqs
 
 	// mu protects the following.
 	mu       sync.Mutex
@@ -67,7 +70,12 @@ type clientConn struct {
 	forwards map[*grantedForward]struct{} // port forwards allowed only by a just-in-time grant
 	inner    map[*clientConn]struct{}     // ProxyJump connections carried by this one
 	nSession int
-	wg       sync.WaitGroup
+	// loopHolds is set while serve's loop serves (or is about to serve) a
+	// session's requests, loopEnded once it returned (see adopt).
+	loopHolds, loopEnded bool
+	// wg counts the dispatched channels until they are done (a session's
+	// until after).
+	wg sync.WaitGroup
 }
 
 // resolvedTarget is a target address resolved against the configuration.
@@ -85,34 +93,73 @@ func newID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// handle runs one TCP connection from accept to close.
+// handle runs one TCP connection from accept to close, in a goroutine of
+// its own; Serve adopted nc (s.wg, s.raw) and hangUp lets go of it.
+//
+// An authenticated connection is served on a fresh goroutine (serveConn),
+// which spends the connection's life parked in serve's loop. The handshake
+// grows this goroutine's stack (authentication, policy, the database), and
+// the runtime gives a grown stack back only by halves, one per garbage
+// collection, and only while the goroutine uses under a quarter of it: a
+// goroutine that stays is held at 8 KiB or more for collections after an
+// idle connection needs 4. One that exits gives it back at once. For the
+// same reason serve's frames are kept small (set-up and wind-down are
+// functions of their own): parked in its loop the goroutine uses ~1 KiB, and
+// well under a quarter of 8 KiB is what lets a stack that grew come down to
+// 4 KiB.
 func (s *Server) handle(nc net.Conn) {
-	defer nc.Close()
+	c, chans, reqs := s.authenticate(nc)
+	if c == nil {
+		s.hangUp(nc)
+		return
+	}
+	go s.serveConn(nc, c, chans, reqs)
+}
+
+// serveConn serves an authenticated connection until it closes (see handle).
+func (s *Server) serveConn(nc net.Conn, c *clientConn, chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request) {
+	c.serve(chans, reqs)
+	c.cancel(nil)
+	s.hangUp(nc)
+}
+
+// hangUp closes a connection Serve adopted and lets go of it.
+func (s *Server) hangUp(nc net.Conn) {
+	nc.Close()
+	s.forgetRaw(nc)
+	s.wg.Done()
+}
+
+// authenticate admits a TCP connection and runs its SSH handshake. It
+// returns the authenticated connection and its channel opens and global
+// requests, or nil if the connection was refused or the handshake failed.
+//
+//go:noinline
+func (s *Server) authenticate(nc net.Conn) (*clientConn, <-chan ssh.NewChannel, <-chan *ssh.Request) {
 	remote := nc.RemoteAddr().String()
 	host, _, _ := net.SplitHostPort(remote)
 	release, ok := s.admit(host)
 	if !ok {
 		s.log.Warn("ssh connection refused: too many unauthenticated connections", "remote", remote)
-		return
+		return nil, nil, nil
 	}
 	defer release()
 	if tc, ok := nc.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 	}
 	ctx, cancel := context.WithCancelCause(context.Background())
-	defer cancel(nil)
 	// Large reads while streaming (see bufConn), deadline, lifted while an
 	// approval waits.
 	hc, hctx, finish := s.startHandshake(ctx, newBufConn(nc))
 	in, err := s.handshake(hctx, hc, s.hostNames(), false)
 	finish()
 	if err != nil {
+		cancel(nil)
 		s.log.Debug("ssh handshake failed", "remote", remote, "err", err)
-		return
+		return nil, nil, nil
 	}
 	release()
-	c := s.newClientConn(ctx, cancel, in, remote)
-	c.serve(in.chans, in.reqs)
+	return s.newClientConn(ctx, cancel, in, remote), in.chans, in.reqs
 }
 
 // authed is a connection that completed the SSH handshake, with what
@@ -172,7 +219,7 @@ func (s *Server) newClientConn(ctx context.Context, cancel context.CancelCauseFu
 	}
 	c := &clientConn{connInfo: info, s: s, sc: in.sc, id: newID(), ctx: ctx, cancel: cancel,
 		sessions: map[*session]struct{}{}, inner: map[*clientConn]struct{}{}, served: make(chan struct{}),
-		targetIn: make(chan targetIncoming, 1)}
+		targetIn: make(chan targetIncoming, 1), adopted: make(chan *sessionReqs, 1)}
 	if in.addr.Direct() {
 		c.resolved, c.resolveErr = s.resolve(ctx, in.addr.Target)
 	}
@@ -226,30 +273,65 @@ func (s *Server) defaultDockerHost() (Target, bool) {
 }
 
 // serve dispatches the connection's channels and answers its global
-// requests — and the shared target connection's unasked ones — in one
-// goroutine (serveIncoming) until it closes.
+// requests — and the shared target connection's unasked ones, and its first
+// session's channel requests — in one goroutine (serveIncoming) until it
+// closes. (Set-up and wind-down are functions of their own, so its frame
+// stays small while it is parked in the loop: see handle.)
 func (c *clientConn) serve(chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request) {
-	defer close(c.served)
-	if !c.s.track(c, true) {
-		c.sc.Close()
+	stop, ok := c.startServing()
+	if !ok {
+		close(c.served)
 		return
 	}
-	defer c.s.track(c, false)
+	t, unread, held := serveIncoming(chans, reqs, c.targetIn, c.adopted, c.dispatchAsync, c.globalRequest, c.released)
+	c.endServing(t, unread, held)
+	stop()
+	c.s.track(c, false)
+	close(c.served)
+}
+
+// startServing registers the connection with the server (false once the
+// server is shutting down: the connection is closed) and starts what runs
+// beside serve's loop; stop ends the connection-context callback.
+//
+//go:noinline
+func (c *clientConn) startServing() (stop func() bool, ok bool) {
+	if !c.s.track(c, true) {
+		c.sc.Close()
+		return nil, false
+	}
 	// A cancelled connection (lock, shutdown) lets its sessions tell their
 	// users and seal first, for a bounded time, then hangs up.
-	stop := context.AfterFunc(c.ctx, c.closeAfterSessions)
-	defer stop()
+	stop = context.AfterFunc(c.ctx, c.closeAfterSessions)
 	if c.mode == "direct" && c.reach().Allowed {
 		// Reach the target while the client opens its channel.
 		go c.dialBackend()
 	}
-	t, unread := serveIncoming(chans, reqs, c.targetIn, func(nc ssh.NewChannel) {
-		c.wg.Add(1)
+	return stop, true
+}
+
+// endServing winds the connection down once serve's loop has returned: a
+// session's requests it still held get a goroutine of their own, the
+// target's unasked requests are refused until it closes, and it returns
+// once every channel is done and the target connection closed.
+//
+//go:noinline
+func (c *clientConn) endServing(t targetIncoming, unread bool, held *sessionReqs) {
+	c.mu.Lock()
+	c.loopEnded = true
+	c.mu.Unlock()
+	// Session requests the loop held, or was being handed.
+	select {
+	case p := <-c.adopted:
+		held = p
+	default:
+	}
+	if held != nil {
 		go func() {
-			defer c.wg.Done()
-			c.dispatch(nc)
+			held.loop()
+			held.s.afterRequests(held.runDone)
 		}()
-	}, c.globalRequest)
+	}
 	c.cancel(errDisconnected)
 	// The target may still ask while the sessions end.
 	if t.chans != nil || t.reqs != nil {
@@ -266,6 +348,13 @@ func (c *clientConn) serve(chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request
 		default:
 		}
 	}
+}
+
+// dispatchAsync serves a channel the client opened in a goroutine of its
+// own (serve's loop must not block).
+func (c *clientConn) dispatchAsync(nc ssh.NewChannel) {
+	c.wg.Add(1)
+	go c.dispatch(nc)
 }
 
 // liveSessions is the number of sessions on this connection.
@@ -310,14 +399,41 @@ func (c *clientConn) closeAfterSessions() {
 	c.sc.Close()
 }
 
+// adopt hands a started session's requests to serve's loop, and reports
+// whether it took them: it serves one session's at a time, the first
+// (usually the only one) of the connection.
+func (c *clientConn) adopt(p *sessionReqs) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.loopHolds || c.loopEnded || c.adopted == nil {
+		return false
+	}
+	c.loopHolds = true
+	c.adopted <- p
+	return true
+}
+
+// released is called by serve's loop when an adopted session's requests
+// have ended; the session is ended in a goroutine of its own (it waits for
+// the seal) and the loop can adopt another.
+func (c *clientConn) released(p *sessionReqs) {
+	c.mu.Lock()
+	c.loopHolds = false
+	c.mu.Unlock()
+	go p.s.afterRequests(p.runDone)
+}
+
+// dispatch serves one channel the client opened, and calls c.wg.Done when
+// it is done with it (a session: once after ran).
 func (c *clientConn) dispatch(nc ssh.NewChannel) {
+	if nc.ChannelType() == "session" && c.mode != "menu" {
+		c.session(nc)
+		return
+	}
+	defer c.wg.Done()
 	switch nc.ChannelType() {
 	case "session":
-		if c.mode == "menu" {
-			c.menu(nc)
-			return
-		}
-		c.session(nc)
+		c.menu(nc)
 	case "direct-tcpip":
 		if c.mode == "menu" {
 			c.proxyJump(nc)

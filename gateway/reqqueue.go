@@ -17,7 +17,7 @@ const reqQueueMax = 16
 // goroutine runs only while requests are queued, so an idle session has
 // none; the loop that serves both sides of a session then never waits for
 // a reply from one side while the other side waits for it to read (see
-// session.serve).
+// sessionReqs).
 type reqQueue struct {
 	send func(*ssh.Request) // passes one request on and answers it
 	// room is signalled (without blocking) when the queue drops below

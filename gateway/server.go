@@ -355,11 +355,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			nc.Close()
 			return ErrServerClosed
 		}
-		go func() {
-			defer s.wg.Done()
-			defer s.forgetRaw(nc)
-			s.handle(nc)
-		}()
+		go s.handle(nc) // which lets go of nc (hangUp)
 	}
 }
 

@@ -32,8 +32,8 @@ import (
 // The session has one life: ctx. Everything that ends a session — the client
 // going away, a lock, a terminate, the TTL, the idle timeout, a shutdown, the
 // target dying, a failed recording — cancels ctx with an *endCause, whose
-// text is what the user sees and the audit records. The run goroutine alone
-// then tears down, within bounded time (see teardown).
+// text is what the user sees and the audit records. Whichever of run's two
+// callbacks comes first then tears down, within bounded time (see teardown).
 type session struct {
 	c   *clientConn
 	id  string
@@ -138,23 +138,22 @@ func (c *clientConn) forget(s *session) {
 }
 
 // session serves one client session channel: the target's channel is opened
-// first, and a refusal there is passed back as a refused open.
+// first, and a refusal there is passed back as a refused open. It calls
+// c.wg.Done once the session is over (see after), which may be after it
+// returned: a started session's requests may be served by the connection's
+// loop (see serve).
 func (c *clientConn) session(nc ssh.NewChannel) {
 	s := c.newSession()
-	defer c.forget(s)
-	defer func() {
-		if s.counted {
-			c.s.releaseSession(c.pr.User)
-		}
-	}()
 	if oe := s.openTarget(); oe != nil {
 		s.abandon()
 		nc.Reject(oe.Reason, oe.Message)
+		s.after()
 		return
 	}
 	ch, reqs, err := nc.Accept()
 	if err != nil {
 		s.abandon()
+		s.after()
 		return
 	}
 	s.ch = ch
@@ -200,10 +199,12 @@ func (s *session) abandon() {
 
 func (s *session) touch() { s.lastActive.Store(time.Now().UnixNano()) }
 
-// serve handles client requests until the client closes the channel or goes
-// away, then cancels the session's context and waits for run to seal it.
-// Once the session runs, the same goroutine serves the target channel's
-// requests too (see requests).
+// serve handles client requests until the session starts (or the client
+// closes the channel or goes away first). Then the session's requests both
+// ways (sessionReqs) are handed to the connection's loop, which serves them
+// without a goroutine of the session's own; when it already serves another
+// session's, this goroutine serves them. Once they have ended the session's
+// context is cancelled and, once run has sealed it, after runs.
 func (s *session) serve(reqs <-chan *ssh.Request) {
 	// Ended before it started (a lock during setup): hang up the client.
 	stop := context.AfterFunc(s.ctx, func() {
@@ -211,91 +212,64 @@ func (s *session) serve(reqs <-chan *ssh.Request) {
 			s.ch.Close()
 		}
 	})
-	defer stop()
-	defer s.closeOwn()
-	runDone := s.requests(reqs, func(r *ssh.Request) (<-chan *ssh.Request, <-chan struct{}, bool) {
+	p := s.setupRequests(reqs, func(r *ssh.Request) (<-chan *ssh.Request, <-chan struct{}, bool) {
 		if !s.setup(r) {
 			return nil, nil, false
 		}
 		return s.treqs, s.run(), true
 	})
-	s.cancel(errDisconnected)
-	if runDone != nil {
-		<-runDone
+	stop()
+	if p == nil {
+		s.cancel(errDisconnected)
+		if s.tch != nil {
+			s.tch.Close()
+		}
+		s.ch.Close()
+		close(s.finished)
+		s.after()
 		return
 	}
-	if s.tch != nil {
-		s.tch.Close()
+	if s.c.adopt(p) {
+		return
 	}
-	s.ch.Close()
-	close(s.finished)
+	p.loop()
+	s.afterRequests(p.runDone)
 }
 
-// requests is serve's loop. Until the session starts, the client's requests
-// go to start, which reports whether it started the session and then the
-// target channel's requests and the channel closed once the session is
-// sealed. From then on the loop hands the client's requests to the target
-// and the target's to the client (one goroutine for both sides): each
-// direction goes through a reqQueue, so the loop never waits for a reply —
-// waiting for the client's answer to a target keepalive while the client's
-// requests pile up unread would stall the client's connection with the
-// answer in it — and a side whose queue is full is not read until it has
-// room. It returns once the client's requests have ended and, for a
-// started session, the target's too or the session is sealed; s.tdone is
-// closed once every request of the target's has been passed on.
-func (s *session) requests(reqs <-chan *ssh.Request,
-	start func(*ssh.Request) (treqs <-chan *ssh.Request, runDone <-chan struct{}, ok bool)) (runDone <-chan struct{}) {
-	var treqs <-chan *ssh.Request
-	started := false
-	toTarget, toClient := newReqQueue(s.inSession), newReqQueue(s.targetRequest)
-	var ended <-chan struct{} // runDone, once the client's requests ended
-	for reqs != nil || treqs != nil {
-		creqs, tr := reqs, treqs
-		if toTarget.full() {
-			creqs = nil
-		}
-		if toClient.full() {
-			tr = nil
-		}
-		select {
-		case r, ok := <-creqs:
-			if !ok {
-				reqs = nil
-				s.cancel(errDisconnected)
-				ended = runDone
-				continue
-			}
-			if started {
-				toTarget.add(r)
-				continue
-			}
-			treqs, runDone, started = start(r)
-		case r, ok := <-tr:
-			if !ok {
-				treqs = nil
-				toClient.close(func() { close(s.tdone) })
-				continue
-			}
-			toClient.add(r)
-		case <-toTarget.room:
-		case <-toClient.room:
-		case <-ended:
-			// Sealed, with the target's channel closed (teardown waits a
-			// bounded time for the target to confirm): the rest of its
-			// requests must not hold this loop.
-			rest, drained := treqs, make(chan struct{})
-			toClient.close(func() { close(drained) })
-			go func() {
-				<-drained
-				for r := range rest {
-					s.targetRequest(r)
-				}
-				close(s.tdone)
-			}()
-			treqs = nil
+// setupRequests gives the client's requests to start until it reports that
+// it started the session, and returns the started session's requests (the
+// target channel's and the channel closed once the session is sealed, as
+// start reported them); nil if the client's requests ended first.
+func (s *session) setupRequests(reqs <-chan *ssh.Request,
+	start func(*ssh.Request) (treqs <-chan *ssh.Request, runDone <-chan struct{}, ok bool)) *sessionReqs {
+	for r := range reqs {
+		if treqs, runDone, ok := start(r); ok {
+			return newSessionReqs(s, reqs, treqs, runDone)
 		}
 	}
-	return runDone
+	return nil
+}
+
+// afterRequests ends a started session whose requests have ended: its
+// context is cancelled (the client has gone, unless the session already
+// ended) and, once run has sealed it, after runs.
+func (s *session) afterRequests(runDone <-chan struct{}) {
+	s.cancel(errDisconnected)
+	<-runDone
+	s.after()
+}
+
+// after is the last step of every session, once it is sealed (or never
+// started) and its requests have ended: it closes the session's own target
+// connection, gives back its max_sessions slot, and leaves the connection.
+func (s *session) after() {
+	c := s.c
+	s.closeOwn()
+	if s.counted {
+		c.s.releaseSession(c.pr.User)
+	}
+	c.forget(s)
+	c.wg.Done()
 }
 
 // setup handles a request before the session has started. It reports whether
@@ -446,8 +420,8 @@ func (s *session) begin() error {
 		s.tch, s.treqs = tch, treqs
 	}
 	tch := s.tch
-	// The target's requests are served by serve's loop once the session
-	// has started; until then nothing reads them.
+	// The target's requests are served (sessionReqs) once the session has
+	// started; until then nothing reads them.
 	if err := s.replaySetup(); err != nil {
 		tch.Close()
 		go ssh.DiscardRequests(s.treqs)

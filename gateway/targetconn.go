@@ -54,13 +54,24 @@ func serveTargetIncoming(chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request) 
 // and global requests (answered by global), and — once the connection's
 // shared target connection is up and sent on targetIn — what that target
 // sends on its own (refused). One goroutine instead of three per connection
-// (channel opens, global requests, the target's). It returns once the
-// client connection has closed, with what of the target's is still open
-// (nil channels when none), and whether targetIn was never read.
+// (channel opens, global requests, the target's). It also serves one started
+// session's channel requests at a time, both ways (sessionReqs, taken from
+// adopted while it holds none; released is called once their requests have
+// ended), so that session needs no goroutine of its own for them. It returns
+// once the client connection has closed, with what of the target's is still
+// open (nil channels when none), whether targetIn was never read, and the
+// session requests it still held, if any.
 func serveIncoming(chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request, targetIn <-chan targetIncoming,
-	dispatch func(ssh.NewChannel), global func(*ssh.Request)) (rest targetIncoming, unread bool) {
+	adopted <-chan *sessionReqs, dispatch func(ssh.NewChannel), global func(*ssh.Request),
+	released func(*sessionReqs)) (rest targetIncoming, unread bool, held *sessionReqs) {
 	var t targetIncoming
+	var p *sessionReqs
 	for chans != nil || reqs != nil {
+		adopt := adopted
+		if p != nil {
+			adopt = nil
+		}
+		roomT, roomC := p.roomC()
 		select {
 		case nc, ok := <-chans:
 			if !ok {
@@ -88,7 +99,20 @@ func serveIncoming(chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request, target
 				continue
 			}
 			refuseTargetRequest(r)
+		case p = <-adopt:
+		case r, ok := <-p.clientC():
+			p.client(r, ok)
+		case r, ok := <-p.targetC():
+			p.target(r, ok)
+		case <-roomT:
+		case <-roomC:
+		case <-p.endedC():
+			p.sealed()
+		}
+		if p != nil && !p.live() {
+			released(p)
+			p = nil
 		}
 	}
-	return t, targetIn != nil
+	return t, targetIn != nil, p
 }

@@ -116,7 +116,7 @@ func TestServeIncomingAnswersBothConnections(t *testing.T) {
 	}
 	ended := make(chan result, 1)
 	go func() {
-		rest, unread := serveIncoming(chans, reqs, targetIn, func(nc ssh.NewChannel) {
+		rest, unread, _ := serveIncoming(chans, reqs, targetIn, nil, func(nc ssh.NewChannel) {
 			// dispatch must not block: answer from a goroutine.
 			go nc.Reject(ssh.ResourceShortage, "dispatched "+nc.ChannelType())
 		}, func(r *ssh.Request) {
@@ -126,7 +126,7 @@ func TestServeIncomingAnswersBothConnections(t *testing.T) {
 			if r.WantReply {
 				r.Reply(r.Type == "keepalive@openssh.com", nil)
 			}
-		})
+		}, nil)
 		ended <- result{rest, unread}
 	}()
 
@@ -185,8 +185,8 @@ func TestServeIncomingTargetNeverDialled(t *testing.T) {
 	targetIn := make(chan targetIncoming, 1)
 	ended := make(chan bool, 1)
 	go func() {
-		_, unread := serveIncoming(chans, reqs, targetIn, func(nc ssh.NewChannel) { go nc.Reject(ssh.Prohibited, "no") },
-			func(r *ssh.Request) { r.Reply(false, nil) })
+		_, unread, _ := serveIncoming(chans, reqs, targetIn, nil, func(nc ssh.NewChannel) { go nc.Reject(ssh.Prohibited, "no") },
+			func(r *ssh.Request) { r.Reply(false, nil) }, nil)
 		ended <- unread
 	}()
 	user.Close()
