@@ -51,11 +51,8 @@ func (s *session) startRecording() error {
 		return errNotRecorded
 	}
 	s.rec = rec
-	s.row = recorder.Session{ID: s.id, User: c.pr.User, ClientAddr: c.remote, ClientVersion: c.clientVersion,
-		KeyFingerprint: c.pr.Fingerprint, UserCertSerial: c.pr.Serial, Target: c.addr.Target,
-		TargetKind: c.resolved.cfg.Kind, Login: c.addr.Login, Mode: c.mode, Kind: s.kind, Command: s.command,
-		SessionCertSerial: s.certSerial, Start: info.Start, RecordingID: rec.ID()}
-	if err := c.s.cfg.Sessions.Start(s.ctx, s.row); err != nil {
+	s.began = info.Start
+	if err := c.s.cfg.Sessions.Start(s.ctx, s.sessionRow()); err != nil {
 		c.s.log.Error("session refused: session row", "session", s.id, "err", err)
 		rec.Close("session row could not be written")
 		return errNotRecorded
@@ -81,6 +78,17 @@ func (s *session) startRecording() error {
 		s.tap = c.s.cfg.NewFileTap(s.onFileOp)
 	}
 	return nil
+}
+
+// sessionRow is the session's row as Sessions.Start writes it, made from
+// what the session and its connection already hold (an idle session does
+// not keep a copy).
+func (s *session) sessionRow() recorder.Session {
+	c := s.c
+	return recorder.Session{ID: s.id, User: c.pr.User, ClientAddr: c.remote, ClientVersion: c.clientVersion,
+		KeyFingerprint: c.pr.Fingerprint, UserCertSerial: c.pr.Serial, Target: c.addr.Target,
+		TargetKind: c.resolved.cfg.Kind, Login: c.addr.Login, Mode: c.mode, Kind: s.kind, Command: s.command,
+		SessionCertSerial: s.certSerial, Start: s.began, RecordingID: s.rec.ID()}
 }
 
 // onCommand audits a command the recorder reconstructed from the screen.
@@ -133,7 +141,7 @@ func (s *session) doFinish(cause error) {
 	if err != nil {
 		c.s.log.Error("recording seal failed", "session", s.id, "err", err)
 	}
-	r := s.row
+	r := s.sessionRow()
 	r.End, r.ExitStatus, r.ExitSignal, r.EndReason = c.s.now(), exit, signal, reason
 	r.BytesIn, r.BytesOut = s.bytesIn.Load(), s.bytesOut.Load()
 	r.RecordingComplete, r.RecordingSHA256 = complete && err == nil, sha

@@ -14,7 +14,6 @@ import (
 
 	"github.com/gatehouse/gatehouse/internal/target"
 	"github.com/gatehouse/gatehouse/policy"
-	"github.com/gatehouse/gatehouse/recorder"
 	"github.com/gatehouse/gatehouse/recorder/audit"
 )
 
@@ -66,8 +65,8 @@ type session struct {
 	recMu    sync.Mutex // serialises recorder writes from stdout and stderr
 	tap      FileTap
 	decision policy.Decision
-	counted  bool // holds one of its user's max_sessions slots (request loop only)
-	row      recorder.Session
+	counted  bool      // holds one of its user's max_sessions slots (request loop only)
+	began    time.Time // when the session row was written (see sessionRow)
 
 	bytesIn, bytesOut atomic.Int64
 	lastActive        atomic.Int64 // unix nanos
