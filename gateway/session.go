@@ -664,15 +664,16 @@ func (s *session) copyOut(dst io.Writer, src io.Reader, record func([]byte)) {
 }
 
 // relayBuf starts small, so thousands of idle interactive sessions cost
-// little (three per session: a keystroke or a prompt fits 512 bytes), grows
-// when reads fill it, so bulk transfers take fewer trips through the
-// recorder and the channel, and drops back to the small size when a read
-// uses under a sixteenth of it, so a session that had a burst of output
-// does not keep up to 128 KiB while it idles.
+// little (three per session: a keystroke or a short prompt fits 128 bytes;
+// a longer prompt takes two reads), grows when reads fill it, so bulk
+// transfers take fewer trips through the recorder and the channel (128 KiB
+// within ten reads), and drops back to the small size when a read uses
+// under a sixteenth of it, so a session that had a burst of output does not
+// keep up to 128 KiB while it idles.
 type relayBuf struct{ b []byte }
 
 const (
-	relayBufMin = 512
+	relayBufMin = 128
 	relayBufMax = 128 << 10
 )
 
