@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"modernc.org/sqlite"
@@ -123,16 +124,103 @@ func queryWrites(query string) bool {
 	return strings.Contains(strings.ToUpper(query), "RETURNING")
 }
 
-// sqliteConnector opens modernc.org/sqlite connections to one file and wraps
-// each so its writers take the file's writeLock.
-type sqliteConnector struct {
-	dsn  string
-	drv  *sqlite.Driver
+// writeKinds memoizes execWrites and queryWrites by query text (bit 1 and
+// bit 2); at most maxWriteKinds texts are kept (queries built at run time
+// are classified anew each time past it).
+var (
+	writeKinds     sync.Map
+	writeKindsSize atomic.Int64
+)
+
+const maxWriteKinds = 4096
+
+// classify returns execWrites(query) and queryWrites(query).
+func classify(query string) (execW, queryW bool) {
+	if v, ok := writeKinds.Load(query); ok {
+		k := v.(uint8)
+		return k&1 != 0, k&2 != 0
+	}
+	execW, queryW = execWrites(query), queryWrites(query)
+	if writeKindsSize.Load() < maxWriteKinds {
+		var k uint8
+		if execW {
+			k |= 1
+		}
+		if queryW {
+			k |= 2
+		}
+		if _, loaded := writeKinds.LoadOrStore(query, k); !loaded {
+			writeKindsSize.Add(1)
+		}
+	}
+	return execW, queryW
+}
+
+// Every write of a DB runs on one SQLite connection, its writer. A
+// connection's page cache is dropped whenever another connection has
+// written since its last transaction, so with writes spread over the pool
+// every write first read back the pages it changes (+40% CPU per write
+// with 16 connections against one, docs/performance.md). The writer is the
+// only connection of this process that writes, so its cache stays warm
+// between writes. It is used only by whoever holds the file's writeLock, for
+// one write statement or one write transaction; reads outside a write
+// transaction run on the pooled connection database/sql handed out, beside
+// the writer, as before.
+type sqliteWriter struct {
 	lock writeLock
+	open func() (driver.Conn, error)
+	conn *cachedConn // opened on first use; guarded by lock
+}
+
+// get returns the writer connection, opening it if needed. The caller holds
+// lock.
+func (w *sqliteWriter) get() (*cachedConn, error) {
+	if w.conn == nil {
+		conn, err := w.open()
+		if err != nil {
+			return nil, err
+		}
+		w.conn = &cachedConn{inner: conn}
+	}
+	return w.conn, nil
+}
+
+// check drops the writer connection after err said it is unusable, so the
+// next writer opens a new one. The caller holds lock.
+func (w *sqliteWriter) check(err error) {
+	if errors.Is(err, driver.ErrBadConn) && w.conn != nil {
+		w.conn.close()
+		w.conn = nil
+	}
+}
+
+// close closes the writer connection once no one writes on it.
+func (w *sqliteWriter) close() error {
+	if err := w.lock.lock(context.Background()); err != nil {
+		return err // a writer still holds it: leave the connection be
+	}
+	defer w.lock.unlock()
+	if w.conn == nil {
+		return nil
+	}
+	err := w.conn.close()
+	w.conn = nil
+	return err
+}
+
+// sqliteConnector opens modernc.org/sqlite connections to one file and wraps
+// each so its writes run on the DB's writer connection under the file's
+// writeLock.
+type sqliteConnector struct {
+	dsn string
+	drv *sqlite.Driver
+	w   *sqliteWriter
 }
 
 func newSQLiteConnector(dsn, path string) driver.Connector {
-	return &sqliteConnector{dsn: dsn, drv: &sqlite.Driver{}, lock: writeLockFor(path)}
+	c := &sqliteConnector{dsn: dsn, drv: &sqlite.Driver{}}
+	c.w = &sqliteWriter{lock: writeLockFor(path), open: func() (driver.Conn, error) { return c.drv.Open(c.dsn) }}
+	return c
 }
 
 func (c *sqliteConnector) Connect(ctx context.Context) (driver.Conn, error) {
@@ -140,19 +228,28 @@ func (c *sqliteConnector) Connect(ctx context.Context) (driver.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &liteConn{inner: conn, lock: c.lock}, nil
+	return &liteConn{own: cachedConn{inner: conn}, w: c.w}, nil
 }
 
 func (c *sqliteConnector) Driver() driver.Driver { return c.drv }
 
-// liteConn is a SQLite connection whose writes outside a transaction, and
-// whose write transactions, hold the file's writeLock. database/sql uses a
-// driver.Conn from one goroutine at a time, so inTx needs no lock.
+// Close closes the writer connection (database/sql calls it from DB.Close).
+func (c *sqliteConnector) Close() error { return c.w.close() }
+
+// liteConn is a pooled SQLite connection. Its reads run on its own
+// connection; its writes outside a transaction, and its write transactions,
+// run on the writer connection while holding the file's writeLock. A
+// read-only transaction runs on its own connection (a write in it takes the
+// lock for that statement, as outside a transaction). database/sql uses a
+// driver.Conn from one goroutine at a time, so the fields need no lock.
 type liteConn struct {
-	inner driver.Conn
-	lock  writeLock
-	inTx  bool
-	stmts stmtCache // statements kept prepared (stmtcache.go)
+	own cachedConn
+	w   *sqliteWriter
+	// tx is the open write transaction and wtx the writer connection it
+	// runs on; roTx is set while a read-only transaction is open.
+	tx   driver.Tx
+	wtx  *cachedConn
+	roTx bool
 }
 
 var (
@@ -169,112 +266,149 @@ func (c *liteConn) Prepare(query string) (driver.Stmt, error) {
 	return c.PrepareContext(context.Background(), query)
 }
 
-// PrepareContext returns a handle on query's statement in the connection's
-// cache (prepared now if it is not there yet, so a bad query fails here).
+// PrepareContext returns a handle that runs query on the connection it
+// belongs to (its own for reads, the writer for writes and inside a write
+// transaction) through that connection's statement cache. A read, or any
+// statement inside a write transaction, is prepared now, so a bad one fails
+// here; a write outside a transaction fails at its first run.
 func (c *liteConn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
-	if _, _, err := c.stmts.get(ctx, c.inner, query); err != nil {
+	var err error
+	switch execW, queryW := classify(query); {
+	case c.wtx != nil:
+		_, _, err = c.wtx.stmts.get(ctx, c.wtx.inner, query)
+	case !execW && !queryW || c.roTx:
+		_, _, err = c.own.stmts.get(ctx, c.own.inner, query)
+	}
+	if err != nil {
 		return nil, err
 	}
 	return &liteStmt{c: c, query: query}, nil
 }
 
+// Close closes the connection, rolling back a write transaction left open
+// (database/sql ends it first; this only makes sure the lock is let go).
 func (c *liteConn) Close() error {
-	c.stmts.close()
-	return c.inner.Close()
+	if c.tx != nil {
+		(&liteTx{inner: c.tx, c: c}).Rollback()
+	}
+	return c.own.close()
 }
 
 func (c *liteConn) Begin() (driver.Tx, error) {
 	return c.BeginTx(context.Background(), driver.TxOptions{})
 }
 
-// BeginTx takes the write lock for a read-write transaction (BEGIN
-// IMMEDIATE) until it commits or rolls back. A read-only one (plain BEGIN,
-// reads only) takes none.
+// BeginTx begins a read-write transaction (BEGIN IMMEDIATE) on the writer
+// connection, holding the write lock until it commits or rolls back. A
+// read-only one (plain BEGIN, reads only) runs on the connection's own and
+// takes no lock.
 func (c *liteConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
 	if opts.ReadOnly {
-		return c.inner.(driver.ConnBeginTx).BeginTx(ctx, opts)
+		tx, err := c.own.inner.(driver.ConnBeginTx).BeginTx(ctx, opts)
+		if err != nil {
+			return nil, err
+		}
+		c.roTx = true
+		return &roTx{inner: tx, c: c}, nil
 	}
-	if err := c.lock.lock(ctx); err != nil {
+	if err := c.w.lock.lock(ctx); err != nil {
 		return nil, err
 	}
-	tx, err := c.inner.(driver.ConnBeginTx).BeginTx(ctx, opts)
+	wc, err := c.w.get()
 	if err != nil {
-		c.lock.unlock()
+		c.w.lock.unlock()
 		return nil, err
 	}
-	c.inTx = true
+	tx, err := wc.inner.(driver.ConnBeginTx).BeginTx(ctx, opts)
+	if err != nil {
+		c.w.check(err)
+		c.w.lock.unlock()
+		return nil, err
+	}
+	c.tx, c.wtx = tx, wc
 	return &liteTx{inner: tx, c: c}, nil
 }
 
-// writing takes the write lock for one write statement outside a
-// transaction; done releases it, and is nil when none was taken.
-func (c *liteConn) writing(ctx context.Context, writes bool) (done func(), err error) {
-	if c.inTx || !writes {
-		return nil, nil
-	}
-	if err := c.lock.lock(ctx); err != nil {
+// lockedWriter takes the write lock and returns the writer connection for
+// one write statement; the caller releases the lock.
+func (c *liteConn) lockedWriter(ctx context.Context) (*cachedConn, error) {
+	if err := c.w.lock.lock(ctx); err != nil {
 		return nil, err
 	}
-	return c.lock.unlock, nil
+	wc, err := c.w.get()
+	if err != nil {
+		c.w.lock.unlock()
+		return nil, err
+	}
+	return wc, nil
 }
 
 func (c *liteConn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
-	cs, busy, err := c.stmts.get(ctx, c.inner, query)
+	if c.wtx != nil {
+		return c.wtx.exec(ctx, query, args)
+	}
+	if execW, _ := classify(query); !execW {
+		return c.own.exec(ctx, query, args)
+	} else if c.roTx {
+		// A write inside a read-only transaction runs in it, under the lock.
+		if err := c.w.lock.lock(ctx); err != nil {
+			return nil, err
+		}
+		defer c.w.lock.unlock()
+		return c.own.exec(ctx, query, args)
+	}
+	wc, err := c.lockedWriter(ctx)
 	if err != nil {
 		return nil, err
 	}
-	done, err := c.writing(ctx, cs.execWrites)
-	if err != nil {
-		return nil, err
-	}
-	if done != nil {
-		defer done()
-	}
-	if busy {
-		return c.inner.(driver.ExecerContext).ExecContext(ctx, query, args)
-	}
-	return cs.inner.(driver.StmtExecContext).ExecContext(ctx, args)
+	defer c.w.lock.unlock()
+	res, err := wc.exec(ctx, query, args)
+	c.w.check(err)
+	return res, err
 }
 
 func (c *liteConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
-	cs, busy, err := c.stmts.get(ctx, c.inner, query)
-	if err != nil {
-		return nil, err
+	if c.wtx != nil {
+		return c.wtx.query(ctx, query, args)
 	}
-	done, err := c.writing(ctx, cs.queryWrites)
-	if err != nil {
-		return nil, err
+	_, queryW := classify(query)
+	if !queryW {
+		return c.own.query(ctx, query, args)
 	}
-	var rows driver.Rows
-	if busy {
-		rows, err = c.inner.(driver.QueryerContext).QueryContext(ctx, query, args)
-	} else {
-		rows, err = cs.inner.(driver.StmtQueryContext).QueryContext(ctx, args)
-	}
-	if err != nil {
-		if done != nil {
-			done()
+	on := &c.own
+	if c.roTx {
+		if err := c.w.lock.lock(ctx); err != nil {
+			return nil, err
 		}
+	} else {
+		wc, err := c.lockedWriter(ctx)
+		if err != nil {
+			return nil, err
+		}
+		on = wc
+	}
+	rows, err := on.query(ctx, query, args)
+	if err != nil {
+		if on != &c.own {
+			c.w.check(err)
+		}
+		c.w.lock.unlock()
 		return nil, err
 	}
-	if !busy {
-		cs.rowsOpen = true
-		rows = &cachedRows{Rows: rows, sc: &c.stmts, cs: cs}
-	}
-	return holdRows(rows, done), nil
+	return holdRows(rows, c.w.lock.unlock), nil
 }
 
-func (c *liteConn) Ping(ctx context.Context) error { return c.inner.(driver.Pinger).Ping(ctx) }
+func (c *liteConn) Ping(ctx context.Context) error { return c.own.inner.(driver.Pinger).Ping(ctx) }
 
 func (c *liteConn) ResetSession(ctx context.Context) error {
-	return c.inner.(driver.SessionResetter).ResetSession(ctx)
+	return c.own.inner.(driver.SessionResetter).ResetSession(ctx)
 }
 
-func (c *liteConn) IsValid() bool { return c.inner.(driver.Validator).IsValid() }
+func (c *liteConn) IsValid() bool { return c.own.inner.(driver.Validator).IsValid() }
 
-// liteTx releases the write lock when the transaction ends, whether or not
-// the COMMIT or ROLLBACK succeeded (the driver leaves the connection out of
-// any transaction either way).
+// liteTx is a write transaction on the writer connection. It releases the
+// write lock when it ends, whether or not the COMMIT or ROLLBACK succeeded
+// (the driver leaves the connection out of any transaction either way).
 type liteTx struct {
 	inner driver.Tx
 	c     *liteConn
@@ -282,24 +416,44 @@ type liteTx struct {
 
 func (t *liteTx) Commit() error {
 	defer t.end()
-	return t.inner.Commit()
+	err := t.inner.Commit()
+	t.c.w.check(err)
+	return err
 }
 
 func (t *liteTx) Rollback() error {
 	defer t.end()
-	return t.inner.Rollback()
+	err := t.inner.Rollback()
+	t.c.w.check(err)
+	return err
 }
 
 func (t *liteTx) end() {
-	if t.c.inTx {
-		t.c.inTx = false
-		t.c.lock.unlock()
+	if t.c.tx != nil {
+		t.c.tx, t.c.wtx = nil, nil
+		t.c.w.lock.unlock()
 	}
 }
 
-// liteStmt is a prepared statement of a liteConn: a handle on the
-// connection's cached statement for query. Closing it leaves the statement
-// in the cache.
+// roTx is a read-only transaction on the connection's own.
+type roTx struct {
+	inner driver.Tx
+	c     *liteConn
+}
+
+func (t *roTx) Commit() error {
+	t.c.roTx = false
+	return t.inner.Commit()
+}
+
+func (t *roTx) Rollback() error {
+	t.c.roTx = false
+	return t.inner.Rollback()
+}
+
+// liteStmt is a prepared statement of a liteConn: a handle on the cached
+// statement for query of the connection it runs on. Closing it leaves the
+// statement in the cache.
 type liteStmt struct {
 	c     *liteConn
 	query string

@@ -32,9 +32,6 @@ const stmtCacheSize = 64
 type cachedStmt struct {
 	inner driver.Stmt
 	query string
-	// execWrites and queryWrites are execWrites(query) and
-	// queryWrites(query), computed once.
-	execWrites, queryWrites bool
 	// rowsOpen is set while rows of this statement are open.
 	rowsOpen bool
 	// evicted is set once the cache let go of it while its rows were open:
@@ -65,7 +62,7 @@ func (sc *stmtCache) get(ctx context.Context, inner driver.Conn, query string) (
 	if sc.byQuery == nil {
 		sc.byQuery = map[string]*cachedStmt{}
 	}
-	cs = &cachedStmt{inner: s, query: query, execWrites: execWrites(query), queryWrites: queryWrites(query)}
+	cs = &cachedStmt{inner: s, query: query}
 	cs.elem = sc.lru.PushFront(cs)
 	sc.byQuery[query] = cs
 	for sc.lru.Len() > stmtCacheSize {
@@ -121,4 +118,45 @@ func (r *cachedRows) Close() error {
 		r.sc.rowsClosed(r.cs)
 	}
 	return err
+}
+
+// cachedConn is a driver connection with its statement cache.
+type cachedConn struct {
+	inner driver.Conn
+	stmts stmtCache
+}
+
+// exec runs query through its cached statement.
+func (cc *cachedConn) exec(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
+	cs, busy, err := cc.stmts.get(ctx, cc.inner, query)
+	if err != nil {
+		return nil, err
+	}
+	if busy {
+		return cc.inner.(driver.ExecerContext).ExecContext(ctx, query, args)
+	}
+	return cs.inner.(driver.StmtExecContext).ExecContext(ctx, args)
+}
+
+// query runs query through its cached statement.
+func (cc *cachedConn) query(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
+	cs, busy, err := cc.stmts.get(ctx, cc.inner, query)
+	if err != nil {
+		return nil, err
+	}
+	if busy {
+		return cc.inner.(driver.QueryerContext).QueryContext(ctx, query, args)
+	}
+	rows, err := cs.inner.(driver.StmtQueryContext).QueryContext(ctx, args)
+	if err != nil {
+		return nil, err
+	}
+	cs.rowsOpen = true
+	return &cachedRows{Rows: rows, sc: &cc.stmts, cs: cs}, nil
+}
+
+// close finalizes the cached statements and closes the connection.
+func (cc *cachedConn) close() error {
+	cc.stmts.close()
+	return cc.inner.Close()
 }
