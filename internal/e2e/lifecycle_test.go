@@ -244,11 +244,24 @@ func TestClientDisconnectLikeOpenSSH(t *testing.T) {
 	}
 	for name, scenario := range map[string]func(*testing.T, func(...string) *exec.Cmd) outcome{"exec-nohup": noPTY, "shell-bg-job": shell} {
 		t.Run(name, func(t *testing.T) {
-			want := scenario(t, via["direct"])
-			got := scenario(t, via["gateway"])
-			t.Logf("survivors after the client was killed: direct %v, gateway %v", want, got)
-			if fmt.Sprint(sortedOutcome(want)) != fmt.Sprint(sortedOutcome(got)) {
-				t.Fatalf("through the gateway %v, directly %v", sortedOutcome(got), sortedOutcome(want))
+			// Whether bash hangs up its job is not fixed even directly: on
+			// a busy machine the job sometimes outlives a direct client and
+			// sometimes one through the gateway (both seen; likely the
+			// shell's read failing with EIO at the tty hangup, so bash
+			// exits as on EOF, before it handles the SIGHUP it would pass
+			// on). One disagreement is therefore not a difference: the pair
+			// runs again, and three disagreements in a row fail.
+			var want, got outcome
+			for attempt := 1; ; attempt++ {
+				want = scenario(t, via["direct"])
+				got = scenario(t, via["gateway"])
+				t.Logf("attempt %d, survivors after the client was killed: direct %v, gateway %v", attempt, want, got)
+				if fmt.Sprint(sortedOutcome(want)) == fmt.Sprint(sortedOutcome(got)) {
+					break
+				}
+				if attempt == 3 {
+					t.Fatalf("through the gateway %v, directly %v (three times in a row)", sortedOutcome(got), sortedOutcome(want))
+				}
 			}
 			if name == "exec-nohup" && !(got["bg"] && got["fg"]) {
 				t.Fatalf("without a terminal the target's processes must outlive the client: %v", got)
