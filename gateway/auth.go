@@ -121,7 +121,7 @@ func (s *Server) authConfig(ctx context.Context, st *authState, hostPrincipals [
 	}
 	algs := s.algorithms()
 	cfg.Config = ssh.Config{Ciphers: algs.Ciphers, KeyExchanges: algs.KeyExchanges, MACs: algs.MACs}
-	cfg.PublicKeyAuthAlgorithms = ssh.SupportedAlgorithms().PublicKeyAuths // no ssh-rsa (SHA-1), no DSA
+	cfg.PublicKeyAuthAlgorithms = publicKeyAuths
 	hs, err := s.hostSigner(ctx, hostPrincipals)
 	if err != nil {
 		return nil, err
@@ -150,6 +150,12 @@ func (s *Server) banner(err error) *ssh.BannerError {
 	}
 	return &ssh.BannerError{Err: err, Message: "gatehouse: " + msg + "\n"}
 }
+
+// publicKeyAuths are the client key algorithms accepted: no ssh-rsa (SHA-1),
+// no DSA. One slice for every connection: x/crypto keeps the connection's
+// config, and with it this slice, for the connection's life and only reads
+// it (ssh.SupportedAlgorithms makes five fresh slices per call).
+var publicKeyAuths = ssh.SupportedAlgorithms().PublicKeyAuths
 
 // algorithms are the configured SSH algorithms, or the defaults.
 func (s *Server) algorithms() ssh.Algorithms {

@@ -68,7 +68,7 @@ type clientConn struct {
 	mu       sync.Mutex
 	sessions map[*session]struct{}
 	forwards map[*grantedForward]struct{} // port forwards allowed only by a just-in-time grant
-	inner    map[*clientConn]struct{}     // ProxyJump connections carried by this one
+	inner    map[*clientConn]struct{}     // ProxyJump connections carried by this one (made by the first)
 	nSession int
 	// loopHolds is set while serve's loop serves (or is about to serve) a
 	// session's requests, loopEnded once it returned (see adopt).
@@ -218,7 +218,7 @@ func (s *Server) newClientConn(ctx context.Context, cancel context.CancelCauseFu
 		info.mode = "direct"
 	}
 	c := &clientConn{connInfo: info, s: s, sc: in.sc, id: newID(), ctx: ctx, cancel: cancel,
-		sessions: map[*session]struct{}{}, inner: map[*clientConn]struct{}{}, served: make(chan struct{}),
+		sessions: map[*session]struct{}{}, served: make(chan struct{}),
 		targetIn: make(chan targetIncoming, 1), adopted: make(chan *sessionReqs, 1)}
 	if in.addr.Direct() {
 		c.resolved, c.resolveErr = s.resolve(ctx, in.addr.Target)

@@ -19,9 +19,11 @@ var errClientGone = errors.New("the client disconnected")
 // whose client went away dies with it. After finish it is a plain net.Conn.
 type handshakeConn struct {
 	net.Conn
-	cancel   context.CancelCauseFunc
-	timeout  time.Duration
-	watching atomic.Bool
+	// cancel ends the handshake's context; nil once finished. x/crypto
+	// reads through the handshakeConn for the connection's life, so what
+	// finish drops (this and the timer) is not kept per idle connection.
+	cancel  atomic.Pointer[context.CancelCauseFunc]
+	timeout time.Duration
 
 	// mu protects the following.
 	mu       sync.Mutex
@@ -37,16 +39,17 @@ type handshakeKey struct{}
 // the guard so an approval can hold the deadline (holdHandshake).
 func (s *Server) startHandshake(parent context.Context, nc net.Conn) (*handshakeConn, context.Context, func()) {
 	ctx, cancel := context.WithCancelCause(parent)
-	h := &handshakeConn{Conn: nc, cancel: cancel, timeout: s.cfg.HandshakeTimeout}
-	h.watching.Store(true)
+	h := &handshakeConn{Conn: nc, timeout: s.cfg.HandshakeTimeout}
+	h.cancel.Store(&cancel)
 	h.timer = time.AfterFunc(h.timeout, func() { nc.Close() })
 	stopShutdown := context.AfterFunc(s.authCtx, func() { cancel(context.Cause(s.authCtx)) })
 	finish := func() {
 		h.mu.Lock()
 		h.finished = true
 		h.timer.Stop()
+		h.timer = nil
 		h.mu.Unlock()
-		h.watching.Store(false)
+		h.cancel.Store(nil)
 		stopShutdown()
 		cancel(nil)
 	}
@@ -57,8 +60,10 @@ func (s *Server) startHandshake(parent context.Context, nc net.Conn) (*handshake
 // the client has gone.
 func (h *handshakeConn) Read(p []byte) (int, error) {
 	n, err := h.Conn.Read(p)
-	if err != nil && h.watching.Load() {
-		h.cancel(errClientGone)
+	if err != nil {
+		if cancel := h.cancel.Load(); cancel != nil {
+			(*cancel)(errClientGone)
+		}
 	}
 	return n, err
 }

@@ -56,9 +56,12 @@ func (c *clientConn) proxyJump(nc ssh.NewChannel) {
 	info := connInfo{pr: in.pr, addr: in.addr, mode: "proxyjump", remote: c.remote, clientVersion: string(in.sc.ClientVersion())}
 	inner := &clientConn{connInfo: info, s: c.s, sc: in.sc,
 		id: newID(), ctx: ctx, cancel: cancel, resolved: rt, sessions: map[*session]struct{}{},
-		inner: map[*clientConn]struct{}{}, served: make(chan struct{}), targetIn: make(chan targetIncoming, 1),
+		served: make(chan struct{}), targetIn: make(chan targetIncoming, 1),
 		adopted: make(chan *sessionReqs, 1)}
 	c.mu.Lock()
+	if c.inner == nil {
+		c.inner = map[*clientConn]struct{}{}
+	}
 	c.inner[inner] = struct{}{}
 	c.mu.Unlock()
 	defer func() {
