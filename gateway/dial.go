@@ -285,32 +285,37 @@ func (e *hostKeyError) Error() string {
 func (e *hostKeyError) Unwrap() error { return target.ErrHostKeyMismatch }
 
 // hostKeyCallback accepts exactly the pinned key, or a host certificate for
-// the target's name or address signed by the configured host CA.
+// the target's name or address signed by the configured host CA. x/crypto
+// keeps the callback for the connection's life: it holds only the four
+// fields it checks, not a copy of the whole Target.
 func hostKeyCallback(t Target) ssh.HostKeyCallback {
+	name, address, hostKey, hostCA := t.Name, t.Address, t.HostKey, t.HostCA
 	return func(hostname string, remote net.Addr, key ssh.PublicKey) error {
 		plain := key
 		if cert, ok := key.(*ssh.Certificate); ok {
 			plain = cert.Key
-			if t.HostCA != nil && hostCertOK(t, cert) {
+			if hostCA != nil && hostCertOK(hostCA, name, address, cert) {
 				return nil
 			}
 		}
-		if t.HostKey != nil && bytes.Equal(t.HostKey.Marshal(), plain.Marshal()) {
+		if hostKey != nil && bytes.Equal(hostKey.Marshal(), plain.Marshal()) {
 			return nil
 		}
-		return &hostKeyError{target: t.Name, seen: ssh.FingerprintSHA256(plain)}
+		return &hostKeyError{target: name, seen: ssh.FingerprintSHA256(plain)}
 	}
 }
 
-func hostCertOK(t Target, cert *ssh.Certificate) bool {
-	ca := t.HostCA.Marshal()
+// hostCertOK reports whether cert is a host certificate signed by hostCA
+// for the target's name or the host of its address.
+func hostCertOK(hostCA ssh.PublicKey, name, address string, cert *ssh.Certificate) bool {
+	ca := hostCA.Marshal()
 	if cert.CertType != ssh.HostCert || !bytes.Equal(cert.SignatureKey.Marshal(), ca) {
 		return false
 	}
-	host, _, _ := net.SplitHostPort(t.Address)
+	host, _, _ := net.SplitHostPort(address)
 	checker := &ssh.CertChecker{IsHostAuthority: func(k ssh.PublicKey, _ string) bool { return bytes.Equal(k.Marshal(), ca) }}
-	for _, name := range []string{t.Name, host} {
-		if checker.CheckCert(name, cert) == nil {
+	for _, n := range []string{name, host} {
+		if checker.CheckCert(n, cert) == nil {
 			return true
 		}
 	}

@@ -21,7 +21,9 @@ const reqQueueMax = 16
 type reqQueue struct {
 	send func(*ssh.Request) // passes one request on and answers it
 	// room is signalled (without blocking) when the queue drops below
-	// reqQueueMax, so a loop that stopped reading can read again.
+	// reqQueueMax, so a loop that stopped reading can read again. A
+	// session's two queues share it: a signal only wakes the loop, which
+	// checks full for both sides again.
 	room chan struct{}
 
 	// mu protects the following.
@@ -32,8 +34,10 @@ type reqQueue struct {
 	drained func() // called once, after close, when the last request was passed on
 }
 
-func newReqQueue(send func(*ssh.Request)) *reqQueue {
-	return &reqQueue{send: send, room: make(chan struct{}, 1)}
+// newReqQueue makes a queue that passes requests on with send and signals
+// room (1-buffered) when it has room again.
+func newReqQueue(send func(*ssh.Request), room chan struct{}) *reqQueue {
+	return &reqQueue{send: send, room: room}
 }
 
 // full reports whether the queue holds reqQueueMax requests.

@@ -24,7 +24,7 @@ func TestReqQueuePassesOnInOrderWithoutBlocking(t *testing.T) {
 			<-release // the other side has not answered yet
 		}
 		sent <- r.Type
-	})
+	}, make(chan struct{}, 1))
 	added := make(chan struct{})
 	go func() {
 		defer close(added)
@@ -79,7 +79,7 @@ func TestReqQueuePassesOnInOrderWithoutBlocking(t *testing.T) {
 // queued reports drained at once (the target's requests ended after
 // everything went on: the relay must not wait).
 func TestReqQueueDrainedAtOnceWhenIdle(t *testing.T) {
-	q := newReqQueue(func(*ssh.Request) {})
+	q := newReqQueue(func(*ssh.Request) {}, make(chan struct{}, 1))
 	done := false
 	q.close(func() { done = true })
 	if !done {

@@ -26,8 +26,9 @@ type sessionReqs struct {
 }
 
 func newSessionReqs(s *session, reqs, treqs <-chan *ssh.Request, runDone <-chan struct{}) *sessionReqs {
+	room := make(chan struct{}, 1)
 	return &sessionReqs{s: s, reqs: reqs, treqs: treqs, runDone: runDone,
-		toTarget: newReqQueue(s.inSession), toClient: newReqQueue(s.targetRequest)}
+		toTarget: newReqQueue(s.inSession, room), toClient: newReqQueue(s.targetRequest, room)}
 }
 
 // live reports whether either side's requests are still read.
@@ -49,11 +50,13 @@ func (p *sessionReqs) targetC() <-chan *ssh.Request {
 	return p.treqs
 }
 
-func (p *sessionReqs) roomC() (toTarget, toClient <-chan struct{}) {
+// roomC is signalled when a side's full queue has room again (both
+// queues share it).
+func (p *sessionReqs) roomC() <-chan struct{} {
 	if p == nil {
-		return nil, nil
+		return nil
 	}
-	return p.toTarget.room, p.toClient.room
+	return p.toTarget.room
 }
 
 func (p *sessionReqs) endedC() <-chan struct{} {
@@ -107,14 +110,12 @@ func (p *sessionReqs) sealed() {
 // are read any more.
 func (p *sessionReqs) loop() {
 	for p.live() {
-		roomT, roomC := p.roomC()
 		select {
 		case r, ok := <-p.clientC():
 			p.client(r, ok)
 		case r, ok := <-p.targetC():
 			p.target(r, ok)
-		case <-roomT:
-		case <-roomC:
+		case <-p.roomC():
 		case <-p.endedC():
 			p.sealed()
 		}

@@ -71,7 +71,6 @@ func serveIncoming(chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request, target
 		if p != nil {
 			adopt = nil
 		}
-		roomT, roomC := p.roomC()
 		select {
 		case nc, ok := <-chans:
 			if !ok {
@@ -104,8 +103,7 @@ func serveIncoming(chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request, target
 			p.client(r, ok)
 		case r, ok := <-p.targetC():
 			p.target(r, ok)
-		case <-roomT:
-		case <-roomC:
+		case <-p.roomC():
 		case <-p.endedC():
 			p.sealed()
 		}
