@@ -3,27 +3,17 @@ package auth
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"golang.org/x/crypto/ssh"
-
-	"github.com/gatehouse/gatehouse/internal/secrets"
-	"github.com/gatehouse/gatehouse/internal/store"
 )
 
 // TestUserCARotation: a person's certificate from the previous user CA keeps
 // working after the switch until that key is retired, then it is refused as
 // foreign; the switch happens at the end of the overlap, not before.
 func TestUserCARotation(t *testing.T) {
-	db, err := store.Open(filepath.Join(t.TempDir(), "gh.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	kr, _ := secrets.NewKeyring(make([]byte, 32))
-	sec := secrets.NewStore(db.DB, kr)
+	db, sec := newSecretStore(t)
 	ctx := context.Background()
 	now := time.Now()
 	a, err := LoadAuthority(ctx, sec, db.DB)

@@ -49,16 +49,23 @@ func newKey(t *testing.T) ssh.PublicKey {
 	return k
 }
 
-var loopback = &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000}
-
-func TestAuthorityPersistsKeys(t *testing.T) {
+// newSecretStore opens a database in a temporary directory and a secret
+// store on it with a throwaway key; the database closes with the test.
+func newSecretStore(t *testing.T) (*store.DB, *secrets.Store) {
+	t.Helper()
 	db, err := store.Open(filepath.Join(t.TempDir(), "gh.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
+	t.Cleanup(func() { db.Close() })
 	kr, _ := secrets.NewKeyring(make([]byte, 32))
-	sec := secrets.NewStore(db.DB, kr)
+	return db, secrets.NewStore(db.DB, kr)
+}
+
+var loopback = &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000}
+
+func TestAuthorityPersistsKeys(t *testing.T) {
+	db, sec := newSecretStore(t)
 	a1, err := LoadAuthority(context.Background(), sec, db.DB)
 	if err != nil {
 		t.Fatal(err)
@@ -297,13 +304,7 @@ func TestMintSessionCertTTLBounds(t *testing.T) {
 // database are all or nothing; a missing one is an error, never a sealed
 // key made in its place, and no sealed CA key is created either way.
 func TestLoadAuthorityWithSignersNeedsAllThree(t *testing.T) {
-	db, err := store.Open(filepath.Join(t.TempDir(), "gh.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	kr, _ := secrets.NewKeyring(make([]byte, 32))
-	sec := secrets.NewStore(db.DB, kr)
+	db, sec := newSecretStore(t)
 	signer := func() ssh.Signer {
 		_, priv, _ := ed25519.GenerateKey(rand.Reader)
 		s, _ := ssh.NewSignerFromKey(priv)
