@@ -45,13 +45,16 @@ func TestTypeAheadOfThePrompt(t *testing.T) {
 		send(line+"\r", fmt.Sprintf("ahead-%d-%d\r\n", i, i*7))
 		want = append(want, line)
 	}
-	// While the command before runs.
-	send("sleep 0.5; echo slow-$((1+1))\r", "sleep 0.5; echo slow-$((1+1))\r\n")
+	// While the command before runs. (Each waits for the shell to show the
+	// line before after its prompt: a line typed in the moment between the
+	// shell drawing a typed-ahead line and reading it can be missed, see
+	// docs/recordings.md.)
+	send("sleep 0.5; echo slow-$((1+1))\r", "$ sleep 0.5; echo slow-$((1+1))\r\n")
 	send("echo during-$((2+2))\r", "during-4\r\n")
 	want = append(want, "sleep 0.5; echo slow-$((1+1))", "echo during-$((2+2))")
 	// A password typed before its read turned echo off: the terminal
 	// shows it, but it is no command.
-	send("sleep 0.5; read -r -s pw; echo got-${#pw}\r", "read -r -s pw; echo got-${#pw}\r\n")
+	send("sleep 0.5; read -r -s pw; echo got-${#pw}\r", "$ sleep 0.5; read -r -s pw; echo got-${#pw}\r\n")
 	send("hunter9-ahead\r", "got-13\r\n")
 	want = append(want, "sleep 0.5; read -r -s pw; echo got-${#pw}")
 	send("echo done-$((3+3))\r", "done-6\r\n")

@@ -46,6 +46,10 @@ func TestTypeAheadOfThePrompt(t *testing.T) {
 			"kecho b\recho c\r", "oecho b\r\necho c\r\n",
 			"oa\r\n" + on + ps + "echo b\r\n" + off + "b\r\n" + on + ps + "echo c\r\n" + off + "c\r\n" + on + ps,
 		}, []string{"echo b", "echo c"}, ""},
+		{"cooked: one line ahead, the next typed once it ran", []string{
+			"oa\r\n", "kecho b\r", "oecho b\r\n", "o" + on + ps + "echo b\r\n" + off, "kecho c\r",
+			"oecho c\r\n", "ob\r\n", "o" + on + ps + "echo c\r\n" + off + "c\r\n" + on + ps,
+		}, []string{"echo b", "echo c"}, ""},
 		{"cooked: typed key by key while the command ran", append(append(
 			keyByKey("echo b\r"), keyByKey("echo c\r")...),
 			"oa\r\n", "o"+on+ps, "oecho b\r\n"+off, "ob\r\n"+on+ps+"echo c\r\n"+off+"c\r\n", "o"+on+ps,
