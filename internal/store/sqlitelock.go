@@ -311,12 +311,8 @@ func (c *liteConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.T
 		c.roTx = true
 		return &roTx{inner: tx, c: c}, nil
 	}
-	if err := c.w.lock.lock(ctx); err != nil {
-		return nil, err
-	}
-	wc, err := c.w.get()
+	wc, err := c.lockedWriter(ctx)
 	if err != nil {
-		c.w.lock.unlock()
 		return nil, err
 	}
 	tx, err := wc.inner.(driver.ConnBeginTx).BeginTx(ctx, opts)
