@@ -106,6 +106,24 @@ func signedBy(t *testing.T, what string, cert *ssh.Certificate, ca, other ssh.Pu
 // three CA keys on the token and no sealed software CA key at all (only the
 // gateway's own host key is sealed); user, per-session and host
 // certificates verify against the public keys read from the token itself.
+// issuedByToken issues alice a user certificate for pub and mints a session
+// certificate, and checks that the token's user and session CAs signed them
+// (and not softUser / softSession, when given).
+func issuedByToken(ctx context.Context, t *testing.T, a *auth.Authority, pub ssh.PublicKey, tk map[string]ssh.PublicKey, softUser, softSession ssh.PublicKey) {
+	t.Helper()
+	uc, err := a.IssueUserCert(ctx, auth.UserCertRequest{Identity: auth.Identity{User: "alice"}, PublicKey: pub, TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	signedBy(t, "user certificate", uc, tk["user"], softUser, "alice")
+	sc, err := a.MintSessionCert(ctx, auth.SessionCertRequest{User: "alice", SessionID: "s1", Login: "root",
+		SourceAddress: "127.0.0.1", TTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	signedBy(t, "session certificate", sc.Cert, tk["session"], softSession, "root")
+}
+
 func TestTokenCAsCreateNoSoftwareKeys(t *testing.T) {
 	ctx := context.Background()
 	h := testenv.StartSoftHSM(t)
@@ -129,17 +147,7 @@ func TestTokenCAsCreateNoSoftwareKeys(t *testing.T) {
 	}
 	userKey, _, _ := ed25519.GenerateKey(rand.Reader)
 	pub, _ := ssh.NewPublicKey(userKey)
-	uc, err := a.IssueUserCert(ctx, auth.UserCertRequest{Identity: auth.Identity{User: "alice"}, PublicKey: pub, TTL: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	signedBy(t, "user certificate", uc, tk["user"], nil, "alice")
-	sc, err := a.MintSessionCert(ctx, auth.SessionCertRequest{User: "alice", SessionID: "s1", Login: "root",
-		SourceAddress: "127.0.0.1", TTL: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
-	signedBy(t, "session certificate", sc.Cert, tk["session"], nil, "root")
+	issuedByToken(ctx, t, a, pub, tk, nil, nil)
 	hs, err := a.HostCertSigner(ctx, []string{"gw.example"})
 	if err != nil {
 		t.Fatal(err)
@@ -181,17 +189,7 @@ func TestTokenCAsIgnoreEarlierSoftwareKeys(t *testing.T) {
 	}
 	defer closeCA()
 	tk := tokenPublicKeys(t, h)
-	uc, err := a.IssueUserCert(ctx, auth.UserCertRequest{Identity: auth.Identity{User: "alice"}, PublicKey: pub, TTL: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	signedBy(t, "user certificate", uc, tk["user"], softUser, "alice")
-	sc, err := a.MintSessionCert(ctx, auth.SessionCertRequest{User: "alice", SessionID: "s1", Login: "root",
-		SourceAddress: "127.0.0.1", TTL: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
-	signedBy(t, "session certificate", sc.Cert, tk["session"], softSession, "root")
+	issuedByToken(ctx, t, a, pub, tk, softUser, softSession)
 	// The gateway does not accept a certificate from the old software user CA.
 	if _, _, err := a.CheckUserCert(oldCert, nil); !errors.Is(err, auth.ErrForeignCA) {
 		t.Fatalf("a certificate of the earlier software user CA with ca.pkcs11: %v, want %v", err, auth.ErrForeignCA)
