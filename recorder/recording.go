@@ -2,7 +2,6 @@ package recorder
 
 import (
 	"context"
-	"crypto/cipher"
 	"crypto/rand"
 	"crypto/sha256"
 	"database/sql"
@@ -193,11 +192,16 @@ type Recording struct {
 	start time.Time
 
 	// mu protects the following.
-	mu   sync.Mutex
-	f    recSink
-	aead cipher.AEAD
-	n    uint64 // records written
-	buf  []byte // pending 'E' record payload (starts with the kind byte); nil when none, from recBufs
+	mu sync.Mutex
+	f  recSink
+	// key is the recording's data key. The AES-GCM state is made from it
+	// for each record sealed rather than kept: ~0.7 KiB less per idle
+	// session, for a key expansion per record (records are batches of up
+	// to 256 KiB, or what a flush interval gathered: ~1 µs in 3 ms of
+	// sealing at bulk speed).
+	key [32]byte
+	n   uint64 // records written
+	buf []byte // pending 'E' record payload (starts with the kind byte); nil when none, from recBufs
 	// spans are the raw-stream bytes in buf and hbuf not yet hashed: the
 	// writer hashes them with the batch, off the relay's path. hbuf holds
 	// copies of bytes a full stream no longer stores, only to be hashed (a
@@ -322,15 +326,11 @@ func (r *Recordings) Start(info SessionInfo) (*Recording, error) {
 	if err != nil {
 		return nil, err
 	}
-	aead, err := newAEAD(key)
-	if err != nil {
-		return nil, err
-	}
 	f, file, err := r.create(id)
 	if err != nil {
 		return nil, err
 	}
-	rec := &Recording{r: r, id: id, info: info, start: info.Start, f: f, aead: aead, failed: make(chan struct{})}
+	rec := &Recording{r: r, id: id, info: info, start: info.Start, f: f, key: [32]byte(key), failed: make(chan struct{})}
 	rec.cond.L = &rec.mu
 	if _, ok := f.(*os.File); ok {
 		rec.fileHash = sha256.New()
@@ -419,8 +419,12 @@ func (rec *Recording) writeRecord(pt []byte) error {
 // buffer goes back to the pool once written (the sink does not keep it: a
 // file write, or an object PUT that has been answered).
 func (rec *Recording) sealWrite(pt []byte, n uint64) error {
+	aead, err := newAEAD(rec.key[:])
+	if err != nil {
+		return err
+	}
 	out := append(getRecBuf(), 0, 0, 0, 0)
-	out = rec.aead.Seal(out, recNonce(n), pt, []byte(rec.id))
+	out = aead.Seal(out, recNonce(n), pt, []byte(rec.id))
 	binary.BigEndian.PutUint32(out[:4], uint32(len(out)-4))
 	if _, err := rec.f.Write(out); err != nil {
 		// Not pooled: after a failed object PUT the HTTP transport may

@@ -287,11 +287,10 @@ func (r *Recordings) sealTorn(m recRow, reason string) (string, int64, error) {
 	if _, err := f.Seek(rr.off, io.SeekStart); err != nil {
 		return "", 0, err
 	}
-	aead, err := newAEAD(key)
-	if err != nil {
-		return "", 0, err
+	if len(key) != 32 {
+		return "", 0, fmt.Errorf("recorder: recording %s: data key is %d bytes, want 32", m.ID, len(key))
 	}
-	w := &Recording{id: m.ID, f: f, aead: aead, n: rr.n}
+	w := &Recording{id: m.ID, f: f, key: [32]byte(key), n: rr.n}
 	fb, _ := json.Marshal(recFinalJSON{Reason: reason, Complete: false, End: r.opts.Now().UnixNano()})
 	if err := w.writeRecord(append([]byte{recFinal}, fb...)); err != nil {
 		return "", 0, err
@@ -421,13 +420,12 @@ func (r *Recordings) sealTornS3(m recRow, key []byte, reason string) (string, in
 			return fmt.Sprintf("%x", h.Sum(nil)), bytes, nil
 		}
 	}
-	aead, err := newAEAD(key)
-	if err != nil {
-		return "", 0, err
+	if len(key) != 32 {
+		return "", 0, fmt.Errorf("recorder: recording %s: data key is %d bytes, want 32", m.ID, len(key))
 	}
 	sw := newSegmentWriter(r.s3, m.ID, nseg)
 	sw.h = h
-	w := &Recording{id: m.ID, f: sw, aead: aead, n: rr.n}
+	w := &Recording{id: m.ID, f: sw, key: [32]byte(key), n: rr.n}
 	fb, _ := json.Marshal(recFinalJSON{Reason: reason, Complete: false, End: r.opts.Now().UnixNano()})
 	if err := w.writeRecord(append([]byte{recFinal}, fb...)); err != nil {
 		return "", 0, err
