@@ -201,3 +201,13 @@ func (e *env) scrape() (map[string]float64, error) {
 	}
 	return out, sc.Err()
 }
+
+// gcCPU is the CPU time the gateway's garbage collector has taken so far
+// (0 when the scrape fails: the figure is then left out).
+func (e *env) gcCPU() time.Duration {
+	m, err := e.scrape()
+	if err != nil {
+		return 0
+	}
+	return time.Duration(m["go_cpu_classes_gc_total_cpu_seconds_total"] * 1e9)
+}

@@ -649,6 +649,7 @@ func (e *env) throughput(host string) (float64, error) {
 		defer e.profileStop()
 	}
 	gw0, _ := procCPU(e.gwProc.Process.Pid)
+	gc0 := e.gcCPU()
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		return 0, err
@@ -664,14 +665,15 @@ func (e *env) throughput(host string) (float64, error) {
 	// CPU per MB of the client (ssh and, for -J, its ssh -W child) and of
 	// the gateway: which side a mode's throughput is bound by.
 	gw1, _ := procCPU(e.gwProc.Process.Pid)
+	gc := e.gcCPU() - gc0
 	client := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	mb := float64(n) / 1e6
 	// The gateway seals the recording after the client has gone (it hashes
 	// the whole file): a second later, its CPU per MB with the seal.
 	time.Sleep(time.Second)
 	gw2, _ := procCPU(e.gwProc.Process.Pid)
-	fmt.Fprintf(os.Stderr, "bulk %-9s %6.0f MB/s  client CPU %.2f ms/MB  gateway CPU %.2f ms/MB (%.2f with the seal)\n", host, mb/el.Seconds(),
-		ms(client)/mb, ms(gw1-gw0)/mb, ms(gw2-gw0)/mb)
+	fmt.Fprintf(os.Stderr, "bulk %-9s %6.0f MB/s  client CPU %.2f ms/MB  gateway CPU %.2f ms/MB (%.2f with the seal; garbage collector %.2f)\n", host, mb/el.Seconds(),
+		ms(client)/mb, ms(gw1-gw0)/mb, ms(gw2-gw0)/mb, ms(gc)/mb)
 	return mb / el.Seconds(), nil
 }
 

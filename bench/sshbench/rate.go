@@ -75,6 +75,7 @@ func (e *env) sessionRate() (perSec float64, cpuPerSession time.Duration, cpuSha
 		}
 	}
 	e.profileStart()
+	gc0 := e.gcCPU()
 	cpu0, err := procCPU(e.gwProc.Process.Pid)
 	if err != nil {
 		return 0, 0, 0, err
@@ -112,7 +113,9 @@ func (e *env) sessionRate() (perSec float64, cpuPerSession time.Duration, cpuSha
 	}
 	n := done.Load()
 	cpu := cpu1 - cpu0
-	fmt.Fprintf(os.Stderr, "session rate: %d sessions in %v, gateway CPU %v\n", n, el.Round(time.Millisecond), cpu)
+	gc := e.gcCPU() - gc0
+	fmt.Fprintf(os.Stderr, "session rate: %d sessions in %v, gateway CPU %v (garbage collector %.2f ms per session)\n", n, el.Round(time.Millisecond), cpu,
+		ms(gc)/float64(max(n, 1)))
 	return float64(n) / el.Seconds(), cpu / time.Duration(n), cpu.Seconds() / el.Seconds(), nil
 }
 

@@ -79,9 +79,11 @@ func New() *Metrics {
 	m.reg.MustRegister(m.activeSessions, m.sessionStarts, m.refusals, m.authFailures, m.certsIssued,
 		m.recordingBytes, m.recordingFlush, m.auditAppend, m.targetDial, m.alerts,
 		// go_gc_heap_live_bytes (the heap the last GC found live) next to the
-		// memstats: memory per session without the GC's headroom.
+		// memstats: memory per session without the GC's headroom; and
+		// go_cpu_classes_gc_total_cpu_seconds_total, the CPU the collector
+		// took — what a lower GOGC costs.
 		collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(
-			collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/gc/heap/live:bytes$`)})),
+			collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^(/gc/heap/live:bytes|/cpu/classes/gc/total:cpu-seconds)$`)})),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
