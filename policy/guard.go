@@ -146,11 +146,19 @@ var wrappers = map[string]bool{"sudo": true, "doas": true, "env": true, "command
 
 var shells = map[string]bool{"sh": true, "bash": true, "dash": true, "zsh": true, "ksh": true, "ash": true}
 
+// partCleaner and quoteRemover are built once: a strings.Replacer builds
+// its byte table (~6 KiB) on first use, and the splitter runs for every
+// exec request and every typed line a command rule reads.
+var (
+	partCleaner  = strings.NewReplacer("'", "", `"`, "", `\`, "", "{", " ", "}", " ")
+	quoteRemover = strings.NewReplacer("'", "", `"`, "")
+)
+
 // newPart normalises one simple command: quotes and backslashes are removed
 // (r"m or r\m is rm), assignments, wrappers and their options, and `sh -c` are
 // skipped, and the program is named by its base name (/bin/rm is rm).
 func newPart(text string, computed bool) CommandPart {
-	clean := strings.NewReplacer("'", "", `"`, "", `\`, "", "{", " ", "}", " ").Replace(text)
+	clean := partCleaner.Replace(text)
 	w := skipWrappers(strings.Fields(clean))
 	if len(w) > 0 {
 		computed = computed || strings.ContainsAny(w[0][:1], "$`")
@@ -197,7 +205,7 @@ type guardPattern struct {
 }
 
 func parseGuardPattern(s string) (guardPattern, error) {
-	w := strings.Fields(strings.NewReplacer("'", "", `"`, "").Replace(s))
+	w := strings.Fields(quoteRemover.Replace(s))
 	if len(w) == 0 {
 		return guardPattern{}, fmt.Errorf("policy: command pattern %q is empty", s)
 	}
