@@ -96,17 +96,12 @@ func newID() string {
 // handle runs one TCP connection from accept to close, in a goroutine of
 // its own; Serve adopted nc (s.wg, s.raw) and hangUp lets go of it.
 //
-// An authenticated connection is served on a fresh goroutine (serveConn),
-// which spends the connection's life parked in serve's loop. The handshake
-// grows this goroutine's stack (authentication, policy, the database), and
-// the runtime gives a grown stack back only by halves, one per garbage
-// collection, and only while the goroutine uses under a quarter of it: a
-// goroutine that stays is held at 8 KiB or more for collections after an
-// idle connection needs 4. One that exits gives it back at once. For the
-// same reason serve's frames are kept small (set-up and wind-down are
-// functions of their own): parked in its loop the goroutine uses ~1 KiB, and
-// well under a quarter of 8 KiB is what lets a stack that grew come down to
-// 4 KiB.
+// An authenticated connection is served on a fresh goroutine (serveConn).
+// The handshake grows this goroutine's stack (authentication, policy, the
+// database), and the runtime gives a grown stack back only by halves, one
+// per garbage collection, and only while the goroutine uses under a quarter
+// of it; one that exits gives it back at once. serve's loop then moves to a
+// fresh goroutine after each arrival for the same reason (serveIncoming).
 func (s *Server) handle(nc net.Conn) {
 	c, chans, reqs := s.authenticate(nc)
 	if c == nil {
@@ -118,9 +113,10 @@ func (s *Server) handle(nc net.Conn) {
 
 // serveConn serves an authenticated connection until it closes (see handle).
 func (s *Server) serveConn(nc net.Conn, c *clientConn, chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request) {
-	c.serve(chans, reqs)
-	c.cancel(nil)
-	s.hangUp(nc)
+	c.serve(chans, reqs, func() {
+		c.cancel(nil)
+		s.hangUp(nc)
+	})
 }
 
 // hangUp closes a connection Serve adopted and lets go of it.
@@ -274,20 +270,25 @@ func (s *Server) defaultDockerHost() (Target, bool) {
 
 // serve dispatches the connection's channels and answers its global
 // requests — and the shared target connection's unasked ones, and its first
-// session's channel requests — in one goroutine (serveIncoming) until it
-// closes. (Set-up and wind-down are functions of their own, so its frame
-// stays small while it is parked in the loop: see handle.)
-func (c *clientConn) serve(chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request) {
+// session's channel requests — in one loop (serveIncoming), which hands
+// itself from goroutine to goroutine; after is called once the connection
+// has closed and its channels are done (served is closed), on the loop's
+// last goroutine. serve returns once the first arrival has been served.
+func (c *clientConn) serve(chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request, after func()) {
 	stop, ok := c.startServing()
 	if !ok {
 		close(c.served)
+		after()
 		return
 	}
-	t, unread, held := serveIncoming(chans, reqs, c.targetIn, c.adopted, c.dispatchAsync, c.globalRequest, c.released)
-	c.endServing(t, unread, held)
-	stop()
-	c.s.track(c, false)
-	close(c.served)
+	serveIncoming(chans, reqs, c.targetIn, c.adopted, c.dispatchAsync, c.globalRequest, c.released,
+		func(t targetIncoming, unread bool, held *sessionReqs) {
+			c.endServing(t, unread, held)
+			stop()
+			c.s.track(c, false)
+			close(c.served)
+			after()
+		})
 }
 
 // startServing registers the connection with the server (false once the

@@ -52,7 +52,6 @@ func (c *clientConn) proxyJump(nc ssh.NewChannel) {
 		return
 	}
 	ctx, cancel := context.WithCancelCause(c.ctx)
-	defer cancel(nil)
 	info := connInfo{pr: in.pr, addr: in.addr, mode: "proxyjump", remote: c.remote, clientVersion: string(in.sc.ClientVersion())}
 	inner := &clientConn{connInfo: info, s: c.s, sc: in.sc,
 		id: newID(), ctx: ctx, cancel: cancel, resolved: rt, sessions: map[*session]struct{}{},
@@ -64,12 +63,12 @@ func (c *clientConn) proxyJump(nc ssh.NewChannel) {
 	}
 	c.inner[inner] = struct{}{}
 	c.mu.Unlock()
-	defer func() {
+	inner.serve(in.chans, in.reqs, func() {
 		c.mu.Lock()
 		delete(c.inner, inner)
 		c.mu.Unlock()
-	}()
-	inner.serve(in.chans, in.reqs)
+		cancel(nil)
+	})
 }
 
 // jumpChunk is the most data the gateway writes to a channel of a

@@ -150,11 +150,9 @@ func testSessionRequests(t *testing.T, byConnLoop bool) {
 	released := make(chan *sessionReqs, 1)
 	loopEnded := make(chan *sessionReqs, 1)
 	if byConnLoop {
-		go func() {
-			_, _, held := serveIncoming(gchans, greqsConn, nil, adopted, accept,
-				func(r *ssh.Request) { r.Reply(false, nil) }, func(p *sessionReqs) { released <- p })
-			loopEnded <- held
-		}()
+		go serveIncoming(gchans, greqsConn, nil, adopted, accept,
+			func(r *ssh.Request) { r.Reply(false, nil) }, func(p *sessionReqs) { released <- p },
+			func(_ targetIncoming, _ bool, held *sessionReqs) { loopEnded <- held })
 	} else {
 		go ssh.DiscardRequests(greqsConn)
 		go func() { accept(<-gchans) }()

@@ -79,6 +79,22 @@ type session struct {
 	tdone      chan struct{} // closed when the target channel's requests end
 	finished   chan struct{} // closed when the session has been sealed (or never started)
 	finishOnce sync.Once
+
+	// What run and relay keep while the session runs, in the session
+	// itself rather than in closures and small objects of their own: an
+	// idle session's memory is mostly many small long-lived objects, and
+	// each shares its memory page with setup's garbage (see
+	// docs/performance.md). Set by run before ready is closed.
+	ready       chan struct{} // closed once run has set the fields below
+	runDone     chan struct{} // closed once the session has ended (run's result)
+	relayDone   chan struct{} // closed once the target's output has all been relayed
+	ended       atomic.Bool   // set by the first of run's two ways to end
+	left        atomic.Int32  // output copiers still running
+	stopCtx     func() bool
+	disarm      func()
+	out, errOut outCopier
+	in          inCopier
+	bufs        [3][relayBufMin]byte // the copiers' first buffers
 }
 
 // ptyRequest is the RFC 4254 pty-req payload.
@@ -515,30 +531,40 @@ func openErrMessage(err error) string {
 // run starts relaying data; when the target side is done or the session's
 // context is cancelled, whichever comes first, the session is ended (end)
 // and the returned channel closed. No goroutine waits for either while the
-// session runs: the last output copier to finish ends it, or a cancellation
-// does, in a goroutine of its own (context.AfterFunc).
+// session runs: the last output copier to finish ends it (relayEnded), or a
+// cancellation does, in a goroutine of its own (context.AfterFunc).
 func (s *session) run() <-chan struct{} {
-	runDone := make(chan struct{})
-	var ended atomic.Bool
-	var relayDone <-chan struct{}
-	var stopCtx func() bool
-	disarm := s.arm()
-	end := func(cancelled bool) {
-		if !ended.CompareAndSwap(false, true) {
-			return // the other one ends it
-		}
-		defer close(runDone)
-		defer disarm()
-		stopCtx()
-		s.end(cancelled, relayDone)
+	s.runDone = make(chan struct{})
+	s.ready = make(chan struct{})
+	s.disarm = s.arm()
+	// relayDone and stopCtx are set before either way to end can run: both
+	// wait for ready.
+	s.relayDone = s.relay()
+	s.stopCtx = context.AfterFunc(s.ctx, s.cancelled)
+	close(s.ready)
+	return s.runDone
+}
+
+// relayEnded is called by the last output copier to end.
+func (s *session) relayEnded() {
+	<-s.ready
+	s.endRun(false)
+}
+
+// cancelled is called once the session's context is cancelled.
+func (s *session) cancelled() {
+	<-s.ready
+	s.endRun(true)
+}
+
+func (s *session) endRun(cancelled bool) {
+	if !s.ended.CompareAndSwap(false, true) {
+		return // the other one ends it
 	}
-	// relayDone is set before either end can run: the relay's callback
-	// and the context's both wait for ready.
-	ready := make(chan struct{})
-	relayDone = s.relay(func() { <-ready; end(false) })
-	stopCtx = context.AfterFunc(s.ctx, func() { <-ready; end(true) })
-	close(ready)
-	return runDone
+	defer close(s.runDone)
+	defer s.disarm()
+	s.stopCtx()
+	s.end(cancelled, s.relayDone)
 }
 
 // end answers the client and seals the session once the relay is done
@@ -566,32 +592,21 @@ func (s *session) end(cancelled bool, relayDone <-chan struct{}) {
 }
 
 // relay starts copying both ways; the returned channel is closed once the
-// target has sent all its output and closed its channel, and then onDone
-// is called.
+// target has sent all its output and closed its channel, and then
+// relayEnded is called.
 //
 // The second output copier to end waits for the target's requests, closes
-// the channel and calls onDone itself: no goroutine per session just to
+// the channel and calls relayEnded itself: no goroutine per session just to
 // wait.
-func (s *session) relay(onDone func()) <-chan struct{} {
+func (s *session) relay() chan struct{} {
 	done := make(chan struct{})
-	var left atomic.Int32
-	left.Store(2)
-	outDone := func() {
-		if left.Add(-1) == 0 {
-			<-s.tdone
-			close(done)
-			onDone()
-		}
-	}
-	go func() {
-		defer outDone()
-		s.copyOut(clientWriter{s, 0}, s.tch, s.recordOutput)
-	}()
-	go func() {
-		defer outDone()
-		s.copyOut(clientWriter{s, 1}, s.tch.Stderr(), s.recordStderr)
-	}()
-	go s.copyIn()
+	s.left.Store(2)
+	s.out = outCopier{s: s, src: s.tch, done: done, buf: relayBuf{b: s.bufs[0][:]}}
+	s.errOut = outCopier{s: s, src: s.tch.Stderr(), stderr: true, done: done, buf: relayBuf{b: s.bufs[1][:]}}
+	s.in = inCopier{s: s, guard: s.newLineGuard(), buf: relayBuf{b: s.bufs[2][:]}}
+	go s.out.run()
+	go s.errOut.run()
+	go s.in.run()
 	return done
 }
 
@@ -640,26 +655,66 @@ func (w clientWriter) Write(p []byte) (int, error) {
 	return dst.Write(p)
 }
 
-// copyOut copies target output to the client and the recording.
-func (s *session) copyOut(dst io.Writer, src io.Reader, record func([]byte)) {
-	buf := newRelayBuf()
-	for {
-		n, err := src.Read(buf.b)
-		if n > 0 {
-			s.touch()
-			s.bytesOut.Add(int64(n))
-			record(buf.b[:n])
-			if _, werr := dst.Write(buf.b[:n]); werr != nil {
-				// The client is gone: end as OpenSSH does when a client
-				// vanishes (no signal to the target).
-				s.cancel(errDisconnected)
-				return
-			}
-			buf.grow(n)
+// The copiers hand themselves to a fresh goroutine after each read.
+//
+// A copier handles what it read on the goroutine that read it: recording,
+// command tracking and the other side's encryption run deep, so that
+// goroutine's stack grows to 8 KiB on the first keystroke or prompt. Parked
+// in Read, a copier needs under 1 KiB, but the runtime halves a stack at a
+// GC only when what is in use plus its 800-byte reserve is under a quarter
+// of it — never from 4 KiB down to the 2 KiB minimum — so an idle session
+// would keep 4 KiB per copier for good. Handing the loop to a new goroutine
+// (which starts at the minimum when no other goroutine needs more) and
+// letting the grown one exit returns its stack at once: 2 KiB per copier
+// per idle session, for one goroutine start (~1 µs) per read, which happens
+// after the data was passed on, so it adds nothing to the echo path.
+// There is never more than one goroutine per copier, so order is kept.
+
+// outCopier copies target output (stdout, or stderr when stderr is set) to
+// the client and the recording.
+type outCopier struct {
+	s      *session
+	src    io.Reader
+	stderr bool
+	done   chan struct{} // the relay's: closed once both output copiers ended
+	buf    relayBuf
+}
+
+func (c *outCopier) run() {
+	n, err := c.src.Read(c.buf.b)
+	if n > 0 {
+		c.s.touch()
+		c.s.bytesOut.Add(int64(n))
+		dst := clientWriter{c.s, 0}
+		if c.stderr {
+			c.s.recordStderr(c.buf.b[:n])
+			dst.ext = 1
+		} else {
+			c.s.recordOutput(c.buf.b[:n])
 		}
-		if err != nil {
+		if _, werr := dst.Write(c.buf.b[:n]); werr != nil {
+			// The client is gone: end as OpenSSH does when a client
+			// vanishes (no signal to the target).
+			c.s.cancel(errDisconnected)
+			c.end()
 			return
 		}
+		c.buf.grow(n)
+	}
+	if err != nil {
+		c.end()
+		return
+	}
+	go c.run()
+}
+
+// end is called once per output copier; the last one waits for the
+// target's requests to end, closes done and ends the session.
+func (c *outCopier) end() {
+	if c.s.left.Add(-1) == 0 {
+		<-c.s.tdone
+		close(c.done)
+		c.s.relayEnded()
 	}
 }
 
@@ -676,8 +731,6 @@ const (
 	relayBufMin = 128
 	relayBufMax = 128 << 10
 )
-
-func newRelayBuf() *relayBuf { return &relayBuf{b: make([]byte, relayBufMin)} }
 
 // grow resizes the buffer after a read of n bytes into it.
 func (r *relayBuf) grow(n int) {
@@ -708,32 +761,36 @@ func (s *session) recordOutput(p []byte) {
 	s.rec.Output(p)
 }
 
-// copyIn copies client input to the target and the recording. The client's
-// EOF is passed on as EOF, exactly as an OpenSSH client sends it.
-func (s *session) copyIn() {
-	buf := newRelayBuf()
-	guard := s.newLineGuard() // nil unless command rules apply to typed lines
-	for {
-		n, err := s.ch.Read(buf.b)
-		if n > 0 {
-			s.touch()
-			s.bytesIn.Add(int64(n))
-			var werr error
-			if guard != nil {
-				werr = guard.forward(buf.b[:n])
-			} else {
-				werr = s.sendInput(buf.b[:n])
-			}
-			if werr != nil {
-				return
-			}
-			buf.grow(n)
+// inCopier copies client input to the target and the recording (see the
+// copiers' note above). The client's EOF is passed on as EOF, exactly as
+// an OpenSSH client sends it.
+type inCopier struct {
+	s     *session
+	guard *lineGuard // nil unless command rules apply to typed lines
+	buf   relayBuf
+}
+
+func (c *inCopier) run() {
+	n, err := c.s.ch.Read(c.buf.b)
+	if n > 0 {
+		c.s.touch()
+		c.s.bytesIn.Add(int64(n))
+		var werr error
+		if c.guard != nil {
+			werr = c.guard.forward(c.buf.b[:n])
+		} else {
+			werr = c.s.sendInput(c.buf.b[:n])
 		}
-		if err != nil {
-			s.tch.CloseWrite()
+		if werr != nil {
 			return
 		}
+		c.buf.grow(n)
 	}
+	if err != nil {
+		c.s.tch.CloseWrite()
+		return
+	}
+	go c.run()
 }
 
 // sendInput records client input (or gives it to the sftp tap) and writes

@@ -57,60 +57,95 @@ func serveTargetIncoming(chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request) 
 // (channel opens, global requests, the target's). It also serves one started
 // session's channel requests at a time, both ways (sessionReqs, taken from
 // adopted while it holds none; released is called once their requests have
-// ended), so that session needs no goroutine of its own for them. It returns
-// once the client connection has closed, with what of the target's is still
-// open (nil channels when none), whether targetIn was never read, and the
-// session requests it still held, if any.
+// ended), so that session needs no goroutine of its own for them. Once the
+// client connection has closed it calls end with what of the target's is
+// still open (nil channels when none), whether targetIn was never read, and
+// the session requests it still held, if any.
+//
+// The loop waits for its first arrival on the calling goroutine and then
+// returns: each arrival is served on the goroutine that received it, which
+// hands the loop to a fresh goroutine and exits (see the copiers' note in
+// session.go). Answering a request runs deep — the session's handlers, the
+// target's channel, the audit log — and a goroutine that stayed would keep
+// the grown stack while the connection idles (4 KiB at best); a fresh one
+// waits on the 2 KiB minimum. There is only ever one goroutine of the loop.
 func serveIncoming(chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request, targetIn <-chan targetIncoming,
 	adopted <-chan *sessionReqs, dispatch func(ssh.NewChannel), global func(*ssh.Request),
-	released func(*sessionReqs)) (rest targetIncoming, unread bool, held *sessionReqs) {
-	var t targetIncoming
-	var p *sessionReqs
-	for chans != nil || reqs != nil {
-		adopt := adopted
-		if p != nil {
-			adopt = nil
-		}
-		select {
-		case nc, ok := <-chans:
-			if !ok {
-				chans = nil
-				continue
-			}
-			dispatch(nc)
-		case r, ok := <-reqs:
-			if !ok {
-				reqs = nil
-				continue
-			}
-			global(r)
-		case in := <-targetIn:
-			t, targetIn = in, nil
-		case nc, ok := <-t.chans:
-			if !ok {
-				t.chans = nil
-				continue
-			}
-			refuseTargetChannel(nc)
-		case r, ok := <-t.reqs:
-			if !ok {
-				t.reqs = nil
-				continue
-			}
-			refuseTargetRequest(r)
-		case p = <-adopt:
-		case r, ok := <-p.clientC():
-			p.client(r, ok)
-		case r, ok := <-p.targetC():
-			p.target(r, ok)
-		case <-p.roomC():
-		case <-p.endedC():
-			p.sealed()
-		}
-		if p != nil && !p.live() {
-			released(p)
-			p = nil
-		}
+	released func(*sessionReqs), end func(rest targetIncoming, unread bool, held *sessionReqs)) {
+	l := &incomingLoop{chans: chans, reqs: reqs, targetIn: targetIn, adopted: adopted,
+		dispatch: dispatch, global: global, released: released, end: end}
+	l.run()
+}
+
+// incomingLoop is serveIncoming's state between arrivals.
+type incomingLoop struct {
+	chans    <-chan ssh.NewChannel
+	reqs     <-chan *ssh.Request
+	targetIn <-chan targetIncoming
+	adopted  <-chan *sessionReqs
+	dispatch func(ssh.NewChannel)
+	global   func(*ssh.Request)
+	released func(*sessionReqs)
+	end      func(rest targetIncoming, unread bool, held *sessionReqs)
+	t        targetIncoming
+	p        *sessionReqs
+}
+
+// run serves one arrival and hands the loop on, or ends it.
+func (l *incomingLoop) run() {
+	if l.chans == nil && l.reqs == nil {
+		l.end(l.t, l.targetIn != nil, l.p)
+		return
 	}
-	return t, targetIn != nil, p
+	l.step()
+	go l.run()
+}
+
+// step waits for one arrival and serves it.
+func (l *incomingLoop) step() {
+	adopt := l.adopted
+	if l.p != nil {
+		adopt = nil
+	}
+	p := l.p
+	select {
+	case nc, ok := <-l.chans:
+		if !ok {
+			l.chans = nil
+			return
+		}
+		l.dispatch(nc)
+	case r, ok := <-l.reqs:
+		if !ok {
+			l.reqs = nil
+			return
+		}
+		l.global(r)
+	case in := <-l.targetIn:
+		l.t, l.targetIn = in, nil
+	case nc, ok := <-l.t.chans:
+		if !ok {
+			l.t.chans = nil
+			return
+		}
+		refuseTargetChannel(nc)
+	case r, ok := <-l.t.reqs:
+		if !ok {
+			l.t.reqs = nil
+			return
+		}
+		refuseTargetRequest(r)
+	case l.p = <-adopt:
+	case r, ok := <-p.clientC():
+		p.client(r, ok)
+	case r, ok := <-p.targetC():
+		p.target(r, ok)
+	case <-p.roomC():
+	case <-p.endedC():
+		p.sealed()
+	}
+	if l.p != nil && !l.p.live() {
+		l.released(l.p)
+		l.p = nil
+	}
 }

@@ -115,20 +115,17 @@ func TestServeIncomingAnswersBothConnections(t *testing.T) {
 		unread bool
 	}
 	ended := make(chan result, 1)
-	go func() {
-		rest, unread, _ := serveIncoming(chans, reqs, targetIn, nil, func(nc ssh.NewChannel) {
-			// dispatch must not block: answer from a goroutine.
-			go nc.Reject(ssh.ResourceShortage, "dispatched "+nc.ChannelType())
-		}, func(r *ssh.Request) {
-			mu.Lock()
-			globals = append(globals, r.Type)
-			mu.Unlock()
-			if r.WantReply {
-				r.Reply(r.Type == "keepalive@openssh.com", nil)
-			}
-		}, nil)
-		ended <- result{rest, unread}
-	}()
+	go serveIncoming(chans, reqs, targetIn, nil, func(nc ssh.NewChannel) {
+		// dispatch must not block: answer from a goroutine.
+		go nc.Reject(ssh.ResourceShortage, "dispatched "+nc.ChannelType())
+	}, func(r *ssh.Request) {
+		mu.Lock()
+		globals = append(globals, r.Type)
+		mu.Unlock()
+		if r.WantReply {
+			r.Reply(r.Type == "keepalive@openssh.com", nil)
+		}
+	}, nil, func(rest targetIncoming, unread bool, _ *sessionReqs) { ended <- result{rest, unread} })
 
 	// The client's global request and channel open, before the target is up.
 	if ok, _, err := user.SendRequest("keepalive@openssh.com", true, nil); err != nil || !ok {
@@ -184,11 +181,9 @@ func TestServeIncomingTargetNeverDialled(t *testing.T) {
 	user, _, _, gwServer, chans, reqs := sshPair(t)
 	targetIn := make(chan targetIncoming, 1)
 	ended := make(chan bool, 1)
-	go func() {
-		_, unread, _ := serveIncoming(chans, reqs, targetIn, nil, func(nc ssh.NewChannel) { go nc.Reject(ssh.Prohibited, "no") },
-			func(r *ssh.Request) { r.Reply(false, nil) }, nil)
-		ended <- unread
-	}()
+	go serveIncoming(chans, reqs, targetIn, nil, func(nc ssh.NewChannel) { go nc.Reject(ssh.Prohibited, "no") },
+		func(r *ssh.Request) { r.Reply(false, nil) }, nil,
+		func(_ targetIncoming, unread bool, _ *sessionReqs) { ended <- unread })
 	user.Close()
 	gwServer.Wait()
 	select {
