@@ -277,19 +277,29 @@ func (t *Tracker) altScreen() bool {
 
 // emulators are shared by every Tracker of the process: one is needed only
 // while a line is typed, so a few serve thousands of sessions.
+//
+// An emulator is ~4.8 MiB, almost all of it a 4 MiB buffer the vt parser
+// allocates for escape-sequence payloads whatever the terminal, and a new
+// one costs 5.9-6.6 ms with the collections that allocation causes, against
+// 0.19 ms to reset a pooled one (BenchmarkNewEmulator,
+// BenchmarkPooledEmulator). So the pool follows demand: it keeps as many
+// idle as were in use at once lately (between poolMin and poolMax), so a
+// gateway where many people type at the same time does not make and drop
+// one per line, and a trim every poolTrim lets the extra ones go once the
+// burst has passed (one to two trims after it).
 var emulators struct {
 	sync.Mutex
-	free []*vt.Emulator
+	free  []*vt.Emulator
+	inUse int         // handed out and not yet back
+	peak  int         // most in use at once since the last trim
+	trim  *time.Timer // armed while more than poolMin are idle
 }
 
-// poolMax is how many idle emulators are kept for reuse: enough for people
-// typing at once on a busy gateway. Each holds ~4.8 MiB, almost all of it a
-// 4 MiB buffer the vt parser allocates for escape-sequence payloads whatever
-// the terminal, and a new one costs that allocation: 5.9-6.6 ms with the
-// collections it causes, against 0.19 ms to reset a pooled one
-// (BenchmarkNewEmulator, BenchmarkPooledEmulator). More lines typed at the
-// same instant than the pool holds each pay it.
-const poolMax = 4
+const (
+	poolMin  = 4  // idle emulators always kept
+	poolMax  = 32 // most kept idle after a burst (~150 MiB), until trimmed
+	poolTrim = time.Minute
+)
 
 // scrollbackRows is the emulator's scrollback: it holds the start of a
 // command line that wrapped and scrolled off the top of the screen.
@@ -301,6 +311,8 @@ func getEmulator(cols, rows int) *vt.Emulator {
 	if n := len(emulators.free); n > 0 {
 		em, emulators.free = emulators.free[n-1], emulators.free[:n-1]
 	}
+	emulators.inUse++
+	emulators.peak = max(emulators.peak, emulators.inUse)
 	emulators.Unlock()
 	if em == nil {
 		em = vt.NewEmulator(cols, rows)
@@ -322,12 +334,44 @@ func getEmulator(cols, rows int) *vt.Emulator {
 
 func putEmulator(em *vt.Emulator) {
 	emulators.Lock()
-	if len(emulators.free) < poolMax {
+	emulators.inUse--
+	if len(emulators.free) < poolKeep() {
 		emulators.free = append(emulators.free, em)
 		em = nil
+		if len(emulators.free) > poolMin && emulators.trim == nil {
+			emulators.trim = time.AfterFunc(poolTrim, trimEmulators)
+		}
 	}
 	emulators.Unlock()
 	if em != nil {
+		closeEmulator(em)
+	}
+}
+
+// poolKeep is how many idle emulators the pool keeps now. Caller holds the
+// lock.
+func poolKeep() int {
+	return max(poolMin, min(emulators.peak, poolMax))
+}
+
+// trimEmulators lets go of the idle emulators beyond what the last
+// poolTrim's peak needs, and starts the next period.
+func trimEmulators() {
+	emulators.Lock()
+	keep := max(poolMin, min(emulators.peak, poolMax)-emulators.inUse)
+	var drop []*vt.Emulator
+	if n := len(emulators.free); n > keep {
+		drop = append(drop, emulators.free[keep:]...)
+		clear(emulators.free[keep:])
+		emulators.free = emulators.free[:keep]
+	}
+	emulators.peak = emulators.inUse
+	emulators.trim = nil
+	if len(emulators.free) > poolMin {
+		emulators.trim = time.AfterFunc(poolTrim, trimEmulators)
+	}
+	emulators.Unlock()
+	for _, em := range drop {
 		closeEmulator(em)
 	}
 }
