@@ -33,6 +33,11 @@ type lineGuard struct {
 	// &&): the next line is also checked joined to it, as the shell will
 	// run it.
 	carry string
+	// recheck is set by a refusal until a line is let through: the cancel
+	// may not have emptied the target's line (below), so the next line is
+	// read from the screen too however it was typed, and an empty one is
+	// sent as a cancel and Enter.
+	recheck bool
 }
 
 const (
@@ -54,9 +59,14 @@ const (
 // buffer and is erased there the same way, and the running command is left
 // alone — usually: when the command ends as the cancel arrives, the shell
 // may take the line over without its erasure and show it again (seen in CI
-// under load with a pasted block). It still does not run: every Enter is
-// checked, so the next one refuses it again. A continued line (after a trailing backslash) stays continued: the
-// next line is checked joined to it.
+// under load with a pasted block). Readline may then hold the refused text
+// without showing it until the next key: a line typed next was seen to run
+// joined to it (CI under load: "rm -rf X" refused, then "echo ok" ran as
+// "rm -rf Xecho ok"). So after a refusal the next line is also read off the
+// screen once its echo has come — readline redraws the whole line on the
+// first key — whatever its keys say (recheck), and an Enter on an empty
+// line is sent after another cancel. A continued line (after a trailing
+// backslash) stays continued: the next line is checked joined to it.
 var cancelLine = []byte{0x05, 0x15}
 
 // newLineGuard returns the guard for a terminal session whose user has
@@ -107,13 +117,14 @@ type heldLine struct {
 	known bool     // at least one reading is certain to be the line
 	ahead bool     // typed ahead of an earlier line's answer
 	skip  bool     // not a shell line: a full-screen program, or nothing typed
+	empty bool     // skipped because nothing was typed and the screen shows nothing
 }
 
 // read finds the line an Enter completes.
 func (g *lineGuard) read() heldLine {
 	st := g.s.rec.Line()
 	typed, typedOK := g.typed.Line()
-	if !typedOK && !st.Pending {
+	if (!typedOK || g.recheck) && !st.Pending {
 		st = g.waitEcho(st)
 	}
 	if st.AltScreen {
@@ -129,7 +140,7 @@ func (g *lineGuard) read() heldLine {
 	}
 	if typedOK && len(h.lines) == 0 {
 		// Nothing typed and nothing on the screen: an empty line.
-		h.skip = true
+		h.skip, h.empty = true, true
 	}
 	return h
 }
@@ -180,6 +191,11 @@ var errLineUnread = errors.New("the line could not be read (it was edited and it
 // decide sends the Enter on, or refuses the line.
 func (g *lineGuard) decide(h heldLine, enter []byte) error {
 	if h.skip {
+		if h.empty && g.recheck {
+			// The line looks empty, but readline may hold a refused
+			// line it has not redrawn: empty it first.
+			return g.s.sendInput(append(slices.Clip(cancelLine), enter...))
+		}
 		return g.s.sendInput(enter)
 	}
 	req := g.s.lineRequest()
@@ -210,6 +226,7 @@ func (g *lineGuard) decide(h heldLine, enter []byte) error {
 		if err := g.s.sendInput(enter); err != nil {
 			return err
 		}
+		g.recheck = false
 		g.carry = joinContinued(g.carry, h.lines[0])
 		if !continues(g.carry) {
 			g.carry = ""
@@ -279,6 +296,7 @@ func (g *lineGuard) refuse(h heldLine, reason, line string) error {
 	if err := s.sendInput(cancelLine); err != nil {
 		return err
 	}
+	g.recheck = true
 	// Let the line editor redraw the emptied line before the reason is
 	// printed under it, then hold what the user types next until then.
 	st := g.waitEcho(s.rec.Line())
