@@ -3,16 +3,16 @@ package main
 import (
 	"flag"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/gatehouse/gatehouse/internal/testenv"
 )
 
 // A stuck gateway, or a port another process answers on, must fail the
@@ -73,56 +73,10 @@ func runOne(addr string, cfg *ssh.ClientConfig, deadline time.Time) error {
 	return s.Run("true")
 }
 
-// Ports. A port picked by listening on :0 and closing comes from the
-// kernel's ephemeral range, where the bench's own client connections (tens
-// of thousands in a rate run) take their source ports: one of them can hold
-// it when the gateway binds, or a dial to a port nobody listens on yet can
-// connect to itself. freePort picks below that range, never the same port
-// twice in one run, and only one nothing listens on.
-
-var (
-	portsMu sync.Mutex
-	given   = map[int]bool{} // ports freePort handed out in this run
-)
-
-// ephemeralLow is the first port of the kernel's ephemeral range.
-func ephemeralLow() int {
-	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
-	if err == nil {
-		if f := strings.Fields(string(b)); len(f) == 2 {
-			if lo, err := strconv.Atoi(f[0]); err == nil {
-				return lo
-			}
-		}
-	}
-	return 32768
-}
-
-const lowestPort = 10000
-
-func freePort() (string, error) {
-	portsMu.Lock()
-	defer portsMu.Unlock()
-	hi := ephemeralLow()
-	if hi-lowestPort < 1000 {
-		return "", fmt.Errorf("the ephemeral port range starts at %d: no room below it for the bench's listeners", hi)
-	}
-	for i := 0; i < 1000; i++ {
-		p := lowestPort + rand.IntN(hi-lowestPort)
-		if given[p] {
-			continue
-		}
-		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(p))
-		l, err := net.Listen("tcp", addr)
-		if err != nil {
-			continue
-		}
-		l.Close()
-		given[p] = true
-		return addr, nil
-	}
-	return "", fmt.Errorf("no free port between %d and %d", lowestPort, hi)
-}
+// freePort is where the bench's listeners go: below the kernel's ephemeral
+// range, where the bench's own client connections (tens of thousands in a
+// rate run) take their source ports (testenv.FreePort).
+func freePort() (string, error) { return testenv.FreePort() }
 
 // waitListening waits until process pid listens on addr. It fails as soon
 // as the process exited (saying so when another process holds the port:

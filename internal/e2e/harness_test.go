@@ -225,13 +225,14 @@ func (tw *testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// freePort is a port for a listener the test starts later, below the
+// kernel's ephemeral range (testenv.FreePort).
 func freePort(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := testenv.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	_, p, _ := net.SplitHostPort(l.Addr().String())
+	_, p, _ := net.SplitHostPort(addr)
 	return p
 }
 

@@ -1,7 +1,6 @@
 package testenv
 
 import (
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -18,7 +17,6 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -263,12 +261,10 @@ func randomHex(n int) string {
 }
 
 func freeTCPPort() (string, error) {
-	var lc net.ListenConfig
-	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+	addr, err := FreePort()
 	if err != nil {
 		return "", err
 	}
-	defer ln.Close()
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	return strings.TrimSpace(port), nil
+	_, port, _ := net.SplitHostPort(addr)
+	return port, nil
 }

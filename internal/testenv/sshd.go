@@ -65,13 +65,13 @@ func StartSSHD(t testing.TB, opts SSHDOptions) *SSHD {
 	d.HostKey = signer.PublicKey()
 	d.HostKeyLine = strings.TrimSpace(string(ssh.MarshalAuthorizedKey(d.HostKey)))
 	var conf strings.Builder
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	d.Port = l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	d.Addr = fmt.Sprintf("127.0.0.1:%d", d.Port)
+	_, port, _ := net.SplitHostPort(addr)
+	d.Port, _ = strconv.Atoi(port)
+	d.Addr = addr
 	fmt.Fprintf(&conf, "Port %d\nListenAddress 127.0.0.1\nHostKey %s\n", d.Port, hostKey)
 	if opts.SessionCA != nil {
 		ca := filepath.Join(d.Dir, "gatehouse_session_ca.pub")

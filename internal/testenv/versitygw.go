@@ -93,12 +93,11 @@ func startVersityGW(t testing.TB, iam bool) *VersityGW {
 			t.Fatal(err)
 		}
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	g.addr = l.Addr().String()
-	l.Close()
+	g.addr = addr
 	g.Endpoint = "http://" + g.addr
 	g.Start()
 	t.Cleanup(g.Stop)
