@@ -64,8 +64,9 @@ const (
 // joined to it (CI under load: "rm -rf X" refused, then "echo ok" ran as
 // "rm -rf Xecho ok"). So after a refusal the next line is also read off the
 // screen once its echo has come — readline redraws the whole line on the
-// first key — whatever its keys say (recheck), and an Enter on an empty
-// line is sent after another cancel. A continued line (after a trailing
+// first key — whatever its keys say (recheck), an Enter on an empty
+// line is sent after another cancel, and a line typed ahead before the
+// shell answered (the rest of a paste) is refused. A continued line (after a trailing
 // backslash) stays continued: the next line is checked joined to it.
 var cancelLine = []byte{0x05, 0x15}
 
@@ -188,6 +189,10 @@ func (g *lineGuard) waitEcho(st cmdline.State) cmdline.State {
 // could not be read.
 var errLineUnread = errors.New("the line could not be read (it was edited and its echo did not arrive in time); retype it")
 
+// errAheadOfRefused is the reason for a line typed ahead of the shell's
+// answer right after a refused line (a paste's lines after the refused one).
+var errAheadOfRefused = errors.New("it was typed ahead of the shell right after a refused line; retype it at the prompt")
+
 // decide sends the Enter on, or refuses the line.
 func (g *lineGuard) decide(h heldLine, enter []byte) error {
 	if h.skip {
@@ -203,6 +208,12 @@ func (g *lineGuard) decide(h heldLine, enter []byte) error {
 	var warnings []string
 	if !h.known && g.deny {
 		deny, denied = errLineUnread.Error(), strings.Join(h.lines, " | ")
+	}
+	if g.recheck && h.ahead && g.deny && deny == "" {
+		// Typed ahead right after a refusal: the screen cannot show it
+		// yet, and the shell may still hold the refused text (see
+		// cancelLine). Fail closed.
+		deny, denied = errAheadOfRefused.Error(), strings.Join(h.lines, " | ")
 	}
 	lines := h.lines
 	if g.carry != "" {
