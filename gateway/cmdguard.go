@@ -66,7 +66,9 @@ const (
 // screen once its echo has come — readline redraws the whole line on the
 // first key — whatever its keys say (recheck), an Enter on an empty
 // line is sent after another cancel, and a line typed ahead before the
-// shell answered (the rest of a paste) is refused. A continued line (after a trailing
+// shell answered (the rest of a paste) is refused. A later CI run under
+// the same load saw the joined line run again with the first two in
+// place: that case is still open (docs/policy.md). A continued line (after a trailing
 // backslash) stays continued: the next line is checked joined to it.
 var cancelLine = []byte{0x05, 0x15}
 
