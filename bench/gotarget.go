@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 
@@ -86,6 +87,9 @@ func (t *GoTarget) conn(c net.Conn) {
 	}
 }
 
+// prompt is the Go target shell's prompt.
+const prompt = "$ "
+
 // session answers one session channel: exec exits 0 at once; a shell
 // prints a prompt and echoes what is typed until the client closes.
 func session(ch ssh.Channel, reqs <-chan *ssh.Request) {
@@ -99,7 +103,7 @@ func session(ch ssh.Channel, reqs <-chan *ssh.Request) {
 			ch.Close()
 		case "shell":
 			req.Reply(true, nil)
-			ch.Write([]byte("$ "))
+			ch.Write([]byte(prompt))
 			go echoLines(ch)
 		case "pty-req", "env", "window-change":
 			req.Reply(req.WantReply, nil)
@@ -119,7 +123,7 @@ func echoLines(ch ssh.Channel) {
 			ch.Close()
 			return
 		}
-		out := bytes.ReplaceAll(buf[:n], []byte("\r"), []byte("\r\n$ "))
+		out := bytes.ReplaceAll(buf[:n], []byte("\r"), []byte("\r\n"+prompt))
 		if _, err := ch.Write(out); err != nil {
 			return
 		}
@@ -129,22 +133,31 @@ func echoLines(ch ssh.Channel) {
 // IdleSession opens one interactive session (pty and shell) and waits for
 // the prompt.
 func IdleSession(addr string, cfg *ssh.ClientConfig) (*ssh.Client, error) {
+	c, _, _, err := InteractiveSession(addr, cfg)
+	return c, err
+}
+
+// InteractiveSession opens one interactive session (pty and shell) to the
+// Go target's shell, waits for its prompt and returns the session's stdin
+// and stdout.
+func InteractiveSession(addr string, cfg *ssh.ClientConfig) (*ssh.Client, io.WriteCloser, io.Reader, error) {
 	c, err := ssh.Dial("tcp", addr, cfg)
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
 	s, err := c.NewSession()
 	if err != nil {
 		c.Close()
-		return nil, err
+		return nil, nil, nil, err
 	}
 	// Stdin stays open, as a person's terminal does: with no Stdin the
 	// session sends EOF at once and the shell on the target ends, leaving
 	// a connection without a session (the figure then missed every
 	// goroutine and buffer of the session itself).
-	if _, err = s.StdinPipe(); err != nil {
+	in, err := s.StdinPipe()
+	if err != nil {
 		c.Close()
-		return nil, err
+		return nil, nil, nil, err
 	}
 	out, err := s.StdoutPipe()
 	if err == nil {
@@ -154,12 +167,11 @@ func IdleSession(addr string, cfg *ssh.ClientConfig) (*ssh.Client, error) {
 		err = s.Shell()
 	}
 	if err == nil {
-		buf := make([]byte, 16)
-		_, err = out.Read(buf)
+		_, err = io.ReadFull(out, make([]byte, len(prompt)))
 	}
 	if err != nil {
 		c.Close()
-		return nil, err
+		return nil, nil, nil, err
 	}
-	return c, nil
+	return c, in, out, nil
 }

@@ -5,8 +5,6 @@ import (
 	"io"
 	"testing"
 	"time"
-
-	"golang.org/x/crypto/ssh"
 )
 
 // BenchmarkKeystroke types one key at a time into an interactive recorded
@@ -22,37 +20,15 @@ func BenchmarkKeystroke(b *testing.B) {
 	gw, ccfg, tgt := startInProcessGateway(b)
 	defer gw.Close(context.Background())
 	defer tgt.Close()
-	c, err := ssh.Dial("tcp", gw.SSHAddr(), ccfg)
+	c, in, out, err := InteractiveSession(gw.SSHAddr(), ccfg)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer c.Close()
-	s, err := c.NewSession()
-	if err != nil {
-		b.Fatal(err)
-	}
-	in, err := s.StdinPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	out, err := s.StdoutPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := s.RequestPty("xterm", 24, 80, ssh.TerminalModes{}); err != nil {
-		b.Fatal(err)
-	}
-	if err := s.Shell(); err != nil {
-		b.Fatal(err)
-	}
-	prompt := make([]byte, 2)
-	if _, err := io.ReadFull(out, prompt); err != nil {
-		b.Fatal(err)
-	}
 	// Lines of 39 keys and Enter, as a person types short commands: the
 	// command tracker sees lines end, not one line growing for ever.
 	x, enter := []byte{'x'}, []byte{'\r'}
-	echoX, echoEnter := []byte("x"), []byte("\r\n$ ")
+	echoX, echoEnter := []byte("x"), []byte("\r\n"+prompt)
 	got := make([]byte, len(echoEnter))
 	b.ResetTimer()
 	cpu0 := ProcessCPU()
